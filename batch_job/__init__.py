@@ -1,0 +1,1 @@
+"""bgzip-workflow's batch job engine: BGZF conversion of bioindex prefixes, on S3 or a local folder."""

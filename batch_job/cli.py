@@ -1,0 +1,160 @@
+"""`bgzip-job`: the command the AWS Batch jobs run, and that works the same on a local folder.
+
+Exit status: 0 all files done; 1 some files failed (they are named); 2 nothing was done (bad input,
+a refused precondition, or the store could not be reached).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from batch_job import runfolder as rf
+from batch_job.bgzf import DEFAULT_LEVEL
+from batch_job.locations import BadInput, parse_location
+from batch_job.progress import human_bytes
+from batch_job.runfolder import RunFolder
+from batch_job.steps.runner import Refused, default_shard, run_step
+from batch_job.stores import StoreError
+
+log = logging.getLogger("bgzip-job")
+
+
+def _run_folder(uri: str, create: bool = False) -> RunFolder:
+    if "://" not in uri and create:
+        os.makedirs(uri, exist_ok=True)
+    location = parse_location(uri)
+    return RunFolder(location)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from batch_job.steps.plan import make_plan
+
+    plan = make_plan(
+        args.target,
+        args.index,
+        _run_folder(args.run, create=True),
+        rollback=args.rollback,
+        shards=args.shards,
+        shard_bytes=args.shard_bytes,
+    )
+    log.info(
+        "plan: %s run of index %s: %d files, %s, %d shards -> %s",
+        plan.mode,
+        plan.index,
+        len(plan.files),
+        human_bytes(plan.total_bytes),
+        plan.shards,
+        args.run,
+    )
+    print(plan.shards)
+    return 0
+
+
+def _step(args: argparse.Namespace, step: str, mode: str, work, **kwargs) -> int:
+    progress = run_step(
+        _run_folder(args.run),
+        step,
+        mode,
+        default_shard(args.shard),
+        work,
+        threads=args.threads,
+        parallel_files=args.files_in_parallel,
+        **kwargs,
+    )
+    print(progress.summary(), flush=True)
+    return 1 if progress.failed else 0
+
+
+def cmd_compress(args: argparse.Namespace) -> int:
+    from batch_job.bgzf import libdeflate_level
+    from batch_job.steps.compress import compress_file
+
+    libdeflate_level(args.level)  # refuse a bad level before touching anything
+    return _step(args, rf.STEP_COMPRESS, rf.COMPRESS, lambda ctx, f: compress_file(ctx, f, args.level))
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    from batch_job.steps.decompress import decompress_file
+
+    return _step(args, rf.STEP_DECOMPRESS, rf.ROLLBACK, decompress_file)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from batch_job.steps.verify import verify_file
+
+    mode = _run_folder(args.run).read_plan().mode
+    return _step(args, rf.STEP_VERIFY, mode, verify_file)
+
+
+def _guarded_delete(args: argparse.Namespace, step: str, mode: str) -> int:
+    from batch_job.steps.delete import GuardedDelete, check_flag
+
+    guard = GuardedDelete()
+    return _step(args, step, mode, guard.check_file, finish_shard=guard.finish_shard, check=check_flag)
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    return _guarded_delete(args, rf.STEP_DELETE, rf.COMPRESS)
+
+
+def cmd_remove_compressed(args: argparse.Namespace) -> int:
+    return _guarded_delete(args, rf.STEP_REMOVE_COMPRESSED, rf.ROLLBACK)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bgzip-job",
+        description="Convert the JSON-lines files of a bioindex prefix to BGZF (.gz + .gzi) and back, safely.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    plan = sub.add_parser("plan", help="list the target and write RUN/plan.json; prints the shard count")
+    plan.add_argument("target", help="s3://bucket/prefix/ or a local folder")
+    plan.add_argument("--index", required=True, help="bioindex index name")
+    plan.add_argument("--run", required=True, help="run folder: s3://bucket/runs/NAME/ or a local folder")
+    plan.add_argument("--rollback", action="store_true", help="plan a rollback: every X.json.gz with its .gzi")
+    plan.add_argument("--shards", type=int, help="number of shards (Batch array size)")
+    plan.add_argument("--shard-bytes", type=int, help="aim for this many bytes per shard")
+    plan.set_defaults(func=cmd_plan)
+
+    steps = [
+        ("compress", cmd_compress, "X.json -> X.json.gz + X.json.gz.gzi, originals kept"),
+        ("verify", cmd_verify, "check every pair with htslib, SHA-256, the .gzi and random access"),
+        ("delete", cmd_delete, "delete verified originals; needs RUN/flag.json with compressed=true"),
+        ("decompress", cmd_decompress, "rollback: restore X.json from X.json.gz"),
+        ("remove-compressed", cmd_remove_compressed, "rollback: delete .gz/.gzi; needs flag.json compressed=false"),
+    ]
+    for name, func, text in steps:
+        step = sub.add_parser(name, help=text)
+        step.add_argument("--run", required=True, help="run folder holding plan.json")
+        step.add_argument("--shard", type=int, help="shard to work on (default: $AWS_BATCH_JOB_ARRAY_INDEX, else all)")
+        step.add_argument("--threads", type=_positive, default=os.cpu_count() or 1, help="codec threads")
+        step.add_argument("--files-in-parallel", type=_positive, default=2, help="files worked on at once")
+        if name == "compress":
+            step.add_argument("--level", type=int, default=DEFAULT_LEVEL, help="as bgzip -l: -1 (default) or 0..9")
+        step.set_defaults(func=func)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (BadInput, Refused, ValueError) as exc:
+        print(f"bgzip-job {args.command}: error: {exc}", file=sys.stderr)
+    except (StoreError, BotoCoreError, ClientError) as exc:
+        print(f"bgzip-job {args.command}: error: cannot access storage: {exc}", file=sys.stderr)
+    return 2

@@ -1,0 +1,151 @@
+"""Streaming BGZF compression and decompression with blocks worked on in parallel threads.
+
+libdeflate releases the GIL, so a thread pool scales over cores. Input is read in batches of whole
+blocks and at most `window` batches are in flight, so memory stays bounded whatever the file size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Executor, Future
+from typing import BinaryIO
+
+from batch_job import bgzf
+
+BATCH_BLOCKS = 16  # blocks per task: about 1 MiB of input, few enough tasks to keep overhead low
+
+
+def read_exact(stream: BinaryIO, size: int) -> bytes:
+    """Read `size` bytes, or fewer only at end of stream (network bodies return short reads)."""
+    parts = []
+    remaining = size
+    while remaining:
+        chunk = stream.read(remaining)
+        if not chunk:
+            break
+        parts.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(parts)
+
+
+def _ordered(pool: Executor, tasks: Iterable[Callable[[], object]], window: int) -> Iterator:
+    """Run tasks on the pool, at most `window` at once, yielding results in submission order."""
+    pending: deque[Future] = deque()
+    try:
+        for task in tasks:
+            pending.append(pool.submit(task))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _compress_batch(data: bytes, lib_level: int) -> tuple[bytes, list[tuple[int, int]]]:
+    blocks = []
+    sizes = []
+    for start in range(0, len(data), bgzf.BLOCK_DATA_SIZE):
+        raw = data[start : start + bgzf.BLOCK_DATA_SIZE]
+        block = bgzf.encode_block(raw, lib_level)
+        blocks.append(block)
+        sizes.append((len(block), len(raw)))
+    return b"".join(blocks), sizes
+
+
+class Compression:
+    """One file's compression: iterate it for the .gz bytes, then read `index` and `sha256`.
+
+    The SHA-256 of the input is computed on the way, so the compress manifest can record what was
+    compressed without a second read.
+    """
+
+    def __init__(self, source: BinaryIO, pool: Executor, level: int, window: int) -> None:
+        self._source = source
+        self._pool = pool
+        self._lib_level = bgzf.libdeflate_level(level)
+        self._window = window
+        self.index = bgzf.BlockIndex()
+        self.sha256 = hashlib.sha256()
+
+    def _tasks(self) -> Iterator[Callable[[], tuple[bytes, list[tuple[int, int]]]]]:
+        size = bgzf.BLOCK_DATA_SIZE * BATCH_BLOCKS
+        while True:
+            data = read_exact(self._source, size)
+            if not data:
+                return
+            self.sha256.update(data)
+            yield lambda data=data: _compress_batch(data, self._lib_level)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for blob, sizes in _ordered(self._pool, self._tasks(), self._window):
+            for compressed_len, raw_len in sizes:
+                self.index.add_block(compressed_len, raw_len)
+            yield blob
+        self.index.add_block(len(bgzf.EOF_BLOCK), 0)
+        yield bgzf.EOF_BLOCK
+
+
+def _decode_batch(blocks: list[bytes]) -> bytes:
+    return b"".join(bgzf.decode_block(block) for block in blocks)
+
+
+class Decompression:
+    """One file's decompression with every block's CRC checked; iterate it for the raw bytes.
+
+    After iteration `index` holds the block index rebuilt from the stream (to compare with a .gzi)
+    and `sha256` the digest of the output.
+    """
+
+    def __init__(self, chunks: Iterable[bytes], pool: Executor, window: int) -> None:
+        self._chunks = chunks
+        self._pool = pool
+        self._window = window
+        self.index = bgzf.BlockIndex()
+        self.sha256 = hashlib.sha256()
+        self.saw_eof_block = False
+
+    def _batches(self) -> Iterator[list[bytes]]:
+        batch: list[bytes] = []
+        for block in bgzf.iter_blocks(self._chunks):
+            self.saw_eof_block = block == bgzf.EOF_BLOCK
+            batch.append(block)
+            if len(batch) == BATCH_BLOCKS:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    def _tasks(self) -> Iterator[tuple[list[bytes], Callable[[], bytes]]]:
+        for batch in self._batches():
+            yield lambda batch=batch: (batch, _decode_batch(batch))
+
+    def __iter__(self) -> Iterator[bytes]:
+        for batch, data in _ordered(self._pool, self._tasks(), self._window):
+            for block in batch:
+                self.index.add_block(len(block), int.from_bytes(block[-4:], "little"))
+            self.sha256.update(data)
+            yield data
+        if not self.saw_eof_block:
+            raise bgzf.BGZFError("BGZF stream ends without the EOF block (truncated file)")
+
+
+class CountingReader:
+    """Wraps a read stream and reports the bytes read, for progress on long files."""
+
+    def __init__(self, stream: BinaryIO, report: Callable[[int], None]) -> None:
+        self._stream = stream
+        self._report = report
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._stream.read(size)
+        self._report(len(data))
+        return data
+
+
+def iter_stream(stream: BinaryIO, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    while chunk := stream.read(chunk_size):
+        yield chunk

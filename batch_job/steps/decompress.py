@@ -1,0 +1,41 @@
+"""Rollback: restore each planned X.json from X.json.gz, streaming, with every block's CRC checked.
+
+A restored X.json records the .gz ETag it was made from, so a re-run skips what is done. An X.json
+that is already there and was not made by us (the originals were never deleted) is left untouched:
+verify then proves it equals the .gz before anything compressed is removed.
+"""
+
+from __future__ import annotations
+
+from batch_job import runfolder as rf
+from batch_job.codec import CountingReader, Decompression, iter_stream
+from batch_job.runfolder import PlannedFile
+from batch_job.steps.compress import current_source
+from batch_job.steps.runner import FileFailed, StepContext
+
+
+def decompress_file(ctx: StepContext, planned: PlannedFile) -> dict:
+    store = ctx.target.store
+    gz = current_source(ctx, planned)
+    record = {"key": planned.key, "ok": True, "gz_etag": gz.etag, "gz_size": gz.size}
+    existing = store.head(planned.original)
+    if existing is not None:
+        ctx.progress.advance(gz.size, existing.size)
+        made_by_us = existing.metadata.get(rf.META_SOURCE_ETAG) == gz.etag
+        status = "already-done" if made_by_us else "kept-existing"
+        return record | {"status": status, "original_etag": existing.etag, "original_size": existing.size}
+
+    meta = {rf.META_SOURCE_ETAG: gz.etag, rf.META_SOURCE_SIZE: str(gz.size)}
+    with store.open(planned.key, gz.etag) as stream:
+        reader = CountingReader(stream, lambda n: ctx.progress.advance(bytes_in=n))
+        decompression = Decompression(iter_stream(reader), ctx.codec_pool, window=2 * ctx.threads)
+        restored = store.write(planned.original, decompression, meta, size_hint=8 * gz.size)
+    if restored.size != decompression.index.uncompressed_size:
+        raise FileFailed(f"wrote {restored.size} bytes of {planned.original}, decompressed more")
+    ctx.progress.advance(bytes_out=restored.size)
+    return record | {
+        "status": "restored",
+        "sha256": decompression.sha256.hexdigest(),
+        "original_etag": restored.etag,
+        "original_size": restored.size,
+    }

@@ -1,0 +1,94 @@
+"""The only destructive steps: delete the originals (compress run) or the compressed files (rollback).
+
+Each re-checks everything itself, whatever the workflow did before it:
+- the run folder holds flag.json confirming the bioindex flag for this index and prefix
+  (`compressed: true` before originals go, `false` before compressed files go);
+- this run's verify manifest records the file OK;
+- the file to keep and the files to delete still have the ETags verify recorded.
+Only keys derived from the plan are deleted, in DeleteObjects batches. A file already deleted by an
+earlier attempt counts as done, so the step can be re-run after any failure.
+"""
+
+from __future__ import annotations
+
+from batch_job import runfolder as rf
+from batch_job.runfolder import Plan, PlannedFile, RunFolder
+from batch_job.steps.runner import FileFailed, Refused, StepContext
+
+
+def check_flag(run: RunFolder, plan: Plan) -> None:
+    """Refuse the whole step unless flag.json confirms the flag this run's deletions depend on."""
+    wanted = plan.mode == rf.COMPRESS
+    flag = run.read_flag()
+    if flag is None:
+        raise Refused(
+            f"no {rf.FLAG} in {run.uri}: the bioindex flag was never confirmed "
+            f"compressed={str(wanted).lower()}, so nothing is deleted"
+        )
+    if (flag.index, flag.prefix) != (plan.index, plan.prefix):
+        raise Refused(
+            f"{rf.FLAG} is for index {flag.index!r} prefix {flag.prefix!r}, "
+            f"but this run is index {plan.index!r} prefix {plan.prefix!r}; nothing is deleted"
+        )
+    if flag.compressed is not wanted:
+        raise Refused(f"{rf.FLAG} says compressed={str(flag.compressed).lower()}; nothing is deleted")
+
+
+def _verified(ctx: StepContext, shard: int) -> dict[str, dict]:
+    manifest = ctx.run.read_manifest(rf.STEP_VERIFY, shard)
+    if manifest is None:
+        return {}
+    return {r["key"]: r for r in manifest["files"] if r.get("ok")}
+
+
+class GuardedDelete:
+    """Per-file checks in parallel, then one batched delete per shard of what passed."""
+
+    def __init__(self) -> None:
+        self._verified: dict[int, dict[str, dict]] = {}
+
+    def _record_of(self, ctx: StepContext, planned: PlannedFile) -> dict:
+        if planned.shard not in self._verified:
+            self._verified[planned.shard] = _verified(ctx, planned.shard)
+        record = self._verified[planned.shard].get(planned.key)
+        if record is None:
+            raise FileFailed(f"{planned.key} was not verified OK in this run")
+        return record
+
+    def check_file(self, ctx: StepContext, planned: PlannedFile) -> dict:
+        verified = self._record_of(ctx, planned)
+        store = ctx.target.store
+        expected = {
+            planned.original: verified["original_etag"],
+            planned.compressed: verified["gz_etag"],
+            planned.index: verified["gzi_etag"],
+        }
+        if ctx.plan.mode == rf.COMPRESS:
+            keep, remove = [planned.compressed, planned.index], [planned.original]
+        else:
+            keep, remove = [planned.original], [planned.compressed, planned.index]
+        for key in keep:
+            info = store.head(key)
+            if info is None or info.etag != expected[key]:
+                raise FileFailed(f"{key} is missing or changed since it was verified; nothing deleted for it")
+        present = []
+        for key in remove:
+            info = store.head(key)
+            if info is None:
+                continue
+            if info.etag != expected[key]:
+                raise FileFailed(f"{key} changed since it was verified; not deleted")
+            present.append(key)
+        ctx.progress.advance(bytes_in=planned.size)
+        status = "deleted" if present else "already-deleted"
+        return {"key": planned.key, "ok": True, "status": status, "deleted": present}
+
+    def finish_shard(self, ctx: StepContext, shard: int, records: list[dict]) -> None:
+        keys = [k for r in records if r["ok"] for k in r["deleted"]]
+        try:
+            ctx.target.store.delete(keys)
+        except Exception as exc:  # the manifest must say these were not deleted, not crash the step
+            for record in records:
+                if record["ok"] and record["deleted"]:
+                    record.update(ok=False, status="failed", error=f"delete failed: {exc}")
+                    ctx.progress.failed.append(record["key"])

@@ -1,0 +1,122 @@
+"""List the target once and write plan.json: the files to convert, their ETags, and shards balanced
+by bytes. Every later step works from this plan and re-checks each file against it.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+
+from batch_job.locations import BadInput, Location, parse_location
+from batch_job.runfolder import (
+    COMPRESS,
+    COMPRESSED_SUFFIX,
+    ORIGINAL_SUFFIX,
+    ROLLBACK,
+    Plan,
+    PlannedFile,
+    RunFolder,
+)
+from batch_job.stores import LocalStore, ObjectInfo, S3Store
+
+log = logging.getLogger("bgzip-job")
+
+GiB = 1024**3
+DEFAULT_SHARD_BYTES = 20 * GiB
+MAX_SHARDS = 10_000  # the largest Batch array
+
+
+def assign_shards(objects: list[ObjectInfo], shards: int) -> list[PlannedFile]:
+    """Largest file first onto the shard with the fewest bytes so far (balanced, deterministic)."""
+    heap = [(0, k) for k in range(shards)]
+    planned = []
+    for obj in sorted(objects, key=lambda o: (-o.size, o.key)):
+        load, k = heapq.heappop(heap)
+        planned.append(PlannedFile(obj.key, obj.size, obj.etag, k))
+        heapq.heappush(heap, (load + obj.size, k))
+    return sorted(planned, key=lambda f: f.key)
+
+
+def shard_count(objects: list[ObjectInfo], shards: int | None, shard_bytes: int | None) -> int:
+    if shards is not None and shard_bytes is not None:
+        raise BadInput("give --shards or --shard-bytes, not both")
+    if shards is not None and shards < 1:
+        raise BadInput(f"--shards must be at least 1, got {shards}")
+    if shard_bytes is not None and shard_bytes < 1:
+        raise BadInput(f"--shard-bytes must be at least 1, got {shard_bytes}")
+    if shards is None:
+        total = sum(o.size for o in objects)
+        shards = max(1, -(-total // (shard_bytes or DEFAULT_SHARD_BYTES)))
+    return max(1, min(shards, len(objects), MAX_SHARDS))
+
+
+def _bioindex_prefix(target: Location) -> str:
+    """The prefix the bioindex knows the index by: the S3 key prefix (a local folder: its name)."""
+    if isinstance(target.store, LocalStore):
+        return target.store.root.name + "/"
+    return target.prefix
+
+
+def _select(objects: list[ObjectInfo], mode: str) -> list[ObjectInfo]:
+    if mode == COMPRESS:
+        return [o for o in objects if o.key.endswith(ORIGINAL_SUFFIX)]
+    keys = {o.key for o in objects}
+    compressed = [o for o in objects if o.key.endswith(COMPRESSED_SUFFIX)]
+    missing = [o.key for o in compressed if o.key + ".gzi" not in keys]
+    if missing:
+        raise BadInput(
+            f"{len(missing)} .json.gz files have no .gzi beside them (e.g. {missing[0]}); "
+            "they are not this workflow's output and would stay compressed after the flag is cleared"
+        )
+    return compressed
+
+
+def _check_run_outside_target(run: RunFolder, target: Location) -> None:
+    """The run folder's manifests are .json files: inside the target they would be planned too."""
+    a, b = run.location, target
+    if isinstance(a.store, LocalStore) and isinstance(b.store, LocalStore):
+        inside = a.store.root.is_relative_to(b.store.root)
+    elif isinstance(a.store, S3Store) and isinstance(b.store, S3Store):
+        inside = a.store.bucket == b.store.bucket and a.prefix.startswith(b.prefix)
+    else:
+        inside = False
+    if inside:
+        raise BadInput(f"the run folder {run.uri} is inside the target {target.uri}; put it elsewhere")
+
+
+def make_plan(
+    target_uri: str,
+    index: str,
+    run: RunFolder,
+    *,
+    rollback: bool = False,
+    shards: int | None = None,
+    shard_bytes: int | None = None,
+) -> Plan:
+    """Write the run's plan, or return the plan already there if it is for the same work.
+
+    An existing plan is kept (not re-listed) so that re-running the Plan step after a failure
+    continues the same run instead of silently changing what it covers.
+    """
+    if not index or "/" in index:
+        raise BadInput(f"index name {index!r} must be non-empty and contain no '/'")
+    target = parse_location(target_uri)
+    _check_run_outside_target(run, target)
+    mode = ROLLBACK if rollback else COMPRESS
+    if run.has_plan():
+        plan = run.read_plan()
+        if (plan.mode, plan.index, plan.target) != (mode, index, target.uri):
+            raise BadInput(
+                f"run folder {run.uri} already holds a {plan.mode} plan for index {plan.index!r} at "
+                f"{plan.target}; use a new run folder"
+            )
+        log.info("plan: keeping the existing plan in %s (%d files)", run.uri, len(plan.files))
+        return plan
+    objects = _select(list(target.store.list_objects(target.prefix)), mode)
+    if not objects:
+        what = "*.json" if mode == COMPRESS else "*.json.gz with a .gzi"
+        raise BadInput(f"nothing to do: no {what} under {target.uri}")
+    count = shard_count(objects, shards, shard_bytes)
+    plan = Plan(mode, index, target.uri, _bioindex_prefix(target), count, assign_shards(objects, count))
+    run.write_plan(plan)
+    return plan

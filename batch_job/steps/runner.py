@@ -1,0 +1,130 @@
+"""Runs one step over the files of a shard: files in parallel, transient errors retried, every
+file's outcome written to the step's manifest in the run folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from batch_job.locations import BadInput, Location, parse_location
+from batch_job.progress import Progress
+from batch_job.runfolder import Plan, PlannedFile, RunFolder, now
+from batch_job.stores import ObjectChanged, StoreError
+
+log = logging.getLogger("bgzip-job")
+
+ATTEMPTS = 3
+
+
+class FileFailed(Exception):
+    """This file cannot be done as planned (changed source, bad output); retrying will not help."""
+
+
+class Refused(Exception):
+    """A step's precondition does not hold; the step changed nothing."""
+
+
+@dataclass
+class StepContext:
+    run: RunFolder
+    plan: Plan
+    target: Location
+    progress: Progress
+    codec_pool: ThreadPoolExecutor
+    threads: int
+
+
+FileWork = Callable[[StepContext, PlannedFile], dict]
+ShardFinish = Callable[[StepContext, int, list[dict]], None]
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ObjectChanged | FileFailed | BadInput):
+        return False
+    return isinstance(exc, StoreError | BotoCoreError | ClientError | OSError)
+
+
+def _attempt(ctx: StepContext, work: FileWork, planned: PlannedFile) -> dict:
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            record = work(ctx, planned)
+            ctx.progress.file_done(planned.key, record["ok"], record.get("error", ""))
+            return record
+        except Exception as exc:  # every failure becomes a manifest record, never a silent skip
+            if attempt < ATTEMPTS and _is_transient(exc):
+                log.warning("%s: %s: attempt %d failed (%s), retrying", ctx.progress.step, planned.key, attempt, exc)
+                time.sleep(min(2**attempt, 10))
+                continue
+            error = f"{type(exc).__name__}: {exc}"
+            ctx.progress.file_done(planned.key, False, error)
+            return {"key": planned.key, "ok": False, "error": error}
+    raise AssertionError("unreachable")
+
+
+def load_plan(run: RunFolder, mode: str) -> tuple[Plan, Location]:
+    plan = run.read_plan()
+    if plan.mode != mode:
+        raise BadInput(f"the plan in {run.uri} is a {plan.mode} plan; this step belongs to a {mode} run")
+    return plan, parse_location(plan.target)
+
+
+def default_shard(shard: int | None) -> int | None:
+    """The shard to work on: the argument, else the Batch array index, else None for all shards."""
+    if shard is not None:
+        return shard
+    index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
+    return int(index) if index not in (None, "") else None
+
+
+def run_step(
+    run: RunFolder,
+    step: str,
+    mode: str,
+    shard: int | None,
+    work: FileWork,
+    *,
+    threads: int,
+    parallel_files: int = 2,
+    finish_shard: ShardFinish | None = None,
+    check: Callable[[RunFolder, Plan], None] | None = None,
+) -> Progress:
+    """Do `work` for every planned file of the shard(s) and write `<step>/shard-K.json` for each."""
+    plan, target = load_plan(run, mode)
+    if check is not None:
+        check(run, plan)
+    shards = [shard] if shard is not None else list(range(plan.shards))
+    files = [f for k in shards for f in plan.files_of(k)]
+    progress = Progress(step, len(files), sum(f.size for f in files))
+    with ThreadPoolExecutor(threads, thread_name_prefix="codec") as codec_pool:
+        ctx = StepContext(run, plan, target, progress, codec_pool, threads)
+        with ThreadPoolExecutor(parallel_files, thread_name_prefix="file") as file_pool:
+            for k in shards:
+                started = now()
+                records = list(file_pool.map(lambda f: _attempt(ctx, work, f), plan.files_of(k)))
+                if finish_shard is not None:
+                    finish_shard(ctx, k, records)
+                failed = [r["key"] for r in records if not r["ok"]]
+                run.write_manifest(
+                    step,
+                    k,
+                    {
+                        "step": step,
+                        "shard": k,
+                        "index": plan.index,
+                        "target": plan.target,
+                        "plan_created": plan.created,
+                        "started": started,
+                        "finished": now(),
+                        "ok": not failed,
+                        "failed": failed,
+                        "files": records,
+                    },
+                )
+    return progress

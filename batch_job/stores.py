@@ -1,0 +1,335 @@
+"""Object stores the jobs read and write: S3 (plain boto3) and a local folder, behind one interface.
+
+Every step compares ETags, so both stores give each object one: S3's own, or for a local file its
+mtime and size. Both stores attach user metadata to objects (S3 metadata, local extended attributes)
+so that an output records the source it was made from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+MiB = 1024 * 1024
+PART_SIZE = 16 * MiB
+MAX_PARTS = 10_000
+DELETE_BATCH = 1000
+
+
+class StoreError(RuntimeError):
+    """An object could not be read or written; the message names it."""
+
+
+class ObjectChanged(StoreError):
+    """The object is not the version the caller expected (ETag differs or it is gone)."""
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    metadata: dict[str, str] = field(default_factory=dict, compare=False)
+
+
+class Store:
+    """Interface of a store; keys are `/`-separated paths within the bucket or folder."""
+
+    def uri(self, key: str) -> str:
+        raise NotImplementedError
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        raise NotImplementedError
+
+    def head(self, key: str) -> ObjectInfo | None:
+        raise NotImplementedError
+
+    def open(self, key: str, etag: str | None = None) -> contextlib.AbstractContextManager[BinaryIO]:
+        """A read stream; with `etag`, ObjectChanged unless the object is exactly that version."""
+        raise NotImplementedError
+
+    def read_range(self, key: str, start: int, length: int, etag: str) -> bytes:
+        raise NotImplementedError
+
+    def write(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str], size_hint: int = 0) -> ObjectInfo:
+        """Store the streamed bytes as `key` all at once: readers never see a partial object."""
+        raise NotImplementedError
+
+    def delete(self, keys: list[str]) -> None:
+        """Delete the keys; a key already gone is not an error (deletes are re-run after failures)."""
+        raise NotImplementedError
+
+    def read_bytes(self, key: str) -> bytes | None:
+        info = self.head(key)
+        if info is None:
+            return None
+        with self.open(key) as stream:
+            return stream.read()
+
+    def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> ObjectInfo:
+        return self.write(key, [data], metadata or {})
+
+
+def s3_client():
+    """A boto3 S3 client honouring the standard environment, with adaptive retries for throttling."""
+    config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=64)
+    return boto3.session.Session().client("s3", config=config)
+
+
+class S3Store(Store):
+    def __init__(self, bucket: str, client=None) -> None:
+        self.bucket = bucket
+        self.client = client or s3_client()
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def _error(self, exc: ClientError, key: str) -> StoreError:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("PreconditionFailed", "NoSuchKey", "404"):
+            return ObjectChanged(f"{self.uri(key)} is gone or changed ({code})")
+        return StoreError(f"{self.uri(key)}: {code or exc}")
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        try:
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    yield ObjectInfo(item["Key"], item["Size"], item["ETag"].strip('"'))
+        except ClientError as exc:
+            raise self._error(exc, prefix) from exc
+
+    def head(self, key: str) -> ObjectInfo | None:
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=key)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._error(exc, key) from exc
+        return ObjectInfo(key, resp["ContentLength"], resp["ETag"].strip('"'), resp.get("Metadata", {}))
+
+    @contextlib.contextmanager
+    def open(self, key: str, etag: str | None = None) -> Iterator[BinaryIO]:
+        extra = {"IfMatch": f'"{etag}"'} if etag else {}
+        try:
+            body = self.client.get_object(Bucket=self.bucket, Key=key, **extra)["Body"]
+        except ClientError as exc:
+            raise self._error(exc, key) from exc
+        try:
+            yield body
+        finally:
+            body.close()
+
+    def read_range(self, key: str, start: int, length: int, etag: str) -> bytes:
+        if length <= 0:
+            return b""
+        try:
+            resp = self.client.get_object(
+                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}", IfMatch=f'"{etag}"'
+            )
+        except ClientError as exc:
+            raise self._error(exc, key) from exc
+        return resp["Body"].read()
+
+    def write(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str], size_hint: int = 0) -> ObjectInfo:
+        part_size = max(PART_SIZE, -(-size_hint // (MAX_PARTS - 1000)))
+        upload = _MultipartUpload(self, key, metadata, part_size)
+        try:
+            for chunk in chunks:
+                upload.add(chunk)
+            etag = upload.finish()
+        except BaseException:
+            upload.abort()
+            raise
+        info = self.head(key)
+        if info is None or info.etag != etag:
+            raise ObjectChanged(f"{self.uri(key)} changed while it was being written")
+        return info
+
+    def abort_stale_uploads(self, key: str) -> int:
+        """Abort unfinished multipart uploads of exactly `key` left by a killed earlier attempt."""
+        aborted = 0
+        resp = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=key)
+        for upload in resp.get("Uploads", []):
+            if upload["Key"] == key:
+                self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload["UploadId"])
+                aborted += 1
+        return aborted
+
+    def delete(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), DELETE_BATCH):
+            batch = keys[start : start + DELETE_BATCH]
+            try:
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
+                )
+            except ClientError as exc:
+                raise self._error(exc, batch[0]) from exc
+            errors = resp.get("Errors", [])
+            if errors:
+                named = ", ".join(f"{e['Key']} ({e.get('Code')})" for e in errors[:5])
+                raise StoreError(f"{len(errors)} objects were not deleted: {named}")
+
+
+class _MultipartUpload:
+    """Streams parts to S3 as they fill, two uploads in flight; small objects become one PutObject."""
+
+    IN_FLIGHT = 2
+
+    def __init__(self, store: S3Store, key: str, metadata: dict[str, str], part_size: int) -> None:
+        self.store = store
+        self.key = key
+        self.metadata = metadata
+        self.part_size = part_size
+        self.buffer = bytearray()
+        self.upload_id: str | None = None
+        self.parts: list[Future] = []
+        self.pool: ThreadPoolExecutor | None = None
+
+    @property
+    def client(self):
+        return self.store.client
+
+    def add(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        while len(self.buffer) >= self.part_size:
+            part = bytes(self.buffer[: self.part_size])
+            del self.buffer[: self.part_size]
+            self._send(part)
+
+    def _send(self, part: bytes) -> None:
+        if self.upload_id is None:
+            self.store.abort_stale_uploads(self.key)
+            resp = self.client.create_multipart_upload(Bucket=self.store.bucket, Key=self.key, Metadata=self.metadata)
+            self.upload_id = resp["UploadId"]
+            self.pool = ThreadPoolExecutor(self.IN_FLIGHT)
+        in_flight = [f for f in self.parts if not f.done()]
+        if len(in_flight) >= self.IN_FLIGHT:
+            in_flight[0].result()
+        number = len(self.parts) + 1
+        self.parts.append(self.pool.submit(self._upload_part, number, part))
+
+    def _upload_part(self, number: int, data: bytes) -> dict:
+        resp = self.client.upload_part(
+            Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data
+        )
+        return {"PartNumber": number, "ETag": resp["ETag"]}
+
+    def finish(self) -> str:
+        if self.upload_id is None:
+            resp = self.client.put_object(
+                Bucket=self.store.bucket, Key=self.key, Body=bytes(self.buffer), Metadata=self.metadata
+            )
+            return resp["ETag"].strip('"')
+        if self.buffer:
+            self._send(bytes(self.buffer))
+            self.buffer.clear()
+        parts = [f.result() for f in self.parts]
+        resp = self.client.complete_multipart_upload(
+            Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}
+        )
+        self.pool.shutdown()
+        return resp["ETag"].strip('"')
+
+    def abort(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(cancel_futures=True)
+        if self.upload_id is not None:
+            with contextlib.suppress(ClientError):
+                self.client.abort_multipart_upload(Bucket=self.store.bucket, Key=self.key, UploadId=self.upload_id)
+
+
+_XATTR = "user.bgzip-workflow."
+
+
+class LocalStore(Store):
+    """A folder on disk; writes go to a hidden temporary file renamed into place when complete."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).resolve()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+    @staticmethod
+    def _etag(st: os.stat_result) -> str:
+        return f"{st.st_mtime_ns:x}-{st.st_size:x}"
+
+    def _info(self, key: str, path: Path, st: os.stat_result, with_metadata: bool) -> ObjectInfo:
+        metadata = {}
+        if with_metadata:
+            for name in os.listxattr(path):
+                if name.startswith(_XATTR):
+                    metadata[name[len(_XATTR) :]] = os.getxattr(path, name).decode()
+        return ObjectInfo(key, st.st_size, self._etag(st), metadata)
+
+    def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.is_dir():
+            raise StoreError(f"{base} is not a folder")
+        for dirpath, dirnames, filenames in os.walk(base):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                st = path.stat()
+                yield self._info(path.relative_to(self.root).as_posix(), path, st, False)
+
+    def head(self, key: str) -> ObjectInfo | None:
+        path = self._path(key)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        return self._info(key, path, st, True)
+
+    @contextlib.contextmanager
+    def open(self, key: str, etag: str | None = None) -> Iterator[BinaryIO]:
+        path = self._path(key)
+        try:
+            stream = path.open("rb")
+        except OSError as exc:
+            raise ObjectChanged(f"{path}: {exc.strerror}") from exc
+        with stream:
+            if etag and self._etag(os.fstat(stream.fileno())) != etag:
+                raise ObjectChanged(f"{path} changed since it was planned")
+            yield stream
+
+    def read_range(self, key: str, start: int, length: int, etag: str) -> bytes:
+        with self.open(key, etag) as stream:
+            stream.seek(start)
+            return stream.read(length)
+
+    def write(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str], size_hint: int = 0) -> ObjectInfo:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with tmp.open("wb") as out:
+                for chunk in chunks:
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+                for name, value in metadata.items():
+                    os.setxattr(out.fileno(), _XATTR + name, value.encode())
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return self.head(key)
+
+    def delete(self, keys: list[str]) -> None:
+        for key in keys:
+            self._path(key).unlink(missing_ok=True)
