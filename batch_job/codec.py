@@ -6,7 +6,6 @@ blocks and at most `window` batches are in flight, so memory stays bounded whate
 
 from __future__ import annotations
 
-import hashlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -57,11 +56,7 @@ def _compress_batch(data: bytes, lib_level: int) -> tuple[bytes, list[tuple[int,
 
 
 class Compression:
-    """One file's compression: iterate it for the .gz bytes, then read `index` and `sha256`.
-
-    The SHA-256 of the input is computed on the way, so the compress manifest can record what was
-    compressed without a second read.
-    """
+    """One file's compression: iterate it for the .gz bytes, then read `index` (the .gzi content)."""
 
     def __init__(self, source: BinaryIO, pool: Executor, level: int, window: int) -> None:
         self._source = source
@@ -69,7 +64,6 @@ class Compression:
         self._lib_level = bgzf.libdeflate_level(level)
         self._window = window
         self.index = bgzf.BlockIndex()
-        self.sha256 = hashlib.sha256()
 
     def _tasks(self) -> Iterator[Callable[[], tuple[bytes, list[tuple[int, int]]]]]:
         size = bgzf.BLOCK_DATA_SIZE * BATCH_BLOCKS
@@ -77,7 +71,6 @@ class Compression:
             data = read_exact(self._source, size)
             if not data:
                 return
-            self.sha256.update(data)
             yield lambda data=data: _compress_batch(data, self._lib_level)
 
     def __iter__(self) -> Iterator[bytes]:
@@ -96,8 +89,7 @@ def _decode_batch(blocks: list[bytes]) -> bytes:
 class Decompression:
     """One file's decompression with every block's CRC checked; iterate it for the raw bytes.
 
-    After iteration `index` holds the block index rebuilt from the stream (to compare with a .gzi)
-    and `sha256` the digest of the output.
+    After iteration `index` holds the block index rebuilt from the stream.
     """
 
     def __init__(self, chunks: Iterable[bytes], pool: Executor, window: int) -> None:
@@ -105,7 +97,6 @@ class Decompression:
         self._pool = pool
         self._window = window
         self.index = bgzf.BlockIndex()
-        self.sha256 = hashlib.sha256()
         self.saw_eof_block = False
 
     def _batches(self) -> Iterator[list[bytes]]:
@@ -127,7 +118,6 @@ class Decompression:
         for batch, data in _ordered(self._pool, self._tasks(), self._window):
             for block in batch:
                 self.index.add_block(len(block), int.from_bytes(block[-4:], "little"))
-            self.sha256.update(data)
             yield data
         if not self.saw_eof_block:
             raise bgzf.BGZFError("BGZF stream ends without the EOF block (truncated file)")

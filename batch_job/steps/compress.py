@@ -60,7 +60,6 @@ def compress_file(ctx: StepContext, planned: PlannedFile, level: int) -> dict:
     ctx.progress.advance(bytes_out=gz.size + gzi.size)
     return record | {
         "status": "compressed",
-        "sha256": compression.sha256.hexdigest(),
         "gz_etag": gz.etag,
         "gz_size": gz.size,
         "gzi_etag": gzi.etag,

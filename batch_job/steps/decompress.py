@@ -35,7 +35,6 @@ def decompress_file(ctx: StepContext, planned: PlannedFile) -> dict:
     ctx.progress.advance(bytes_out=restored.size)
     return record | {
         "status": "restored",
-        "sha256": decompression.sha256.hexdigest(),
         "original_etag": restored.etag,
         "original_size": restored.size,
     }

@@ -1,0 +1,115 @@
+"""Benchmark bgzip-job against htslib's bgzip on the same GWAS-like file, in the same run.
+
+    python bench/run.py [--size-mb 2000] [--threads 2]
+
+Prints MB/s of our compress, verify and decompress next to `bgzip -i -@T` and `bgzip -d -@T`, the
+ratios, output sizes and each of our steps' peak RSS. Not part of the test suite: timings belong here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from demo.sample_index import write_gwas_file  # noqa: E402
+
+BGZIP = shutil.which("bgzip")
+MB = 1_000_000
+
+
+def timed(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int]:
+    """Run cmd; return (seconds, peak RSS in MB) of that process alone (wait4 rusage)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"benchmark step failed: {' '.join(cmd)}")
+    return seconds, usage.ru_maxrss // 1024
+
+
+def job(*args: str) -> list[str]:
+    return [sys.executable, "-m", "batch_job", *args]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mb", type=int, default=2000, help="input size (default 2000 MB)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workdir", default=str(ROOT / "bench" / "out"))
+    args = parser.parse_args()
+    if BGZIP is None:
+        raise SystemExit("bench needs htslib's bgzip: apt-get install tabix")
+    t = str(args.threads)
+    work = Path(args.workdir)
+    data = work / "data"
+    src = data / "gwas.json"
+    if not src.exists() or abs(src.stat().st_size - args.size_mb * MB) > MB:
+        shutil.rmtree(work, ignore_errors=True)
+        data.mkdir(parents=True)
+        print(f"writing {args.size_mb} MB of GWAS-like JSON lines to {src} ...", flush=True)
+        with src.open("wb") as out:
+            write_gwas_file(out, args.size_mb * MB, seed=1)
+    for stale in [*data.glob("*.gz*"), work / "ref.gz", work / "ref.gz.gzi"]:
+        stale.unlink(missing_ok=True)
+    for folder in ("run", "rollback", "restore", "restore-run"):
+        shutil.rmtree(work / folder, ignore_errors=True)
+    size = src.stat().st_size
+
+    ref = work / "ref.gz"
+    with ref.open("wb") as out:
+        hts_c, _ = timed([BGZIP, "-i", "-I", str(work / "ref.gz.gzi"), "-@", t, "-c", str(src)], stdout=out)
+    hts_d, _ = timed([BGZIP, "-d", "-@", t, "-c", str(ref)])
+    with (work / "ref.json").open("wb") as out:
+        hts_d_file, _ = timed([BGZIP, "-d", "-@", t, "-c", str(ref)], stdout=out)
+    (work / "ref.json").unlink()
+
+    run = str(work / "run")
+    subprocess.run(job("plan", str(data), "--index", "bench", "--run", run), check=True, capture_output=True)
+    our_c, rss_c = timed(job("compress", "--run", run, "--threads", t))
+    our_v, rss_v = timed(job("verify", "--run", run, "--threads", t))
+    ours = data / "gwas.json.gz"
+    identical = ours.read_bytes() == ref.read_bytes()
+
+    restore = work / "restore"
+    restore.mkdir()
+    shutil.copy(ours, restore / "gwas.json.gz")
+    shutil.copy(data / "gwas.json.gz.gzi", restore / "gwas.json.gz.gzi")
+    rrun = str(work / "restore-run")
+    subprocess.run(
+        job("plan", str(restore), "--index", "b", "--run", rrun, "--rollback"), check=True, capture_output=True
+    )
+    our_d, rss_d = timed(job("decompress", "--run", rrun, "--threads", t))
+    restored_ok = (restore / "gwas.json").stat().st_size == size
+
+    def rate(seconds: float) -> float:
+        return size / MB / seconds
+
+    rows = [
+        ("compress", rate(our_c), f"bgzip -i -@{t}", rate(hts_c), rss_c),
+        ("verify", rate(our_v), f"bgzip -d -@{t}", rate(hts_d), rss_v),
+        ("decompress", rate(our_d), f"-d -@{t} >file", rate(hts_d_file), rss_d),
+    ]
+    print(f"\ninput: {size / MB:.0f} MB GWAS-like JSON lines, {args.threads} threads, {os.cpu_count()} cores")
+    print("verify is compared with bgzip -d to /dev/null; decompress with bgzip -d writing the file.")
+    print(f"{'step':<11} {'ours MB/s':>10} {'htslib':>14} {'MB/s':>8} {'ratio':>6} {'peak RSS':>9}")
+    for step, mine, name, theirs, rss in rows:
+        print(f"{step:<11} {mine:>10.0f} {name:>14} {theirs:>8.0f} {mine / theirs:>5.2f}x {rss:>6} MB")
+    print(
+        f"output: ours {ours.stat().st_size / MB:.1f} MB, htslib {ref.stat().st_size / MB:.1f} MB "
+        f"({ours.stat().st_size / size:.1%} of input); byte-identical to bgzip -i: {identical}; "
+        f"decompressed size matches: {restored_ok}"
+    )
+    return 0 if identical and restored_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

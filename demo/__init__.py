@@ -1,0 +1,1 @@
+"""Sample data and the offline demo: what `make demo` runs."""

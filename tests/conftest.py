@@ -1,0 +1,88 @@
+"""Shared fixtures: a moto S3 server on loopback, buckets, and sample data."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from batch_job.locations import parse_location
+from batch_job.runfolder import Flag, RunFolder
+
+REGION = "us-east-1"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """A real moto server over HTTP; every boto3 client and child process in the tests uses it."""
+    port = _free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    env = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "MOTO_PORT": str(port),
+    }
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in env.items():
+            mp.setenv(name, value)
+        for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+            mp.delenv(name, raising=False)
+        yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_server):
+    return boto3.client("s3", region_name=REGION)
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    name = f"data-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def run_bucket(s3) -> str:
+    name = f"runs-{uuid.uuid4().hex[:12]}"
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+def upload_tree(s3, bucket: str, root: Path, prefix: str) -> dict[str, bytes]:
+    """Upload every file under root to s3://bucket/prefix/...; returns key -> content."""
+    content = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            key = prefix + path.relative_to(root).as_posix()
+            data = path.read_bytes()
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
+            content[key] = data
+    return content
+
+
+def write_flag(run_uri: str, index: str, prefix: str, compressed: bool) -> None:
+    """What the set-compressed Lambda writes after reading the flag back."""
+    RunFolder(parse_location(run_uri)).write_flag(Flag(index, prefix, compressed, "https://bioindex.test"))
+
+
+@pytest.fixture(autouse=True)
+def _not_an_array_child(monkeypatch):
+    """Steps read the Batch array index from the environment; tests choose shards explicitly."""
+    monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX", raising=False)

@@ -1,0 +1,345 @@
+"""bgzip-job end to end on a local folder and on S3 (moto server): plan, compress, verify, delete,
+rollback, and every refusal the safety rules ask for."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from batch_job import cli
+from batch_job.stores import S3Store
+from demo.sample_index import gwas_lines, make_sample_index
+from tests.conftest import upload_tree, write_flag
+
+PREFIX = "associations/"
+
+
+class Target:
+    """The same test body against a local folder or an S3 prefix."""
+
+    def __init__(self, kind: str, tmp_path: Path, request) -> None:
+        self.kind = kind
+        self.local_root = tmp_path / "data"
+        self.local_root.mkdir()
+        make_sample_index(self.local_root)
+        if kind == "local":
+            self.uri = str(self.local_root)
+            self.run = str(tmp_path / "run")
+            self.prefix = "data/"
+        else:
+            s3 = request.getfixturevalue("s3")
+            self.bucket = request.getfixturevalue("bucket")
+            self.s3 = s3
+            upload_tree(s3, self.bucket, self.local_root, PREFIX)
+            self.uri = f"s3://{self.bucket}/{PREFIX}"
+            self.run = f"s3://{request.getfixturevalue('run_bucket')}/runs/test-run/"
+            self.prefix = PREFIX
+
+    def names(self) -> set[str]:
+        if self.kind == "local":
+            return {p.relative_to(self.local_root).as_posix() for p in self.local_root.rglob("*") if p.is_file()}
+        resp = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=PREFIX)
+        return {o["Key"][len(PREFIX) :] for o in resp.get("Contents", [])}
+
+    def read(self, name: str) -> bytes:
+        if self.kind == "local":
+            return (self.local_root / name).read_bytes()
+        return self.s3.get_object(Bucket=self.bucket, Key=PREFIX + name)["Body"].read()
+
+    def write(self, name: str, data: bytes) -> None:
+        if self.kind == "local":
+            (self.local_root / name).write_bytes(data)
+        else:
+            self.s3.put_object(Bucket=self.bucket, Key=PREFIX + name, Body=data)
+
+    def run_json(self, name: str) -> dict:
+        if self.kind == "local":
+            return json.loads((Path(self.run) / name).read_text())
+        bucket, _, key = self.run[len("s3://") :].partition("/")
+        return json.loads(self.s3.get_object(Bucket=bucket, Key=key + name)["Body"].read())
+
+    def originals(self) -> dict[str, bytes]:
+        return {k: self.read(k) for k in sorted(self.names()) if k.endswith(".json")}
+
+
+@pytest.fixture(params=["local", "s3"])
+def target(request, tmp_path) -> Target:
+    return Target(request.param, tmp_path, request)
+
+
+def job(capsys, *args: str) -> tuple[int, str, str]:
+    rc = cli.main(list(args))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def compress_and_verify(target: Target, capsys, *plan_args: str) -> None:
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, *plan_args)[0] == 0
+    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    assert job(capsys, "verify", "--run", target.run)[0] == 0
+
+
+def test_compress_verify_delete_and_rollback(target, capsys, tmp_path):
+    originals = target.originals()
+    assert len(originals) == 5
+    rc, out, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--shards", "2")
+    assert rc == 0 and out.strip() == "2"
+    plan = target.run_json("plan.json")
+    assert sorted(f["key"].removeprefix(PREFIX) for f in plan["files"]) == sorted(originals)
+
+    rc, out, _ = job(capsys, "compress", "--run", target.run)
+    assert rc == 0 and out.startswith("compress: 5 files") and "0 failed" in out
+    for name, data in originals.items():
+        gz, gzi = target.read(name + ".gz"), target.read(name + ".gz.gzi")
+        (tmp_path / "x.gz").write_bytes(gz)
+        assert subprocess.run(["bgzip", "-d", "-c", str(tmp_path / "x.gz")], capture_output=True).stdout == data
+        assert len(gzi) == 8 + 16 * (-(-len(data) // 65280) - 1)
+    assert set(target.originals()) == set(originals), "compress keeps the originals"
+
+    rc, out, _ = job(capsys, "verify", "--run", target.run)
+    assert rc == 0 and "0 failed" in out
+    verified = target.run_json("verify/shard-0.json")["files"] + target.run_json("verify/shard-1.json")["files"]
+    assert {r["key"].removeprefix(PREFIX) for r in verified if r["ok"]} == set(originals)
+    assert all(r["sha256"] == hashlib.sha256(originals[r["key"].removeprefix(PREFIX)]).hexdigest() for r in verified)
+
+    write_flag(target.run, "genes", target.prefix, True)
+    rc, out, _ = job(capsys, "delete", "--run", target.run)
+    assert rc == 0
+    assert not any(k.endswith(".json") for k in target.names())
+    assert {"README.txt", "T2D/_SUCCESS"} <= target.names(), "nothing outside the plan is deleted"
+    assert job(capsys, "delete", "--run", target.run)[0] == 0, "re-running delete is harmless"
+
+    rollback = target.run.rstrip("/") + "-rollback/"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
+    assert job(capsys, "decompress", "--run", rollback)[0] == 0
+    assert job(capsys, "verify", "--run", rollback)[0] == 0
+    rc, _, err = job(capsys, "remove-compressed", "--run", rollback)
+    assert rc == 2 and "flag.json" in err, "removal needs the flag confirmed false"
+    write_flag(rollback, "genes", target.prefix, False)
+    assert job(capsys, "remove-compressed", "--run", rollback)[0] == 0
+    assert target.originals() == originals
+    assert not any(k.endswith((".gz", ".gzi")) for k in target.names())
+
+
+def test_shards_cover_every_file_once_and_balance_bytes(target, capsys):
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--shards", "3")[1] == "3\n"
+    plan = target.run_json("plan.json")
+    assert plan["shards"] == 3 and len(plan["files"]) == len({f["key"] for f in plan["files"]}) == 5
+    loads = [sum(f["size"] for f in plan["files"] if f["shard"] == k) for k in range(3)]
+    assert all(loads) and max(loads) <= plan["total_bytes"] - min(loads)
+    for k in range(3):
+        assert job(capsys, "compress", "--run", target.run, "--shard", str(k))[0] == 0
+        compressed = target.run_json(f"compress/shard-{k}.json")["files"]
+        assert {r["key"] for r in compressed} == {f["key"] for f in plan["files"] if f["shard"] == k}
+    assert job(capsys, "compress", "--run", target.run, "--shard", "3")[0] == 2
+
+
+def test_array_index_selects_the_shard(target, capsys, monkeypatch):
+    job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--shards", "2")
+    monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "1")
+    rc, out, _ = job(capsys, "compress", "--run", target.run)
+    plan = target.run_json("plan.json")
+    assert rc == 0
+    assert out.startswith(f"compress: {sum(1 for f in plan['files'] if f['shard'] == 1)} files")
+
+
+def test_corrupted_output_is_caught_by_verify_and_blocks_delete(target, capsys):
+    compress_and_verify(target, capsys)
+    name = "T2D/part-00000.json.gz"
+    data = bytearray(target.read(name))
+    data[len(data) // 2] ^= 0xFF
+    target.write(name, bytes(data))
+    rc, out, _ = job(capsys, "verify", "--run", target.run)
+    assert rc == 1 and "1 failed" in out and "T2D/part-00000.json" in out
+    write_flag(target.run, "genes", target.prefix, True)
+    rc, out, _ = job(capsys, "delete", "--run", target.run)
+    assert rc == 1
+    assert "T2D/part-00000.json" in target.names(), "an original whose output failed verify is kept"
+    assert sum(k.endswith(".json") for k in target.names()) == 1
+
+
+def test_a_gzi_that_does_not_match_is_caught(target, capsys):
+    compress_and_verify(target, capsys)
+    name = "T2D/part-00000.json.gz.gzi"
+    data = target.read(name)
+    target.write(name, data[:-16])
+    rc, out, _ = job(capsys, "verify", "--run", target.run)
+    assert rc == 1 and "T2D/part-00000.json" in out
+
+
+def test_original_modified_after_verify_is_not_deleted(target, capsys):
+    compress_and_verify(target, capsys)
+    target.write("BMI/part-00001.json", b'{"changed": true}\n')
+    write_flag(target.run, "genes", target.prefix, True)
+    rc, out, _ = job(capsys, "delete", "--run", target.run)
+    assert rc == 1 and "BMI/part-00001.json" in out
+    assert target.read("BMI/part-00001.json") == b'{"changed": true}\n'
+
+
+def test_delete_refuses_without_a_matching_flag(target, capsys):
+    compress_and_verify(target, capsys)
+    before = target.names()
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2 and "no flag.json" in err
+    write_flag(target.run, "other-index", target.prefix, True)
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2 and "other-index" in err
+    write_flag(target.run, "genes", target.prefix, False)
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2 and "compressed=false" in err
+    assert target.names() == before
+
+
+def test_delete_refuses_files_not_verified(target, capsys):
+    job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
+    job(capsys, "compress", "--run", target.run)
+    write_flag(target.run, "genes", target.prefix, True)
+    before = target.names()
+    rc, out, _ = job(capsys, "delete", "--run", target.run)
+    assert rc == 1 and "5 failed" in out
+    assert target.names() == before
+
+
+def test_source_changed_after_plan_fails_that_file_only(target, capsys):
+    job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
+    target.write("BMI/part-00000.json", gwas_lines(1000, seed=99))
+    rc, out, _ = job(capsys, "compress", "--run", target.run)
+    assert rc == 1 and "1 failed: " in out and "BMI/part-00000.json" in out
+    assert "BMI/part-00000.json.gz" not in target.names()
+    assert "T2D/part-00000.json.gz" in target.names()
+
+
+def test_compress_is_idempotent(target, capsys):
+    compress_and_verify(target, capsys)
+    first = target.run_json("compress/shard-0.json")["files"]
+    assert {r["status"] for r in first} == {"compressed"}
+    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    again = target.run_json("compress/shard-0.json")["files"]
+    assert {r["status"] for r in again} == {"already-done"}
+    assert [r["gz_etag"] for r in again] == [r["gz_etag"] for r in first]
+
+
+def test_a_gz_without_its_gzi_is_redone(target, capsys):
+    """A run killed between writing the .gz and the .gzi leaves a .gz that must not count as done."""
+    compress_and_verify(target, capsys)
+    if target.kind == "local":
+        (target.local_root / "BMI/part-00000.json.gz.gzi").unlink()
+    else:
+        target.s3.delete_object(Bucket=target.bucket, Key=PREFIX + "BMI/part-00000.json.gz.gzi")
+    rc, _, _ = job(capsys, "verify", "--run", target.run)
+    assert rc == 1
+    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    statuses = {r["key"].removeprefix(PREFIX): r["status"] for r in target.run_json("compress/shard-0.json")["files"]}
+    assert statuses["BMI/part-00000.json"] == "compressed"
+    assert list(statuses.values()).count("already-done") == 4
+    assert job(capsys, "verify", "--run", target.run)[0] == 0
+
+
+def test_stale_output_from_another_source_version_is_replaced(target, capsys):
+    target.write("BMI/part-00001.json.gz", b"left over from an old tool")
+    target.write("BMI/part-00001.json.gz.gzi", b"\0" * 8)
+    compress_and_verify(target, capsys)
+
+
+def test_rollback_keeps_existing_originals_and_checks_them(target, capsys):
+    """Rolling back a run whose originals were never deleted: they are verified, not overwritten."""
+    compress_and_verify(target, capsys)
+    target.write("BMI/part-00001.json", b'{"not": "the same"}\n')
+    rollback = target.run.rstrip("/") + "-rb/"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
+    assert job(capsys, "decompress", "--run", rollback)[0] == 0
+    rc, out, _ = job(capsys, "verify", "--run", rollback)
+    assert rc == 1 and "BMI/part-00001.json" in out
+    write_flag(rollback, "genes", target.prefix, False)
+    assert job(capsys, "remove-compressed", "--run", rollback)[0] == 1
+    assert "BMI/part-00001.json.gz" in target.names()
+    assert "T2D/part-00000.json.gz" not in target.names()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["plan", "s3://bucket/no-slash", "--index", "g", "--run", "/tmp/x"], "must end with '/'"),
+        (["plan", "s3://bucket/a/../b/", "--index", "g", "--run", "/tmp/x"], "'..'"),
+        (["plan", "s3://Bad_Bucket/a/", "--index", "g", "--run", "/tmp/x"], "bucket name"),
+        (["plan", "s3://bucket/", "--index", "g", "--run", "/tmp/x"], "empty"),
+        (["plan", "/nonexistent/folder", "--index", "g", "--run", "/tmp/x"], "not an existing folder"),
+        (["compress", "--run", "/nonexistent/run"], "not an existing folder"),
+        (["compress", "--run", "s3://bucket/runs//x/"], "empty"),
+    ],
+)
+def test_bad_input_is_a_one_line_error(capsys, args, message):
+    rc, _, err = job(capsys, *args)
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_plan_refusals(target, capsys, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("x")
+    rc, _, err = job(capsys, "plan", str(empty), "--index", "g", "--run", str(tmp_path / "r1"))
+    assert rc == 2 and "nothing to do" in err
+    assert job(capsys, "compress", "--run", str(tmp_path / "r1"))[0] == 2, "no plan, nothing runs"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "other", "--run", target.run)
+    assert rc == 2 and "already holds" in err
+    rc, _, err = job(capsys, "decompress", "--run", target.run)
+    assert rc == 2 and "compress plan" in err
+    inside = target.uri.rstrip("/") + "/runs/" if target.kind == "s3" else str(target.local_root / "runs")
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", inside)
+    assert rc == 2 and "inside the target" in err
+
+
+def test_rollback_plan_refuses_gz_without_gzi(target, capsys):
+    target.write("T2D/extra.json.gz", b"x")
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--rollback")
+    assert rc == 2 and "no .gzi" in err
+
+
+def test_unreadable_source_is_a_named_failure(tmp_path, capsys):
+    data = tmp_path / "data"
+    make_sample_index(data)
+    run = str(tmp_path / "run")
+    job(capsys, "plan", str(data), "--index", "g", "--run", run)
+    shutil.rmtree(data / "LDL")
+    rc, out, _ = job(capsys, "compress", "--run", run)
+    assert rc == 1 and "LDL/with space ü/part-00000.json" in out
+
+
+def test_s3_multipart_upload_and_crash_leftovers(s3, bucket, run_bucket, capsys, monkeypatch, tmp_path):
+    """Outputs over one part go up as streaming multipart; a killed attempt's upload is aborted."""
+    import batch_job.stores as stores
+
+    monkeypatch.setattr(stores, "PART_SIZE", 5 * 1024 * 1024)
+    big = gwas_lines(70 * 1024 * 1024, seed=11)
+    s3.put_object(Bucket=bucket, Key="big/part-0.json", Body=big)
+    stale = s3.create_multipart_upload(Bucket=bucket, Key="big/part-0.json.gz")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="big/part-0.json.gz", UploadId=stale, PartNumber=1, Body=b"x" * 100)
+    run = f"s3://{run_bucket}/runs/big/"
+    assert job(capsys, "plan", f"s3://{bucket}/big/", "--index", "big", "--run", run)[0] == 0
+    assert job(capsys, "compress", "--run", run)[0] == 0
+    head = s3.head_object(Bucket=bucket, Key="big/part-0.json.gz")
+    assert "-" in head["ETag"], "written as a multipart upload"
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert job(capsys, "verify", "--run", run)[0] == 0
+
+
+def test_failed_upload_is_aborted_and_leaves_no_object(s3, bucket, monkeypatch):
+    import batch_job.stores as stores
+
+    monkeypatch.setattr(stores, "PART_SIZE", 5 * 1024 * 1024)
+    store = S3Store(bucket)
+
+    def chunks():
+        yield b"x" * (6 * 1024 * 1024)
+        raise OSError("killed mid-upload")
+
+    with pytest.raises(OSError):
+        store.write("a/x.json.gz", chunks(), {})
+    assert store.head("a/x.json.gz") is None
+    assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
