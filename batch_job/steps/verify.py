@@ -154,6 +154,7 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> dict:
         "gz_etag": gz.etag,
         "gz_size": gz.size,
         "gzi_etag": gzi.etag,
+        "gzi_size": gzi.size,
         "sha256": sha256,
         "random_access_offsets_checked": len(offsets),
     }

@@ -1,0 +1,58 @@
+"""Runs one Lambda handler as the Lambda runtime would, for the offline stack.
+
+    PYTHONPATH=lambdas python demo/lambda_runtime.py plan.app.handler  < event.json
+
+The handler's module is found the way Lambda finds it: from the function's code folder (lambdas/).
+Its logs go to stderr; the result (or Lambda's error shape) is the only thing on stdout.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Context:
+    function_name: str
+    memory_limit_in_mb: int = 512
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    invoked_function_arn: str = ""
+    deadline: float = field(default_factory=lambda: time.time() + 900)
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int((self.deadline - time.time()) * 1000)
+
+
+def main() -> int:
+    result_stream = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # whatever the handler prints goes to the log, not into the result
+    sys.stdout = sys.stderr
+    module_name, _, func_name = sys.argv[1].rpartition(".")
+    event = json.load(sys.stdin)
+    name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", module_name)
+    context = Context(name, invoked_function_arn=os.environ.get("FUNCTION_ARN", ""))
+    try:
+        handler = getattr(importlib.import_module(module_name), func_name)
+        result = handler(event, context)
+    except Exception as exc:
+        error = {
+            "errorMessage": str(exc),
+            "errorType": type(exc).__name__,
+            "requestId": context.aws_request_id,
+            "stackTrace": traceback.format_exception(exc),
+        }
+        result_stream.write(json.dumps(error))
+        return 1
+    result_stream.write(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

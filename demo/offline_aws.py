@@ -1,0 +1,400 @@
+"""The stack, offline: a moto server runs the real ASL files, whose Batch jobs run the real
+`bgzip-job` and whose Lambda invokes run the real handlers, all against moto's S3.
+
+What comes from the repository, unchanged: statemachine/*.asl.json, the handlers and their
+Handler strings and environment, and each job definition's command and parameters from
+template.yaml. What moto stands in for: the AWS APIs. Three hooks into moto's internals make that
+work (FACTS.md section 3); they touch private code, so moto is pinned exactly and
+tests/test_offline_aws.py fails loudly when an upgrade breaks them:
+
+1. Batch parameters and responses are mapped between Step Functions' PascalCase and Batch's API
+   through botocore's service model (moto 5.2.5 leaves that normalisation as a stub).
+2. A `.sync` task is given no callback endpoint, so a Retry does not reuse the interrupted
+   endpoint of the previous attempt.
+3. A submitted Batch job runs its container command as a subprocess (Ref:: parameters substituted,
+   AWS_BATCH_JOB_ARRAY_INDEX set for array children) and ends SUCCEEDED or FAILED by its exit code;
+   a Lambda invoke runs the function's handler in a subprocess with the function's environment.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import logging
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import moto
+import requests
+from botocore import xform_name
+from botocore.session import get_session
+from cfnlint.decode import decode_str
+from moto.server import ThreadedMotoServer
+
+ROOT = Path(__file__).resolve().parent.parent
+PINNED_MOTO = "5.2.5"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+MOTO_CONFIG = {
+    "batch": {"use_docker": False},
+    "lambda": {"use_docker": False},
+    "stepfunctions": {"execute_state_machine": True},
+}
+
+
+# ---- hooks into moto -------------------------------------------------------------------------
+
+
+def _operation(service: str, action: str):
+    model = get_session().get_service_model(service)
+    names = {xform_name(name): name for name in model.operation_names}
+    name = names.get(action) or names.get(xform_name(action))
+    return model.operation_model(name) if name else None
+
+
+def _batch_normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+    op = _operation(self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name))
+    if op is not None and op.input_shape is not None:
+        self._to_boto_request(parameters, op.input_shape)
+
+
+def _batch_normalise_response(self, response, boto_service_name=None, service_action_name=None):
+    op = _operation(self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name))
+    if op is not None and op.output_shape is not None:
+        self._from_boto_response(response, op.output_shape)
+
+
+@dataclass
+class Runner:
+    """Runs what the offline stack's jobs and functions do, and keeps their logs."""
+
+    env: dict[str, str]
+    job_logs: list[dict] = field(default_factory=list)
+    lambda_logs: list[dict] = field(default_factory=list)
+
+    def run_job(self, job) -> None:
+        container = job.job_definition.container_properties or {}
+        params = {**job.job_definition.parameters, **job.parameters}
+        command = [
+            params.get(arg[len("Ref::") :], arg) if arg.startswith("Ref::") else arg for arg in container["command"]
+        ]
+        env = dict(self.env)
+        env.update({e["name"]: e["value"] for e in container.get("environment", [])})
+        env.update({e["name"]: e["value"] for e in job.container_overrides.get("environment", [])})
+        env["AWS_BATCH_JOB_ID"] = job.job_id
+        if "index" in job.array_properties:
+            env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_properties["index"])
+        proc = subprocess.run(
+            [sys.executable, "-m", "batch_job", *command], env=env, cwd=ROOT, capture_output=True, text=True
+        )
+        self.job_logs.append(
+            {"job": job.job_name, "id": job.job_id, "command": command, "exit": proc.returncode, "log": proc.stderr}
+        )
+        job.exit_code = proc.returncode
+        if proc.returncode:
+            last = (proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines() or [""])[-1]
+            job.job_stopped_reason = f"Essential container in task exited: bgzip-job exit {proc.returncode}: {last}"
+
+    def invoke(self, function, body: bytes) -> tuple[bytes, bool]:
+        env = dict(self.env)
+        env.update(function.environment_vars)
+        env.update(
+            {
+                "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+                "FUNCTION_ARN": function.function_arn,
+                "POWERTOOLS_TRACE_DISABLED": "true",
+                "PYTHONPATH": str(ROOT / "lambdas"),
+            }
+        )
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "demo" / "lambda_runtime.py"), function.handler],
+            input=body or b"{}",
+            env=env,
+            cwd=ROOT / "lambdas",
+            capture_output=True,
+        )
+        self.lambda_logs.append({"function": function.function_name, "log": proc.stderr.decode(errors="replace")})
+        return proc.stdout, proc.returncode != 0
+
+
+_runner: Runner | None = None
+
+
+def _finish_job_for_real(self, include_start_attempt: bool, job) -> None:
+    """Replaces moto's 'mark every job SUCCEEDED at submit' with running it."""
+    from moto.batch.utils import JobStatus
+
+    self.backend._jobs[job.job_id] = job
+    job.job_started_at = datetime.datetime.now()
+    job.log_stream_name = job._stream_name
+    if include_start_attempt:
+        job._start_attempt()
+    job.status = JobStatus.RUNNING
+
+    def array_parent() -> None:
+        while job._child_jobs is None:
+            time.sleep(0.05)
+        while not all(child.job_stopped for child in job._child_jobs):
+            time.sleep(0.1)
+        failed = sum(child.status == JobStatus.FAILED for child in job._child_jobs)
+        if failed:
+            job.job_stopped_reason = f"{failed} of {len(job._child_jobs)} child jobs failed"
+        job._mark_stopped(success=not failed)
+
+    def single() -> None:
+        try:
+            _runner.run_job(job)
+        except Exception as exc:  # a harness error must fail the job, not hang the execution
+            job.exit_code, job.job_stopped_reason = 99, f"offline runner error: {exc}"
+        job._mark_stopped(success=job.exit_code == 0)
+
+    target = array_parent if "size" in job.array_properties else single
+    threading.Thread(target=target, daemon=True).start()
+
+
+def _invoke_for_real(self, function_name, qualifier, body, headers, response_headers):
+    function = self.get_function(function_name, qualifier)
+    payload, failed = _runner.invoke(function, body if isinstance(body, bytes) else (body or "").encode())
+    if failed:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    return payload
+
+
+def install_hooks(runner: Runner) -> None:
+    """Patch moto's private internals (see the module docstring); refuses any other moto version."""
+    global _runner
+    if moto.__version__ != PINNED_MOTO:
+        raise RuntimeError(f"the offline stack hooks moto {PINNED_MOTO} internals; found moto {moto.__version__}")
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.batch_simple.models import BatchSimpleBackend
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_batch,
+        state_task_service_callback,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+
+    batch_task = state_task_service_batch.StateTaskServiceBatch
+    batch_task._normalise_parameters = _batch_normalise_parameters
+    batch_task._normalise_response = _batch_normalise_response
+
+    callback_task = state_task_service_callback.StateTaskServiceCallback
+    original_eval_sync = getattr(callback_task, "_bgzip_original_eval_sync", callback_task._eval_sync)
+    callback_task._bgzip_original_eval_sync = original_eval_sync
+
+    def _eval_sync(self, env, sync_resolver, timeout_seconds, callback_endpoint, heartbeat_endpoint):
+        if self.resource.condition == ResourceCondition.Sync:
+            callback_endpoint = None
+        return original_eval_sync(
+            self,
+            env=env,
+            sync_resolver=sync_resolver,
+            timeout_seconds=timeout_seconds,
+            callback_endpoint=callback_endpoint,
+            heartbeat_endpoint=heartbeat_endpoint,
+        )
+
+    callback_task._eval_sync = _eval_sync
+    BatchSimpleBackend._mark_job_as_finished = _finish_job_for_real
+    LambdaSimpleBackend.invoke = _invoke_for_real
+    _runner = runner
+
+
+# ---- the stack from template.yaml ------------------------------------------------------------
+
+
+def load_template() -> dict:
+    template, errors = decode_str((ROOT / "template.yaml").read_text())
+    if errors:
+        raise RuntimeError(f"template.yaml does not parse: {errors}")
+    return json.loads(json.dumps(template))
+
+
+def resolve(value: Any, refs: dict[str, str]) -> Any:
+    """Resolve the intrinsics the template uses in environments and substitutions."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((fn, arg),) = value.items()
+        if fn == "Ref":
+            return refs[arg]
+        if fn == "Fn::GetAtt":
+            name = arg if isinstance(arg, str) else ".".join(arg)
+            return refs[name]
+        if fn == "Fn::Sub":
+            return re.sub(r"\$\{([^}]+)\}", lambda m: refs[m.group(1)], arg)
+    return value
+
+
+@dataclass
+class Stack:
+    name: str
+    data_bucket: str
+    run_bucket: str
+    compress_arn: str
+    rollback_arn: str
+    refs: dict[str, str]
+
+
+class OfflineAWS:
+    """A moto server on loopback with the hooks installed; `deploy` creates the stack in it."""
+
+    def __init__(self) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+            "MOTO_PORT": str(self.port),
+        }
+        self.runner = Runner({**os.environ, **self.env, "PYTHONPATH": str(ROOT)})
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port)
+
+    def start(self) -> OfflineAWS:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        os.environ.update(self.env)
+        for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
+            os.environ.pop(name, None)
+        self._server.start()
+        requests.post(f"{self.endpoint}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
+        install_hooks(self.runner)
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def client(self, service: str):
+        return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
+
+    def deploy(self, stack: str, data_bucket: str, parameters: dict[str, str]) -> Stack:
+        """Create the template's resources in moto: buckets, Batch, the Lambdas, both state machines."""
+        template = load_template()
+        resources = template["Resources"]
+        s3, batch, lam, sfn, iam = (self.client(n) for n in ("s3", "batch", "lambda", "stepfunctions", "iam"))
+        run_bucket = f"{stack}-runs"
+        for bucket in (data_bucket, run_bucket):
+            try:
+                s3.create_bucket(Bucket=bucket)
+            except s3.exceptions.BucketAlreadyOwnedByYou:
+                pass
+        refs = {
+            name: parameters.get(name, str(spec.get("Default", ""))) for name, spec in template["Parameters"].items()
+        }
+        refs |= {
+            "AWS::StackName": stack,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::Partition": "aws",
+            "DataBucket": data_bucket,
+            "RunBucket": run_bucket,
+            "RunBucket.Arn": f"arn:aws:s3:::{run_bucket}",
+        }
+        role = iam.create_role(
+            RoleName=f"{stack}-offline", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
+        )["Role"]["Arn"]
+
+        env = batch.create_compute_environment(
+            computeEnvironmentName=f"{stack}-ce", type="UNMANAGED", state="ENABLED", serviceRole=role
+        )
+        refs["JobQueue"] = batch.create_job_queue(
+            jobQueueName=f"{stack}-queue",
+            priority=1,
+            state="ENABLED",
+            computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
+        )["jobQueueArn"]
+        for name, res in resources.items():
+            if res["Type"] != "AWS::Batch::JobDefinition":
+                continue
+            props = res["Properties"]
+            container = props["ContainerProperties"]
+            refs[name] = batch.register_job_definition(
+                jobDefinitionName=f"{stack}-{name}",
+                type="container",
+                parameters=props.get("Parameters", {}),
+                containerProperties={
+                    "image": "bgzip-job:offline",
+                    "command": container["Command"],
+                    "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "4096"}],
+                },
+                platformCapabilities=props.get("PlatformCapabilities", []),
+            )["jobDefinitionArn"]
+
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as zf:
+            zf.writestr("README", "the offline runner loads the handler from lambdas/")
+        for name, res in resources.items():
+            if res["Type"] != "AWS::Serverless::Function":
+                continue
+            props = res["Properties"]
+            variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+            variables.update(props.get("Environment", {}).get("Variables", {}))
+            variables = {k: str(resolve(v, refs)) for k, v in variables.items()}
+            variables.update(parameters.get(f"{name}.Environment", {}))
+            fn = lam.create_function(
+                FunctionName=f"{stack}-{name}",
+                Runtime=template["Globals"]["Function"]["Runtime"],
+                Role=role,
+                Handler=props["Handler"],
+                Code={"ZipFile": code.getvalue()},
+                Environment={"Variables": variables},
+                Timeout=props.get("Timeout", 3),
+            )
+            refs[name] = fn["FunctionName"]
+            refs[f"{name}.Arn"] = fn["FunctionArn"]
+
+        arns = {}
+        for name, res in resources.items():
+            if res["Type"] != "AWS::Serverless::StateMachine":
+                continue
+            props = res["Properties"]
+            definition = (ROOT / props["DefinitionUri"]).read_text()
+            for key, value in props["DefinitionSubstitutions"].items():
+                definition = definition.replace("${%s}" % key, resolve(value, refs))
+            arns[name] = sfn.create_state_machine(
+                name=resolve(props["Name"], refs), definition=definition, roleArn=role
+            )["stateMachineArn"]
+        return Stack(stack, data_bucket, run_bucket, arns["CompressStateMachine"], arns["RollbackStateMachine"], refs)
+
+    def run(self, machine_arn: str, execution_input: dict, name: str, on_state=None, timeout: float = 300) -> dict:
+        """Start an execution and wait for its end; `on_state(name)` is called as each state is entered."""
+        sfn = self.client("stepfunctions")
+        arn = sfn.start_execution(stateMachineArn=machine_arn, name=name, input=json.dumps(execution_input))[
+            "executionArn"
+        ]
+        return self.wait(arn, on_state, timeout)
+
+    def wait(self, execution_arn: str, on_state=None, timeout: float = 300) -> dict:
+        sfn = self.client("stepfunctions")
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            events = sfn.get_execution_history(executionArn=execution_arn)["events"]
+            for event in events[seen:]:
+                if on_state and event["type"].endswith("StateEntered"):
+                    on_state(event["stateEnteredEventDetails"]["name"])
+            seen = len(events)
+            result = sfn.describe_execution(executionArn=execution_arn)
+            if result["status"] != "RUNNING":
+                events = sfn.get_execution_history(executionArn=execution_arn)["events"]
+                for event in events[seen:]:
+                    if on_state and event["type"].endswith("StateEntered"):
+                        on_state(event["stateEnteredEventDetails"]["name"])
+                result["history"] = events
+                return result
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{execution_arn} still running after {timeout} s")
+            time.sleep(0.2)

@@ -1,0 +1,141 @@
+"""Summarize and ExplainFailure states: turn the run folder and Step Functions errors into plain words.
+
+`summary` reads the run's manifests for the Succeed output; `explain` turns a caught error (a Batch
+job description as JSON, a Lambda error, or plain text) and the failed step's manifests into the
+Error and Cause of the execution's Fail state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel
+
+from batch_job import runfolder as rf
+from batch_job.locations import parse_location
+from batch_job.runfolder import RunFolder
+
+logger = Logger(service="bgzip-workflow")
+tracer = Tracer(service="bgzip-workflow")
+
+# State name -> the engine step whose manifests name the failed files.
+STEP_MANIFESTS = {
+    "Compress": rf.STEP_COMPRESS,
+    "Verify": rf.STEP_VERIFY,
+    "DeleteOriginals": rf.STEP_DELETE,
+    "Decompress": rf.STEP_DECOMPRESS,
+    "VerifyRestored": rf.STEP_VERIFY,
+    "RemoveCompressed": rf.STEP_REMOVE_COMPRESSED,
+}
+BEFORE_DELETION = {"Plan", "Compress", "Verify", "SetCompressed"}
+BEFORE_REMOVAL = {"Plan", "Decompress", "VerifyRestored", "SetUncompressed"}
+SHOWN_FILES = 5
+
+
+class ReportEvent(BaseModel):
+    action: Literal["summary", "explain"]
+    execution: str
+    mode: Literal["compress", "rollback"]
+    step: str = ""
+    error: dict[str, Any] = {}
+    plan: dict[str, Any] = {}
+
+
+def _run(event: ReportEvent) -> RunFolder | None:
+    return RunFolder(parse_location(event.plan["run"])) if event.plan.get("run") else None
+
+
+def _records(run: RunFolder, step: str) -> list[dict]:
+    shards = run.read_plan().shards
+    return [r for k in range(shards) for r in (run.read_manifest(step, k) or {"files": []})["files"]]
+
+
+def summary(event: ReportEvent) -> dict:
+    run = _run(event)
+    plan = run.read_plan()
+    verified = _records(run, rf.STEP_VERIFY)
+    compressed = sum(r["gz_size"] + r["gzi_size"] for r in verified)
+    original = sum(r["original_size"] for r in verified)
+    step = rf.STEP_DELETE if plan.mode == rf.COMPRESS else rf.STEP_REMOVE_COMPRESSED
+    removed = sum(len(r.get("deleted", [])) for r in _records(run, step))
+    return {
+        "index": plan.index,
+        "prefix": plan.prefix,
+        "mode": plan.mode,
+        "run": run.uri,
+        "files": len(plan.files),
+        "bytesUncompressed": original,
+        "bytesCompressed": compressed,
+        "ratio": round(compressed / original, 4) if original else None,
+        "objectsDeleted": removed,
+    }
+
+
+def _describe_cause(cause: str) -> str:
+    """Plain words from a caught error's Cause: Batch job JSON, Lambda error JSON, or text."""
+    try:
+        body = json.loads(cause)
+    except (json.JSONDecodeError, TypeError):
+        return cause or "no cause given"
+    if not isinstance(body, dict):
+        return cause
+    if "errorMessage" in body:
+        return f"{body.get('errorType', 'Error')}: {body['errorMessage']}"
+    lowered = {k.lower(): v for k, v in body.items()}
+    parts = []
+    status = lowered.get("status")
+    name = lowered.get("jobname") or lowered.get("jobid")
+    if name:
+        parts.append(f"Batch job {name} {str(status or '').lower()}".strip())
+    if lowered.get("statusreason"):
+        parts.append(str(lowered["statusreason"]))
+    array = lowered.get("arrayproperties") or {}
+    summary_counts = {k.lower(): v for k, v in (array.get("StatusSummary") or array.get("statusSummary") or {}).items()}
+    if summary_counts:
+        parts.append(f"{summary_counts.get('failed', 0)} of {array.get('Size') or array.get('size')} shards failed")
+    container = lowered.get("container") or {}
+    container = {k.lower(): v for k, v in container.items()}
+    if container.get("reason"):
+        parts.append(str(container["reason"]))
+    if container.get("logstreamname"):
+        parts.append(f"logs: {container['logstreamname']}")
+    return "; ".join(parts) or cause
+
+
+def _failed_files(event: ReportEvent) -> str:
+    step = STEP_MANIFESTS.get(event.step)
+    run = _run(event)
+    if step is None or run is None:
+        return ""
+    try:
+        failed = [r for r in _records(run, step) if not r.get("ok")]
+    except Exception:  # the manifests are a bonus here; the cause above already says what failed
+        logger.exception("could not read manifests")
+        return ""
+    if not failed:
+        return ""
+    shown = "; ".join(f"{r['key']}: {r.get('error', 'failed')}" for r in failed[:SHOWN_FILES])
+    more = f" (and {len(failed) - SHOWN_FILES} more)" if len(failed) > SHOWN_FILES else ""
+    return f"{len(failed)} files failed: {shown}{more}"
+
+
+def explain(event: ReportEvent) -> dict:
+    parts = [f"{event.step} failed", _describe_cause(str(event.error.get("Cause", ""))), _failed_files(event)]
+    if event.mode == "compress" and event.step in BEFORE_DELETION:
+        parts.append("No original was deleted")
+    if event.mode == "rollback" and event.step in BEFORE_REMOVAL:
+        parts.append("No compressed file was removed")
+    if event.plan.get("run"):
+        parts.append(f"run folder: {event.plan['run']}")
+    return {"error": f"{event.step}Failed", "cause": ". ".join(p for p in parts if p) + "."}
+
+
+@logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
+@tracer.capture_lambda_handler
+@event_parser(model=ReportEvent)
+def handler(event: ReportEvent, context: LambdaContext) -> dict:
+    return summary(event) if event.action == "summary" else explain(event)
