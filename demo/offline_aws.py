@@ -18,6 +18,7 @@ tests/test_offline_aws.py fails loudly when an upgrade breaks them:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import io
 import json
@@ -287,10 +288,8 @@ class OfflineAWS:
         s3, batch, lam, sfn, iam = (self.client(n) for n in ("s3", "batch", "lambda", "stepfunctions", "iam"))
         run_bucket = f"{stack}-runs"
         for bucket in (data_bucket, run_bucket):
-            try:
+            with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                 s3.create_bucket(Bucket=bucket)
-            except s3.exceptions.BucketAlreadyOwnedByYou:
-                pass
         refs = {
             name: parameters.get(name, str(spec.get("Default", ""))) for name, spec in template["Parameters"].items()
         }
@@ -363,7 +362,7 @@ class OfflineAWS:
             props = res["Properties"]
             definition = (ROOT / props["DefinitionUri"]).read_text()
             for key, value in props["DefinitionSubstitutions"].items():
-                definition = definition.replace("${%s}" % key, resolve(value, refs))
+                definition = definition.replace(f"${{{key}}}", resolve(value, refs))
             arns[name] = sfn.create_state_machine(
                 name=resolve(props["Name"], refs), definition=definition, roleArn=role
             )["stateMachineArn"]
