@@ -31,6 +31,7 @@ import sys
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -83,8 +84,12 @@ class Runner:
     env: dict[str, str]
     job_logs: list[dict] = field(default_factory=list)
     lambda_logs: list[dict] = field(default_factory=list)
+    # Called with the job name before a job runs: lets a test play a concurrent writer.
+    before_job: Callable[[str], None] | None = None
 
     def run_job(self, job) -> None:
+        if self.before_job is not None:
+            self.before_job(job.job_name)
         container = job.job_definition.container_properties or {}
         params = {**job.job_definition.parameters, **job.parameters}
         command = [

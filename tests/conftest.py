@@ -2,48 +2,39 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 from pathlib import Path
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from batch_job.locations import parse_location
 from batch_job.runfolder import Flag, RunFolder
+from demo.offline_aws import OfflineAWS
 
 REGION = "us-east-1"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def moto_server():
-    """A real moto server over HTTP; every boto3 client and child process in the tests uses it."""
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    env = {
-        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-        "AWS_REGION": REGION,
-        "MOTO_PORT": str(port),
-    }
+def offline_aws():
+    """One moto server on loopback for the whole run, with the offline-stack hooks installed.
+
+    Every boto3 client and child process in the tests (jobs, Lambda handlers) uses it.
+    """
+    aws = OfflineAWS()
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in env.items():
+        for name, value in aws.env.items():
             mp.setenv(name, value)
         for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
             mp.delenv(name, raising=False)
-        yield f"http://127.0.0.1:{port}"
-    server.stop()
+        aws.start()
+        yield aws
+    aws.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(offline_aws) -> str:
+    return offline_aws.endpoint
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Literal
 
 import boto3
@@ -52,6 +53,14 @@ class PlanEvent(BaseModel):
     execution: str
     execution_arn: str = Field(alias="executionArn")
     input: ExecutionInput
+
+    @field_validator("execution")
+    @classmethod
+    def _execution(cls, value: str) -> str:
+        # The execution name names the Batch jobs and the run folder.
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", value):
+            raise ValueError(f"execution name {value!r} may use only letters, digits, '-' and '_' (Batch job names)")
+        return value
 
 
 def _same_work(execution: dict, index: str, prefix: str) -> bool:

@@ -1,0 +1,211 @@
+"""The SAM template and the ASL files, checked offline: linters, substitutions, the SAM transform,
+least privilege, and the one property that matters most - no path deletes before the flag is set."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from samtranslator.translator.transform import transform
+
+from demo.offline_aws import load_template
+
+ROOT = Path(__file__).resolve().parent.parent
+MACHINES = {
+    "CompressStateMachine": ("statemachine/compress.asl.json", "SetCompressed", "DeleteOriginals"),
+    "RollbackStateMachine": ("statemachine/rollback.asl.json", "SetUncompressed", "RemoveCompressed"),
+}
+BATCH_ERRORS = {"Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"}
+LAMBDA_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"}
+
+
+def asl(path: str) -> dict:
+    return json.loads((ROOT / path).read_text())
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return load_template()
+
+
+@pytest.fixture(scope="module")
+def transformed(template, monkeypatch_module) -> dict:
+    """The template as CloudFormation sees it after `sam package` (local paths become S3 URIs)."""
+    monkeypatch_module.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    packaged = json.loads(json.dumps(template))
+    packaged["Globals"]["Function"]["CodeUri"] = "s3://artifacts/lambdas.zip"
+    for name in MACHINES:
+        packaged["Resources"][name]["Properties"]["DefinitionUri"] = f"s3://artifacts/{name}.json"
+
+    class NoManagedPolicies:
+        def load(self) -> dict:
+            return {}
+
+    return transform(packaged, {}, NoManagedPolicies())
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        yield mp
+
+
+def test_cfn_lint_is_clean():
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "cfn-lint"), str(ROOT / "template.yaml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("path", [m[0] for m in MACHINES.values()])
+def test_statelint_is_clean(path):
+    statelint = Path(sys.executable).parent / "statelint"
+    result = subprocess.run([str(statelint), str(ROOT / path)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", MACHINES)
+def test_substitutions_match_both_ways(template, name):
+    props = template["Resources"][name]["Properties"]
+    used = set(re.findall(r"\$\{(\w+)\}", (ROOT / props["DefinitionUri"]).read_text()))
+    assert used == set(props["DefinitionSubstitutions"])
+
+
+def test_sam_transform_produces_the_stack(transformed):
+    types = {r["Type"] for r in transformed["Resources"].values()}
+    assert {"AWS::StepFunctions::StateMachine", "AWS::Lambda::Function", "AWS::Batch::JobDefinition"} <= types
+    assert {"CompressStateMachineArn", "RollbackStateMachineArn", "RunBucketName", "JobRepositoryUri"} <= set(
+        transformed["Outputs"]
+    )
+
+
+def _branches(policies: list) -> list[dict]:
+    """Policies, with both branches of a conditional (Fn::If) policy."""
+    out = []
+    for policy in policies:
+        if "Fn::If" in policy:
+            out.extend(b for b in policy["Fn::If"][1:] if isinstance(b, dict) and "Ref" not in b)
+        else:
+            out.append(policy)
+    return out
+
+
+def _statements(resources: dict):
+    for name, res in resources.items():
+        props = res.get("Properties", {})
+        docs = [p["PolicyDocument"] for p in _branches(props.get("Policies", [])) if "PolicyDocument" in p]
+        if res["Type"] == "AWS::S3::BucketPolicy":
+            continue  # resource policies: checked separately
+        for doc in docs:
+            for statement in doc["Statement"]:
+                yield name, statement
+
+
+def _listify(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_no_iam_users_or_keys(transformed):
+    types = {r["Type"] for r in transformed["Resources"].values()}
+    assert not types & {"AWS::IAM::User", "AWS::IAM::AccessKey", "AWS::IAM::UserToGroupAddition"}
+
+
+def test_least_privilege_s3(transformed):
+    write = re.compile(r"^s3:(Put|Delete|Abort|\*)")
+    for role, statement in _statements(transformed["Resources"]):
+        if statement["Effect"] != "Allow":
+            continue
+        actions = _listify(statement["Action"])
+        assert "s3:*" not in actions and "*" not in actions, role
+        if any(a.startswith("s3:") for a in actions):
+            for resource in _listify(statement["Resource"]):
+                text = json.dumps(resource)
+                assert text != '"*"' and "arn:aws:s3:::*" not in text, (role, statement)
+                assert "DataBucket" in text or "RunBucket" in text, (role, statement)
+        if any(write.match(a) for a in actions):
+            assert all(json.dumps(r) != '"*"' for r in _listify(statement["Resource"])), role
+
+
+def test_only_the_job_role_may_delete_data(transformed):
+    deleters = {
+        role
+        for role, statement in _statements(transformed["Resources"])
+        if statement["Effect"] == "Allow" and "s3:DeleteObject" in _listify(statement["Action"])
+    }
+    assert deleters == {"JobRole"}
+
+
+def test_run_bucket_is_private_encrypted_and_expires(template):
+    props = template["Resources"]["RunBucket"]["Properties"]
+    assert all(props["PublicAccessBlockConfiguration"].values())
+    assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert props["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"]
+
+
+def test_job_definitions_carry_retry_timeout_and_string_parameters(template):
+    jobs = {n: r for n, r in template["Resources"].items() if r["Type"] == "AWS::Batch::JobDefinition"}
+    assert len(jobs) == 5
+    for name, res in jobs.items():
+        props = res["Properties"]
+        assert props["RetryStrategy"]["Attempts"] >= 2, name
+        assert props["Timeout"]["AttemptDurationSeconds"] > 0, name
+        assert all(isinstance(v, str) for v in props.get("Parameters", {}).values()), name
+        assert props["ContainerProperties"]["Command"][1:3] == ["--run", "Ref::run"], name
+
+
+def _graph(machine: dict) -> dict[str, set[str]]:
+    edges = {}
+    for name, state in machine["States"].items():
+        nxt = {state.get("Next"), state.get("Default")}
+        nxt |= {c["Next"] for c in state.get("Choices", []) + state.get("Catch", [])}
+        edges[name] = {n for n in nxt if n}
+    return edges
+
+
+def _reachable(edges: dict[str, set[str]], start: str, without: str) -> set[str]:
+    seen, todo = set(), [start]
+    while todo:
+        node = todo.pop()
+        if node in seen or node == without:
+            continue
+        seen.add(node)
+        todo.extend(edges[node])
+    return seen
+
+
+@pytest.mark.parametrize("name", MACHINES)
+def test_no_path_deletes_without_the_confirmed_flag(name):
+    path, flag_state, delete_state = MACHINES[name]
+    machine = asl(path)
+    edges = _graph(machine)
+    assert not any(s.startswith(delete_state) for s in _reachable(edges, machine["StartAt"], without=flag_state))
+    # and the flag state only moves on to deletion when it succeeds: its Catch leads to the Fail path
+    for catch in machine["States"][flag_state]["Catch"]:
+        assert not any(s.startswith(delete_state) for s in _reachable(edges, catch["Next"], without=flag_state))
+
+
+@pytest.mark.parametrize("name", MACHINES)
+def test_every_task_retries_service_errors_and_is_caught(name):
+    machine = asl(MACHINES[name][0])
+    for state_name, state in machine["States"].items():
+        if state["Type"] != "Task":
+            continue
+        retried = {e for r in state.get("Retry", []) for e in r["ErrorEquals"]}
+        wanted = BATCH_ERRORS if "batch:" in state["Resource"] else LAMBDA_ERRORS
+        assert wanted <= retried, state_name
+        assert any("States.ALL" in c["ErrorEquals"] for c in state.get("Catch", [])), state_name
+        if "batch:" in state["Resource"]:
+            assert state["Resource"].endswith(".sync"), state_name
+            for key, value in state["Parameters"]["Parameters"].items():
+                assert key.endswith(".$") or isinstance(value, str), (state_name, key)
+
+
+def test_set_compressed_retries_an_unavailable_bioindex():
+    for path, flag_state, _ in MACHINES.values():
+        state = asl(path)["States"][flag_state]
+        assert any("BioindexUnavailable" in r["ErrorEquals"] for r in state["Retry"])
+        assert state["Parameters"]["Payload"]["compressed"] is (flag_state == "SetCompressed")

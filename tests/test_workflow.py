@@ -1,0 +1,255 @@
+"""The real ASL files executed by moto's interpreter, with Batch jobs running the real bgzip-job and
+Lambda invokes running the real handlers, against a bioindex stand-in on loopback."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from demo.bioindex_standin import BioindexStandin
+from demo.sample_index import make_sample_index
+from tests.conftest import upload_tree
+
+INDEX = "associations"
+PREFIX = "associations/"
+
+
+class Deployment:
+    """A fresh stack, data bucket and bioindex for one test."""
+
+    def __init__(self, aws, tmp_path: Path, token: str | None = None, bioindex_env: dict | None = None) -> None:
+        self.aws = aws
+        self.bioindex = BioindexStandin(token=token).start()
+        self.bioindex.add_index(INDEX, PREFIX)
+        self.bioindex.add_index("other-index", "other/")
+        name = f"bgz{uuid.uuid4().hex[:8]}"
+        parameters = {
+            "BioindexUrl": self.bioindex.url,
+            "AllowInsecureBioindex": "true",
+            "SetCompressedFunction.Environment": {"BIOINDEX_RETRY_BASE_SECONDS": "0.02", **(bioindex_env or {})},
+        }
+        self.s3 = aws.client("s3")
+        self.stack = aws.deploy(name, f"{name}-data", parameters)
+        root = tmp_path / "index"
+        make_sample_index(root)
+        self.originals = {k: v for k, v in upload_tree(self.s3, self.stack.data_bucket, root, PREFIX).items()}
+        self.json_keys = sorted(k for k in self.originals if k.endswith(".json"))
+        self.states: list[str] = []
+
+    def data_keys(self) -> set[str]:
+        resp = self.s3.list_objects_v2(Bucket=self.stack.data_bucket, Prefix=PREFIX)
+        return {o["Key"] for o in resp.get("Contents", [])}
+
+    def read(self, key: str) -> bytes:
+        return self.s3.get_object(Bucket=self.stack.data_bucket, Key=key)["Body"].read()
+
+    def run(self, machine: str = "compress", **extra) -> dict:
+        arn = self.stack.compress_arn if machine == "compress" else self.stack.rollback_arn
+        execution_input = {"index": INDEX, "prefix": PREFIX, **extra}
+        name = f"{machine}-{uuid.uuid4().hex[:8]}"
+        return self.aws.run(arn, execution_input, name, on_state=self.states.append)
+
+    def originals_intact(self) -> bool:
+        return all(self.read(k) == self.originals[k] for k in self.json_keys)
+
+    def close(self) -> None:
+        self.bioindex.stop()
+        self.aws.runner.before_job = None
+
+
+@pytest.fixture
+def deployment(offline_aws, tmp_path):
+    d = Deployment(offline_aws, tmp_path)
+    yield d
+    d.close()
+
+
+def test_compress_then_rollback(deployment):
+    result = deployment.run(shards=2)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    order = [s for s in deployment.states if s in ("Plan", "Compress", "Verify", "SetCompressed", "DeleteOriginals")]
+    assert order == ["Plan", "Compress", "Verify", "SetCompressed", "DeleteOriginals"]
+    assert "Compress array job" in deployment.states, "two shards run as an array job"
+    summary = json.loads(result["output"])
+    assert summary["files"] == 5 and summary["objectsDeleted"] == 5
+    assert summary["bytesUncompressed"] == sum(len(deployment.originals[k]) for k in deployment.json_keys)
+    assert 0.05 < summary["ratio"] < 0.3
+    keys = deployment.data_keys()
+    assert not any(k.endswith(".json") for k in keys), "originals deleted"
+    assert all(k + ".gz" in keys and k + ".gz.gzi" in keys for k in deployment.json_keys)
+    assert deployment.bioindex.compressed(INDEX, PREFIX) is True
+    assert deployment.bioindex.compressed("other-index", "other/") is False
+
+    deployment.states.clear()
+    result = deployment.run("rollback")
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert [s for s in deployment.states if not s.endswith("job")] == [
+        "Plan",
+        "Decompress",
+        "VerifyRestored",
+        "SetUncompressed",
+        "RemoveCompressed",
+        "Summarize",
+        "Done",
+    ]
+    assert "Decompress job" in deployment.states, "one shard runs as a single job"
+    assert deployment.originals_intact()
+    assert not any(k.endswith((".gz", ".gzi")) for k in deployment.data_keys())
+    assert deployment.bioindex.compressed(INDEX, PREFIX) is False
+
+
+def _assert_failed_safely(deployment, result, step: str, *words: str) -> None:
+    assert result["status"] == "FAILED"
+    assert result["error"] == f"{step}Failed", (result.get("error"), result.get("cause"))
+    for word in words:
+        assert word in result["cause"], result["cause"]
+    assert "No original was deleted" in result["cause"]
+    assert deployment.originals_intact()
+    assert not any(s.startswith("DeleteOriginals") for s in deployment.states)
+
+
+def test_plan_failure_bad_prefix(deployment):
+    arn = deployment.stack.compress_arn
+    result = deployment.aws.run(arn, {"index": INDEX, "prefix": "associations"}, "bad-prefix", deployment.states.append)
+    _assert_failed_safely(deployment, result, "Plan", "must end with '/'")
+
+
+def test_plan_failure_empty_prefix(deployment):
+    result = deployment.run(prefix="nothing-here/")
+    _assert_failed_safely(deployment, result, "Plan", "nothing to do")
+
+
+def test_compress_failure_when_a_source_changes_after_the_plan(deployment):
+    victim = "associations/BMI/part-00000.json"
+
+    def writer(job_name: str) -> None:
+        if job_name.endswith("-compress"):
+            deployment.s3.put_object(Bucket=deployment.stack.data_bucket, Key=victim, Body=b'{"new": 1}\n')
+            deployment.originals[victim] = b'{"new": 1}\n'
+
+    deployment.aws.runner.before_job = writer
+    result = deployment.run()
+    _assert_failed_safely(deployment, result, "Compress", "BMI/part-00000.json", "changed since the plan")
+    assert deployment.bioindex.compressed(INDEX, PREFIX) is False
+
+
+def test_verify_failure_on_a_corrupted_output(deployment):
+    victim = "associations/T2D/part-00001.json.gz"
+
+    def corrupt(job_name: str) -> None:
+        if job_name.endswith("-verify"):
+            data = bytearray(deployment.read(victim))
+            data[len(data) // 2] ^= 0x5A
+            deployment.s3.put_object(Bucket=deployment.stack.data_bucket, Key=victim, Body=bytes(data))
+
+    deployment.aws.runner.before_job = corrupt
+    result = deployment.run()
+    _assert_failed_safely(deployment, result, "Verify", "T2D/part-00001.json")
+    assert deployment.bioindex.compressed(INDEX, PREFIX) is False
+
+
+def test_set_compressed_retries_a_transient_500(deployment):
+    deployment.bioindex.failures = [500, 503]
+    result = deployment.run()
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert deployment.bioindex.compressed(INDEX, PREFIX) is True
+
+
+def test_set_compressed_persistent_500(deployment):
+    deployment.bioindex.failures = [500] * 1000
+    result = deployment.run()
+    _assert_failed_safely(deployment, result, "SetCompressed", "BioindexUnavailable", "500")
+    attempts = [s for s in deployment.states if s == "SetCompressed"]
+    assert len(attempts) == 1
+    lambda_runs = [entry for entry in deployment.aws.runner.lambda_logs if "SetCompressed" in entry["function"]]
+    assert len(lambda_runs) >= 3, "the state's Retry called the Lambda again"
+
+
+def test_set_compressed_4xx_is_not_retried(deployment):
+    deployment.bioindex.failures = [403]
+    result = deployment.run()
+    _assert_failed_safely(deployment, result, "SetCompressed", "BioindexRejected", "403")
+
+
+def test_flag_not_confirmed(deployment):
+    deployment.bioindex.ignore_updates = True
+    result = deployment.run()
+    _assert_failed_safely(deployment, result, "SetCompressed", "FlagNotConfirmed")
+
+
+def test_unknown_index(deployment):
+    result = deployment.aws.run(
+        deployment.stack.compress_arn, {"index": "no-such-index", "prefix": PREFIX}, "unknown", deployment.states.append
+    )
+    _assert_failed_safely(deployment, result, "SetCompressed", "IndexNotFound", "no-such-index")
+
+
+def test_delete_failure_keeps_the_changed_original(deployment):
+    victim = "associations/BMI/part-00001.json"
+
+    def writer(job_name: str) -> None:
+        if job_name.endswith("-deleteoriginals"):
+            deployment.s3.put_object(Bucket=deployment.stack.data_bucket, Key=victim, Body=b'{"late": 1}\n')
+
+    deployment.aws.runner.before_job = writer
+    result = deployment.run()
+    assert result["status"] == "FAILED" and result["error"] == "DeleteOriginalsFailed"
+    assert "BMI/part-00001.json" in result["cause"] and "changed since it was verified" in result["cause"]
+    assert deployment.read(victim) == b'{"late": 1}\n'
+    assert sum(k.endswith(".json") for k in deployment.data_keys()) == 1
+
+
+def test_a_second_run_on_the_same_prefix_is_refused(deployment):
+    arn = deployment.stack.compress_arn
+    sfn = deployment.aws.client("stepfunctions")
+    first = sfn.start_execution(stateMachineArn=arn, name="first", input=json.dumps({"index": INDEX, "prefix": PREFIX}))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        history = sfn.get_execution_history(executionArn=first["executionArn"])["events"]
+        if any(e.get("stateEnteredEventDetails", {}).get("name") == "Compress" for e in history):
+            break
+        time.sleep(0.1)
+    second = deployment.aws.run(arn, {"index": INDEX, "prefix": PREFIX}, "second")
+    assert second["status"] == "FAILED" and second["error"] == "PlanFailed"
+    assert "AlreadyRunning" in second["cause"] and "first" in second["cause"]
+    assert deployment.aws.wait(first["executionArn"])["status"] == "SUCCEEDED"
+
+
+def test_bearer_token_from_secrets_manager_is_sent_and_never_logged(offline_aws, tmp_path):
+    token = f"tok-{uuid.uuid4().hex}"
+    secret = offline_aws.client("secretsmanager").create_secret(Name=f"bioindex-{token[-6:]}", SecretString=token)
+    d = Deployment(offline_aws, tmp_path, token=token, bioindex_env={"BIOINDEX_TOKEN_SECRET_ARN": secret["ARN"]})
+    try:
+        result = d.run()
+        assert result["status"] == "SUCCEEDED", result.get("cause")
+        assert d.bioindex.authorization[-1] == f"Bearer {token}"
+        assert not any(token in entry["log"] for entry in offline_aws.runner.lambda_logs)
+    finally:
+        d.close()
+
+
+def test_runs_in_parallel_on_different_prefixes_do_not_block_each_other(offline_aws, tmp_path):
+    a = Deployment(offline_aws, tmp_path / "a")
+    results = {}
+    try:
+        other = {"index": "other-index", "prefix": "other/"}
+        upload_tree(a.s3, a.stack.data_bucket, tmp_path / "a" / "index" / "BMI", "other/")
+        threads = [
+            threading.Thread(target=lambda: results.update(one=a.run())),
+            threading.Thread(
+                target=lambda: results.update(two=offline_aws.run(a.stack.compress_arn, other, "other-run"))
+            ),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert results["one"]["status"] == "SUCCEEDED", results["one"].get("cause")
+        assert results["two"]["status"] == "SUCCEEDED", results["two"].get("cause")
+    finally:
+        a.close()
