@@ -69,3 +69,15 @@ def make_sample_index(root: Path, seed: int = 7) -> list[Path]:
     (root / "T2D" / "_SUCCESS").write_bytes(b"")
     (root / "README.txt").write_text("not part of the index\n")
     return written
+
+
+def upload_tree(s3, bucket: str, root: Path, prefix: str) -> dict[str, bytes]:
+    """Upload every file under root to s3://bucket/prefix/...; returns key -> content."""
+    content = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            key = prefix + path.relative_to(root).as_posix()
+            data = path.read_bytes()
+            s3.put_object(Bucket=bucket, Key=key, Body=data)
+            content[key] = data
+    return content

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import boto3
 import pytest
@@ -54,18 +53,6 @@ def run_bucket(s3) -> str:
     name = f"runs-{uuid.uuid4().hex[:12]}"
     s3.create_bucket(Bucket=name)
     return name
-
-
-def upload_tree(s3, bucket: str, root: Path, prefix: str) -> dict[str, bytes]:
-    """Upload every file under root to s3://bucket/prefix/...; returns key -> content."""
-    content = {}
-    for path in sorted(root.rglob("*")):
-        if path.is_file():
-            key = prefix + path.relative_to(root).as_posix()
-            data = path.read_bytes()
-            s3.put_object(Bucket=bucket, Key=key, Body=data)
-            content[key] = data
-    return content
 
 
 def write_flag(run_uri: str, index: str, prefix: str, compressed: bool) -> None:

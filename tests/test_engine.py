@@ -13,8 +13,8 @@ import pytest
 
 from batch_job import cli
 from batch_job.stores import S3Store
-from demo.sample_index import gwas_lines, make_sample_index
-from tests.conftest import upload_tree, write_flag
+from demo.sample_index import gwas_lines, make_sample_index, upload_tree
+from tests.conftest import write_flag
 
 PREFIX = "associations/"
 

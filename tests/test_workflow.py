@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from demo.bioindex_standin import BioindexStandin
-from demo.sample_index import make_sample_index
-from tests.conftest import upload_tree
+from demo.sample_index import make_sample_index, upload_tree
 
 INDEX = "associations"
 PREFIX = "associations/"

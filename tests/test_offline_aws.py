@@ -1,0 +1,125 @@
+"""Canary for the offline stack's hooks into moto's private internals: if a moto upgrade breaks any
+of them, these fail loudly here instead of the workflow tests failing in confusing ways."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from pathlib import Path
+
+import moto
+
+from demo.offline_aws import PINNED_MOTO
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_moto_is_pinned_to_the_version_the_hooks_were_written_for():
+    assert moto.__version__ == PINNED_MOTO
+    assert re.search(rf'"moto\[server\]=={re.escape(PINNED_MOTO)}"', (ROOT / "pyproject.toml").read_text())
+
+
+def _machine(aws, definition: dict) -> str:
+    role = aws.client("iam").create_role(RoleName=f"canary-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument="{}")
+    return aws.client("stepfunctions").create_state_machine(
+        name=f"canary-{uuid.uuid4().hex[:8]}", definition=json.dumps(definition), roleArn=role["Role"]["Arn"]
+    )["stateMachineArn"]
+
+
+def _batch(aws) -> tuple[str, str, str]:
+    batch = aws.client("batch")
+    tag = uuid.uuid4().hex[:6]
+    role = aws.client("iam").create_role(RoleName=f"canary-ce-{tag}", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
+    env = batch.create_compute_environment(
+        computeEnvironmentName=f"canary-{tag}", type="UNMANAGED", state="ENABLED", serviceRole=role
+    )
+    queue = batch.create_job_queue(
+        jobQueueName=f"canary-{tag}",
+        priority=1,
+        state="ENABLED",
+        computeEnvironmentOrder=[{"order": 1, "computeEnvironment": env["computeEnvironmentArn"]}],
+    )["jobQueueArn"]
+
+    def definition(command: list[str]) -> str:
+        return batch.register_job_definition(
+            jobDefinitionName=f"canary-{uuid.uuid4().hex[:6]}",
+            type="container",
+            parameters={"what": "--help"},
+            containerProperties={
+                "image": "x",
+                "command": command,
+                "resourceRequirements": [{"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "512"}],
+            },
+        )["jobDefinitionArn"]
+
+    return queue, definition(["Ref::what"]), definition(["compress", "--run", "Ref::run"])
+
+
+def test_sync_batch_jobs_run_for_real_and_retries_wait_for_the_new_job(offline_aws, tmp_path):
+    queue, ok_job, failing_job = _batch(offline_aws)
+    task = {"Type": "Task", "Resource": "arn:aws:states:::batch:submitJob.sync"}
+    definition = {
+        "StartAt": "Succeeds",
+        "States": {
+            "Succeeds": {
+                **task,
+                "Parameters": {"JobName": "ok", "JobQueue": queue, "JobDefinition": ok_job},
+                "ResultSelector": {"JobId.$": "$.JobId", "Status.$": "$.Status"},
+                "ResultPath": "$.ok",
+                "Next": "Fails",
+            },
+            "Fails": {
+                **task,
+                "Parameters": {
+                    "JobName": "fails",
+                    "JobQueue": queue,
+                    "JobDefinition": failing_job,
+                    "Parameters": {"run": str(tmp_path / "no-such-run")},
+                },
+                "Retry": [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 1, "MaxAttempts": 1}],
+                "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
+                "End": True,
+            },
+            "Caught": {"Type": "Pass", "End": True},
+        },
+    }
+    before = len(offline_aws.runner.job_logs)
+    result = offline_aws.run(_machine(offline_aws, definition), {}, f"canary-{uuid.uuid4().hex[:6]}", timeout=60)
+    assert result["status"] == "SUCCEEDED"
+    output = json.loads(result["output"])
+    assert output["ok"]["Status"] == "SUCCEEDED", "hook 1: Batch responses mapped to PascalCase"
+    runs = offline_aws.runner.job_logs[before:]
+    assert [r["command"] for r in runs] == [
+        ["--help"],
+        ["compress", "--run", str(tmp_path / "no-such-run")],
+        ["compress", "--run", str(tmp_path / "no-such-run")],
+    ], "hook 3: the container command ran, Ref:: substituted; hook 2: the retry waited for its own job"
+    assert [r["exit"] for r in runs] == [0, 2, 2]
+    cause = json.loads(output["error"]["Cause"])
+    assert cause["Status"] == "FAILED" and "bgzip-job exit 2" in cause["StatusReason"]
+
+
+def test_lambda_invoke_runs_the_real_handler(offline_aws):
+    lam = offline_aws.client("lambda")
+    role = offline_aws.client("iam").create_role(
+        RoleName=f"canary-fn-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument="{}"
+    )
+    name = f"canary-{uuid.uuid4().hex[:6]}"
+    lam.create_function(
+        FunctionName=name,
+        Runtime="python3.12",
+        Role=role["Role"]["Arn"],
+        Handler="report.app.handler",
+        Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
+    )
+    event = {"action": "explain", "execution": "x", "mode": "compress", "step": "Verify", "error": {"Cause": "boom"}}
+    resp = lam.invoke(FunctionName=name, Payload=json.dumps(event))
+    assert "FunctionError" not in resp
+    assert json.loads(resp["Payload"].read()) == {
+        "error": "VerifyFailed",
+        "cause": "Verify failed. boom. No original was deleted.",
+    }
+    resp = lam.invoke(FunctionName=name, Payload=json.dumps({"action": "nonsense"}))
+    assert resp["FunctionError"] == "Unhandled"
+    assert json.loads(resp["Payload"].read())["errorType"] == "ValidationError"
