@@ -37,6 +37,16 @@ STEP_VERIFY = "verify"
 STEP_DELETE = "delete"
 STEP_REMOVE_COMPRESSED = "remove-compressed"
 
+# State machine states that run an engine step -> that step (whose manifests say what it did).
+STATE_STEPS = {
+    "Compress": STEP_COMPRESS,
+    "Verify": STEP_VERIFY,
+    "DeleteOriginals": STEP_DELETE,
+    "Decompress": STEP_DECOMPRESS,
+    "VerifyRestored": STEP_VERIFY,
+    "RemoveCompressed": STEP_REMOVE_COMPRESSED,
+}
+
 
 def now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

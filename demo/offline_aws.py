@@ -371,6 +371,24 @@ class OfflineAWS:
             arns[name] = sfn.create_state_machine(
                 name=resolve(props["Name"], refs), definition=definition, roleArn=role
             )["stateMachineArn"]
+        repository = self.client("ecr").create_repository(repositoryName=f"{stack}-job")["repository"]
+        outputs = {
+            "CompressStateMachineArn": arns["CompressStateMachine"],
+            "RollbackStateMachineArn": arns["RollbackStateMachine"],
+            "RunBucketName": run_bucket,
+            "JobRepositoryUri": repository["repositoryUri"],
+            "JobQueueArn": refs["JobQueue"],
+        }
+        assert set(outputs) == set(template["Outputs"]), "the offline stack has the template's outputs"
+        self.client("cloudformation").create_stack(
+            StackName=stack,
+            TemplateBody=json.dumps(
+                {
+                    "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
+                    "Outputs": {name: {"Value": value} for name, value in outputs.items()},
+                }
+            ),
+        )
         return Stack(stack, data_bucket, run_bucket, arns["CompressStateMachine"], arns["RollbackStateMachine"], refs)
 
     def run(self, machine_arn: str, execution_input: dict, name: str, on_state=None, timeout: float = 300) -> dict:

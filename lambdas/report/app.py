@@ -22,15 +22,6 @@ from batch_job.runfolder import RunFolder
 logger = Logger(service="bgzip-workflow")
 tracer = Tracer(service="bgzip-workflow")
 
-# State name -> the engine step whose manifests name the failed files.
-STEP_MANIFESTS = {
-    "Compress": rf.STEP_COMPRESS,
-    "Verify": rf.STEP_VERIFY,
-    "DeleteOriginals": rf.STEP_DELETE,
-    "Decompress": rf.STEP_DECOMPRESS,
-    "VerifyRestored": rf.STEP_VERIFY,
-    "RemoveCompressed": rf.STEP_REMOVE_COMPRESSED,
-}
 BEFORE_DELETION = {"Plan", "Compress", "Verify", "SetCompressed"}
 BEFORE_REMOVAL = {"Plan", "Decompress", "VerifyRestored", "SetUncompressed"}
 SHOWN_FILES = 5
@@ -107,7 +98,7 @@ def _describe_cause(cause: str) -> str:
 
 
 def _failed_files(event: ReportEvent) -> str:
-    step = STEP_MANIFESTS.get(event.step)
+    step = rf.STATE_STEPS.get(event.step)
     run = _run(event)
     if step is None or run is None:
         return ""

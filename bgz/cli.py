@@ -1,0 +1,137 @@
+"""`bgz`: day-to-day operation of a deployed bgzip-workflow stack.
+
+    bgz start    --index NAME --prefix PREFIX/ [--wait]   start a compress run
+    bgz rollback --index NAME --prefix PREFIX/ [--wait]   start a rollback run
+    bgz watch EXECUTION                                    follow a run to its end
+    bgz list [--index NAME]                                recent runs of both state machines
+    bgz publish-image [--tag TAG]                          build and push the job image
+
+Stack name and region come from --stack/--region, else samconfig.toml, as for `sam deploy`.
+Exit status: 0 success; 1 the run failed; 2 the command could not do what was asked.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from batch_job.locations import BadInput, check_prefix
+from bgz import runs
+from bgz.errors import explain
+from bgz.stack import Stack
+from bgz.watch import outcome, watch
+
+
+def _start(args: argparse.Namespace, stack: Stack, mode: str) -> int:
+    check_prefix(args.prefix)
+    execution_input = {"index": args.index, "prefix": args.prefix}
+    if getattr(args, "shards", None):
+        execution_input["shards"] = args.shards
+    if getattr(args, "level", None) is not None:
+        execution_input["level"] = args.level
+    started = runs.start(stack, mode, execution_input)
+    print(f"started {mode} run {started['executionArn']}")
+    print(f"console: {runs.console_url(stack.region_name, started['executionArn'])}")
+    if not args.wait:
+        print(f"follow it with: bgz watch {started['executionArn'].rsplit(':', 1)[-1]}")
+        return 0
+    final = watch(stack, runs.find(stack, started["executionArn"]), interval=args.interval)
+    return 0 if final["status"] == "SUCCEEDED" else 1
+
+
+def cmd_start(args: argparse.Namespace, stack: Stack) -> int:
+    return _start(args, stack, "compress")
+
+
+def cmd_rollback(args: argparse.Namespace, stack: Stack) -> int:
+    return _start(args, stack, "rollback")
+
+
+def cmd_watch(args: argparse.Namespace, stack: Stack) -> int:
+    description = runs.find(stack, args.execution)
+    if description["status"] != "RUNNING":
+        print(outcome(description))
+    else:
+        description = watch(stack, description, interval=args.interval)
+    return 0 if description["status"] == "SUCCEEDED" else 1
+
+
+def cmd_list(args: argparse.Namespace, stack: Stack) -> int:
+    rows = runs.recent(stack, args.index, args.max)
+    if not rows:
+        print("no executions" + (f" for index {args.index!r}" if args.index else ""))
+        return 0
+    print(f"{'EXECUTION':<44} {'RUN':<9} {'STATUS':<10} {'STARTED (UTC)':<17} {'DURATION':>10}  INDEX PREFIX")
+    for row in rows:
+        print(
+            f"{row['name']:<44} {row['mode']:<9} {row['status']:<10} {row['startDate']:%Y-%m-%d %H:%M} "
+            f"{runs.duration(row):>10}  {row['index']} {row['prefix']}"
+        )
+    return 0
+
+
+def cmd_publish_image(args: argparse.Namespace, stack: Stack) -> int:
+    from bgz.publish import publish
+
+    image = publish(stack, args.tag)
+    print(f"\nJobImageUri={image}")
+    print(f"deploy it: sam deploy --parameter-overrides JobImageUri={image}")
+    print("(sam deploy replaces the whole parameter_overrides list: keep your other values in samconfig.toml)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="bgz", description=__doc__.split("\n\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--stack", help="stack name (default: samconfig.toml, else bgzip-workflow)")
+    common.add_argument("--region", help="AWS region (default: samconfig.toml, else your profile's)")
+    common.add_argument("--profile", help="AWS named profile")
+    common.add_argument("--config", type=Path, default=Path("samconfig.toml"), help="samconfig.toml to read")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, func, text in (
+        ("start", cmd_start, "start a compress run"),
+        ("rollback", cmd_rollback, "start a rollback run"),
+    ):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("--index", required=True, help="bioindex index name")
+        p.add_argument("--prefix", required=True, help="the index's S3 prefix in the data bucket, ending in /")
+        p.add_argument("--wait", action="store_true", help="follow the run to its end; exit 1 if it fails")
+        p.add_argument("--interval", type=float, default=5.0, help=argparse.SUPPRESS)
+        if name == "start":
+            p.add_argument("--shards", type=int, help="number of shards (default: one per 20 GiB)")
+            p.add_argument("--level", type=int, help="compression level as bgzip -l (default -1)")
+        p.set_defaults(func=func)
+    p = sub.add_parser("watch", parents=[common], help="follow a run: state, Batch children, files and bytes")
+    p.add_argument("execution", help="execution name or ARN")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between updates")
+    p.set_defaults(func=cmd_watch)
+    p = sub.add_parser("list", parents=[common], help="recent runs of both state machines")
+    p.add_argument("--index", help="only runs of this index")
+    p.add_argument("--max", type=int, default=20, help="how many (default 20)")
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("publish-image", parents=[common], help="build the job image and push it to the stack's ECR")
+    p.add_argument("--tag", help="image tag (default: UTC timestamp; the repository's tags are immutable)")
+    p.set_defaults(func=cmd_publish_image)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    stack = Stack.from_args(args.stack, args.region, args.profile, args.config)
+    try:
+        return args.func(args, stack)
+    except BadInput as exc:
+        print(f"bgz {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; the run itself goes on (bgz watch follows it again)", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        error = explain(exc)
+        if error is None:
+            raise
+        print(f"bgz {args.command}: {error}", file=sys.stderr)
+        if error.hint:
+            print(f"hint: {error.hint}", file=sys.stderr)
+        return 2

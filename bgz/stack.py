@@ -1,0 +1,74 @@
+"""Which deployed stack to talk to: name and region from the flags, else samconfig.toml (as `sam`
+uses them), and the stack's outputs (state machines, run bucket, image repository)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import boto3
+from botocore.exceptions import ClientError
+
+from bgz.errors import OperatorError
+
+DEFAULT_STACK = "bgzip-workflow"
+REQUIRED_OUTPUTS = ("CompressStateMachineArn", "RollbackStateMachineArn", "RunBucketName", "JobRepositoryUri")
+
+
+def samconfig_defaults(path: Path) -> dict[str, str]:
+    """stack_name and region as `sam deploy` reads them (global, then deploy parameters)."""
+    if not path.is_file():
+        return {}
+    with path.open("rb") as f:
+        config = tomllib.load(f).get("default", {})
+    values = {}
+    for section in ("global", "deploy"):
+        values.update({k: v for k, v in config.get(section, {}).get("parameters", {}).items() if isinstance(v, str)})
+    return values
+
+
+@dataclass
+class Stack:
+    name: str
+    region: str | None
+    profile: str | None = None
+    _outputs: dict[str, str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_args(cls, stack: str | None, region: str | None, profile: str | None, config: Path) -> Stack:
+        defaults = samconfig_defaults(config)
+        return cls(stack or defaults.get("stack_name") or DEFAULT_STACK, region or defaults.get("region"), profile)
+
+    def session(self) -> boto3.session.Session:
+        return boto3.session.Session(profile_name=self.profile, region_name=self.region)
+
+    def client(self, service: str):
+        return self.session().client(service)
+
+    @property
+    def region_name(self) -> str:
+        return self.session().region_name or "us-east-1"
+
+    def outputs(self) -> dict[str, str]:
+        if self._outputs is None:
+            try:
+                stacks = self.client("cloudformation").describe_stacks(StackName=self.name)["Stacks"]
+            except ClientError as exc:
+                if "does not exist" in str(exc):
+                    raise OperatorError(
+                        f"stack {self.name!r} is not deployed in {self.region_name}",
+                        "deploy it with `sam build && sam deploy --guided`, or pass --stack/--region",
+                    ) from exc
+                raise
+            self._outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+            missing = [k for k in REQUIRED_OUTPUTS if k not in self._outputs]
+            if missing:
+                raise OperatorError(
+                    f"stack {self.name!r} has no output {missing[0]}: it is not a bgzip-workflow stack",
+                    "pass --stack with the name you deployed bgzip-workflow as",
+                )
+        return self._outputs
+
+    def machine_arn(self, mode: str) -> str:
+        return self.outputs()["CompressStateMachineArn" if mode == "compress" else "RollbackStateMachineArn"]

@@ -1,0 +1,132 @@
+"""Follow one execution: the current state, its Batch array's children, and files and bytes done
+from the run folder's manifests; at the end the summary or the failure cause in plain words."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+
+from batch_job import runfolder as rf
+from batch_job.locations import parse_location
+from batch_job.progress import human_bytes
+from batch_job.runfolder import RunFolder
+from bgz.stack import Stack
+
+
+@dataclass
+class Snapshot:
+    status: str
+    state: str
+    step: bool = False
+    shards: int = 0
+    shards_done: int = 0
+    files: int = 0
+    files_done: int = 0
+    files_failed: int = 0
+    bytes_total: int = 0
+    bytes_done: int = 0
+    children: dict[str, int] | None = None
+
+    def line(self) -> str:
+        parts = [f"{self.status.lower()}: {self.state}"]
+        if self.children:
+            summary = ", ".join(f"{v} {k.lower()}" for k, v in self.children.items() if v)
+            parts.append(f"batch children: {summary}")
+        if self.step and self.shards:
+            frac = self.bytes_done / self.bytes_total if self.bytes_total else 0.0
+            bar = "#" * int(20 * frac)
+            parts.append(
+                f"[{bar:<20}] {self.shards_done}/{self.shards} shards, {self.files_done}/{self.files} files, "
+                f"{human_bytes(self.bytes_done)}/{human_bytes(self.bytes_total)}"
+            )
+        if self.files_failed:
+            parts.append(f"{self.files_failed} files failed")
+        return " | ".join(parts)
+
+
+def _history(sfn, arn: str) -> list[dict]:
+    events = []
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
+        events.extend(page["events"])
+    return events
+
+
+def _batch_children(stack: Stack, events: list[dict]) -> dict[str, int] | None:
+    submitted = [
+        e
+        for e in events
+        if e["type"] == "TaskSubmitted" and "batch" in e["taskSubmittedEventDetails"].get("resourceType", "")
+    ]
+    if not submitted:
+        return None
+    job_id = json.loads(submitted[-1]["taskSubmittedEventDetails"].get("output") or "{}").get("JobId")
+    if not job_id:
+        return None
+    jobs = stack.client("batch").describe_jobs(jobs=[job_id])["jobs"]
+    if not jobs:
+        return None
+    array = jobs[0].get("arrayProperties", {})
+    return array.get("statusSummary") or {jobs[0]["status"]: 1}
+
+
+def snapshot(stack: Stack, description: dict) -> Snapshot:
+    sfn = stack.client("stepfunctions")
+    events = _history(sfn, description["executionArn"])
+    entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
+    state = entered[-1] if entered else "starting"
+    step_state = state.removesuffix(" array job").removesuffix(" job")
+    snap = Snapshot(description["status"], state)
+    run = RunFolder(parse_location(f"s3://{stack.outputs()['RunBucketName']}/runs/{description['name']}/"))
+    if not run.has_plan():
+        return snap
+    plan = run.read_plan()
+    snap.shards, snap.files, snap.bytes_total = plan.shards, len(plan.files), plan.total_bytes
+    step = rf.STATE_STEPS.get(step_state)
+    if step is not None and description["status"] == "RUNNING":
+        snap.step = True
+        sizes = {f.key: f.size for f in plan.files}
+        for shard in range(plan.shards):
+            manifest = run.read_manifest(step, shard)
+            if manifest is None or manifest.get("plan_created") != plan.created:
+                continue
+            snap.shards_done += 1
+            snap.files_done += len(manifest["files"])
+            snap.files_failed += len(manifest["failed"])
+            snap.bytes_done += sum(sizes.get(r["key"], 0) for r in manifest["files"])
+        snap.children = _batch_children(stack, events)
+    return snap
+
+
+def outcome(description: dict) -> str:
+    if description["status"] == "SUCCEEDED":
+        summary = json.loads(description.get("output") or "{}")
+        if "files" in summary:
+            ratio = f"{summary['ratio']:.1%}" if summary.get("ratio") is not None else "n/a"
+            return (
+                f"SUCCEEDED: {summary['mode']} of {summary['index']} {summary['prefix']}: {summary['files']} files, "
+                f"{human_bytes(summary['bytesUncompressed'])} uncompressed, {human_bytes(summary['bytesCompressed'])} "
+                f"compressed ({ratio}), {summary['objectsDeleted']} objects deleted; run folder {summary['run']}"
+            )
+        return "SUCCEEDED"
+    return f"{description['status']}: {description.get('error', '')}: {description.get('cause', '')}"
+
+
+def watch(stack: Stack, description: dict, interval: float = 5.0, out=None) -> dict:
+    """Print progress until the execution ends; returns its final description."""
+    out = out or sys.stdout
+    sfn = stack.client("stepfunctions")
+    tty = out.isatty()
+    last = ""
+    while True:
+        description = sfn.describe_execution(executionArn=description["executionArn"])
+        line = snapshot(stack, description).line()
+        if line != last:
+            out.write(("\r\x1b[2K" if tty else "") + line + ("" if tty else "\n"))
+            out.flush()
+            last = line
+        if description["status"] != "RUNNING":
+            out.write(("\n" if tty else "") + outcome(description) + "\n")
+            return description
+        time.sleep(interval)

@@ -1,0 +1,175 @@
+"""`bgz` end to end against the offline stack (moto server): start, watch, list, rollback, the errors
+an operator meets, and publish-image with docker faked at the process boundary."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from bgz import cli
+from bgz.publish import DOCKERFILE, ROOT
+from tests.stacks import INDEX, PREFIX, Deployment
+
+
+@pytest.fixture
+def deployment(offline_aws, tmp_path):
+    d = Deployment(offline_aws, tmp_path)
+    yield d
+    d.close()
+
+
+def bgz(capsys, deployment, *args: str) -> tuple[int, str, str]:
+    rc = cli.main([*args, "--stack", deployment.stack.name, "--region", "us-east-1"])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_start_wait_list_watch_and_rollback(deployment, capsys):
+    rc, out, err = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3")
+    assert rc == 0, out + err
+    arn = out.splitlines()[0].split()[-1]
+    name = arn.rsplit(":", 1)[-1]
+    assert re.fullmatch(rf"{INDEX}-\d{{8}}T\d{{6}}Z", name)
+    console = "https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/"
+    assert f"console: {console}{arn}" in out
+    assert "running: Compress" in out and "/5 files" in out, "progress from the run folder's manifests"
+    assert "SUCCEEDED: compress of associations associations/: 5 files" in out
+    assert deployment.bioindex.compressed(INDEX, PREFIX) is True
+
+    rc, out, _ = bgz(capsys, deployment, "list")
+    assert rc == 0 and name in out and "SUCCEEDED" in out and "compress" in out
+    rc, out, _ = bgz(capsys, deployment, "watch", name)
+    assert rc == 0 and out.startswith("SUCCEEDED: compress")
+
+    rc, out, err = bgz(
+        capsys, deployment, "rollback", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3"
+    )
+    assert rc == 0, out + err
+    assert "SUCCEEDED: rollback of associations" in out
+    assert deployment.originals_intact()
+    rc, out, _ = bgz(capsys, deployment, "list", "--index", INDEX)
+    assert out.count("SUCCEEDED") == 2
+    rc, out, _ = bgz(capsys, deployment, "list", "--index", "other-index")
+    assert "no executions" in out
+
+
+def test_a_failed_run_exits_1_with_the_cause(deployment, capsys):
+    deployment.bioindex.failures = [403]
+    rc, out, _ = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3")
+    assert rc == 1
+    assert "FAILED: SetCompressedFailed: SetCompressed failed. BioindexRejected" in out
+    assert "No original was deleted" in out
+
+
+def test_a_second_start_on_a_running_prefix_is_refused(deployment, capsys):
+    rc, out, _ = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)
+    assert rc == 0 and "follow it with: bgz watch" in out
+    name = out.splitlines()[0].rsplit(":", 1)[-1]
+    rc, _, err = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)
+    assert rc == 2 and "already being converted" in err and f"hint: follow it with `bgz watch {name}`" in err
+    rc, out, _ = bgz(capsys, deployment, "watch", name, "--interval", "0.3")
+    assert rc == 0 and "SUCCEEDED" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message", "hint"),
+    [
+        (["watch", "no-such-run"], "no execution 'no-such-run'", "bgz list"),
+        (["start", "--index", INDEX, "--prefix", "no-slash"], "must end with '/'", None),
+    ],
+)
+def test_operator_errors(deployment, capsys, args, message, hint):
+    rc, _, err = bgz(capsys, deployment, *args)
+    assert rc == 2 and message in err and "Traceback" not in err
+    if hint:
+        assert "hint: " in err and hint in err
+
+
+def test_stack_not_deployed_or_wrong_region(offline_aws, capsys):
+    rc = cli.main(["list", "--stack", "never-deployed", "--region", "us-east-1"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "stack 'never-deployed' is not deployed in us-east-1" in err and "sam deploy --guided" in err
+
+
+def test_wrong_region(deployment, capsys):
+    rc = cli.main(["list", "--stack", deployment.stack.name, "--region", "eu-west-3"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "is not deployed in eu-west-3" in err
+
+
+def test_no_credentials(offline_aws, capsys, monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    rc = cli.main(["list", "--region", "us-east-1"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "no AWS credentials found" in err and "aws sso login" in err
+
+
+def test_stack_and_region_come_from_samconfig(deployment, capsys, tmp_path):
+    config = tmp_path / "samconfig.toml"
+    config.write_text(
+        f'version = 0.1\n[default.global.parameters]\nstack_name = "{deployment.stack.name}"\nregion = "us-east-1"\n'
+    )
+    rc = cli.main(["list", "--config", str(config)])
+    out, err = capsys.readouterr()
+    assert rc == 0 and "no executions" in out, err
+
+
+@pytest.fixture
+def fake_docker(tmp_path, monkeypatch):
+    """A `docker` on PATH that records each call (argv and stdin) as a JSON line."""
+    log = tmp_path / "docker.log"
+    script = tmp_path / "bin" / "docker"
+    script.parent.mkdir()
+    script.write_text(
+        "#!/usr/bin/env python3\n"
+        "import json, os, sys\n"
+        "stdin = sys.stdin.read() if '--password-stdin' in sys.argv else None\n"
+        f"open({str(log)!r}, 'a').write(json.dumps({{'argv': sys.argv[1:], 'stdin': stdin}}) + '\\n')\n"
+        "sys.exit(int(os.environ.get('FAKE_DOCKER_FAIL_' + sys.argv[1].upper(), '0')))\n"
+    )
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
+    return log
+
+
+def test_publish_image_runs_exactly_build_login_push(deployment, capsys, fake_docker, offline_aws):
+    rc, out, err = bgz(capsys, deployment, "publish-image", "--tag", "v1")
+    assert rc == 0, err
+    calls = [json.loads(line) for line in fake_docker.read_text().splitlines()]
+    ecr = offline_aws.client("ecr")
+    repositories = ecr.describe_repositories(repositoryNames=[f"{deployment.stack.name}-job"])["repositories"]
+    uri = repositories[0]["repositoryUri"]
+    token = ecr.get_authorization_token()["authorizationData"][0]["authorizationToken"]
+    user, _, password = base64.b64decode(token).decode().partition(":")
+    assert calls == [
+        {
+            "argv": ["build", "--platform", "linux/amd64", "-f", str(DOCKERFILE), "-t", f"{uri}:v1", str(ROOT)],
+            "stdin": None,
+        },
+        {"argv": ["login", "--username", user, "--password-stdin", uri.split("/")[0]], "stdin": password},
+        {"argv": ["push", f"{uri}:v1"], "stdin": None},
+    ]
+    assert f"JobImageUri={uri}:v1" in out
+    assert password not in out + err, "the registry password is never printed"
+
+
+def test_publish_image_stops_when_docker_fails(deployment, capsys, fake_docker, monkeypatch):
+    monkeypatch.setenv("FAKE_DOCKER_FAIL_BUILD", "1")
+    rc, _, err = bgz(capsys, deployment, "publish-image", "--tag", "v2")
+    assert rc == 2 and "`docker build` failed" in err
+    assert [json.loads(line)["argv"][0] for line in fake_docker.read_text().splitlines()] == ["build"]
+
+
+def test_docker_is_the_real_dockerfile():
+    assert DOCKERFILE == ROOT / "batch_job" / "Dockerfile" and DOCKERFILE.is_file()
+    assert Path(ROOT / "pyproject.toml").is_file()
