@@ -141,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
         step.add_argument("--run", required=True, help="run folder holding plan.json")
         step.add_argument("--shard", type=int, help="shard to work on (default: $AWS_BATCH_JOB_ARRAY_INDEX, else all)")
         step.add_argument("--threads", type=_positive, default=os.cpu_count() or 1, help="codec threads")
-        step.add_argument("--files-in-parallel", type=_positive, default=2, help="files worked on at once")
+        # Deletion only checks and deletes (latency-bound); the codec steps hold buffers per file.
+        parallel = 16 if name in ("delete", "remove-compressed") else 2
+        step.add_argument("--files-in-parallel", type=_positive, default=parallel, help="files worked on at once")
         if name == "compress":
             step.add_argument("--level", type=int, default=DEFAULT_LEVEL, help="as bgzip -l: -1 (default) or 0..9")
         step.set_defaults(func=func)
