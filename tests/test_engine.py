@@ -343,3 +343,26 @@ def test_failed_upload_is_aborted_and_leaves_no_object(s3, bucket, monkeypatch):
         store.write("a/x.json.gz", chunks(), {})
     assert store.head("a/x.json.gz") is None
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_edge_sizes_end_to_end(target, capsys, tmp_path):
+    """An empty file, exactly one block and one block + 1 byte: compressed, verified, deleted, restored."""
+    block = 65280
+    edge = {"edge/empty.json": b"", "edge/one-block.json": gwas_lines(2 * block)[:block]}
+    edge["edge/one-block-plus-one.json"] = gwas_lines(2 * block, seed=5)[: block + 1]
+    for name, data in edge.items():
+        if target.kind == "local":
+            (target.local_root / name).parent.mkdir(exist_ok=True)
+        target.write(name, data)
+    compress_and_verify(target, capsys)
+    for name, data in edge.items():
+        (tmp_path / "x.gz").write_bytes(target.read(name + ".gz"))
+        subprocess.run(["bgzip", "-t", str(tmp_path / "x.gz")], check=True)
+        assert subprocess.run(["bgzip", "-dc", str(tmp_path / "x.gz")], capture_output=True).stdout == data
+    write_flag(target.run, "genes", target.prefix, True)
+    assert job(capsys, "delete", "--run", target.run)[0] == 0
+    rollback = target.run.rstrip("/") + "-rb/"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
+    assert job(capsys, "decompress", "--run", rollback)[0] == 0
+    assert job(capsys, "verify", "--run", rollback)[0] == 0
+    assert {name: target.read(name) for name in edge} == edge
