@@ -9,10 +9,12 @@ A run folder holds everything a run decided and did:
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
 from batch_job.locations import BadInput, Location
+from batch_job.stores import StoreError
 
 FORMAT_VERSION = 1
 PLAN = "plan.json"
@@ -178,6 +180,26 @@ class RunFolder:
     def read_manifest(self, step: str, shard: int) -> dict | None:
         data = self._read(manifest_key(step, shard))
         return None if data is None else json.loads(data)
+
+    def read_manifests(self, step: str, shards: int) -> dict[int, dict]:
+        """Every manifest of a step that exists, read in parallel (a run may have 10,000 shards)."""
+        present = self.manifest_shards(step)
+        with ThreadPoolExecutor(32) as pool:
+            bodies = pool.map(lambda k: (k, self.read_manifest(step, k)), sorted(k for k in present if k < shards))
+            return {k: body for k, body in bodies if body is not None}
+
+    def manifest_shards(self, step: str) -> set[int]:
+        """Shard numbers with a manifest for the step, from one listing."""
+        prefix = self.location.key(f"{step}/shard-")
+        shards = set()
+        try:
+            for info in self.location.store.list_objects(prefix):
+                number = info.key[len(prefix) :].removesuffix(".json")
+                if number.isdigit():
+                    shards.add(int(number))
+        except StoreError:  # a local run folder without the step's folder yet
+            return set()
+        return shards
 
     def write_manifest(self, step: str, shard: int, body: dict) -> None:
         self._write(manifest_key(step, shard), json.dumps(body, indent=1).encode())

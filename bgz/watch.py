@@ -71,7 +71,9 @@ def _batch_children(stack: Stack, events: list[dict]) -> dict[str, int] | None:
     return array.get("statusSummary") or {jobs[0]["status"]: 1}
 
 
-def snapshot(stack: Stack, description: dict) -> Snapshot:
+def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snapshot:
+    """Where the execution is; `cache` keeps the plan between polls (it may list 100,000 files)."""
+    cache = {} if cache is None else cache
     sfn = stack.client("stepfunctions")
     events = _history(sfn, description["executionArn"])
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
@@ -79,18 +81,17 @@ def snapshot(stack: Stack, description: dict) -> Snapshot:
     step_state = state.removesuffix(" array job").removesuffix(" job")
     snap = Snapshot(description["status"], state)
     run = RunFolder(parse_location(f"s3://{stack.outputs()['RunBucketName']}/runs/{description['name']}/"))
-    if not run.has_plan():
-        return snap
-    plan = run.read_plan()
+    if "plan" not in cache:
+        if not run.has_plan():
+            return snap
+        cache["plan"] = run.read_plan()
+    plan = cache["plan"]
     snap.shards, snap.files, snap.bytes_total = plan.shards, len(plan.files), plan.total_bytes
     step = rf.STATE_STEPS.get(step_state)
     if step is not None and description["status"] == "RUNNING":
         snap.step = True
         sizes = {f.key: f.size for f in plan.files}
-        for shard in range(plan.shards):
-            manifest = run.read_manifest(step, shard)
-            if manifest is None or manifest.get("plan_created") != plan.created:
-                continue
+        for manifest in run.read_manifests(step, plan.shards).values():
             snap.shards_done += 1
             snap.files_done += len(manifest["files"])
             snap.files_failed += len(manifest["failed"])
@@ -119,9 +120,10 @@ def watch(stack: Stack, description: dict, interval: float = 5.0, out=None) -> d
     sfn = stack.client("stepfunctions")
     tty = out.isatty()
     last = ""
+    cache: dict = {}
     while True:
         description = sfn.describe_execution(executionArn=description["executionArn"])
-        line = snapshot(stack, description).line()
+        line = snapshot(stack, description, cache).line()
         if line != last:
             out.write(("\r\x1b[2K" if tty else "") + line + ("" if tty else "\n"))
             out.flush()

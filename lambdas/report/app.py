@@ -41,8 +41,8 @@ def _run(event: ReportEvent) -> RunFolder | None:
 
 
 def _records(run: RunFolder, step: str) -> list[dict]:
-    shards = run.read_plan().shards
-    return [r for k in range(shards) for r in (run.read_manifest(step, k) or {"files": []})["files"]]
+    manifests = run.read_manifests(step, run.read_plan().shards)
+    return [record for body in manifests.values() for record in body["files"]]
 
 
 def summary(event: ReportEvent) -> dict:

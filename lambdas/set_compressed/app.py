@@ -49,10 +49,8 @@ def check_run(run: RunFolder, event: SetCompressedEvent) -> None:
             f"run {run.uri} is a {plan.mode} plan for {plan.index!r} {plan.prefix!r}; "
             f"refusing to set compressed={str(event.compressed).lower()} for {event.index!r} {event.prefix!r}"
         )
-    verified: set[str] = set()
-    for shard in range(plan.shards):
-        manifest = run.read_manifest(rf.STEP_VERIFY, shard) or {"files": []}
-        verified.update(r["key"] for r in manifest["files"] if r.get("ok"))
+    manifests = run.read_manifests(rf.STEP_VERIFY, plan.shards).values()
+    verified = {r["key"] for body in manifests for r in body["files"] if r.get("ok")}
     missing = [f.key for f in plan.files if f.key not in verified]
     if missing:
         raise NotVerified(f"{len(missing)} planned files are not verified OK in this run, e.g. {missing[0]}")
