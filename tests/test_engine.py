@@ -366,3 +366,27 @@ def test_edge_sizes_end_to_end(target, capsys, tmp_path):
     assert job(capsys, "decompress", "--run", rollback)[0] == 0
     assert job(capsys, "verify", "--run", rollback)[0] == 0
     assert {name: target.read(name) for name in edge} == edge
+
+
+def test_s3_reads_large_objects_as_parallel_ranges_of_one_version(s3, bucket, monkeypatch):
+    import batch_job.stores as stores
+
+    monkeypatch.setattr(stores, "RANGE_SIZE", 1024 * 1024)
+    data = gwas_lines(5 * 1024 * 1024 + 123, seed=4)
+    s3.put_object(Bucket=bucket, Key="r/big.json", Body=data)
+    s3.put_object(Bucket=bucket, Key="r/empty.json", Body=b"")
+    store = S3Store(bucket)
+    info = store.head("r/big.json")
+    with store.open("r/big.json", info.etag) as stream:
+        assert isinstance(stream, stores._RangedReader)
+        parts = []
+        while chunk := stream.read(777_777):
+            parts.append(chunk)
+    assert b"".join(parts) == data
+    with store.open("r/empty.json", store.head("r/empty.json").etag) as stream:
+        assert stream.read() == b""
+    with pytest.raises(stores.ObjectChanged), store.open("r/big.json", info.etag) as stream:
+        stream.read(10)
+        s3.put_object(Bucket=bucket, Key="r/big.json", Body=data + b"x")
+        while stream.read(1 << 20):
+            pass
