@@ -65,8 +65,9 @@ def _select(objects: list[ObjectInfo], mode: str) -> list[ObjectInfo]:
     missing = [o.key for o in compressed if o.key + ".gzi" not in keys]
     if missing:
         raise BadInput(
-            f"{len(missing)} .json.gz files have no .gzi beside them (e.g. {missing[0]}); "
-            "they are not this workflow's output and would stay compressed after the flag is cleared"
+            f"{len(missing)} .json.gz files have no .gzi beside them (e.g. {missing[0]}): a compress run "
+            "stopped before finishing them, or they are not this workflow's output. Re-run the compress run "
+            "to finish them, or remove them, before rolling back"
         )
     return compressed
 
