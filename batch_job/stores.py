@@ -68,8 +68,9 @@ class Store:
         """Store the streamed bytes as `key` all at once: readers never see a partial object."""
         raise NotImplementedError
 
-    def delete(self, keys: list[str]) -> None:
-        """Delete the keys; a key already gone is not an error (deletes are re-run after failures)."""
+    def delete(self, objects: list[tuple[str, str]]) -> None:
+        """Delete each (key, etag) only if the object still has that ETag (a changed one stays, and
+        the call fails naming it); a key already gone is not an error, as deletes are re-run."""
         raise NotImplementedError
 
     def read_bytes(self, key: str) -> bytes | None:
@@ -175,19 +176,20 @@ class S3Store(Store):
                 aborted += 1
         return aborted
 
-    def delete(self, keys: list[str]) -> None:
-        for start in range(0, len(keys), DELETE_BATCH):
-            batch = keys[start : start + DELETE_BATCH]
+    def delete(self, objects: list[tuple[str, str]]) -> None:
+        errors = []
+        for start in range(0, len(objects), DELETE_BATCH):
+            batch = objects[start : start + DELETE_BATCH]
+            # Conditional deletes: S3 deletes each object only if its ETag still matches.
+            identifiers = [{"Key": key, "ETag": f'"{etag}"'} for key, etag in batch]
             try:
-                resp = self.client.delete_objects(
-                    Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch], "Quiet": True}
-                )
+                resp = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": identifiers, "Quiet": True})
             except ClientError as exc:
-                raise self._error(exc, batch[0]) from exc
-            errors = resp.get("Errors", [])
-            if errors:
-                named = ", ".join(f"{e['Key']} ({e.get('Code')})" for e in errors[:5])
-                raise StoreError(f"{len(errors)} objects were not deleted: {named}")
+                raise self._error(exc, batch[0][0]) from exc
+            errors += [e for e in resp.get("Errors", []) if e.get("Code") != "NoSuchKey"]
+        if errors:
+            named = ", ".join(f"{e['Key']} ({e.get('Code')})" for e in errors[:5])
+            raise StoreError(f"{len(errors)} objects were not deleted: {named}")
 
 
 class _RangedReader(io.RawIOBase):
@@ -387,6 +389,16 @@ class LocalStore(Store):
             raise
         return self.head(key)
 
-    def delete(self, keys: list[str]) -> None:
-        for key in keys:
-            self._path(key).unlink(missing_ok=True)
+    def delete(self, objects: list[tuple[str, str]]) -> None:
+        changed = []
+        for key, etag in objects:
+            path = self._path(key)
+            try:
+                if self._etag(path.stat()) != etag:
+                    changed.append(key)
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue
+        if changed:
+            raise StoreError(f"{len(changed)} objects changed and were not deleted: {', '.join(changed[:5])}")

@@ -390,3 +390,19 @@ def test_s3_reads_large_objects_as_parallel_ranges_of_one_version(s3, bucket, mo
         s3.put_object(Bucket=bucket, Key="r/big.json", Body=data + b"x")
         while stream.read(1 << 20):
             pass
+
+
+def test_deletes_are_conditional_on_the_etag(tmp_path):
+    """The last guard: a file changed between the checks and the delete call is not deleted."""
+    import os
+
+    from batch_job.stores import LocalStore, StoreError
+
+    store = LocalStore(tmp_path)
+    (tmp_path / "a.json").write_text("a\n")
+    (tmp_path / "b.json").write_text("b\n")
+    a, b = store.head("a.json"), store.head("b.json")
+    os.utime(tmp_path / "b.json", ns=(1, 1))  # b changes after it was checked
+    with pytest.raises(StoreError, match=r"b\.json"):
+        store.delete([("a.json", a.etag), ("b.json", b.etag), ("gone.json", "x")])
+    assert not (tmp_path / "a.json").exists() and (tmp_path / "b.json").exists()

@@ -11,6 +11,8 @@ earlier attempt counts as done, so the step can be re-run after any failure.
 
 from __future__ import annotations
 
+import threading
+
 from batch_job import runfolder as rf
 from batch_job.runfolder import Plan, PlannedFile, RunFolder
 from batch_job.steps.runner import FileFailed, Refused, StepContext
@@ -46,10 +48,12 @@ class GuardedDelete:
 
     def __init__(self) -> None:
         self._verified: dict[int, dict[str, dict]] = {}
+        self._lock = threading.Lock()
 
     def _record_of(self, ctx: StepContext, planned: PlannedFile) -> dict:
-        if planned.shard not in self._verified:
-            self._verified[planned.shard] = _verified(ctx, planned.shard)
+        with self._lock:  # files are checked in parallel; read each shard's verify manifest once
+            if planned.shard not in self._verified:
+                self._verified[planned.shard] = _verified(ctx, planned.shard)
         record = self._verified[planned.shard].get(planned.key)
         if record is None:
             raise FileFailed(f"{planned.key} was not verified OK in this run")
@@ -78,15 +82,15 @@ class GuardedDelete:
                 continue
             if info.etag != expected[key]:
                 raise FileFailed(f"{key} changed since it was verified; not deleted")
-            present.append(key)
+            present.append([key, info.etag])
         ctx.progress.advance(bytes_in=planned.size)
         status = "deleted" if present else "already-deleted"
         return {"key": planned.key, "ok": True, "status": status, "deleted": present}
 
     def finish_shard(self, ctx: StepContext, shard: int, records: list[dict]) -> None:
-        keys = [k for r in records if r["ok"] for k in r["deleted"]]
+        objects = [(key, etag) for r in records if r["ok"] for key, etag in r["deleted"]]
         try:
-            ctx.target.store.delete(keys)
+            ctx.target.store.delete(objects)
         except Exception as exc:  # the manifest must say these were not deleted, not crash the step
             for record in records:
                 if record["ok"] and record["deleted"]:
