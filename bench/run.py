@@ -37,18 +37,14 @@ def timed(cmd: list[str], stdout=subprocess.DEVNULL) -> tuple[float, int]:
     return seconds, usage.ru_maxrss // 1024
 
 
-def best(repeat: int, cmd: list[str], before=None, stdout_path: Path | None = None) -> tuple[float, int]:
-    """Fastest of `repeat` runs (disk and page cache make single runs noisy) and the largest peak RSS."""
-    runs = []
+def paired(repeat: int, theirs, ours) -> tuple[tuple[float, int], tuple[float, int]]:
+    """Alternate htslib's and our run `repeat` times so both meet the same disk and page-cache state;
+    keep each side's fastest time (single runs are noisy) and largest peak RSS."""
+    runs: dict[str, list[tuple[float, int]]] = {"theirs": [], "ours": []}
     for _ in range(repeat):
-        if before is not None:
-            before()
-        if stdout_path is None:
-            runs.append(timed(cmd))
-        else:
-            with stdout_path.open("wb") as out:
-                runs.append(timed(cmd, stdout=out))
-    return min(s for s, _ in runs), max(r for _, r in runs)
+        runs["theirs"].append(theirs())
+        runs["ours"].append(ours())
+    return tuple((min(s for s, _ in r), max(m for _, m in r)) for r in (runs["theirs"], runs["ours"]))
 
 
 def job(*args: str) -> list[str]:
@@ -61,6 +57,11 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement; the fastest counts")
     parser.add_argument("--workdir", default=str(ROOT / "bench" / "out"))
+    parser.add_argument(
+        "--restore-dir",
+        default="/dev/shm/bgzip-bench" if Path("/dev/shm").is_dir() else None,
+        help="where both restores write (default: tmpfs, so the disk's noise does not decide the ratio)",
+    )
     args = parser.parse_args()
     if BGZIP is None:
         raise SystemExit("bench needs htslib's bgzip: apt-get install tabix")
@@ -81,41 +82,44 @@ def main() -> int:
     size = src.stat().st_size
 
     n = args.repeat
-    ref = work / "ref.gz"
-    hts_c, _ = best(n, [BGZIP, "-i", "-I", str(work / "ref.gz.gzi"), "-@", t, "-c", str(src)], stdout_path=ref)
-    hts_d, _ = best(n, [BGZIP, "-d", "-@", t, "-c", str(ref)])
-    # Our restore fsyncs the file before it counts as written; make htslib's durable too.
-    restored = work / "ref.json"
-    hts_d_file, _ = best(n, ["sh", "-c", f'"{BGZIP}" -d -@ {t} -c "{ref}" > "{restored}" && sync "{restored}"'])
-    restored.unlink()
-
-    run = str(work / "run")
+    scratch = Path(args.restore_dir) if args.restore_dir else work
+    shutil.rmtree(scratch / "restore", ignore_errors=True)
+    ref, restored = work / "ref.gz", scratch / "ref.json"
+    run, rrun = str(work / "run"), str(work / "restore-run")
+    ours, restore = data / "gwas.json.gz", scratch / "restore"
     subprocess.run(job("plan", str(data), "--index", "bench", "--run", run), check=True, capture_output=True)
-    ours = data / "gwas.json.gz"
 
-    def fresh_compress() -> None:
+    def hts_compress() -> tuple[float, int]:
+        with ref.open("wb") as out:
+            return timed([BGZIP, "-i", "-I", str(work / "ref.gz.gzi"), "-@", t, "-c", str(src)], stdout=out)
+
+    def our_compress() -> tuple[float, int]:
         for output in data.glob("*.gz*"):
             output.unlink()
+        return timed(job("compress", "--run", run, "--threads", t))
 
-    our_c, rss_c = best(n, job("compress", "--run", run, "--threads", t), before=fresh_compress)
-    our_v, rss_v = best(n, job("verify", "--run", run, "--threads", t))
+    def our_decompress() -> tuple[float, int]:
+        (restore / "gwas.json").unlink(missing_ok=True)
+        return timed(job("decompress", "--run", rrun, "--threads", t))
+
+    # Our restore fsyncs the file before it counts as written; make htslib's durable too.
+    hts_restore = ["sh", "-c", f'"{BGZIP}" -d -@ {t} -c "{ref}" > "{restored}" && sync "{restored}"']
+    (hts_c, _), (our_c, rss_c) = paired(n, hts_compress, our_compress)
     # Compared in chunks: a parent holding big buffers would inflate the forked children's peak RSS.
     identical = filecmp.cmp(ours, ref, shallow=False)
-
-    restore = work / "restore"
-    restore.mkdir()
+    (hts_d, _), (our_v, rss_v) = paired(
+        n, lambda: timed([BGZIP, "-d", "-@", t, "-c", str(ref)]), lambda: timed(job("verify", "--run", run))
+    )
+    restore.mkdir(parents=True)
     shutil.copy(ours, restore / "gwas.json.gz")
     shutil.copy(data / "gwas.json.gz.gzi", restore / "gwas.json.gz.gzi")
-    rrun = str(work / "restore-run")
     subprocess.run(
         job("plan", str(restore), "--index", "b", "--run", rrun, "--rollback"), check=True, capture_output=True
     )
-    our_d, rss_d = best(
-        n,
-        job("decompress", "--run", rrun, "--threads", t),
-        before=lambda: (restore / "gwas.json").unlink(missing_ok=True),
-    )
+    (hts_d_file, _), (our_d, rss_d) = paired(n, lambda: timed(hts_restore), our_decompress)
+    restored.unlink()
     restored_ok = (restore / "gwas.json").stat().st_size == size
+    shutil.rmtree(restore)
 
     def rate(seconds: float) -> float:
         return size / MB / seconds
@@ -127,9 +131,12 @@ def main() -> int:
     ]
     print(
         f"\ninput: {size / MB:.0f} MB GWAS-like JSON lines, {args.threads} threads, {os.cpu_count()} cores, "
-        f"fastest of {n} runs"
+        f"fastest of {n} alternating runs each"
     )
-    print("verify is compared with bgzip -d to /dev/null; decompress with bgzip -d writing the file, then sync.")
+    print(
+        "verify is compared with bgzip -d to /dev/null; decompress with bgzip -d writing the file, then sync, "
+        f"both writing to {scratch}."
+    )
     print(f"{'step':<11} {'ours MB/s':>10} {'htslib':>14} {'MB/s':>8} {'ratio':>6} {'peak RSS':>9}")
     for step, mine, name, theirs, rss in rows:
         print(f"{step:<11} {mine:>10.0f} {name:>14} {theirs:>8.0f} {mine / theirs:>5.2f}x {rss:>6} MB")
