@@ -4,6 +4,7 @@ Lambda invokes running the real handlers, against a bioindex stand-in on loopbac
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 import time
 import uuid
@@ -156,8 +157,10 @@ def test_delete_failure_keeps_the_changed_original(deployment):
     assert sum(k.endswith(".json") for k in deployment.data_keys()) == 1
 
 
-def test_a_second_run_on_the_same_prefix_is_refused(deployment):
+@pytest.mark.parametrize("second_machine", ["compress", "rollback"])
+def test_a_second_run_on_the_same_prefix_is_refused(deployment, second_machine):
     arn = deployment.stack.compress_arn
+    second_arn = arn if second_machine == "compress" else deployment.stack.rollback_arn
     sfn = deployment.aws.client("stepfunctions")
     first = sfn.start_execution(stateMachineArn=arn, name="first", input=json.dumps({"index": INDEX, "prefix": PREFIX}))
     deadline = time.monotonic() + 60
@@ -166,7 +169,7 @@ def test_a_second_run_on_the_same_prefix_is_refused(deployment):
         if any(e.get("stateEnteredEventDetails", {}).get("name") == "Compress" for e in history):
             break
         time.sleep(0.1)
-    second = deployment.aws.run(arn, {"index": INDEX, "prefix": PREFIX}, "second")
+    second = deployment.aws.run(second_arn, {"index": INDEX, "prefix": PREFIX}, "second")
     assert second["status"] == "FAILED" and second["error"] == "PlanFailed"
     assert "AlreadyRunning" in second["cause"] and "first" in second["cause"]
     assert deployment.aws.wait(first["executionArn"])["status"] == "SUCCEEDED"
@@ -205,3 +208,14 @@ def test_runs_in_parallel_on_different_prefixes_do_not_block_each_other(offline_
         assert results["two"]["status"] == "SUCCEEDED", results["two"].get("cause")
     finally:
         a.close()
+
+
+def test_level_and_shards_from_the_input_reach_the_jobs(deployment, tmp_path):
+    """Optional input flows through Plan into the Batch job Parameters as strings."""
+    result = deployment.run(level=1, shards=3)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    assert "Compress array job" in deployment.states
+    key = "associations/T2D/part-00000.json"
+    (tmp_path / "orig.json").write_bytes(deployment.originals[key])
+    expected = subprocess.run(["bgzip", "-l", "1", "-c", str(tmp_path / "orig.json")], capture_output=True).stdout
+    assert deployment.read(key + ".gz") == expected
