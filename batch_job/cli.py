@@ -55,7 +55,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step(args: argparse.Namespace, step: str, mode: str, work, **kwargs) -> int:
+def _step(args: argparse.Namespace, step: str, mode: str | None, work, **kwargs) -> int:
     progress = run_step(
         _run_folder(args.run),
         step,
@@ -87,8 +87,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from batch_job.steps.verify import verify_file
 
-    mode = _run_folder(args.run).read_plan().mode
-    return _step(args, rf.STEP_VERIFY, mode, verify_file)
+    return _step(args, rf.STEP_VERIFY, None, verify_file)  # verify serves both directions
 
 
 def _guarded_delete(args: argparse.Namespace, step: str, mode: str) -> int:

@@ -404,17 +404,14 @@ class OfflineAWS:
         deadline = time.monotonic() + timeout
         seen = 0
         while True:
+            # Status first: a finished execution's history read after it is complete.
+            result = sfn.describe_execution(executionArn=execution_arn)
             events = sfn.get_execution_history(executionArn=execution_arn)["events"]
             for event in events[seen:]:
                 if on_state and event["type"].endswith("StateEntered"):
                     on_state(event["stateEnteredEventDetails"]["name"])
             seen = len(events)
-            result = sfn.describe_execution(executionArn=execution_arn)
             if result["status"] != "RUNNING":
-                events = sfn.get_execution_history(executionArn=execution_arn)["events"]
-                for event in events[seen:]:
-                    if on_state and event["type"].endswith("StateEntered"):
-                        on_state(event["stateEnteredEventDetails"]["name"])
                 result["history"] = events
                 return result
             if time.monotonic() > deadline:

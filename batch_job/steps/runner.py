@@ -68,9 +68,10 @@ def _attempt(ctx: StepContext, work: FileWork, planned: PlannedFile) -> dict:
     raise AssertionError("unreachable")
 
 
-def load_plan(run: RunFolder, mode: str) -> tuple[Plan, Location]:
+def load_plan(run: RunFolder, mode: str | None) -> tuple[Plan, Location]:
+    """The run's plan and target; with `mode`, refuse a plan of the other direction."""
     plan = run.read_plan()
-    if plan.mode != mode:
+    if mode is not None and plan.mode != mode:
         raise BadInput(f"the plan in {run.uri} is a {plan.mode} plan; this step belongs to a {mode} run")
     return plan, parse_location(plan.target)
 
@@ -86,7 +87,7 @@ def default_shard(shard: int | None) -> int | None:
 def run_step(
     run: RunFolder,
     step: str,
-    mode: str,
+    mode: str | None,
     shard: int | None,
     work: FileWork,
     *,

@@ -40,19 +40,19 @@ def _run(event: ReportEvent) -> RunFolder | None:
     return RunFolder(parse_location(event.plan["run"])) if event.plan.get("run") else None
 
 
-def _records(run: RunFolder, step: str) -> list[dict]:
-    manifests = run.read_manifests(step, run.read_plan().shards)
+def _records(run: RunFolder, step: str, shards: int) -> list[dict]:
+    manifests = run.read_manifests(step, shards)
     return [record for body in manifests.values() for record in body["files"]]
 
 
 def summary(event: ReportEvent) -> dict:
     run = _run(event)
     plan = run.read_plan()
-    verified = _records(run, rf.STEP_VERIFY)
+    verified = _records(run, rf.STEP_VERIFY, plan.shards)
     compressed = sum(r["gz_size"] + r["gzi_size"] for r in verified)
     original = sum(r["original_size"] for r in verified)
     step = rf.STEP_DELETE if plan.mode == rf.COMPRESS else rf.STEP_REMOVE_COMPRESSED
-    removed = sum(len(r.get("deleted", [])) for r in _records(run, step))
+    removed = sum(len(r.get("deleted", [])) for r in _records(run, step, plan.shards))
     return {
         "index": plan.index,
         "prefix": plan.prefix,
@@ -103,7 +103,7 @@ def _failed_files(event: ReportEvent) -> str:
     if step is None or run is None:
         return ""
     try:
-        failed = [r for r in _records(run, step) if not r.get("ok")]
+        failed = [r for r in _records(run, step, run.read_plan().shards) if not r.get("ok")]
     except Exception:  # the manifests are a bonus here; the cause above already says what failed
         logger.exception("could not read manifests")
         return ""
