@@ -3,7 +3,13 @@
 A run folder holds everything a run decided and did:
     plan.json                  what to convert, with every source's size and ETag, and shard numbers
     <step>/shard-K.json        what each step did to each file of shard K
+    readers.json               the bioindex's answers to sample queries before the run, and the canary
     flag.json                  the bioindex flag as read back after setting it (the delete receipt)
+    readers-check.json         what ProveReaders did: refreshes, answers compared, the canary's fate
+    canary/<key>               a copy of the canary file while it is deleted, to restore it from
+
+Beside the run folders, receipts/<index>/<prefix>flag.json keeps the latest flag.json of each
+(index, prefix): the proof a later run may rely on when the bioindex cannot show a prefix.
 """
 
 from __future__ import annotations
@@ -19,6 +25,9 @@ from batch_job.stores import StoreError
 FORMAT_VERSION = 1
 PLAN = "plan.json"
 FLAG = "flag.json"
+READERS = "readers.json"
+READERS_CHECK = "readers-check.json"
+CANARY_FOLDER = "canary/"
 
 COMPRESS = "compress"
 ROLLBACK = "rollback"
@@ -70,6 +79,18 @@ def original_key(compressed: str) -> str:
 
 def manifest_key(step: str, shard: int) -> str:
     return f"{step}/shard-{shard}.json"
+
+
+def receipt_key(index: str, prefix: str) -> str:
+    """Where the latest flag receipt of (index, prefix) lives, relative to the receipts folder."""
+    return f"{index}/{prefix}{FLAG}"
+
+
+def s3_prefix(subdir: str, prefix: str) -> str:
+    """The S3 key prefix of a bioindex prefix: `<subdir>/<prefix>` as the bioindex's
+    BIOINDEX_S3_SUBDIR setting makes it (no subdir: the prefix itself)."""
+    subdir = subdir.strip("/")
+    return f"{subdir}/{prefix}" if subdir else prefix
 
 
 @dataclass(frozen=True)
@@ -133,12 +154,22 @@ class Plan:
 
 @dataclass
 class Flag:
-    """The bioindex `compressed` flag as confirmed by reading it back; the receipt for deletions."""
+    """The bioindex `compressed` flag as confirmed by reading it back; the receipt for deletions.
+
+    `backend` says how it was confirmed: "mysql" read the one `__Indexes` row of (index, prefix)
+    back by its id (`row`: id, arity, table, schema, built); "http" saw the listing change, or
+    relied on an earlier receipt of the same (index, prefix). `before` is the flag before the change.
+    """
 
     index: str
     prefix: str
     compressed: bool
     bioindex_url: str
+    backend: str = "http"
+    before: bool | None = None
+    row: dict | None = None
+    target: str = ""
+    execution: str = ""
     confirmed_at: str = field(default_factory=now)
 
     def to_json(self) -> bytes:
@@ -147,6 +178,36 @@ class Flag:
     @classmethod
     def from_json(cls, data: bytes) -> Flag:
         return cls(**json.loads(data))
+
+
+@dataclass
+class Sample:
+    """One sample query and the bioindex's answer to it before the run (records hashed canonically)."""
+
+    q: list[str]
+    count: int
+    sha256: str
+
+
+@dataclass
+class Readers:
+    """What Plan captured for ProveReaders: sample answers, and the canary file they read from."""
+
+    index: str
+    arity: int
+    canary: str  # the planned key (X.json, or X.json.gz in a rollback) whose file is the canary
+    samples: list[Sample]
+    tied_to_canary: bool  # the samples' records were read from the canary file (mysql backend)
+    captured_at: str = field(default_factory=now)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Readers:
+        body = json.loads(data)
+        body["samples"] = [Sample(**s) for s in body["samples"]]
+        return cls(**body)
 
 
 class RunFolder:
@@ -210,3 +271,31 @@ class RunFolder:
 
     def write_flag(self, flag: Flag) -> None:
         self._write(FLAG, flag.to_json())
+
+    def read_readers(self) -> Readers | None:
+        data = self._read(READERS)
+        return None if data is None else Readers.from_json(data)
+
+    def write_readers(self, readers: Readers) -> None:
+        self._write(READERS, readers.to_json())
+
+    def read_readers_check(self) -> dict | None:
+        data = self._read(READERS_CHECK)
+        return None if data is None else json.loads(data)
+
+    def write_readers_check(self, body: dict) -> None:
+        self._write(READERS_CHECK, json.dumps(body, indent=1).encode())
+
+
+class Receipts:
+    """The latest flag receipt of each (index, prefix), kept beside the run folders."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+
+    def read(self, index: str, prefix: str) -> Flag | None:
+        data = self.location.store.read_bytes(self.location.key(receipt_key(index, prefix)))
+        return None if data is None else Flag.from_json(data)
+
+    def write(self, flag: Flag) -> None:
+        self.location.store.write_bytes(self.location.key(receipt_key(flag.index, flag.prefix)), flag.to_json())

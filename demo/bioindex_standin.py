@@ -1,115 +1,112 @@
-"""A bioindex stand-in on loopback: the two HTTP endpoints the workflow calls, over SQLite.
+"""A bioindex stand-in on loopback: several server processes over the bioindex's tables and S3.
 
-It keeps the real contract: the `__Indexes` table, an UPDATE by (name, prefix) that answers 200 even
-when nothing matched, and a listing without prefixes. Tests can make it fail on purpose.
+Each process (demo/bioindex_worker.py) caches the index flags as the real server does, so a test
+can see what a running bioindex serves while a run flips its flag. The processes share one port
+(SO_REUSEPORT): each new connection goes to one of them, as behind the real server's balancer.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, unquote, urlsplit
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
 
-SET_PREFIX = "/api/bio/bgcompress/set-compressed/"
+from demo.bioindex_db import BioindexDatabase
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class BioindexStandin:
-    def __init__(self, token: str | None = None) -> None:
-        self.db = sqlite3.connect(":memory:", check_same_thread=False)
-        self.db.execute(
-            "CREATE TABLE __Indexes (name TEXT, `table` TEXT, prefix TEXT, `schema` TEXT, "
-            "built INTEGER, compressed INTEGER, UNIQUE(name, prefix))"
-        )
-        self.lock = threading.Lock()
+    def __init__(
+        self,
+        db: BioindexDatabase,
+        bucket: str,
+        *,
+        workers: int = 3,
+        token: str | None = None,
+        set_endpoint: bool = False,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.db = db
+        self.bucket = bucket
+        self.workers = workers
         self.token = token
-        self.failures: list[int] = []  # statuses to answer with, one per request, before working again
-        self.ignore_updates = False  # answer 200 to set-compressed but change nothing
-        self.requests: list[str] = []
-        self.authorization: list[str | None] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.set_endpoint = set_endpoint
+        self.env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+        self.control = Path(tempfile.mkdtemp(prefix="bioindex-standin-"))
+        self._reserve = socket.socket()
+        self._reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        self._reserve.bind(("127.0.0.1", 0))
+        self.port = self._reserve.getsockname()[1]
+        self._procs: list[subprocess.Popen] = []
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
+        return f"http://127.0.0.1:{self.port}"
 
-    def add_index(self, name: str, prefix: str, schema: str = "phenotype,varId", compressed: bool = False) -> None:
-        with self.lock:
-            self.db.execute(
-                "INSERT INTO __Indexes VALUES (?, ?, ?, ?, 1, ?)",
-                (name, name.replace("-", "_"), prefix, schema, compressed),
-            )
-
-    def compressed(self, name: str, prefix: str) -> bool | None:
-        with self.lock:
-            row = self.db.execute(
-                "SELECT compressed FROM __Indexes WHERE name=? AND prefix=?", (name, prefix)
-            ).fetchone()
-        return None if row is None else bool(row[0])
-
-    def start(self) -> BioindexStandin:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def start(self, frozen: int = 0) -> BioindexStandin:
+        """Start the processes; the first `frozen` of them never reload their cached flags."""
+        for ready in self.control.glob("ready-*"):
+            ready.unlink()
+        for n in range(self.workers):
+            command = [sys.executable, "-m", "demo.bioindex_worker", "--port", str(self.port), "--db", self.db.url]
+            command += ["--bucket", self.bucket, "--control", str(self.control)]
+            if self.token:
+                command += ["--token", self.token]
+            if self.set_endpoint:
+                command.append("--set-endpoint")
+            if n < frozen:
+                command.append("--frozen")
+            self._procs.append(subprocess.Popen(command, env=self.env, cwd=ROOT))
+        deadline = time.monotonic() + 30
+        while len(list(self.control.glob("ready-*"))) < self.workers:
+            if time.monotonic() > deadline or any(p.poll() is not None for p in self._procs):
+                self.stop()
+                raise RuntimeError("the bioindex stand-in's processes did not start")
+            time.sleep(0.05)
         return self
 
     def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        for proc in self._procs:
+            proc.terminate()
+        for proc in self._procs:
+            proc.wait(timeout=10)
+        self._procs = []
 
-    def _handler(self):
-        standin = self
+    def restart(self) -> None:
+        """What an operator does after a stale-reader failure: every process reloads its flags."""
+        self.stop()
+        self.start()
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args) -> None:
-                pass
+    def close(self) -> None:
+        self.stop()
+        self._reserve.close()
 
-            def _answer(self, status: int, body: bytes = b"") -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    # ---- test controls ---------------------------------------------------------------------------
 
-            def _start(self) -> bool:
-                standin.requests.append(f"{self.command} {self.path}")
-                standin.authorization.append(self.headers.get("Authorization"))
-                if standin.failures:
-                    self._answer(standin.failures.pop(0), b'{"detail": "injected failure"}')
-                    return False
-                if standin.token and self.headers.get("Authorization") != f"Bearer {standin.token}":
-                    self._answer(401, b'{"detail": "Not authenticated"}')
-                    return False
-                return True
+    def inject_failures(self, statuses: list[int]) -> None:
+        (self.control / "failures.json").write_text(json.dumps(statuses))
 
-            def do_POST(self) -> None:
-                if not self._start():
-                    return
-                url = urlsplit(self.path)
-                if not url.path.startswith(SET_PREFIX):
-                    return self._answer(404, b'{"detail": "Not Found"}')
-                index, _, value = unquote(url.path[len(SET_PREFIX) :]).rpartition("/")
-                prefix = parse_qs(url.query).get("prefix", [""])[0]
-                if value not in ("true", "false") or not index:
-                    return self._answer(422, b'{"detail": "bad request"}')
-                if not standin.ignore_updates:
-                    with standin.lock:
-                        standin.db.execute(
-                            "UPDATE __Indexes SET compressed=? WHERE name=? AND prefix=?",
-                            (value == "true", index, prefix),
-                        )
-                self._answer(200)
+    def ignore_updates(self, ignore: bool = True) -> None:
+        marker = self.control / "ignore-updates"
+        marker.touch() if ignore else marker.unlink(missing_ok=True)
 
-            def do_GET(self) -> None:
-                if not self._start():
-                    return
-                if urlsplit(self.path).path != "/api/bio/indexes":
-                    return self._answer(404, b'{"detail": "Not Found"}')
-                with standin.lock:
-                    rows = standin.db.execute("SELECT name, built, `schema`, compressed FROM __Indexes").fetchall()
-                data = [
-                    {"index": n, "built": bool(b), "schema": s, "compressed": bool(c), "query": {"keys": s.split(",")}}
-                    for n, b, s, c in rows
-                ]
-                self._answer(200, json.dumps({"count": len(data), "data": data, "nonce": "standin"}).encode())
+    def _log(self) -> list[dict]:
+        path = self.control / "requests.jsonl"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
-        return Handler
+    @property
+    def requests(self) -> list[str]:
+        return [entry["request"] for entry in self._log()]
+
+    @property
+    def authorization(self) -> list[str | None]:
+        return [entry["auth"] for entry in self._log()]
+
+    def pids_answering(self, path_prefix: str) -> set[int]:
+        return {entry["pid"] for entry in self._log() if entry["request"].split(" ", 1)[1].startswith(path_prefix)}

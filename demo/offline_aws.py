@@ -347,6 +347,7 @@ class OfflineAWS:
             variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
             variables.update(props.get("Environment", {}).get("Variables", {}))
             variables = {k: str(resolve(v, refs)) for k, v in variables.items()}
+            variables.update(parameters.get("Function.Environment", {}))
             variables.update(parameters.get(f"{name}.Environment", {}))
             fn = lam.create_function(
                 FunctionName=f"{stack}-{name}",

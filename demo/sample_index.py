@@ -51,14 +51,18 @@ def write_gwas_file(out: BinaryIO, total_bytes: int, seed: int = 0, chunk: int =
     return written
 
 
-def make_sample_index(root: Path, seed: int = 7) -> list[Path]:
-    """A small bioindex-like prefix: nested folders, a multi-block file, edge sizes, a non-JSON file."""
+def make_sample_index(root: Path, seed: int = 7, ascii_keys: bool = False) -> list[Path]:
+    """A small bioindex-like prefix: nested folders, a multi-block file, edge sizes, a non-JSON file.
+
+    `ascii_keys` leaves the non-ASCII folder name out: the bioindex cannot index such keys.
+    """
+    odd_folder = "with space" if ascii_keys else "with space ü"
     files = {
         "T2D/part-00000.json": gwas_lines(300_000, seed),
         "T2D/part-00001.json": gwas_lines(65_280 * 3 + 1, seed + 1),
         "BMI/part-00000.json": gwas_lines(120_000, seed + 2),
         "BMI/part-00001.json": gwas_lines(40_000, seed + 3),
-        "LDL/with space ü/part-00000.json": gwas_lines(80_000, seed + 4),
+        f"LDL/{odd_folder}/part-00000.json": gwas_lines(80_000, seed + 4),
     }
     written = []
     for name, data in files.items():

@@ -10,6 +10,7 @@ import pytest
 from batch_job.locations import parse_location
 from batch_job.runfolder import Flag, RunFolder
 from demo.offline_aws import OfflineAWS
+from tests.mariadb import MariaDB
 
 REGION = "us-east-1"
 
@@ -29,6 +30,14 @@ def offline_aws():
         aws.start()
         yield aws
     aws.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory):
+    """One real MariaDB server on loopback for the whole run; each stack gets its own schema."""
+    server = MariaDB(tmp_path_factory.mktemp("mariadb")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

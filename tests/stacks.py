@@ -1,55 +1,109 @@
-"""A fresh offline stack per test: the template's resources in moto, sample data, a bioindex stand-in."""
+"""A fresh offline stack per test: the template's resources in moto, sample data indexed in the
+bioindex's tables (MariaDB), and the bioindex stand-in serving them from several processes."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
+from demo.bioindex_db import BioindexDatabase
 from demo.bioindex_standin import BioindexStandin
 from demo.sample_index import make_sample_index, upload_tree
 
 INDEX = "associations"
 PREFIX = "associations/"
+SCHEMA = "phenotype,chromosome:position"
 
 
 class Deployment:
-    """A fresh stack, data bucket and bioindex for one test."""
+    """A fresh stack, data bucket, bioindex database and bioindex stand-in for one test."""
 
-    def __init__(self, aws, tmp_path: Path, token: str | None = None, bioindex_env: dict | None = None) -> None:
+    def __init__(
+        self,
+        aws,
+        tmp_path: Path,
+        mariadb,
+        *,
+        backend: str = "mysql",
+        subdir: str = "",
+        token: str | None = None,
+        workers: int = 3,
+        frozen: int = 0,
+        parameters: dict | None = None,
+        lambda_env: dict | None = None,
+    ) -> None:
         self.aws = aws
-        self.bioindex = BioindexStandin(token=token).start()
-        self.bioindex.add_index(INDEX, PREFIX)
-        self.bioindex.add_index("other-index", "other/")
-        name = f"bgz{uuid.uuid4().hex[:8]}"
-        parameters = {
+        self.name = f"bgz{uuid.uuid4().hex[:8]}"
+        self.db = BioindexDatabase(mariadb.url(mariadb.create_schema(self.name)))
+        self.db.create_tables()
+        self.row_id = self.db.add_index(INDEX, PREFIX, SCHEMA)
+        self.subdir = subdir
+        self.key_prefix = f"{subdir}/{PREFIX}" if subdir else PREFIX
+        data_bucket = f"{self.name}-data"
+        self.bioindex = BioindexStandin(
+            self.db, data_bucket, workers=workers, token=token, set_endpoint=backend == "http", env=aws.env
+        )
+        secret = aws.client("secretsmanager").create_secret(
+            Name=f"{self.name}-rds", SecretString=json.dumps(mariadb.secret())
+        )
+        stack_parameters = {
+            "FlagBackend": backend,
+            "BioindexDatabaseSecretArn": secret["ARN"],
+            "BioindexDatabaseSchema": self.name,
+            "BioindexS3Subdir": subdir,
             "BioindexUrl": self.bioindex.url,
             "AllowInsecureBioindex": "true",
-            "SetCompressedFunction.Environment": {"BIOINDEX_RETRY_BASE_SECONDS": "0.02", **(bioindex_env or {})},
+            "Function.Environment": {"BIOINDEX_RETRY_BASE_SECONDS": "0.02", **(lambda_env or {})},
+            **(parameters or {}),
         }
         self.s3 = aws.client("s3")
-        self.stack = aws.deploy(name, f"{name}-data", parameters)
+        self.stack = aws.deploy(self.name, data_bucket, stack_parameters)
         root = tmp_path / "index"
-        make_sample_index(root)
-        self.originals = {k: v for k, v in upload_tree(self.s3, self.stack.data_bucket, root, PREFIX).items()}
+        make_sample_index(root, ascii_keys=True)
+        self.originals = dict(upload_tree(self.s3, data_bucket, root, self.key_prefix))
         self.json_keys = sorted(k for k in self.originals if k.endswith(".json"))
+        self.build(INDEX, self.json_keys)
+        self.bioindex.start(frozen=frozen)
         self.states: list[str] = []
 
+    def build(self, index: str, keys: list[str], arity: int = 2) -> None:
+        """Index these objects in the bioindex's tables, as the bioindex CLI `index` does."""
+        objects = []
+        for key in keys:
+            head = self.s3.head_object(Bucket=self.stack.data_bucket, Key=key)
+            objects.append((key, head["ETag"].strip('"'), self.read(key)))
+        self.db.build(index, arity, objects)
+
+    def add_index(self, name: str, prefix: str, root: Path, schema: str = SCHEMA) -> dict[str, bytes]:
+        """Another index with its own files, built."""
+        self.db.add_index(name, prefix, schema)
+        content = upload_tree(
+            self.s3, self.stack.data_bucket, root, f"{self.subdir}/{prefix}" if self.subdir else prefix
+        )
+        self.build(name, sorted(k for k in content if k.endswith(".json")), arity=schema.count(",") + 1)
+        return content
+
     def data_keys(self) -> set[str]:
-        resp = self.s3.list_objects_v2(Bucket=self.stack.data_bucket, Prefix=PREFIX)
+        resp = self.s3.list_objects_v2(Bucket=self.stack.data_bucket, Prefix=self.key_prefix)
         return {o["Key"] for o in resp.get("Contents", [])}
 
     def read(self, key: str) -> bytes:
         return self.s3.get_object(Bucket=self.stack.data_bucket, Key=key)["Body"].read()
 
-    def run(self, machine: str = "compress", **extra) -> dict:
+    def run(self, machine: str = "compress", index: str = INDEX, prefix: str = PREFIX, **extra) -> dict:
         arn = self.stack.compress_arn if machine == "compress" else self.stack.rollback_arn
-        execution_input = {"index": INDEX, "prefix": PREFIX, **extra}
+        execution_input = {"index": index, "prefix": prefix, **extra}
         name = f"{machine}-{uuid.uuid4().hex[:8]}"
         return self.aws.run(arn, execution_input, name, on_state=self.states.append)
 
+    def flag(self, index: str = INDEX, prefix: str = PREFIX) -> bool | None:
+        return self.db.compressed(index, prefix)
+
     def originals_intact(self) -> bool:
-        return all(self.read(k) == self.originals[k] for k in self.json_keys)
+        keys = self.data_keys()
+        return all(k in keys and self.read(k) == self.originals[k] for k in self.json_keys)
 
     def close(self) -> None:
-        self.bioindex.stop()
+        self.bioindex.close()
         self.aws.runner.before_job = None

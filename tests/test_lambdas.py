@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from demo.bioindex_standin import BioindexStandin
 from lambdas.set_compressed.bioindex import (
     BioindexClient,
     BioindexRejected,
@@ -21,6 +19,8 @@ from lambdas.set_compressed.bioindex import (
     InsecureBioindexUrl,
     confirm,
 )
+
+from demo.bioindex_standin import BioindexStandin
 
 ROOT = Path(__file__).resolve().parent.parent
 

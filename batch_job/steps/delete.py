@@ -16,6 +16,7 @@ import threading
 from batch_job import runfolder as rf
 from batch_job.runfolder import Plan, PlannedFile, RunFolder
 from batch_job.steps.runner import FileFailed, Refused, StepContext
+from batch_job.stores import Store
 
 
 def check_flag(run: RunFolder, plan: Plan) -> None:
@@ -36,11 +37,40 @@ def check_flag(run: RunFolder, plan: Plan) -> None:
         raise Refused(f"{rf.FLAG} says compressed={str(flag.compressed).lower()}; nothing is deleted")
 
 
-def _verified(ctx: StepContext, shard: int) -> dict[str, dict]:
-    manifest = ctx.run.read_manifest(rf.STEP_VERIFY, shard)
+def verified_records(run: RunFolder, shard: int) -> dict[str, dict]:
+    """This run's verify records of the shard that say OK, by planned key."""
+    manifest = run.read_manifest(rf.STEP_VERIFY, shard)
     if manifest is None:
         return {}
     return {r["key"]: r for r in manifest["files"] if r.get("ok")}
+
+
+def deletable(store: Store, mode: str, planned: PlannedFile, verified: dict) -> list[tuple[str, str]]:
+    """The (key, ETag) pairs deleting this file's spent side removes, after checking that the side
+    kept and the side removed are still exactly what verify saw. Shared by the delete steps and the
+    reader check's canary, so both refuse on the same grounds."""
+    expected = {
+        planned.original: verified["original_etag"],
+        planned.compressed: verified["gz_etag"],
+        planned.index: verified["gzi_etag"],
+    }
+    if mode == rf.COMPRESS:
+        keep, remove = [planned.compressed, planned.index], [planned.original]
+    else:
+        keep, remove = [planned.original], [planned.compressed, planned.index]
+    for key in keep:
+        info = store.head(key)
+        if info is None or info.etag != expected[key]:
+            raise FileFailed(f"{key} is missing or changed since it was verified; nothing deleted for it")
+    present = []
+    for key in remove:
+        info = store.head(key)
+        if info is None:
+            continue
+        if info.etag != expected[key]:
+            raise FileFailed(f"{key} changed since it was verified; not deleted")
+        present.append((key, info.etag))
+    return present
 
 
 class GuardedDelete:
@@ -53,39 +83,17 @@ class GuardedDelete:
     def _record_of(self, ctx: StepContext, planned: PlannedFile) -> dict:
         with self._lock:  # files are checked in parallel; read each shard's verify manifest once
             if planned.shard not in self._verified:
-                self._verified[planned.shard] = _verified(ctx, planned.shard)
+                self._verified[planned.shard] = verified_records(ctx.run, planned.shard)
         record = self._verified[planned.shard].get(planned.key)
         if record is None:
             raise FileFailed(f"{planned.key} was not verified OK in this run")
         return record
 
     def check_file(self, ctx: StepContext, planned: PlannedFile) -> dict:
-        verified = self._record_of(ctx, planned)
-        store = ctx.target.store
-        expected = {
-            planned.original: verified["original_etag"],
-            planned.compressed: verified["gz_etag"],
-            planned.index: verified["gzi_etag"],
-        }
-        if ctx.plan.mode == rf.COMPRESS:
-            keep, remove = [planned.compressed, planned.index], [planned.original]
-        else:
-            keep, remove = [planned.original], [planned.compressed, planned.index]
-        for key in keep:
-            info = store.head(key)
-            if info is None or info.etag != expected[key]:
-                raise FileFailed(f"{key} is missing or changed since it was verified; nothing deleted for it")
-        present = []
-        for key in remove:
-            info = store.head(key)
-            if info is None:
-                continue
-            if info.etag != expected[key]:
-                raise FileFailed(f"{key} changed since it was verified; not deleted")
-            present.append([key, info.etag])
+        present = deletable(ctx.target.store, ctx.plan.mode, planned, self._record_of(ctx, planned))
         ctx.progress.advance(bytes_in=planned.size)
         status = "deleted" if present else "already-deleted"
-        return {"key": planned.key, "ok": True, "status": status, "deleted": present}
+        return {"key": planned.key, "ok": True, "status": status, "deleted": [list(p) for p in present]}
 
     def finish_shard(self, ctx: StepContext, shard: int, records: list[dict]) -> None:
         objects = [(key, etag) for r in records if r["ok"] for key, etag in r["deleted"]]

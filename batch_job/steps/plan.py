@@ -93,9 +93,12 @@ def make_plan(
     rollback: bool = False,
     shards: int | None = None,
     shard_bytes: int | None = None,
+    prefix: str | None = None,
 ) -> Plan:
     """Write the run's plan, or return the plan already there if it is for the same work.
 
+    `prefix` is the bioindex's name for the target (its `__Indexes.prefix`), which differs from the
+    S3 key prefix when the bioindex keeps its data under a subdir; by default it is the key prefix.
     An existing plan is kept (not re-listed) so that re-running the Plan step after a failure
     continues the same run instead of silently changing what it covers.
     """
@@ -118,6 +121,7 @@ def make_plan(
         what = "*.json" if mode == COMPRESS else "*.json.gz with a .gzi"
         raise BadInput(f"nothing to do: no {what} under {target.uri}")
     count = shard_count(objects, shards, shard_bytes)
-    plan = Plan(mode, index, target.uri, _bioindex_prefix(target), count, assign_shards(objects, count))
+    bioindex_prefix = prefix or _bioindex_prefix(target)
+    plan = Plan(mode, index, target.uri, bioindex_prefix, count, assign_shards(objects, count))
     run.write_plan(plan)
     return plan

@@ -1,8 +1,10 @@
 """Plan state of both state machines.
 
 Validates the execution input, refuses to start while another execution converts the same index and
-prefix, and writes the run's plan.json with the engine's own planner, so the jobs, the Lambdas and
-a local run all agree on what a plan is.
+prefix, runs the bioindex pre-flight (the (index, prefix) exists once, is built, overlaps no other
+index; a rollback's index was not built from .json.gz), writes the run's plan.json with the engine's
+own planner, and records the bioindex's answers to sample queries for the reader check. Every
+refusal costs no compute: no Batch job has started yet.
 """
 
 from __future__ import annotations
@@ -19,11 +21,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from batch_job.locations import check_prefix, parse_location
-from batch_job.runfolder import RunFolder
+from batch_job.runfolder import RunFolder, s3_prefix
 from batch_job.steps.plan import make_plan
+from bioindex import config
+from bioindex.readers import capture
 
-logger = Logger(service="bgzip-workflow")
-tracer = Tracer(service="bgzip-workflow")
+logger = Logger()
+tracer = Tracer()
 
 INDEX_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 
@@ -33,7 +37,7 @@ class AlreadyRunning(Exception):
 
 
 class ExecutionInput(BaseModel):
-    """What an operator passes to StartExecution."""
+    """What an operator passes to StartExecution: the index name and prefix as `__Indexes` has them."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -49,6 +53,8 @@ class ExecutionInput(BaseModel):
 
 
 class PlanEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     mode: Literal["compress", "rollback"]
     execution: str
     execution_arn: str = Field(alias="executionArn")
@@ -102,10 +108,26 @@ def refuse_concurrent_runs(event: PlanEvent) -> None:
 @event_parser(model=PlanEvent)
 def handler(event: PlanEvent, context: LambdaContext) -> dict:
     refuse_concurrent_runs(event)
-    target = f"s3://{os.environ['DATA_BUCKET']}/{event.input.prefix}"
+    rollback = event.mode == "rollback"
+    index, prefix = event.input.index, event.input.prefix
+    key_prefix = check_prefix(s3_prefix(config.s3_subdir(), prefix), "S3 prefix")
+    bioindex = config.server()
+    backend = config.backend(bioindex)
+    row = backend.preflight(index, prefix, key_prefix, rollback)
+    logger.info("pre-flight passed", extra={"backend": backend.name, "row": row.receipt()})
+
+    target = f"s3://{os.environ['DATA_BUCKET']}/{key_prefix}"
     run = RunFolder(parse_location(f"s3://{os.environ['RUN_BUCKET']}/runs/{event.execution}/"))
-    plan = make_plan(target, event.input.index, run, rollback=event.mode == "rollback", shards=event.input.shards)
+    plan = make_plan(target, index, run, rollback=rollback, shards=event.input.shards, prefix=prefix)
     logger.info("planned", extra={"files": len(plan.files), "bytes": plan.total_bytes, "shards": plan.shards})
+
+    check = config.reader_check()
+    readers = run.read_readers()
+    if readers is None and bioindex is not None and check.samples > 0:
+        readers = capture(bioindex, backend, row, plan, check.samples)
+        run.write_readers(readers)
+    if readers is not None:
+        logger.info("sample answers captured", extra={"canary": readers.canary, "samples": len(readers.samples)})
     return {
         "run": run.uri,
         "index": plan.index,

@@ -19,11 +19,13 @@ from batch_job import runfolder as rf
 from batch_job.locations import parse_location
 from batch_job.runfolder import RunFolder
 
-logger = Logger(service="bgzip-workflow")
-tracer = Tracer(service="bgzip-workflow")
+logger = Logger()
+tracer = Tracer()
 
-BEFORE_DELETION = {"Plan", "Compress", "Verify", "SetCompressed"}
-BEFORE_REMOVAL = {"Plan", "Decompress", "VerifyRestored", "SetUncompressed"}
+# ProveReaders deletes only its canary, and restores it before failing (its record says if not).
+BEFORE_DELETION = {"Plan", "Compress", "Verify", "SetCompressed", "ProveReaders"}
+BEFORE_REMOVAL = {"Plan", "Decompress", "VerifyRestored", "SetUncompressed", "ProveReaders"}
+CANARY_GONE = ("set-aside", "deleted")
 SHOWN_FILES = 5
 
 
@@ -53,6 +55,10 @@ def summary(event: ReportEvent) -> dict:
     original = sum(r["original_size"] for r in verified)
     step = rf.STEP_DELETE if plan.mode == rf.COMPRESS else rf.STEP_REMOVE_COMPRESSED
     removed = sum(len(r.get("deleted", [])) for r in _records(run, step, plan.shards))
+    check = run.read_readers_check() or {}
+    canary = check.get("canary", {})
+    if canary.get("status") == "released":
+        removed += len(canary.get("objects", []))
     return {
         "index": plan.index,
         "prefix": plan.prefix,
@@ -63,6 +69,7 @@ def summary(event: ReportEvent) -> dict:
         "bytesCompressed": compressed,
         "ratio": round(compressed / original, 4) if original else None,
         "objectsDeleted": removed,
+        "readersProven": bool(check.get("checked")),
     }
 
 
@@ -114,12 +121,29 @@ def _failed_files(event: ReportEvent) -> str:
     return f"{len(failed)} files failed: {shown}{more}"
 
 
+def _canary_gone(event: ReportEvent) -> str:
+    """What a failed ProveReaders left deleted, from its own record (normally nothing)."""
+    run = _run(event)
+    if event.step != "ProveReaders" or run is None:
+        return ""
+    canary = (run.read_readers_check() or {}).get("canary", {})
+    if canary.get("status") not in CANARY_GONE:
+        return ""
+    copies = ", ".join(f"{o['key']} from s3://{run.location.store.bucket}/{o['aside']}" for o in canary["objects"])
+    return f"The canary is still deleted: restore {copies}"
+
+
 def explain(event: ReportEvent) -> dict:
     parts = [f"{event.step} failed", _describe_cause(str(event.error.get("Cause", ""))), _failed_files(event)]
-    if event.mode == "compress" and event.step in BEFORE_DELETION:
+    gone = _canary_gone(event)
+    if gone:
+        parts.append(gone)
+    elif event.mode == "compress" and event.step in BEFORE_DELETION:
         parts.append("No original was deleted")
-    if event.mode == "rollback" and event.step in BEFORE_REMOVAL:
+    elif event.mode == "rollback" and event.step in BEFORE_REMOVAL:
         parts.append("No compressed file was removed")
+    if event.plan.get("index"):
+        parts.append(f"index {event.plan['index']!r} prefix {event.plan['prefix']!r} at {event.plan['target']}")
     if event.plan.get("run"):
         parts.append(f"run folder: {event.plan['run']}")
     return {"error": f"{event.step}Failed", "cause": ". ".join(p for p in parts if p) + "."}

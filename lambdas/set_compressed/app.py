@@ -1,28 +1,26 @@
 """SetCompressed / SetUncompressed states: flip the bioindex `compressed` flag and prove it flipped.
 
-Before calling the bioindex it re-checks, itself, that this run verified every planned file. After
-the call it reads the flag back, and only then writes RUN/flag.json: the receipt without which the
-engine's delete and remove-compressed steps refuse to run.
+Before touching the bioindex it re-checks, itself, that this run verified every planned file. The
+flag backend then changes exactly this (index, prefix) and proves it (mysql: the one row, by id;
+http: a changed listing or an earlier receipt). Only then is RUN/flag.json written - the receipt
+without which the engine's delete and remove-compressed steps refuse to run - and a copy kept as
+the (index, prefix)'s latest receipt.
 """
 
 from __future__ import annotations
 
-import os
-
 from aws_lambda_powertools import Logger, Tracer
-from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from batch_job import runfolder as rf
 from batch_job.locations import parse_location
-from batch_job.runfolder import Flag, RunFolder
+from batch_job.runfolder import Flag, Plan, RunFolder
+from bioindex import config
 
-from .bioindex import BioindexClient, confirm
-
-logger = Logger(service="bgzip-workflow")
-tracer = Tracer(service="bgzip-workflow")
+logger = Logger()
+tracer = Tracer()
 
 
 class NotVerified(Exception):
@@ -34,6 +32,8 @@ class PlanMismatch(Exception):
 
 
 class SetCompressedEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     index: str
     prefix: str
     compressed: bool
@@ -41,7 +41,7 @@ class SetCompressedEvent(BaseModel):
     execution: str
 
 
-def check_run(run: RunFolder, event: SetCompressedEvent) -> None:
+def check_run(run: RunFolder, event: SetCompressedEvent) -> Plan:
     plan = run.read_plan()
     mode = rf.COMPRESS if event.compressed else rf.ROLLBACK
     if (plan.index, plan.prefix, plan.mode) != (event.index, event.prefix, mode):
@@ -54,32 +54,30 @@ def check_run(run: RunFolder, event: SetCompressedEvent) -> None:
     missing = [f.key for f in plan.files if f.key not in verified]
     if missing:
         raise NotVerified(f"{len(missing)} planned files are not verified OK in this run, e.g. {missing[0]}")
-
-
-def bioindex_client() -> BioindexClient:
-    secret_arn = os.environ.get("BIOINDEX_TOKEN_SECRET_ARN", "")
-    token = parameters.get_secret(secret_arn, max_age=300) if secret_arn else None
-    return BioindexClient(
-        os.environ["BIOINDEX_URL"],
-        token=token,
-        set_path=os.environ.get("BIOINDEX_SET_PATH") or BioindexClient.set_path,
-        allow_insecure=os.environ.get("ALLOW_INSECURE_BIOINDEX", "false").lower() == "true",
-        backoff_seconds=float(os.environ.get("BIOINDEX_RETRY_BASE_SECONDS", "1")),
-    )
+    return plan
 
 
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
 @tracer.capture_lambda_handler
 @event_parser(model=SetCompressedEvent)
 def handler(event: SetCompressedEvent, context: LambdaContext) -> dict:
-    client = bioindex_client()
     run = RunFolder(parse_location(event.run))
-    check_run(run, event)
-    before = client.compressed_flags(event.index)
-    client.set_compressed(event.index, event.prefix, event.compressed)
-    after = client.compressed_flags(event.index)
-    confirm(event.index, event.compressed, before, after)
-    flag = Flag(event.index, event.prefix, event.compressed, client.base_url)
+    plan = check_run(run, event)
+    bioindex = config.server()
+    backend = config.backend(bioindex)
+    change = backend.set_flag(event.index, event.prefix, event.compressed)
+    flag = Flag(
+        event.index,
+        event.prefix,
+        event.compressed,
+        bioindex.base_url if bioindex else "",
+        backend=backend.name,
+        before=change.before,
+        row=change.row.receipt(),
+        target=plan.target,
+        execution=event.execution,
+    )
     run.write_flag(flag)
-    logger.info("flag confirmed", extra={"index": event.index, "prefix": event.prefix, "compressed": event.compressed})
+    config.receipts().write(flag)
+    logger.info("flag confirmed", extra={"flag": flag.__dict__})
     return {"index": flag.index, "prefix": flag.prefix, "compressed": flag.compressed, "confirmedAt": flag.confirmed_at}

@@ -1,0 +1,244 @@
+"""One process of the bioindex stand-in: serves the bioindex's read API over its tables and S3.
+
+    python -m demo.bioindex_worker --port P --db URL --bucket B --control DIR [--token T]
+        [--set-endpoint] [--frozen]
+
+Like one process of the real server it caches every index row (with its `compressed` flag) when it
+starts, and reloads that cache only when it serves `GET /api/bio/indexes` (or a query names an
+(index, arity) it does not know). It reads a range of `X.json` from S3 when the cached flag is false,
+and `bgzip -b START -s LENGTH X.json.gz` through `X.json.gz.gzi` when it is true (Debian's bgzip
+has no S3 support, so the pair is fetched first). A missing `X.json` gives fewer records with HTTP
+200, as the real server does; a failed bgzip read gives HTTP 500. `--frozen` makes a process that
+never reloads its cache: one that refresh requests never reach.
+
+Every request is appended to DIR/requests.jsonl; DIR/failures.json holds HTTP statuses to answer
+with, one per request, before working again; DIR/ignore-updates makes the set endpoint change nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import uuid
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import boto3
+from botocore.exceptions import ClientError
+
+from demo.bioindex_db import BioindexDatabase, Schema
+
+SET_PREFIX = "/api/bio/bgcompress/set-compressed/"
+
+
+class Failed(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+def _locked_pop(path: Path) -> int | None:
+    """Pop the first status of a JSON list file, with other processes kept out."""
+    if not path.exists():
+        return None
+    with open(path, "r+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        statuses = json.loads(f.read() or "[]")
+        if not statuses:
+            return None
+        f.seek(0)
+        f.truncate()
+        f.write(json.dumps(statuses[1:]))
+        return statuses[0]
+
+
+class Worker:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.db = BioindexDatabase(args.db)
+        self.control = Path(args.control)
+        self.s3 = boto3.client("s3")
+        self.cache: dict[tuple[str, int], dict] = {}
+        self.reload(force=True)
+
+    def reload(self, force: bool = False) -> None:
+        if self.args.frozen and not force:
+            return
+        self.cache = {(r["name"], Schema(r["schema"]).arity): r for r in self.db.indexes()}
+
+    # ---- endpoints ------------------------------------------------------------------------------
+
+    def indexes(self) -> dict:
+        self.reload()
+        data = [
+            {
+                "index": r["name"],
+                "built": r["built"] and str(r["built"]),
+                "schema": r["schema"],
+                "compressed": bool(r["compressed"]),
+                "query": {"keys": Schema(r["schema"]).keys, "locus": Schema(r["schema"]).locus is not None},
+            }
+            for r in sorted(self.cache.values(), key=lambda r: r["name"])
+        ]
+        return {"count": len(data), "data": data, "nonce": uuid.uuid4().hex}
+
+    def _row(self, index: str, arity: int) -> dict:
+        if (index, arity) not in self.cache:
+            self.reload(force=True)
+        row = self.cache.get((index, arity))
+        if row is None:
+            raise Failed(400, f"Invalid index: {index}")
+        if not row["built"] or str(row["built"]).startswith("0000"):
+            raise Failed(400, f'Index "{index}" is not built')
+        return row
+
+    def keys(self, index: str, arity: int) -> dict:
+        row = self._row(index, arity)
+        columns = ", ".join(f"`{c}`" for c in Schema(row["schema"]).keys)
+        rows = self.db.run(f"SELECT DISTINCT {columns} FROM `{row['table']}`")
+        return {"index": index, "keys": [list(r) for r in rows], "nonce": uuid.uuid4().hex}
+
+    def query(self, index: str, q: str) -> dict:
+        qs = q.split(",")
+        row = self._row(index, len(qs))
+        schema = Schema(row["schema"])
+        tests = [f"t.`{k}` = %s" for k in schema.keys]
+        params: list = list(qs[: len(schema.keys)])
+        region = None
+        if schema.locus:
+            chromosome, _, span = qs[-1].partition(":")
+            start, _, stop = span.partition("-")
+            region = (chromosome, int(start), int(stop or start))
+            tests += ["t.`chromosome` = %s", "t.`position` BETWEEN %s AND %s"]
+            params += [chromosome, region[1] // schema.step * schema.step, region[2] // schema.step * schema.step]
+        sources = self.db.run(
+            f"SELECT k.`key`, MIN(t.`start_offset`), MAX(t.`end_offset`) FROM `{row['table']}` t "
+            f"JOIN `__Keys` k ON k.`id` = t.`key` WHERE {' AND '.join(tests)} GROUP BY k.`key` ORDER BY k.`key`",
+            params,
+        )
+        records = []
+        for key, start, end in sources:
+            data = self._read_compressed(key, start, end) if row["compressed"] else self._read(key, start, end)
+            for line in data.splitlines():
+                record = json.loads(line)
+                if region is None or _in_region(record, schema, region):
+                    records.append(record)
+        return {"index": index, "q": qs, "count": len(records), "data": records, "continuation": None}
+
+    def _read(self, key: str, start: int, end: int) -> bytes:
+        try:
+            resp = self.s3.get_object(Bucket=self.args.bucket, Key=key, Range=f"bytes={start}-{end - 1}")
+        except ClientError as exc:
+            if exc.response["Error"]["Code"] in ("NoSuchKey", "404"):
+                return b""  # the real server logs "some records missing" and answers what it has
+            raise
+        return resp["Body"].read()
+
+    def _read_compressed(self, key: str, start: int, end: int) -> bytes:
+        gz = key if key.endswith(".gz") else key + ".gz"
+        with tempfile.TemporaryDirectory(prefix="standin-") as tmp:
+            local = Path(tmp) / "object.json.gz"
+            try:
+                self.s3.download_file(self.args.bucket, gz, str(local))
+                self.s3.download_file(self.args.bucket, gz + ".gzi", str(local) + ".gzi")
+            except ClientError as exc:
+                raise Failed(500, f"bgzip failed on s3://{self.args.bucket}/{gz}: {exc}") from exc
+            proc = subprocess.run(
+                ["bgzip", "-b", str(start), "-s", str(end - start), str(local)], capture_output=True, check=False
+            )
+        if proc.returncode:
+            raise Failed(500, f"bgzip failed on s3://{self.args.bucket}/{gz}: {proc.stderr.decode()[:200]}")
+        return proc.stdout
+
+    def set_compressed(self, path: str, query: str) -> dict:
+        index, _, value = unquote(path[len(SET_PREFIX) :]).rpartition("/")
+        prefix = parse_qs(query).get("prefix", [""])[0]
+        if value not in ("true", "false") or not index:
+            raise Failed(422, "bad request")
+        if not (self.control / "ignore-updates").exists():
+            self.db.set_compressed(index, prefix, value == "true")
+        return {}
+
+    # ---- HTTP -----------------------------------------------------------------------------------
+
+    def answer(self, method: str, target: str, authorization: str | None) -> tuple[int, dict | None]:
+        with open(self.control / "requests.jsonl", "a") as log:
+            log.write(json.dumps({"pid": os.getpid(), "request": f"{method} {target}", "auth": authorization}) + "\n")
+        injected = _locked_pop(self.control / "failures.json")
+        if injected is not None:
+            return injected, {"detail": "injected failure"}
+        if self.args.token and authorization != f"Bearer {self.args.token}":
+            return 401, {"detail": "Not authenticated"}
+        url = urlsplit(target)
+        path = url.path
+        try:
+            if method == "POST" and self.args.set_endpoint and path.startswith(SET_PREFIX):
+                return 200, self.set_compressed(path, url.query)
+            if method == "GET" and path == "/api/bio/indexes":
+                return 200, self.indexes()
+            if method == "GET" and path.startswith("/api/bio/query/"):
+                return 200, self.query(unquote(path.rsplit("/", 1)[1]), parse_qs(url.query)["q"][0])
+            if method == "GET" and path.startswith("/api/bio/keys/"):
+                _, index, arity = path.rsplit("/", 2)
+                return 200, self.keys(unquote(index), int(arity))
+        except Failed as exc:
+            return exc.status, {"detail": str(exc)}
+        return 404, {"detail": "Not Found"}
+
+
+def _in_region(record: dict, schema: Schema, region: tuple[str, int, int]) -> bool:
+    chromosome, position = schema.locus
+    return str(record[chromosome]) == region[0] and region[1] <= int(record[position]) <= region[2]
+
+
+def serve(args: argparse.Namespace) -> None:
+    worker = Worker(args)
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:
+            pass
+
+        def _handle(self) -> None:
+            status, body = worker.answer(self.command, self.path, self.headers.get("Authorization"))
+            data = b"" if body is None else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        do_GET = do_POST = _handle
+
+    class Server(HTTPServer):
+        def server_bind(self) -> None:
+            # Several processes listen on one port; the kernel spreads new connections over them.
+            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            super().server_bind()
+
+    server = Server(("127.0.0.1", args.port), Handler)
+    (Path(args.control) / f"ready-{os.getpid()}").touch()
+    with contextlib.suppress(KeyboardInterrupt):
+        server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--db", required=True)
+    parser.add_argument("--bucket", required=True)
+    parser.add_argument("--control", required=True)
+    parser.add_argument("--token")
+    parser.add_argument("--set-endpoint", action="store_true")
+    parser.add_argument("--frozen", action="store_true")
+    serve(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""ProveReaders state: before anything is deleted, prove that the bioindex reads the new side.
+
+1. The flag is re-read through the backend: still what flag.json recorded, or nothing is deleted.
+2. The serving processes are refreshed: `GET /api/bio/indexes` on new connections, so that each
+   process reloads its cached flag (the bioindex refreshes one process per request).
+3. Every sample query captured at Plan is asked again: the answers must not have changed.
+4. The canary's spent side is deleted and the samples asked again, many times each, to reach every
+   process: a process that still reads the spent side now answers differently. Then the canary is
+   restored, the run fails saying to restart or refresh the bioindex, and nothing else is deleted.
+
+Without a BioindexUrl there is no server to ask: only step 1 runs, and the record says so.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict
+
+from batch_job import runfolder as rf
+from batch_job.locations import parse_location
+from batch_job.runfolder import RunFolder
+from batch_job.steps.delete import check_flag
+from bioindex import config
+from bioindex.errors import ReadersStale
+from bioindex.readers import differences
+
+from .canary import RELEASED, RESTORED, Canary
+
+logger = Logger()
+tracer = Tracer()
+SHOWN = 3
+
+
+class ProveReadersEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    run: str
+    execution: str
+    compressed: bool
+
+
+def _stale(found: list[str], side: str, canary: str | None) -> ReadersStale:
+    shown = "; ".join(found[:SHOWN]) + (f" (and {len(found) - SHOWN} more)" if len(found) > SHOWN else "")
+    where = (
+        f"once canary {canary} was deleted; the canary was restored byte for byte and nothing else was deleted"
+        if canary
+        else "before anything was deleted"
+    )
+    return ReadersStale(
+        f"{len(found)} bioindex answers differed from before the run {where}: {shown}. A bioindex process still "
+        f"reads the {side}: restart the bioindex service (or send GET /api/bio/indexes to every process), "
+        "then start a new execution"
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
+@tracer.capture_lambda_handler
+@event_parser(model=ProveReadersEvent)
+def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
+    run = RunFolder(parse_location(event.run))
+    plan = run.read_plan()
+    if (plan.mode == rf.COMPRESS) is not event.compressed:
+        raise ValueError(f"run {run.uri} is a {plan.mode} run; refusing a check for compressed={event.compressed}")
+    check_flag(run, plan)
+    bioindex = config.server()
+    config.backend(bioindex).check_unchanged(run.read_flag())
+    record = run.read_readers_check() or {"execution": event.execution, "started": rf.now()}
+    readers = run.read_readers()
+    if bioindex is None or readers is None:
+        reason = "no BioindexUrl configured" if bioindex is None else "no sample answers were captured at Plan"
+        record.update(checked=False, reason=reason, finished=rf.now())
+        run.write_readers_check(record)
+        logger.warning("readers not proven", extra={"reason": reason})
+        return {"checked": False, "reason": reason}
+
+    side = "uncompressed .json files" if event.compressed else "compressed .json.gz files"
+    settings = config.reader_check()
+    canary = Canary(run, plan, readers.canary, record)
+    if canary.status == RESTORED:
+        raise _stale(record.get("differences", ["an earlier attempt"]), side, readers.canary)
+    if canary.status != RELEASED:
+        bioindex.refresh(settings.refresh_requests)
+        record.update(refreshed=settings.refresh_requests)
+        found = differences(bioindex, readers, 1)
+        if found:
+            record.update(checked=True, differences=found, finished=rf.now())
+            run.write_readers_check(record)
+            raise _stale(found, side, None)
+        canary.delete()
+        found = differences(bioindex, readers, settings.check_requests)
+        record.update(requests=settings.check_requests * len(readers.samples), differences=found)
+        if found:
+            canary.restore()
+            raise _stale(found, side, readers.canary)
+        canary.release()
+    record.update(checked=True, finished=rf.now())
+    run.write_readers_check(record)
+    logger.info("readers proven", extra={"canary": canary.keys, "samples": len(readers.samples)})
+    return {"checked": True, "canary": canary.keys, "samples": len(readers.samples)}

@@ -1,0 +1,89 @@
+"""The canary: one planned file whose spent side is deleted first, to see who still reads it.
+
+Before deleting, its side is checked as the delete steps check every file (verified in this run,
+the kept and the removed side unchanged since) and copied aside into the run folder. If any
+answer then differs, the copy is put back - the same bytes, by a server-side copy - and nothing
+else is deleted. Each transition is written to readers-check.json first, so a retried Lambda
+continues where the last attempt stopped.
+"""
+
+from __future__ import annotations
+
+from batch_job import runfolder as rf
+from batch_job.locations import parse_location
+from batch_job.runfolder import Plan, RunFolder
+from batch_job.steps.delete import deletable, verified_records
+from batch_job.stores import S3Store, StoreError
+
+SET_ASIDE, DELETED, RESTORED, RELEASED = "set-aside", "deleted", "restored", "released"
+
+
+class CanaryNotRestored(Exception):
+    """The canary could not be put back: the message says where its copy is."""
+
+
+class Canary:
+    def __init__(self, run: RunFolder, plan: Plan, key: str, record: dict) -> None:
+        self.run = run
+        self.plan = plan
+        self.planned = next(f for f in plan.files if f.key == key)
+        self.data = parse_location(plan.target).store
+        self.aside = run.location
+        self.record = record
+        if not isinstance(self.data, S3Store) or not isinstance(self.aside.store, S3Store):
+            raise StoreError("the canary needs the data and the run folder on S3")
+
+    @property
+    def status(self) -> str | None:
+        return self.record.get("canary", {}).get("status")
+
+    @property
+    def keys(self) -> list[str]:
+        return [o["key"] for o in self.record.get("canary", {}).get("objects", [])]
+
+    def _save(self, status: str, **extra) -> None:
+        self.record.setdefault("canary", {}).update(status=status, at=rf.now(), **extra)
+        self.run.write_readers_check(self.record)
+
+    def _aside_key(self, key: str) -> str:
+        return self.aside.key(rf.CANARY_FOLDER + key)
+
+    def delete(self) -> None:
+        """Check, copy aside, then delete the canary's spent side (conditional on its ETags)."""
+        if self.status in (DELETED, RESTORED, RELEASED):
+            return
+        if self.status is None:
+            verified = verified_records(self.run, self.planned.shard).get(self.planned.key)
+            if verified is None:
+                raise StoreError(f"canary {self.planned.key} was not verified OK in this run; nothing deleted")
+            objects = []
+            for key, etag in deletable(self.data, self.plan.mode, self.planned, verified):
+                copy = self.data.copy(key, etag, self.aside.store, self._aside_key(key))
+                objects.append(
+                    {"key": key, "etag": etag, "size": copy.size, "aside": copy.key, "aside_etag": copy.etag}
+                )
+            self._save(SET_ASIDE, objects=objects)
+        objects = self.record["canary"]["objects"]
+        self.data.delete([(o["key"], o["etag"]) for o in objects])
+        self._save(DELETED)
+
+    def restore(self) -> None:
+        """Put the canary back from its copy and check it is the same object (size, and ETag where S3
+        keeps it); refuse loudly if it cannot be."""
+        for o in self.record["canary"]["objects"]:
+            try:
+                back = self.aside.store.copy(o["aside"], o["aside_etag"], self.data, o["key"])
+            except StoreError as exc:
+                raise CanaryNotRestored(
+                    f"canary {o['key']} was deleted and could not be restored ({exc}); "
+                    f"copy it back from {self.aside.store.uri(o['aside'])}"
+                ) from exc
+            if back.size != o["size"]:
+                raise CanaryNotRestored(f"restored canary {o['key']} has {back.size} bytes, expected {o['size']}")
+            o["restored_etag"] = back.etag
+        self._save(RESTORED)
+
+    def release(self) -> None:
+        """The check passed: the canary stays deleted, and its copy is no longer needed."""
+        self.aside.store.delete([(o["aside"], o["aside_etag"]) for o in self.record["canary"]["objects"]])
+        self._save(RELEASED)

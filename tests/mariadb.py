@@ -1,0 +1,124 @@
+"""A real MariaDB server for the tests: Debian's `mariadbd`, on loopback, with its own data folder.
+
+It holds the bioindex's tables in schema `bio`, reached by user `bioindex` with a password, over
+TCP - as the Lambdas reach the bioindex's RDS database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pymysql
+
+SCHEMA = "bio"
+USER = "bioindex"
+
+
+def _binary(name: str) -> str:
+    for folder in ("/usr/sbin", "/usr/bin"):
+        if os.access(f"{folder}/{name}", os.X_OK):
+            return f"{folder}/{name}"
+    found = shutil.which(name)
+    if not found:
+        raise RuntimeError(f"{name} not found: apt-get install mariadb-server (.ci/run does)")
+    return found
+
+
+class MariaDB:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.password = secrets.token_hex(12)
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._proc: subprocess.Popen | None = None
+
+    @property
+    def socket_path(self) -> str:
+        return str(self.root / "mysqld.sock")
+
+    def start(self) -> MariaDB:
+        data = self.root / "data"
+        user = ["--user=root"] if os.geteuid() == 0 else []
+        subprocess.run(
+            [
+                _binary("mariadb-install-db"),
+                "--no-defaults",
+                f"--datadir={data}",
+                "--skip-test-db",
+                "--auth-root-authentication-method=normal",
+                *user,
+            ],
+            check=True,
+            capture_output=True,
+        )
+        self._proc = subprocess.Popen(
+            [
+                _binary("mariadbd"),
+                "--no-defaults",
+                f"--datadir={data}",
+                f"--socket={self.socket_path}",
+                f"--port={self.port}",
+                "--bind-address=127.0.0.1",
+                "--skip-name-resolve",
+                f"--pid-file={self.root / 'mysqld.pid'}",
+                f"--log-error={self.root / 'error.log'}",
+                "--innodb-buffer-pool-size=32M",
+                "--innodb-log-file-size=8M",
+                *user,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                conn = pymysql.connect(unix_socket=self.socket_path, user="root", password="")
+                break
+            except pymysql.err.OperationalError:
+                if time.monotonic() > deadline or self._proc.poll() is not None:
+                    log = (self.root / "error.log").read_text() if (self.root / "error.log").exists() else ""
+                    raise RuntimeError(f"mariadbd did not start: {log[-2000:]}") from None
+                time.sleep(0.2)
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE {SCHEMA}")
+            cur.execute(f"CREATE USER '{USER}'@'127.0.0.1' IDENTIFIED BY %s", (self.password,))
+            cur.execute(f"GRANT ALL ON *.* TO '{USER}'@'127.0.0.1'")
+        conn.commit()
+        conn.close()
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            self._proc.wait(timeout=30)
+            self._proc = None
+
+    def admin(self) -> pymysql.connections.Connection:
+        return pymysql.connect(unix_socket=self.socket_path, user="root", password="", autocommit=True)
+
+    def create_schema(self, name: str) -> str:
+        """A fresh schema per test, so tests never see each other's indexes."""
+        with self.admin() as conn, conn.cursor() as cur:
+            cur.execute(f"CREATE DATABASE `{name}`")
+        return name
+
+    def url(self, schema: str = SCHEMA) -> str:
+        return f"mysql://{USER}:{self.password}@127.0.0.1:{self.port}/{schema}"
+
+    def secret(self) -> dict:
+        """The bioindex's RDS-format secret for this server."""
+        return {
+            "username": USER,
+            "password": self.password,
+            "host": "127.0.0.1",
+            "port": self.port,
+            "engine": "mariadb",
+            "dbInstanceIdentifier": "bioindex-test",
+        }
