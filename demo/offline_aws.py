@@ -86,6 +86,8 @@ class Runner:
     lambda_logs: list[dict] = field(default_factory=list)
     # Called with the job name before a job runs: lets a test play a concurrent writer.
     before_job: Callable[[str], None] | None = None
+    # Called with the function name before a Lambda runs: lets a test change the world between states.
+    before_invoke: Callable[[str], None] | None = None
 
     def run_job(self, job) -> None:
         if self.before_job is not None:
@@ -113,6 +115,8 @@ class Runner:
             job.job_stopped_reason = f"Essential container in task exited: bgzip-job exit {proc.returncode}: {last}"
 
     def invoke(self, function, body: bytes) -> tuple[bytes, bool]:
+        if self.before_invoke is not None:
+            self.before_invoke(function.function_name)
         env = dict(self.env)
         env.update(function.environment_vars)
         env.update(

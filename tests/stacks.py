@@ -14,6 +14,8 @@ from demo.sample_index import make_sample_index, upload_tree
 INDEX = "associations"
 PREFIX = "associations/"
 SCHEMA = "phenotype,chromosome:position"
+# Over HTTP sample queries come from /api/bio/keys, which lists no loci: an index without one.
+HTTP_SCHEMA = "phenotype,chromosome"
 
 
 class Deployment:
@@ -26,6 +28,7 @@ class Deployment:
         mariadb,
         *,
         backend: str = "mysql",
+        schema: str | None = None,
         subdir: str = "",
         token: str | None = None,
         workers: int = 3,
@@ -37,7 +40,8 @@ class Deployment:
         self.name = f"bgz{uuid.uuid4().hex[:8]}"
         self.db = BioindexDatabase(mariadb.url(mariadb.create_schema(self.name)))
         self.db.create_tables()
-        self.row_id = self.db.add_index(INDEX, PREFIX, SCHEMA)
+        self.schema = schema or (HTTP_SCHEMA if backend == "http" else SCHEMA)
+        self.row_id = self.db.add_index(INDEX, PREFIX, self.schema)
         self.subdir = subdir
         self.key_prefix = f"{subdir}/{PREFIX}" if subdir else PREFIX
         data_bucket = f"{self.name}-data"
@@ -63,7 +67,7 @@ class Deployment:
         make_sample_index(root, ascii_keys=True)
         self.originals = dict(upload_tree(self.s3, data_bucket, root, self.key_prefix))
         self.json_keys = sorted(k for k in self.originals if k.endswith(".json"))
-        self.build(INDEX, self.json_keys)
+        self.build(INDEX, self.json_keys, arity=self.schema.count(",") + 1)
         self.bioindex.start(frozen=frozen)
         self.states: list[str] = []
 
@@ -75,8 +79,9 @@ class Deployment:
             objects.append((key, head["ETag"].strip('"'), self.read(key)))
         self.db.build(index, arity, objects)
 
-    def add_index(self, name: str, prefix: str, root: Path, schema: str = SCHEMA) -> dict[str, bytes]:
+    def add_index(self, name: str, prefix: str, root: Path, schema: str | None = None) -> dict[str, bytes]:
         """Another index with its own files, built."""
+        schema = schema or self.schema
         self.db.add_index(name, prefix, schema)
         content = upload_tree(
             self.s3, self.stack.data_bucket, root, f"{self.subdir}/{prefix}" if self.subdir else prefix
@@ -107,3 +112,4 @@ class Deployment:
     def close(self) -> None:
         self.bioindex.close()
         self.aws.runner.before_job = None
+        self.aws.runner.before_invoke = None

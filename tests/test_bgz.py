@@ -18,8 +18,8 @@ from tests.stacks import INDEX, PREFIX, Deployment
 
 
 @pytest.fixture
-def deployment(offline_aws, tmp_path):
-    d = Deployment(offline_aws, tmp_path)
+def deployment(offline_aws, tmp_path, mariadb):
+    d = Deployment(offline_aws, tmp_path, mariadb)
     yield d
     d.close()
 
@@ -40,7 +40,7 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
     assert f"console: {console}{arn}" in out
     assert "running: Compress" in out and "/5 files" in out, "progress from the run folder's manifests"
     assert "SUCCEEDED: compress of associations associations/: 5 files" in out
-    assert deployment.bioindex.compressed(INDEX, PREFIX) is True
+    assert deployment.flag() is True
 
     rc, out, _ = bgz(capsys, deployment, "list")
     assert rc == 0 and name in out and "SUCCEEDED" in out and "compress" in out
@@ -60,10 +60,10 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
 
 
 def test_a_failed_run_exits_1_with_the_cause(deployment, capsys):
-    deployment.bioindex.failures = [403]
+    deployment.bioindex.inject_failures([403])
     rc, out, _ = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3")
     assert rc == 1
-    assert "FAILED: SetCompressedFailed: SetCompressed failed. BioindexRejected" in out
+    assert "FAILED: PlanFailed: Plan failed. BioindexRejected" in out
     assert "No original was deleted" in out
 
 

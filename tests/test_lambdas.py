@@ -1,5 +1,6 @@
-"""The Lambdas' own pieces: the bioindex client against the stand-in over real HTTP, the read-back
-rule, and the code folder as `sam build` packages it."""
+"""The Lambdas' own pieces: the bioindex server client and the http flag backend against the
+stand-in over real HTTP, schema parsing for sample queries, and the code folder as `sam build`
+packages it."""
 
 from __future__ import annotations
 
@@ -10,62 +11,78 @@ import sys
 from pathlib import Path
 
 import pytest
-from lambdas.set_compressed.bioindex import (
-    BioindexClient,
+
+from batch_job.locations import parse_location
+from batch_job.runfolder import Flag, Receipts
+from bioindex.errors import (
     BioindexRejected,
     BioindexUnavailable,
+    CannotSample,
+    FlagAlreadySet,
     FlagNotConfirmed,
-    IndexNotFound,
+    IndexNotBuilt,
     InsecureBioindexUrl,
-    confirm,
+    UnknownIndex,
 )
-
+from bioindex.http_flag import HttpBackend
+from bioindex.rows import IndexRow, query_columns
+from bioindex.server import BioindexServer
+from demo.bioindex_db import BioindexDatabase
 from demo.bioindex_standin import BioindexStandin
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def bioindex():
-    standin = BioindexStandin(token="s3cret").start()
-    standin.add_index("genes", "genes/")
+def bioindex(tmp_path):
+    db = BioindexDatabase(f"sqlite:///{tmp_path / 'bioindex.sqlite'}")
+    db.create_tables()
+    db.add_index("genes", "genes/", "gene")
+    db.add_index("genes", "genes-by-build/", "gene,build")
+    db.add_index("variants", "variants/", "varId", built=False)
+    standin = BioindexStandin(db, "unused-bucket", workers=1, token="s3cret", set_endpoint=True).start()
     yield standin
-    standin.stop()
+    standin.close()
 
 
-def client(standin: BioindexStandin, **kwargs) -> BioindexClient:
-    return BioindexClient(standin.url, token="s3cret", allow_insecure=True, backoff_seconds=0.01, **kwargs)
+def server(standin: BioindexStandin, **kwargs) -> BioindexServer:
+    return BioindexServer(standin.url, token="s3cret", allow_insecure=True, backoff_seconds=0.01, **kwargs)
+
+
+def backend(standin: BioindexStandin, tmp_path: Path) -> HttpBackend:
+    (tmp_path / "receipts").mkdir(exist_ok=True)
+    return HttpBackend(server(standin), Receipts(parse_location(str(tmp_path / "receipts"))))
 
 
 def test_sets_and_reads_back_the_flag(bioindex):
-    c = client(bioindex)
-    assert c.compressed_flags("genes") == [False]
-    c.set_compressed("genes", "genes/", True)
-    assert c.compressed_flags("genes") == [True]
-    assert bioindex.compressed("genes", "genes/") is True
+    s = server(bioindex)
+    assert s.flags("genes") == [False, False]
+    s.set_compressed("genes", "genes/", True)
+    assert sorted(s.flags("genes")) == [False, True]
+    assert bioindex.db.compressed("genes", "genes/") is True
     assert bioindex.requests[1] == "POST /api/bio/bgcompress/set-compressed/genes/true?prefix=genes%2F"
     assert set(bioindex.authorization) == {"Bearer s3cret"}
 
 
 def test_retries_transient_errors(bioindex):
-    bioindex.failures = [500, 429, 503]
-    client(bioindex).set_compressed("genes", "genes/", True)
-    assert bioindex.compressed("genes", "genes/") is True
+    bioindex.inject_failures([500, 429, 503])
+    server(bioindex).set_compressed("genes", "genes/", True)
+    assert bioindex.db.compressed("genes", "genes/") is True
     assert len(bioindex.requests) == 4
 
 
 def test_gives_up_on_a_persistent_outage(bioindex):
-    bioindex.failures = [502] * 10
+    bioindex.inject_failures([502] * 10)
     with pytest.raises(BioindexUnavailable, match="502"):
-        client(bioindex, attempts=3).set_compressed("genes", "genes/", True)
+        server(bioindex, attempts=3).set_compressed("genes", "genes/", True)
     assert len(bioindex.requests) == 3
 
 
 def test_4xx_is_final_and_the_token_stays_out_of_the_error(bioindex):
-    bioindex.token = "other"
+    other = BioindexServer(bioindex.url, token="wrong-token", allow_insecure=True, backoff_seconds=0.01)
     with pytest.raises(BioindexRejected, match="401") as info:
-        client(bioindex).set_compressed("genes", "genes/", True)
-    assert "s3cret" not in str(info.value)
+        other.set_compressed("genes", "genes/", True)
+    assert "wrong-token" not in str(info.value)
     assert len(bioindex.requests) == 1
 
 
@@ -73,40 +90,94 @@ def test_connection_refused_is_unavailable():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    c = BioindexClient(f"http://127.0.0.1:{port}", allow_insecure=True, attempts=2, backoff_seconds=0.01)
+    c = BioindexServer(f"http://127.0.0.1:{port}", allow_insecure=True, attempts=2, backoff_seconds=0.01)
     with pytest.raises(BioindexUnavailable):
-        c.compressed_flags("genes")
+        c.flags("genes")
 
 
 def test_plain_http_needs_explicit_permission():
     with pytest.raises(InsecureBioindexUrl, match="AllowInsecureBioindex"):
-        BioindexClient("http://bioindex.example.org")
+        BioindexServer("http://bioindex.example.org")
     with pytest.raises(InsecureBioindexUrl):
-        BioindexClient("ftp://bioindex.example.org", allow_insecure=True)
-    assert BioindexClient("https://bioindex.example.org/").base_url == "https://bioindex.example.org"
+        BioindexServer("ftp://bioindex.example.org", allow_insecure=True)
+    assert BioindexServer("https://bioindex.example.org/").base_url == "https://bioindex.example.org"
+
+
+def test_every_request_is_a_new_connection(bioindex):
+    """So that refreshes and sample queries spread over the server's processes."""
+    bioindex.stop()
+    bioindex.workers = 3
+    bioindex.start()
+    server(bioindex).refresh(40)
+    assert len(bioindex.pids_answering("/api/bio/indexes")) == 3
+
+
+def test_http_backend_confirms_a_changed_listing_and_keeps_no_receipt_itself(bioindex, tmp_path):
+    b = backend(bioindex, tmp_path)
+    row = b.preflight("genes", "genes-by-build/", "genes-by-build/", rollback=False)
+    assert (row.name, row.id) == ("genes", None)
+    change = b.set_flag("genes", "genes-by-build/", True)
+    assert change.row.compressed is True and change.before is None
+    assert bioindex.db.compressed("genes", "genes-by-build/") is True
+
+
+def test_http_backend_never_takes_an_unchanged_listing_as_proof(bioindex, tmp_path):
+    b = backend(bioindex, tmp_path)
+    with pytest.raises(FlagNotConfirmed, match="unchanged listing proves nothing"):
+        b.set_flag("genes", "no-such-prefix/", True)
+    bioindex.db.set_compressed("genes", "genes/", True)
+    bioindex.db.set_compressed("genes", "genes-by-build/", True)
+    with pytest.raises(FlagAlreadySet, match="'other/' may be another index's prefix"):
+        b.preflight("genes", "other/", "other/", rollback=False)
+    with pytest.raises(FlagNotConfirmed):
+        b.set_flag("genes", "other/", True)
+
+
+def test_http_backend_accepts_a_re_run_with_a_receipt_of_the_same_prefix(bioindex, tmp_path):
+    b = backend(bioindex, tmp_path)
+    bioindex.db.set_compressed("genes", "genes/", True)
+    bioindex.db.set_compressed("genes", "genes-by-build/", True)
+    b.receipts.write(Flag("genes", "genes/", True, bioindex.url))
+    assert b.preflight("genes", "genes/", "genes/", rollback=False).name == "genes"
+    assert b.set_flag("genes", "genes/", True).row.compressed is True
+    with pytest.raises(FlagAlreadySet):  # the receipt is for genes/, not for another prefix
+        b.preflight("genes", "genes-by-build/", "genes-by-build/", rollback=False)
+
+
+def test_http_backend_pre_flight_refusals(bioindex, tmp_path):
+    b = backend(bioindex, tmp_path)
+    with pytest.raises(UnknownIndex, match="lists no index named 'nope'"):
+        b.preflight("nope", "nope/", "nope/", rollback=False)
+    with pytest.raises(IndexNotBuilt, match="'variants'"):
+        b.preflight("variants", "variants/", "variants/", rollback=False)
+
+
+def test_http_samples_need_a_schema_without_a_locus(bioindex, tmp_path):
+    b = backend(bioindex, tmp_path)
+    row = IndexRow(None, "genes", "genes/", "gene,chromosome:position", "", "2026-11-01", False)
+    with pytest.raises(CannotSample, match="lists no loci"):
+        b.samples(row, [], 4)
 
 
 @pytest.mark.parametrize(
-    ("before", "after", "ok"),
+    ("schema", "keys", "locus", "step", "query"),
     [
-        ([False], [True], True),
-        ([True], [True], True),  # a re-run after the flag was already set
-        ([False, False], [True, False], True),  # two arities: ours changed
-        ([True, False], [True, False], False),  # two arities: nothing changed
-        ([False], [False], False),
+        ("phenotype", ["phenotype"], False, 20_000, ["T2D"]),
+        ("phenotype,chromosome:position", ["phenotype"], True, 20_000, ["T2D", "8:40000-59999"]),
+        ("chr:start-stop;locus_step=500", [], True, 500, ["8:40000-40499"]),
     ],
 )
-def test_read_back_rule(before, after, ok):
-    if ok:
-        confirm("genes", True, before, after)
-    else:
-        with pytest.raises(FlagNotConfirmed):
-            confirm("genes", True, before, after)
+def test_sample_queries_from_index_table_values(schema, keys, locus, step, query):
+    columns = query_columns(schema)
+    assert (columns.keys, columns.locus, columns.step) == (keys, locus, step)
+    values = (["T2D"] if keys else []) + (["8", 40000] if locus else [])
+    assert columns.query(values) == query
 
 
-def test_read_back_of_an_unknown_index():
-    with pytest.raises(IndexNotFound):
-        confirm("nope", True, [], [])
+@pytest.mark.parametrize("schema", ["varId=$chr:$pos", "varId|dbSNP", "chromosome:position,phenotype"])
+def test_schemas_that_cannot_be_sampled_say_so(schema):
+    with pytest.raises(CannotSample):
+        query_columns(schema)
 
 
 def test_the_code_folder_carries_the_engine_and_no_codec(tmp_path):
@@ -115,8 +186,9 @@ def test_the_code_folder_carries_the_engine_and_no_codec(tmp_path):
     shutil.copytree(ROOT / "lambdas", code, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
     assert (code / "batch_job" / "runfolder.py").is_file()
     probe = (
-        "import sys, plan.app, set_compressed.app, report.app, batch_job;"
+        "import sys, plan.app, set_compressed.app, prove_readers.app, report.app, batch_job, bioindex;"
         "print(batch_job.__file__);"
+        "print(bioindex.__file__);"
         "print(sorted(m for m in ('deflate', 'pysam') if m in sys.modules))"
     )
     out = subprocess.run(
@@ -127,5 +199,5 @@ def test_the_code_folder_carries_the_engine_and_no_codec(tmp_path):
         text=True,
         check=True,
     ).stdout.splitlines()
-    assert out[0].startswith(str(code)), "the handlers use the packaged engine"
-    assert out[1] == "[]", "the Lambdas never load the codec"
+    assert out[0].startswith(str(code)) and out[1].startswith(str(code)), "the handlers use the packaged code"
+    assert out[2] == "[]", "the Lambdas never load the codec"

@@ -130,13 +130,14 @@ def test_least_privilege_s3(transformed):
             assert all(json.dumps(r) != '"*"' for r in _listify(statement["Resource"])), role
 
 
-def test_only_the_job_role_may_delete_data(transformed):
+def test_only_the_job_role_and_the_canary_may_delete_data(transformed):
+    """The jobs delete what a run converted; ProveReaders deletes one canary file (and its copy)."""
     deleters = {
         role
         for role, statement in _statements(transformed["Resources"])
         if statement["Effect"] == "Allow" and "s3:DeleteObject" in _listify(statement["Action"])
     }
-    assert deleters == {"JobRole"}
+    assert deleters == {"JobRole", "ProveReadersFunctionRole"}
 
 
 def test_run_bucket_is_private_encrypted_and_expires(template):
@@ -178,14 +179,24 @@ def _reachable(edges: dict[str, set[str]], start: str, without: str) -> set[str]
 
 
 @pytest.mark.parametrize("name", MACHINES)
-def test_no_path_deletes_without_the_confirmed_flag(name):
+@pytest.mark.parametrize("guard", ["flag", "ProveReaders"])
+def test_no_path_deletes_without_the_confirmed_flag_and_the_reader_proof(name, guard):
     path, flag_state, delete_state = MACHINES[name]
+    guard_state = flag_state if guard == "flag" else guard
     machine = asl(path)
     edges = _graph(machine)
-    assert not any(s.startswith(delete_state) for s in _reachable(edges, machine["StartAt"], without=flag_state))
-    # and the flag state only moves on to deletion when it succeeds: its Catch leads to the Fail path
-    for catch in machine["States"][flag_state]["Catch"]:
-        assert not any(s.startswith(delete_state) for s in _reachable(edges, catch["Next"], without=flag_state))
+    assert not any(s.startswith(delete_state) for s in _reachable(edges, machine["StartAt"], without=guard_state))
+    # and the guard only moves on to deletion when it succeeds: its Catch leads to the Fail path
+    for catch in machine["States"][guard_state]["Catch"]:
+        assert not any(s.startswith(delete_state) for s in _reachable(edges, catch["Next"], without=guard_state))
+
+
+@pytest.mark.parametrize("name", MACHINES)
+def test_the_reader_proof_sits_between_the_flag_and_the_deletion(name):
+    path, flag_state, delete_state = MACHINES[name]
+    states = asl(path)["States"]
+    assert states[flag_state]["Next"] == "ProveReaders" and states["ProveReaders"]["Next"] == delete_state
+    assert states["ProveReaders"]["Parameters"]["Payload"]["compressed"] is (flag_state == "SetCompressed")
 
 
 @pytest.mark.parametrize("name", MACHINES)

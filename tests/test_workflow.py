@@ -1,5 +1,6 @@
 """The real ASL files executed by moto's interpreter, with Batch jobs running the real bgzip-job and
-Lambda invokes running the real handlers, against a bioindex stand-in on loopback."""
+Lambda invokes running the real handlers, against the bioindex's tables in a real MariaDB and the
+bioindex stand-in's server processes on loopback."""
 
 from __future__ import annotations
 
@@ -11,13 +12,12 @@ import uuid
 
 import pytest
 
-from demo.sample_index import upload_tree
 from tests.stacks import INDEX, PREFIX, Deployment
 
 
 @pytest.fixture
-def deployment(offline_aws, tmp_path):
-    d = Deployment(offline_aws, tmp_path)
+def deployment(offline_aws, tmp_path, mariadb):
+    d = Deployment(offline_aws, tmp_path, mariadb)
     yield d
     d.close()
 
@@ -25,18 +25,21 @@ def deployment(offline_aws, tmp_path):
 def test_compress_then_rollback(deployment):
     result = deployment.run(shards=2)
     assert result["status"] == "SUCCEEDED", result.get("cause")
-    order = [s for s in deployment.states if s in ("Plan", "Compress", "Verify", "SetCompressed", "DeleteOriginals")]
-    assert order == ["Plan", "Compress", "Verify", "SetCompressed", "DeleteOriginals"]
+    order = [
+        s
+        for s in deployment.states
+        if s in ("Plan", "Compress", "Verify", "SetCompressed", "ProveReaders", "DeleteOriginals")
+    ]
+    assert order == ["Plan", "Compress", "Verify", "SetCompressed", "ProveReaders", "DeleteOriginals"]
     assert "Compress array job" in deployment.states, "two shards run as an array job"
     summary = json.loads(result["output"])
-    assert summary["files"] == 5 and summary["objectsDeleted"] == 5
+    assert summary["files"] == 5 and summary["objectsDeleted"] == 5 and summary["readersProven"] is True
     assert summary["bytesUncompressed"] == sum(len(deployment.originals[k]) for k in deployment.json_keys)
     assert 0.05 < summary["ratio"] < 0.3
     keys = deployment.data_keys()
     assert not any(k.endswith(".json") for k in keys), "originals deleted"
     assert all(k + ".gz" in keys and k + ".gz.gzi" in keys for k in deployment.json_keys)
-    assert deployment.bioindex.compressed(INDEX, PREFIX) is True
-    assert deployment.bioindex.compressed("other-index", "other/") is False
+    assert deployment.flag() is True
 
     deployment.states.clear()
     result = deployment.run("rollback")
@@ -46,6 +49,7 @@ def test_compress_then_rollback(deployment):
         "Decompress",
         "VerifyRestored",
         "SetUncompressed",
+        "ProveReaders",
         "RemoveCompressed",
         "Summarize",
         "Done",
@@ -53,7 +57,7 @@ def test_compress_then_rollback(deployment):
     assert "Decompress job" in deployment.states, "one shard runs as a single job"
     assert deployment.originals_intact()
     assert not any(k.endswith((".gz", ".gzi")) for k in deployment.data_keys())
-    assert deployment.bioindex.compressed(INDEX, PREFIX) is False
+    assert deployment.flag() is False
 
 
 def _assert_failed_safely(deployment, result, step: str, *words: str) -> None:
@@ -73,8 +77,9 @@ def test_plan_failure_bad_prefix(deployment):
 
 
 def test_plan_failure_empty_prefix(deployment):
-    result = deployment.run(prefix="nothing-here/")
-    _assert_failed_safely(deployment, result, "Plan", "nothing to do")
+    deployment.db.add_index("empty", "empty/", "phenotype")
+    result = deployment.run(index="empty", prefix="empty/")
+    _assert_failed_safely(deployment, result, "Plan", "nothing to do", "empty/")
 
 
 def test_compress_failure_when_a_source_changes_after_the_plan(deployment):
@@ -88,7 +93,7 @@ def test_compress_failure_when_a_source_changes_after_the_plan(deployment):
     deployment.aws.runner.before_job = writer
     result = deployment.run()
     _assert_failed_safely(deployment, result, "Compress", "BMI/part-00000.json", "changed since the plan")
-    assert deployment.bioindex.compressed(INDEX, PREFIX) is False
+    assert deployment.flag() is False
 
 
 def test_verify_failure_on_a_corrupted_output(deployment):
@@ -103,47 +108,11 @@ def test_verify_failure_on_a_corrupted_output(deployment):
     deployment.aws.runner.before_job = corrupt
     result = deployment.run()
     _assert_failed_safely(deployment, result, "Verify", "T2D/part-00001.json")
-    assert deployment.bioindex.compressed(INDEX, PREFIX) is False
-
-
-def test_set_compressed_retries_a_transient_500(deployment):
-    deployment.bioindex.failures = [500, 503]
-    result = deployment.run()
-    assert result["status"] == "SUCCEEDED", result.get("cause")
-    assert deployment.bioindex.compressed(INDEX, PREFIX) is True
-
-
-def test_set_compressed_persistent_500(deployment):
-    deployment.bioindex.failures = [500] * 1000
-    result = deployment.run()
-    _assert_failed_safely(deployment, result, "SetCompressed", "BioindexUnavailable", "500")
-    attempts = [s for s in deployment.states if s == "SetCompressed"]
-    assert len(attempts) == 1
-    lambda_runs = [entry for entry in deployment.aws.runner.lambda_logs if "SetCompressed" in entry["function"]]
-    assert len(lambda_runs) >= 3, "the state's Retry called the Lambda again"
-
-
-def test_set_compressed_4xx_is_not_retried(deployment):
-    deployment.bioindex.failures = [403]
-    result = deployment.run()
-    _assert_failed_safely(deployment, result, "SetCompressed", "BioindexRejected", "403")
-
-
-def test_flag_not_confirmed(deployment):
-    deployment.bioindex.ignore_updates = True
-    result = deployment.run()
-    _assert_failed_safely(deployment, result, "SetCompressed", "FlagNotConfirmed")
-
-
-def test_unknown_index(deployment):
-    result = deployment.aws.run(
-        deployment.stack.compress_arn, {"index": "no-such-index", "prefix": PREFIX}, "unknown", deployment.states.append
-    )
-    _assert_failed_safely(deployment, result, "SetCompressed", "IndexNotFound", "no-such-index")
+    assert deployment.flag() is False
 
 
 def test_delete_failure_keeps_the_changed_original(deployment):
-    victim = "associations/BMI/part-00001.json"
+    victim = "associations/BMI/part-00000.json"
 
     def writer(job_name: str) -> None:
         if job_name.endswith("-deleteoriginals"):
@@ -152,7 +121,7 @@ def test_delete_failure_keeps_the_changed_original(deployment):
     deployment.aws.runner.before_job = writer
     result = deployment.run()
     assert result["status"] == "FAILED" and result["error"] == "DeleteOriginalsFailed"
-    assert "BMI/part-00001.json" in result["cause"] and "changed since it was verified" in result["cause"]
+    assert "BMI/part-00000.json" in result["cause"] and "changed since it was verified" in result["cause"]
     assert deployment.read(victim) == b'{"late": 1}\n'
     assert sum(k.endswith(".json") for k in deployment.data_keys()) == 1
 
@@ -175,39 +144,33 @@ def test_a_second_run_on_the_same_prefix_is_refused(deployment, second_machine):
     assert deployment.aws.wait(first["executionArn"])["status"] == "SUCCEEDED"
 
 
-def test_bearer_token_from_secrets_manager_is_sent_and_never_logged(offline_aws, tmp_path):
+def test_bearer_token_from_secrets_manager_is_sent_and_never_logged(offline_aws, tmp_path, mariadb):
     token = f"tok-{uuid.uuid4().hex}"
     secret = offline_aws.client("secretsmanager").create_secret(Name=f"bioindex-{token[-6:]}", SecretString=token)
-    d = Deployment(offline_aws, tmp_path, token=token, bioindex_env={"BIOINDEX_TOKEN_SECRET_ARN": secret["ARN"]})
+    d = Deployment(offline_aws, tmp_path, mariadb, token=token, lambda_env={"BIOINDEX_TOKEN_SECRET_ARN": secret["ARN"]})
     try:
         result = d.run()
         assert result["status"] == "SUCCEEDED", result.get("cause")
-        assert d.bioindex.authorization[-1] == f"Bearer {token}"
+        assert d.bioindex.authorization and set(d.bioindex.authorization) == {f"Bearer {token}"}
         assert not any(token in entry["log"] for entry in offline_aws.runner.lambda_logs)
     finally:
         d.close()
 
 
-def test_runs_in_parallel_on_different_prefixes_do_not_block_each_other(offline_aws, tmp_path):
-    a = Deployment(offline_aws, tmp_path / "a")
+def test_runs_in_parallel_on_different_prefixes_do_not_block_each_other(deployment, tmp_path):
+    deployment.add_index("other-index", "other/", tmp_path / "index" / "BMI")
     results = {}
-    try:
-        other = {"index": "other-index", "prefix": "other/"}
-        upload_tree(a.s3, a.stack.data_bucket, tmp_path / "a" / "index" / "BMI", "other/")
-        threads = [
-            threading.Thread(target=lambda: results.update(one=a.run())),
-            threading.Thread(
-                target=lambda: results.update(two=offline_aws.run(a.stack.compress_arn, other, "other-run"))
-            ),
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert results["one"]["status"] == "SUCCEEDED", results["one"].get("cause")
-        assert results["two"]["status"] == "SUCCEEDED", results["two"].get("cause")
-    finally:
-        a.close()
+    threads = [
+        threading.Thread(target=lambda: results.update(one=deployment.run())),
+        threading.Thread(target=lambda: results.update(two=deployment.run(index="other-index", prefix="other/"))),
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results["one"]["status"] == "SUCCEEDED", results["one"].get("cause")
+    assert results["two"]["status"] == "SUCCEEDED", results["two"].get("cause")
+    assert deployment.flag() is True and deployment.flag("other-index", "other/") is True
 
 
 def test_level_and_shards_from_the_input_reach_the_jobs(deployment, tmp_path):

@@ -119,6 +119,7 @@ def run_step(
                         "step": step,
                         "shard": k,
                         "index": plan.index,
+                        "prefix": plan.prefix,
                         "target": plan.target,
                         "plan_created": plan.created,
                         "started": started,

@@ -97,7 +97,12 @@ class MysqlBackend:
                 conn.close()
 
     @staticmethod
-    def _the_row(rows: list[IndexRow], index: str, prefix: str, every: list[IndexRow]) -> IndexRow:
+    def _every(cur: pymysql.cursors.Cursor) -> list[IndexRow]:
+        cur.execute(f"SELECT {COLUMNS} FROM `__Indexes`")
+        return [_row(r) for r in cur.fetchall()]
+
+    def _the_row(self, cur: pymysql.cursors.Cursor, rows: list[IndexRow], index: str, prefix: str) -> IndexRow:
+        """The one row of (index, prefix) among `rows`; else a refusal that says what there is."""
         if len(rows) > 1:
             found = ", ".join(f"id {r.id} (arity {r.arity}, schema {r.schema!r})" for r in rows)
             raise AmbiguousIndex(
@@ -106,6 +111,7 @@ class MysqlBackend:
             )
         if rows:
             return rows[0]
+        every = self._every(cur)
         same_name = sorted({r.prefix for r in every if r.name == index})
         owners = sorted({r.name for r in every if r.prefix == prefix})
         if same_name:
@@ -120,9 +126,8 @@ class MysqlBackend:
 
     def preflight(self, index: str, prefix: str, s3_prefix: str, rollback: bool) -> IndexRow:
         with self._transaction() as cur:
-            cur.execute(f"SELECT {COLUMNS} FROM `__Indexes`")
-            every = [_row(r) for r in cur.fetchall()]
-            row = self._the_row([r for r in every if (r.name, r.prefix) == (index, prefix)], index, prefix, every)
+            every = self._every(cur)
+            row = self._the_row(cur, [r for r in every if (r.name, r.prefix) == (index, prefix)], index, prefix)
             if not row.is_built:
                 raise IndexNotBuilt(
                     f"index {index!r} prefix {prefix!r} (__Indexes id {row.id}) is not built (built={row.built}); "
@@ -156,7 +161,7 @@ class MysqlBackend:
             cur.execute(
                 f"SELECT {COLUMNS} FROM `__Indexes` WHERE `name` = %s AND `prefix` = %s FOR UPDATE", (index, prefix)
             )
-            before = self._the_row([_row(r) for r in cur.fetchall()], index, prefix, [])
+            before = self._the_row(cur, [_row(r) for r in cur.fetchall()], index, prefix)
             cur.execute("UPDATE `__Indexes` SET `compressed` = %s WHERE `id` = %s", (int(compressed), before.id))
             cur.execute(f"SELECT {COLUMNS} FROM `__Indexes` WHERE `id` = %s", (before.id,))
             found = cur.fetchone()
