@@ -1,5 +1,6 @@
 # bgzip-workflow developer commands. `make demo` and `make test` work on a fresh machine with
-# python3 (and, for the tests, htslib's bgzip from Debian's tabix package; .ci/run installs it).
+# python3 (and, for the tests, htslib's bgzip and a MariaDB server: Debian's tabix and mariadb-server,
+# which .ci/run installs).
 
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
@@ -18,6 +19,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@command -v bgzip >/dev/null || { echo "make test needs htslib's bgzip: apt-get install tabix"; exit 1; }
+	@{ [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null; } || { echo "make test needs a MariaDB server: apt-get install mariadb-server"; exit 1; }
 	$(PYTHON) -m pytest
 
 lint: $(STAMP)

@@ -15,7 +15,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_job import runfolder as rf
 from batch_job.bgzf import DEFAULT_LEVEL
-from batch_job.locations import BadInput, parse_location
+from batch_job.locations import BadInput, check_prefix, parse_location
 from batch_job.progress import human_bytes
 from batch_job.runfolder import RunFolder
 from batch_job.steps.runner import Refused, default_shard, run_step
@@ -41,6 +41,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         rollback=args.rollback,
         shards=args.shards,
         shard_bytes=args.shard_bytes,
+        prefix=args.prefix and check_prefix(args.prefix),
     )
     log.info(
         "plan: %s run of index %s: %d files, %s, %d shards -> %s",
@@ -122,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan = sub.add_parser("plan", help="list the target and write RUN/plan.json; prints the shard count")
     plan.add_argument("target", help="s3://bucket/prefix/ or a local folder")
     plan.add_argument("--index", required=True, help="bioindex index name")
+    plan.add_argument(
+        "--prefix", help="the index's prefix in the bioindex, if not the target's key prefix (BIOINDEX_S3_SUBDIR)"
+    )
     plan.add_argument("--run", required=True, help="run folder: s3://bucket/runs/NAME/ or a local folder")
     plan.add_argument("--rollback", action="store_true", help="plan a rollback: every X.json.gz with its .gzi")
     plan.add_argument("--shards", type=int, help="number of shards (Batch array size)")

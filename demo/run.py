@@ -1,7 +1,10 @@
 """`make demo`: the whole workflow offline - a compress run, then its rollback - on a sample index.
 
 The real state machines run in moto, their Batch jobs run the real bgzip-job, their Lambdas the real
-handlers, and a bioindex stand-in answers on loopback. No AWS account is used.
+handlers. The bioindex is the stand-in: three server processes over its tables in an SQLite file
+(the tests use a real MariaDB), reading the data through bgzip. The demo uses FlagBackend=http, the
+stand-in's copy of the historic set-compressed endpoint, so it needs no database server and no root.
+No AWS account is used.
 """
 
 from __future__ import annotations
@@ -12,11 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from demo.bioindex_db import BioindexDatabase
 from demo.bioindex_standin import BioindexStandin
 from demo.offline_aws import OfflineAWS
 from demo.sample_index import make_sample_index, upload_tree
 
 INDEX, PREFIX, BUCKET = "associations", "associations/", "bioindex-data"
+SCHEMA = "phenotype,chromosome"
 
 
 def show_objects(aws: OfflineAWS) -> None:
@@ -39,27 +44,39 @@ def run(aws: OfflineAWS, machine_arn: str, name: str) -> bool:
 
 def main() -> int:
     aws = OfflineAWS().start()
-    bioindex = BioindexStandin().start()
-    try:
-        bioindex.add_index(INDEX, PREFIX)
-        stack = aws.deploy("bgzip-workflow", BUCKET, {"BioindexUrl": bioindex.url, "AllowInsecureBioindex": "true"})
-        with tempfile.TemporaryDirectory(prefix="bgzip-demo-") as tmp:
-            make_sample_index(Path(tmp))
-            upload_tree(aws.client("s3"), BUCKET, Path(tmp), PREFIX)
-        print(f"sample index {INDEX!r} at s3://{BUCKET}/{PREFIX} (moto on {aws.endpoint}); bioindex at {bioindex.url}")
-        show_objects(aws)
-        if not run(aws, stack.compress_arn, "associations-compress"):
-            return 1
-        print(f"  bioindex flag compressed={bioindex.compressed(INDEX, PREFIX)}; objects now:")
-        show_objects(aws)
-        if not run(aws, stack.rollback_arn, "associations-rollback"):
-            return 1
-        print(f"  bioindex flag compressed={bioindex.compressed(INDEX, PREFIX)}; objects now:")
-        show_objects(aws)
-        return 0
-    finally:
-        bioindex.stop()
-        aws.stop()
+    with tempfile.TemporaryDirectory(prefix="bgzip-demo-") as tmp:
+        db = BioindexDatabase(f"sqlite:///{tmp}/bioindex.sqlite")
+        db.create_tables()
+        db.add_index(INDEX, PREFIX, SCHEMA)
+        bioindex = BioindexStandin(db, BUCKET, set_endpoint=True, env=aws.env)
+        try:
+            parameters = {"FlagBackend": "http", "BioindexUrl": bioindex.url, "AllowInsecureBioindex": "true"}
+            stack = aws.deploy("bgzip-workflow", BUCKET, parameters)
+            s3 = aws.client("s3")
+            make_sample_index(Path(tmp) / "index", ascii_keys=True)
+            content = upload_tree(s3, BUCKET, Path(tmp) / "index", PREFIX)
+            originals = sorted(k for k in content if k.endswith(".json"))
+            rows = db.build(
+                INDEX, 2, [(k, s3.head_object(Bucket=BUCKET, Key=k)["ETag"].strip('"'), content[k]) for k in originals]
+            )
+            bioindex.start()
+            print(f"sample index {INDEX!r} ({rows} index rows) at s3://{BUCKET}/{PREFIX} (moto on {aws.endpoint})")
+            print(f"bioindex stand-in: {bioindex.workers} processes at {bioindex.url}, tables in SQLite")
+            show_objects(aws)
+            if not run(aws, stack.compress_arn, "associations-compress"):
+                return 1
+            print(f"  bioindex flag compressed={db.compressed(INDEX, PREFIX)}; objects now:")
+            show_objects(aws)
+            if not run(aws, stack.rollback_arn, "associations-rollback"):
+                return 1
+            print(f"  bioindex flag compressed={db.compressed(INDEX, PREFIX)}; objects now:")
+            show_objects(aws)
+            restored = all(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() == content[k] for k in originals)
+            print(f"  every original restored byte for byte: {restored}")
+            return 0 if restored else 1
+        finally:
+            bioindex.close()
+            aws.stop()
 
 
 if __name__ == "__main__":

@@ -271,6 +271,7 @@ def test_rollback_keeps_existing_originals_and_checks_them(target, capsys):
         (["plan", "/nonexistent/folder", "--index", "g", "--run", "/tmp/x"], "not an existing folder"),
         (["compress", "--run", "/nonexistent/run"], "not an existing folder"),
         (["compress", "--run", "s3://bucket/runs//x/"], "empty"),
+        (["plan", "s3://bucket/v2/a/", "--index", "g", "--run", "/tmp/x", "--prefix", "a"], "must end with '/'"),
     ],
 )
 def test_bad_input_is_a_one_line_error(capsys, args, message):
@@ -293,6 +294,14 @@ def test_plan_refusals(target, capsys, tmp_path):
     inside = target.uri.rstrip("/") + "/runs/" if target.kind == "s3" else str(target.local_root / "runs")
     rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", inside)
     assert rc == 2 and "inside the target" in err
+
+
+def test_plan_records_the_bioindex_prefix_of_a_subdir(target, capsys):
+    """Under BIOINDEX_S3_SUBDIR the bioindex's prefix is not the key prefix: the plan keeps both."""
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--prefix", "genes/")[0] == 0
+    plan = target.run_json("plan.json")
+    expected = target.uri if target.kind == "s3" else str(Path(target.uri).resolve()) + "/"
+    assert (plan["prefix"], plan["target"]) == ("genes/", expected)
 
 
 def test_rollback_plan_refuses_gz_without_gzi(target, capsys):
