@@ -275,3 +275,17 @@ def test_a_bioindex_under_an_s3_subdir(offline_aws, tmp_path, mariadb):
         assert d.originals_intact() and d.flag() is False
     finally:
         d.close()
+
+
+def test_without_a_bioindex_url_the_flag_is_re_checked_and_the_summary_says_readers_were_not_proven(
+    offline_aws, tmp_path, mariadb
+):
+    d = Deployment(offline_aws, tmp_path, mariadb, parameters={"BioindexUrl": ""})
+    try:
+        result = d.run()
+        assert result["status"] == "SUCCEEDED", result.get("cause")
+        summary = json.loads(result["output"])
+        assert summary["readersProven"] is False and summary["objectsDeleted"] == 5
+        assert d.bioindex.requests == [], "no server was asked"
+    finally:
+        d.close()

@@ -201,3 +201,20 @@ def test_the_code_folder_carries_the_engine_and_no_codec(tmp_path):
     ).stdout.splitlines()
     assert out[0].startswith(str(code)) and out[1].startswith(str(code)), "the handlers use the packaged code"
     assert out[2] == "[]", "the Lambdas never load the codec"
+
+
+def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
+    """Should a canary not be restored, the Cause must say where its copy is, never "nothing deleted"."""
+    from report.app import ReportEvent, explain
+
+    from batch_job.runfolder import RunFolder
+
+    run = RunFolder(parse_location(f"s3://{run_bucket}/runs/x/"))
+    aside = {"key": "data/a.json", "etag": "e", "size": 3, "aside": "runs/x/canary/data/a.json", "aside_etag": "f"}
+    run.write_readers_check({"canary": {"status": "deleted", "objects": [aside]}})
+    plan = {"run": run.uri, "index": "i", "prefix": "a/", "target": "s3://d/data/a/"}
+    event = ReportEvent(action="explain", execution="x", mode="compress", step="ProveReaders", plan=plan)
+    cause = explain(event)["cause"]
+    assert f"The canary is still deleted: restore data/a.json from s3://{run_bucket}/runs/x/canary/data/a.json" in cause
+    assert "No original was deleted" not in cause
+    assert "index 'i' prefix 'a/' at s3://d/data/a/" in cause

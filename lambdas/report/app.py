@@ -126,7 +126,11 @@ def _canary_gone(event: ReportEvent) -> str:
     run = _run(event)
     if event.step != "ProveReaders" or run is None:
         return ""
-    canary = (run.read_readers_check() or {}).get("canary", {})
+    try:
+        canary = (run.read_readers_check() or {}).get("canary", {})
+    except Exception:  # never claim "nothing deleted" without having read the record
+        logger.exception("could not read the reader check's record")
+        return f"The canary may still be deleted: see {run.uri}{rf.READERS_CHECK}"
     if canary.get("status") not in CANARY_GONE:
         return ""
     copies = ", ".join(f"{o['key']} from s3://{run.location.store.bucket}/{o['aside']}" for o in canary["objects"])
