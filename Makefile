@@ -20,7 +20,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	@command -v bgzip >/dev/null || { echo "make test needs htslib's bgzip: apt-get install tabix"; exit 1; }
 	@{ [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null; } || { echo "make test needs a MariaDB server: apt-get install mariadb-server"; exit 1; }
-	$(PYTHON) -m pytest
+	$(PYTHON) -m pytest -n 2
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

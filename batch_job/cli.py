@@ -1,7 +1,10 @@
 """`bgzip-job`: the command the AWS Batch jobs run, and that works the same on a local folder.
 
-Exit status: 0 all files done; 1 some files failed (they are named); 2 nothing was done (bad input,
-a refused precondition, or the store could not be reached).
+Exit status - what AWS Batch does with it (the job definitions' retry strategy):
+    0  every file done
+    1  some files failed (they are named); retried, and the retry redoes only those
+    2  nothing was done: bad input, a refused precondition, a malformed run folder; final
+    3  the store or a service could not be reached; retried
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from batch_job.locations import BadInput, check_prefix, parse_location
 from batch_job.progress import human_bytes
 from batch_job.runfolder import RunFolder
 from batch_job.steps.runner import Refused, default_shard, run_step
-from batch_job.stores import StoreError
+from batch_job.stores import ObjectChanged, StoreError
 
 log = logging.getLogger("bgzip-job")
 
@@ -92,10 +95,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _guarded_delete(args: argparse.Namespace, step: str, mode: str) -> int:
-    from batch_job.steps.delete import GuardedDelete, check_flag
+    from batch_job.steps.delete import GuardedDelete, check_flag, release_when_done
 
     guard = GuardedDelete()
-    return _step(args, step, mode, guard.check_file, finish_shard=guard.finish_shard, check=check_flag)
+    status = _step(args, step, mode, guard.check_file, finish_shard=guard.finish_shard, check=check_flag)
+    run = _run_folder(args.run)
+    if status == 0 and release_when_done(run, run.read_plan(), step):
+        log.info("%s: every file done; released the lock of the prefix", step)
+    return status
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
@@ -104,6 +111,17 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 def cmd_remove_compressed(args: argparse.Namespace) -> int:
     return _guarded_delete(args, rf.STEP_REMOVE_COMPRESSED, rf.ROLLBACK)
+
+
+def cmd_unlock(args: argparse.Namespace) -> int:
+    from batch_job.locks import Locks
+
+    lock = Locks(parse_location(args.target)).unlock()
+    if lock is None:
+        print(f"{args.target} was not locked")
+    else:
+        print(f"removed the lock of {lock.target}, held by {lock.holder()}")
+    return 0
 
 
 def _positive(text: str) -> int:
@@ -131,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--shards", type=int, help="number of shards (Batch array size)")
     plan.add_argument("--shard-bytes", type=int, help="aim for this many bytes per shard")
     plan.set_defaults(func=cmd_plan)
+
+    unlock = sub.add_parser("unlock", help="remove the lock of a prefix, whoever holds it (when you know better)")
+    unlock.add_argument("target", help="s3://bucket/prefix/ or a local folder")
+    unlock.set_defaults(func=cmd_unlock)
 
     steps = [
         ("compress", cmd_compress, "X.json -> X.json.gz + X.json.gz.gzi, originals kept"),
@@ -160,8 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (BadInput, Refused, ValueError) as exc:
+    except (BadInput, Refused, ObjectChanged, ValueError) as exc:
         print(f"bgzip-job {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except (StoreError, BotoCoreError, ClientError) as exc:
         print(f"bgzip-job {args.command}: error: cannot access storage: {exc}", file=sys.stderr)
-    return 2
+        return 3

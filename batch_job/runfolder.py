@@ -14,7 +14,9 @@ Beside the run folders, receipts/<index>/<prefix>flag.json keeps the latest flag
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -57,6 +59,25 @@ STATE_STEPS = {
     "VerifyRestored": STEP_VERIFY,
     "RemoveCompressed": STEP_REMOVE_COMPRESSED,
 }
+
+
+@contextlib.contextmanager
+def _malformed(name: str) -> Iterator[None]:
+    """A run-folder file with missing, extra or mistyped fields is bad input, said in one line."""
+    try:
+        yield
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise BadInput(f"{name} is malformed: {exc}") from exc
+
+
+def _json_object(data: bytes, name: str) -> dict:
+    try:
+        body = json.loads(data)
+    except ValueError as exc:
+        raise BadInput(f"{name} is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise BadInput(f"{name} is malformed: a JSON object was expected, found {type(body).__name__}")
+    return body
 
 
 def now() -> str:
@@ -144,12 +165,13 @@ class Plan:
 
     @classmethod
     def from_json(cls, data: bytes) -> Plan:
-        body = json.loads(data)
+        body = _json_object(data, PLAN)
         if body.get("version") != FORMAT_VERSION:
-            raise BadInput(f"plan.json has format version {body.get('version')}, expected {FORMAT_VERSION}")
+            raise BadInput(f"{PLAN} has format version {body.get('version')}, expected {FORMAT_VERSION}")
         body.pop("total_bytes", None)
-        body["files"] = [PlannedFile(**f) for f in body["files"]]
-        return cls(**body)
+        with _malformed(PLAN):
+            body["files"] = [PlannedFile(**f) for f in body["files"]]
+            return cls(**body)
 
 
 @dataclass
@@ -177,7 +199,8 @@ class Flag:
 
     @classmethod
     def from_json(cls, data: bytes) -> Flag:
-        return cls(**json.loads(data))
+        with _malformed(FLAG):
+            return cls(**_json_object(data, FLAG))
 
 
 @dataclass
@@ -205,9 +228,10 @@ class Readers:
 
     @classmethod
     def from_json(cls, data: bytes) -> Readers:
-        body = json.loads(data)
-        body["samples"] = [Sample(**s) for s in body["samples"]]
-        return cls(**body)
+        body = _json_object(data, READERS)
+        with _malformed(READERS):
+            body["samples"] = [Sample(**s) for s in body["samples"]]
+            return cls(**body)
 
 
 class RunFolder:
@@ -239,8 +263,16 @@ class RunFolder:
         self._write(PLAN, plan.to_json())
 
     def read_manifest(self, step: str, shard: int) -> dict | None:
-        data = self._read(manifest_key(step, shard))
-        return None if data is None else json.loads(data)
+        name = manifest_key(step, shard)
+        data = self._read(name)
+        if data is None:
+            return None
+        body = _json_object(data, name)
+        if not isinstance(body.get("files"), list) or not all(
+            isinstance(r, dict) and "key" in r for r in body["files"]
+        ):
+            raise BadInput(f"{name} is malformed: no list of file records")
+        return body
 
     def read_manifests(self, step: str, shards: int) -> dict[int, dict]:
         """Every manifest of a step that exists, read in parallel (a run may have 10,000 shards)."""
@@ -251,12 +283,13 @@ class RunFolder:
 
     def manifest_shards(self, step: str) -> set[int]:
         """Shard numbers with a manifest for the step, from one listing."""
-        prefix = self.location.key(f"{step}/shard-")
+        folder = self.location.key(f"{step}/")  # a folder: local stores list folders only
         shards = set()
         try:
-            for info in self.location.store.list_objects(prefix):
-                number = info.key[len(prefix) :].removesuffix(".json")
-                if number.isdigit():
+            for info in self.location.store.list_objects(folder):
+                name = info.key[len(folder) :]
+                number = name.removeprefix("shard-").removesuffix(".json")
+                if name.startswith("shard-") and number.isdigit():
                     shards.add(int(number))
         except StoreError:  # a local run folder without the step's folder yet
             return set()

@@ -73,6 +73,10 @@ class Store:
         the call fails naming it); a key already gone is not an error, as deletes are re-run."""
         raise NotImplementedError
 
+    def create(self, key: str, data: bytes) -> ObjectInfo | None:
+        """Create `key` only if no object has that key (the lock primitive); None if one has."""
+        raise NotImplementedError
+
     def read_bytes(self, key: str) -> bytes | None:
         info = self.head(key)
         if info is None:
@@ -179,6 +183,16 @@ class S3Store(Store):
         if info is None:
             raise StoreError(f"{to.uri(to_key)} is missing right after copying {self.uri(key)} there")
         return info
+
+    def create(self, key: str, data: bytes) -> ObjectInfo | None:
+        try:
+            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfNoneMatch="*")
+        except ClientError as exc:
+            # 412: the key exists; 409: a concurrent conditional write of the same key won.
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return None
+            raise self._error(exc, key) from exc
+        return ObjectInfo(key, len(data), resp["ETag"].strip('"'))
 
     def abort_stale_uploads(self, key: str) -> int:
         """Abort unfinished multipart uploads of exactly `key` left by a killed earlier attempt."""
@@ -401,6 +415,22 @@ class LocalStore(Store):
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+        return self.head(key)
+
+    def create(self, key: str, data: bytes) -> ObjectInfo | None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            with tmp.open("wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            os.link(tmp, path)  # atomic, and fails if the key exists: readers never see a partial object
+        except FileExistsError:
+            return None
+        finally:
+            tmp.unlink(missing_ok=True)
         return self.head(key)
 
     def delete(self, objects: list[tuple[str, str]]) -> None:

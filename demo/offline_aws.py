@@ -381,6 +381,7 @@ class OfflineAWS:
             "CompressStateMachineArn": arns["CompressStateMachine"],
             "RollbackStateMachineArn": arns["RollbackStateMachine"],
             "RunBucketName": run_bucket,
+            "DataBucketName": data_bucket,
             "JobRepositoryUri": repository["repositoryUri"],
             "JobQueueArn": refs["JobQueue"],
         }

@@ -58,6 +58,9 @@ class Deployment:
             "BioindexS3Subdir": subdir,
             "BioindexUrl": self.bioindex.url,
             "AllowInsecureBioindex": "true",
+            # Three stand-in processes: 32 requests miss one with probability 3 * (2/3)^32 < 1e-5.
+            "ReaderRefreshRequests": "32",
+            "ReaderCheckRequests": "8",
             "Function.Environment": {"BIOINDEX_RETRY_BASE_SECONDS": "0.02", **(lambda_env or {})},
             **(parameters or {}),
         }
@@ -101,6 +104,11 @@ class Deployment:
         execution_input = {"index": index, "prefix": prefix, **extra}
         name = f"{machine}-{uuid.uuid4().hex[:8]}"
         return self.aws.run(arn, execution_input, name, on_state=self.states.append)
+
+    def locks(self) -> list[str]:
+        """The prefix locks held in the data bucket."""
+        resp = self.s3.list_objects_v2(Bucket=self.stack.data_bucket, Prefix=".bgzip-workflow/locks/")
+        return [o["Key"] for o in resp.get("Contents", [])]
 
     def flag(self, index: str = INDEX, prefix: str = PREFIX) -> bool | None:
         return self.db.compressed(index, prefix)

@@ -130,14 +130,16 @@ def test_least_privilege_s3(transformed):
             assert all(json.dumps(r) != '"*"' for r in _listify(statement["Resource"])), role
 
 
-def test_only_the_job_role_and_the_canary_may_delete_data(transformed):
-    """The jobs delete what a run converted; ProveReaders deletes one canary file (and its copy)."""
-    deleters = {
-        role
-        for role, statement in _statements(transformed["Resources"])
-        if statement["Effect"] == "Allow" and "s3:DeleteObject" in _listify(statement["Action"])
-    }
-    assert deleters == {"JobRole", "ProveReadersFunctionRole"}
+def test_only_the_jobs_and_the_canary_may_delete_data_and_the_others_only_locks(transformed):
+    """The jobs delete what a run converted, ProveReaders one canary file; Plan and Report delete no
+    data, only prefix locks (a refused or finished run's own)."""
+    deleters: dict[str, list[str]] = {}
+    for role, statement in _statements(transformed["Resources"]):
+        if statement["Effect"] == "Allow" and "s3:DeleteObject" in _listify(statement["Action"]):
+            deleters.setdefault(role, []).extend(json.dumps(r) for r in _listify(statement["Resource"]))
+    assert set(deleters) == {"JobRole", "ProveReadersFunctionRole", "PlanFunctionRole", "ReportFunctionRole"}
+    for role in ("PlanFunctionRole", "ReportFunctionRole"):
+        assert all("/.bgzip-workflow/locks/*" in r for r in deleters[role]), deleters[role]
 
 
 def test_run_bucket_is_private_encrypted_and_expires(template):

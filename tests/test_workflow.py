@@ -68,6 +68,7 @@ def _assert_failed_safely(deployment, result, step: str, *words: str) -> None:
     assert "No original was deleted" in result["cause"]
     assert deployment.originals_intact()
     assert not any(s.startswith("DeleteOriginals") for s in deployment.states)
+    assert deployment.locks() == [], "the failure path released the prefix"
 
 
 def test_plan_failure_bad_prefix(deployment):
@@ -140,8 +141,9 @@ def test_a_second_run_on_the_same_prefix_is_refused(deployment, second_machine):
         time.sleep(0.1)
     second = deployment.aws.run(second_arn, {"index": INDEX, "prefix": PREFIX}, "second")
     assert second["status"] == "FAILED" and second["error"] == "PlanFailed"
-    assert "AlreadyRunning" in second["cause"] and "first" in second["cause"]
+    assert "PrefixLocked" in second["cause"] and "is locked by execution first (compress of index" in second["cause"]
     assert deployment.aws.wait(first["executionArn"])["status"] == "SUCCEEDED"
+    assert deployment.locks() == [], "the first run released its lock at Summarize"
 
 
 def test_bearer_token_from_secrets_manager_is_sent_and_never_logged(offline_aws, tmp_path, mariadb):
@@ -155,6 +157,22 @@ def test_bearer_token_from_secrets_manager_is_sent_and_never_logged(offline_aws,
         assert not any(token in entry["log"] for entry in offline_aws.runner.lambda_logs)
     finally:
         d.close()
+
+
+def test_a_stale_lock_of_an_ended_execution_is_cleared_by_the_next_run(deployment):
+    first = deployment.run()
+    assert first["status"] == "SUCCEEDED", first.get("cause")
+    # As if that execution had died between Plan and Summarize: its lock is left behind.
+    lock = {"key_prefix": PREFIX, "target": f"s3://{deployment.stack.data_bucket}/{PREFIX}", "run": "s3://x/runs/a/"}
+    lock |= {"execution": first["executionArn"], "mode": "compress", "index": INDEX, "created": "2026-11-29T00:00:00Z"}
+    deployment.s3.put_object(
+        Bucket=deployment.stack.data_bucket, Key=f".bgzip-workflow/locks/{PREFIX}.lock", Body=json.dumps(lock)
+    )
+    result = deployment.run("rollback")
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    plan_logs = [e["log"] for e in deployment.aws.runner.lambda_logs if e["function"].endswith("PlanFunction")]
+    assert any("clearing the stale lock" in log and first["name"] in log for log in plan_logs)
+    assert deployment.locks() == []
 
 
 def test_runs_in_parallel_on_different_prefixes_do_not_block_each_other(deployment, tmp_path):

@@ -5,8 +5,12 @@ Each re-checks everything itself, whatever the workflow did before it:
   (`compressed: true` before originals go, `false` before compressed files go);
 - this run's verify manifest records the file OK;
 - the file to keep and the files to delete still have the ETags verify recorded.
+- this run holds the lock of the prefix (checked right before each batch is deleted), so a compress
+  run's delete and a rollback's remove-compressed can never run on one prefix at once.
 Only keys derived from the plan are deleted, in DeleteObjects batches. A file already deleted by an
-earlier attempt counts as done, so the step can be re-run after any failure.
+earlier attempt counts as done, so the step can be re-run after any failure. A run by hand releases
+its lock when its last destructive step has done every file; a workflow run's Summarize or failure
+path does.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from __future__ import annotations
 import threading
 
 from batch_job import runfolder as rf
+from batch_job.locations import parse_location
+from batch_job.locks import Locks
 from batch_job.runfolder import Plan, PlannedFile, RunFolder
 from batch_job.steps.runner import FileFailed, Refused, StepContext
 from batch_job.stores import Store
@@ -35,6 +41,18 @@ def check_flag(run: RunFolder, plan: Plan) -> None:
         )
     if flag.compressed is not wanted:
         raise Refused(f"{rf.FLAG} says compressed={str(flag.compressed).lower()}; nothing is deleted")
+
+
+def release_when_done(run: RunFolder, plan: Plan, step: str) -> bool:
+    """A run by hand ends with its destructive step: release its lock once every shard is done."""
+    locks = Locks(parse_location(plan.target))
+    found = locks.read()
+    if found is None or found[0].run != run.uri or found[0].execution:
+        return False  # not ours, or a workflow run's (its Summarize releases it)
+    manifests = run.read_manifests(step, plan.shards)
+    if len(manifests) < plan.shards or not all(body["ok"] for body in manifests.values()):
+        return False
+    return locks.release(run.uri)
 
 
 def verified_records(run: RunFolder, shard: int) -> dict[str, dict]:
@@ -97,6 +115,8 @@ class GuardedDelete:
 
     def finish_shard(self, ctx: StepContext, shard: int, records: list[dict]) -> None:
         objects = [(key, etag) for r in records if r["ok"] for key, etag in r["deleted"]]
+        if objects:  # right before deleting: only the run holding the prefix's lock deletes
+            ctx.locks.check_held_by(ctx.run.uri)
         try:
             ctx.target.store.delete(objects)
         except Exception as exc:  # the manifest must say these were not deleted, not crash the step

@@ -8,6 +8,7 @@ import heapq
 import logging
 
 from batch_job.locations import BadInput, Location, parse_location
+from batch_job.locks import Lock, Locks
 from batch_job.runfolder import (
     COMPRESS,
     COMPRESSED_SUFFIX,
@@ -94,34 +95,44 @@ def make_plan(
     shards: int | None = None,
     shard_bytes: int | None = None,
     prefix: str | None = None,
+    execution: str = "",
 ) -> Plan:
-    """Write the run's plan, or return the plan already there if it is for the same work.
+    """Take the target's lock for this run, then write the run's plan, or return the plan already
+    there if it is for the same work.
 
     `prefix` is the bioindex's name for the target (its `__Indexes.prefix`), which differs from the
     S3 key prefix when the bioindex keeps its data under a subdir; by default it is the key prefix.
-    An existing plan is kept (not re-listed) so that re-running the Plan step after a failure
-    continues the same run instead of silently changing what it covers.
+    `execution` names the Step Functions execution that owns the run, so that its lock can be found
+    stale once it ends. An existing plan is kept (not re-listed) so that re-running the Plan step
+    after a failure continues the same run instead of silently changing what it covers.
     """
     if not index or "/" in index:
         raise BadInput(f"index name {index!r} must be non-empty and contain no '/'")
     target = parse_location(target_uri)
     _check_run_outside_target(run, target)
     mode = ROLLBACK if rollback else COMPRESS
-    if run.has_plan():
-        plan = run.read_plan()
-        if (plan.mode, plan.index, plan.target) != (mode, index, target.uri):
-            raise BadInput(
-                f"run folder {run.uri} already holds a {plan.mode} plan for index {plan.index!r} at "
-                f"{plan.target}; use a new run folder"
-            )
-        log.info("plan: keeping the existing plan in %s (%d files)", run.uri, len(plan.files))
-        return plan
-    objects = _select(list(target.store.list_objects(target.prefix)), mode)
-    if not objects:
-        what = "*.json" if mode == COMPRESS else "*.json.gz with a .gzi"
-        raise BadInput(f"nothing to do: no {what} under {target.uri}")
-    count = shard_count(objects, shards, shard_bytes)
     bioindex_prefix = prefix or _bioindex_prefix(target)
-    plan = Plan(mode, index, target.uri, bioindex_prefix, count, assign_shards(objects, count))
-    run.write_plan(plan)
+    existing = run.read_plan() if run.has_plan() else None
+    if existing is not None and (existing.mode, existing.index, existing.target) != (mode, index, target.uri):
+        raise BadInput(
+            f"run folder {run.uri} already holds a {existing.mode} plan for index {existing.index!r} at "
+            f"{existing.target}; use a new run folder"
+        )
+    locks = Locks(target)
+    locks.acquire(Lock(locks.key_prefix, target.uri, run.uri, execution, mode, index, bioindex_prefix))
+    if existing is not None:
+        log.info("plan: keeping the existing plan in %s (%d files)", run.uri, len(existing.files))
+        return existing
+    try:
+        objects = _select(list(target.store.list_objects(target.prefix)), mode)
+        if not objects:
+            what = "*.json" if mode == COMPRESS else "*.json.gz with a .gzi"
+            raise BadInput(f"nothing to do: no {what} under {target.uri}")
+        count = shard_count(objects, shards, shard_bytes)
+        plan = Plan(mode, index, target.uri, bioindex_prefix, count, assign_shards(objects, count))
+        run.write_plan(plan)
+    except BaseException:
+        locks.release(run.uri)
+        raise
+    log.info("plan: %s holds %s", run.uri, locks.uri)
     return plan

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_job.locations import BadInput, Location, parse_location
+from batch_job.locks import Locks
 from batch_job.progress import Progress
 from batch_job.runfolder import Plan, PlannedFile, RunFolder, now
 from batch_job.stores import ObjectChanged, StoreError
@@ -39,6 +40,10 @@ class StepContext:
     progress: Progress
     codec_pool: ThreadPoolExecutor
     threads: int
+
+    @property
+    def locks(self) -> Locks:
+        return Locks(self.target)
 
 
 FileWork = Callable[[StepContext, PlannedFile], dict]

@@ -1,26 +1,26 @@
 """Plan state of both state machines.
 
-Validates the execution input, refuses to start while another execution converts the same index and
-prefix, runs the bioindex pre-flight (the (index, prefix) exists once, is built, overlaps no other
-index; a rollback's index was not built from .json.gz), writes the run's plan.json with the engine's
-own planner, and records the bioindex's answers to sample queries for the reader check. Every
-refusal costs no compute: no Batch job has started yet.
+Validates the execution input, runs the bioindex pre-flight (the (index, prefix) exists once, is
+built, overlaps no other index; a rollback's index was not built from .json.gz), then - with the
+engine's own planner - takes the prefix's lock (refused while any other run holds this prefix or
+one containing or inside it) and writes the run's plan.json, and records the bioindex's answers to
+sample queries for the reader check. Every refusal costs no compute: no Batch job has started yet.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Literal
 
-import boto3
 from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from batch_job.locations import check_prefix, parse_location
+from batch_job.locks import Locks
 from batch_job.runfolder import RunFolder, s3_prefix
 from batch_job.steps.plan import make_plan
 from bioindex import config
@@ -28,12 +28,10 @@ from bioindex.readers import capture
 
 logger = Logger()
 tracer = Tracer()
+# The engine's own log lines (locks, plan) come out in the same structured form.
+copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 
 INDEX_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
-
-
-class AlreadyRunning(Exception):
-    """Another execution is converting the same index and prefix."""
 
 
 class ExecutionInput(BaseModel):
@@ -69,45 +67,10 @@ class PlanEvent(BaseModel):
         return value
 
 
-def _same_work(execution: dict, index: str, prefix: str) -> bool:
-    try:
-        other = json.loads(execution.get("input") or "{}")
-    except json.JSONDecodeError:
-        return False
-    return isinstance(other, dict) and other.get("index") == index and other.get("prefix") == prefix
-
-
-@tracer.capture_method
-def refuse_concurrent_runs(event: PlanEvent) -> None:
-    """Refuse if a compress or rollback execution on the same index and prefix started earlier.
-
-    Of two executions started together, the later one (by start time, then name) is refused, so
-    exactly one goes on.
-    """
-    sfn = boto3.client("stepfunctions")
-    mine = sfn.describe_execution(executionArn=event.execution_arn)
-    mine_key = (mine["startDate"], mine["name"])
-    for machine in (os.environ["COMPRESS_STATE_MACHINE_ARN"], os.environ["ROLLBACK_STATE_MACHINE_ARN"]):
-        pages = sfn.get_paginator("list_executions").paginate(stateMachineArn=machine, statusFilter="RUNNING")
-        for page in pages:
-            for summary in page["executions"]:
-                if summary["executionArn"] == event.execution_arn:
-                    continue
-                other = sfn.describe_execution(executionArn=summary["executionArn"])
-                if _same_work(other, event.input.index, event.input.prefix) and (
-                    (other["startDate"], other["name"]) < mine_key
-                ):
-                    raise AlreadyRunning(
-                        f"execution {other['name']} is already converting index {event.input.index!r} "
-                        f"prefix {event.input.prefix!r}; wait for it to finish or stop it first"
-                    )
-
-
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
 @tracer.capture_lambda_handler
 @event_parser(model=PlanEvent)
 def handler(event: PlanEvent, context: LambdaContext) -> dict:
-    refuse_concurrent_runs(event)
     rollback = event.mode == "rollback"
     index, prefix = event.input.index, event.input.prefix
     key_prefix = check_prefix(s3_prefix(config.s3_subdir(), prefix), "S3 prefix")
@@ -118,13 +81,19 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict:
 
     target = f"s3://{os.environ['DATA_BUCKET']}/{key_prefix}"
     run = RunFolder(parse_location(f"s3://{os.environ['RUN_BUCKET']}/runs/{event.execution}/"))
-    plan = make_plan(target, index, run, rollback=rollback, shards=event.input.shards, prefix=prefix)
+    plan = make_plan(
+        target, index, run, rollback=rollback, shards=event.input.shards, prefix=prefix, execution=event.execution_arn
+    )
     logger.info("planned", extra={"files": len(plan.files), "bytes": plan.total_bytes, "shards": plan.shards})
 
     check = config.reader_check()
     readers = run.read_readers()
     if readers is None and bioindex is not None and check.samples > 0:
-        readers = capture(bioindex, backend, row, plan, check.samples)
+        try:
+            readers = capture(bioindex, backend, row, plan, check.samples)
+        except BaseException:
+            Locks(parse_location(plan.target)).release(run.uri)  # the failure path has no plan to release it by
+            raise
         run.write_readers(readers)
     if readers is not None:
         logger.info("sample answers captured", extra={"canary": readers.canary, "samples": len(readers.samples)})

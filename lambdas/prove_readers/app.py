@@ -14,6 +14,7 @@ Without a BioindexUrl there is no server to ask: only step 1 runs, and the recor
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +31,8 @@ from .canary import RELEASED, RESTORED, Canary
 
 logger = Logger()
 tracer = Tracer()
+# The engine's own log lines (locks, plan) come out in the same structured form.
+copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 SHOWN = 3
 
 

@@ -2,7 +2,7 @@
 
 `summary` reads the run's manifests for the Succeed output; `explain` turns a caught error (a Batch
 job description as JSON, a Lambda error, or plain text) and the failed step's manifests into the
-Error and Cause of the execution's Fail state.
+Error and Cause of the execution's Fail state. Either way the run is over: its prefix lock is released.
 """
 
 from __future__ import annotations
@@ -11,16 +11,20 @@ import json
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from batch_job import runfolder as rf
 from batch_job.locations import parse_location
+from batch_job.locks import Locks
 from batch_job.runfolder import RunFolder
 
 logger = Logger()
 tracer = Tracer()
+# The engine's own log lines (locks, plan) come out in the same structured form.
+copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 
 # ProveReaders deletes only its canary, and restores it before failing (its record says if not).
 BEFORE_DELETION = {"Plan", "Compress", "Verify", "SetCompressed", "ProveReaders"}
@@ -45,6 +49,17 @@ def _run(event: ReportEvent) -> RunFolder | None:
 def _records(run: RunFolder, step: str, shards: int) -> list[dict]:
     manifests = run.read_manifests(step, shards)
     return [record for body in manifests.values() for record in body["files"]]
+
+
+def release_lock(event: ReportEvent) -> None:
+    """The run is over, whichever way: free its prefix for the next run."""
+    run = _run(event)
+    if run is None or not event.plan.get("target"):
+        return  # Plan failed: it released what it had taken
+    try:
+        Locks(parse_location(event.plan["target"])).release(run.uri)
+    except Exception:  # the lock is then stale, and the next Plan clears it: never hide the run's outcome
+        logger.exception("could not release the lock")
 
 
 def summary(event: ReportEvent) -> dict:
@@ -157,4 +172,6 @@ def explain(event: ReportEvent) -> dict:
 @tracer.capture_lambda_handler
 @event_parser(model=ReportEvent)
 def handler(event: ReportEvent, context: LambdaContext) -> dict:
-    return summary(event) if event.action == "summary" else explain(event)
+    result = summary(event) if event.action == "summary" else explain(event)
+    release_lock(event)
+    return result

@@ -1,0 +1,192 @@
+"""One run per prefix: a lock object per target prefix, taken with a conditional create.
+
+Locks live in one folder per store, outside every bioindex prefix (the bioindex reads every object
+under a prefix):
+    S3:    s3://<data bucket>/.bgzip-workflow/locks/<key prefix>.lock
+    local: $BGZIP_JOB_LOCKS (default <temp dir>/bgzip-workflow-locks/)<absolute folder path>/.lock
+A lock's body names its holder: the run folder, and for a workflow run the execution ARN.
+
+Taking a lock: create ours only if the key is free (S3 `If-None-Match: *`, an exclusive link
+locally), then list every lock and give ours up if another holds a prefix that contains or lies
+inside ours. Of two runs racing on overlapping prefixes each lists after its own create, so each
+sees the other's lock: at most one goes on - possibly neither, which is safe and says so. A lock
+whose execution is no longer RUNNING is stale and is cleared, with a log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from batch_job.locations import BadInput, Location
+from batch_job.runfolder import now
+from batch_job.stores import LocalStore, S3Store, StoreError
+
+log = logging.getLogger("bgzip-job")
+
+LOCK_FOLDER = ".bgzip-workflow/locks/"
+LOCK_NAME = ".lock"
+LOCKS_ENV = "BGZIP_JOB_LOCKS"
+
+
+class PrefixLocked(BadInput):
+    """Another run holds this prefix, or one containing or inside it: nothing was done."""
+
+
+@dataclass
+class Lock:
+    key_prefix: str  # the target's key prefix (local: its absolute path without the leading '/')
+    target: str
+    run: str  # the holder: its run folder
+    execution: str = ""  # the holder's Step Functions execution, if it is a workflow run
+    mode: str = ""
+    index: str = ""
+    prefix: str = ""
+    created: str = field(default_factory=now)
+
+    def holder(self) -> str:
+        who = f"execution {self.execution.rsplit(':', 1)[-1]}" if self.execution else f"the run by hand {self.run}"
+        return f"{who} ({self.mode} of index {self.index!r}, since {self.created}; run folder {self.run})"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Lock:
+        try:
+            return cls(**json.loads(data))
+        except (ValueError, TypeError) as exc:
+            raise BadInput(f"a lock file is not a bgzip-workflow lock: {exc}") from exc
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a.startswith(b) or b.startswith(a)
+
+
+def execution_is_running(lock: Lock) -> bool:
+    """Whether the lock's holder may still be working. A run by hand cannot be asked: only its last
+    destructive step or `bgzip-job unlock` frees its lock. An execution is asked; when it cannot be
+    asked, it counts as running."""
+    if not lock.execution:
+        return True
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        status = boto3.client("stepfunctions").describe_execution(executionArn=lock.execution)["status"]
+    except ClientError as exc:
+        return exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist"
+    except BotoCoreError:
+        return True
+    return status == "RUNNING"
+
+
+class Locks:
+    """The lock folder of a target's store, and the target's lock in it."""
+
+    def __init__(self, target: Location) -> None:
+        if isinstance(target.store, S3Store):
+            bucket = target.store.bucket
+            self.folder = Location(target.store, LOCK_FOLDER, f"s3://{bucket}/{LOCK_FOLDER}")
+            self.key_prefix = target.prefix
+        else:
+            assert isinstance(target.store, LocalStore)
+            root = Path(os.environ.get(LOCKS_ENV) or Path(tempfile.gettempdir()) / "bgzip-workflow-locks")
+            root.mkdir(parents=True, exist_ok=True)
+            self.folder = Location(LocalStore(root), "", f"{root.resolve()}/")
+            self.key_prefix = str(target.store.root).lstrip("/") + "/" + target.prefix
+        self.target = target
+
+    @property
+    def uri(self) -> str:
+        return self.folder.uri + self.key_prefix + LOCK_NAME
+
+    def _key(self, key_prefix: str) -> str:
+        return self.folder.key(key_prefix + LOCK_NAME)
+
+    def read(self, key_prefix: str | None = None) -> tuple[Lock, str] | None:
+        """A lock and its ETag (to release exactly that version), or None."""
+        key = self._key(self.key_prefix if key_prefix is None else key_prefix)
+        info = self.folder.store.head(key)
+        if info is None:
+            return None
+        data = self.folder.store.read_bytes(key)
+        return (Lock.from_json(data), info.etag) if data is not None else None
+
+    def held(self) -> list[tuple[Lock, str]]:
+        """Every lock in the folder (a handful: one per run in progress)."""
+        try:
+            infos = list(self.folder.store.list_objects(self.folder.prefix))
+        except StoreError:  # a local lock folder not made yet
+            return []
+        found = []
+        for info in infos:
+            if info.key.endswith("/" + LOCK_NAME):
+                key_prefix = info.key[len(self.folder.prefix) : -len(LOCK_NAME)]
+                lock = self.read(key_prefix)
+                if lock is not None:
+                    found.append(lock)
+        return found
+
+    def _remove(self, lock: Lock, etag: str) -> None:
+        self.folder.store.delete([(self._key(lock.key_prefix), etag)])
+
+    def acquire(self, lock: Lock, alive: Callable[[Lock], bool] = execution_is_running) -> None:
+        """Take the target's lock for `lock.run`, or raise PrefixLocked naming the holder."""
+        for _ in range(3):
+            if self.folder.store.create(self._key(lock.key_prefix), lock.to_json()) is None:
+                found = self.read()
+                if found is None:
+                    continue  # released in between: try again
+                existing, etag = found
+                if existing.run == lock.run:
+                    return  # this run holds it already (a re-run of its plan)
+                if not alive(existing):
+                    log.warning("lock: clearing the stale lock of %s held by %s", existing.target, existing.holder())
+                    self._remove(existing, etag)
+                    continue
+                raise PrefixLocked(f"{lock.target} is locked by {existing.holder()}; wait for it, or stop it first")
+            for other, etag in self.held():
+                if other.key_prefix == lock.key_prefix or not _overlap(other.key_prefix, lock.key_prefix):
+                    continue
+                if not alive(other):
+                    log.warning("lock: clearing the stale lock of %s held by %s", other.target, other.holder())
+                    self._remove(other, etag)
+                    continue
+                self.release(lock.run)
+                where = "lies inside" if lock.key_prefix.startswith(other.key_prefix) else "contains"
+                raise PrefixLocked(
+                    f"{lock.target} {where} {other.target}, which is locked by {other.holder()}; wait for it, "
+                    "or stop it first"
+                )
+            return
+        raise PrefixLocked(f"could not take the lock of {lock.target}: it kept changing hands; try again")
+
+    def release(self, run: str) -> bool:
+        """Remove the target's lock if `run` holds it; whether it did."""
+        found = self.read()
+        if found is None or found[0].run != run:
+            return False
+        self._remove(*found)
+        log.info("lock: released %s", self.uri)
+        return True
+
+    def check_held_by(self, run: str) -> None:
+        """Refuse unless `run` holds the target's lock: the destructive steps' precondition."""
+        found = self.read()
+        if found is None:
+            raise PrefixLocked(f"no run holds the lock of {self.target.uri}; this run must plan again to take it")
+        if found[0].run != run:
+            raise PrefixLocked(f"{self.target.uri} is locked by {found[0].holder()}, not by this run")
+
+    def unlock(self) -> Lock | None:
+        """Remove the target's lock whoever holds it (an operator who knows better)."""
+        found = self.read()
+        if found is not None:
+            self._remove(*found)
+        return found[0] if found else None

@@ -1,0 +1,165 @@
+"""One run per prefix: the lock taken by `plan`, checked by the destructive steps, released at the end -
+on a local folder and on S3 (moto), including the races the lock exists for."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from batch_job.locations import parse_location
+from batch_job.locks import Lock, Locks
+from tests.conftest import write_flag
+from tests.test_engine import PREFIX, Target, job
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(params=["local", "s3"])
+def target(request, tmp_path) -> Target:
+    return Target(request.param, tmp_path, request)
+
+
+def _inside(target: Target, folder: str) -> str:
+    return str(target.local_root / folder) if target.kind == "local" else target.uri + folder + "/"
+
+
+def _other_run(target: Target, name: str) -> str:
+    return target.run.rstrip("/") + f"-{name}/"
+
+
+def _lock_of(uri: str) -> Lock | None:
+    found = Locks(parse_location(uri)).read()
+    return found[0] if found else None
+
+
+def test_plan_takes_the_lock_and_overlapping_plans_are_refused_naming_the_holder(target, capsys):
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    lock = _lock_of(target.uri)
+    assert lock is not None and lock.run == parse_location(target.run).uri and lock.mode == "compress"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0, "a re-plan keeps it"
+
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"), "--rollback")
+    assert rc == 2 and "is locked by the run by hand" in err and "compress of index 'genes'" in err
+    rc, _, err = job(capsys, "plan", _inside(target, "T2D"), "--index", "t2d", "--run", _other_run(target, "c"))
+    assert rc == 2 and "lies inside" in err and "compress of index 'genes'" in err
+    assert not any(k.endswith(".gz") for k in target.names())
+
+
+def test_a_plan_above_a_locked_prefix_is_refused(target, capsys):
+    inner = _inside(target, "T2D")
+    assert job(capsys, "plan", inner, "--index", "t2d", "--run", target.run)[0] == 0
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"))
+    assert rc == 2 and "contains" in err and "index 't2d'" in err
+    assert _lock_of(target.uri) is None, "the refused run gave its own lock up"
+
+
+def test_a_stale_lock_of_an_ended_execution_is_cleared(target, capsys, caplog):
+    target_location = parse_location(target.uri)
+    locks = Locks(target_location)
+    gone = "arn:aws:states:us-east-1:123456789012:execution:bgzip-workflow-compress:gone"
+    stale = Lock(locks.key_prefix, target_location.uri, "s3://runs/runs/gone/", gone, "compress", "genes")
+    assert locks.folder.store.create(locks.folder.key(locks.key_prefix + ".lock"), stale.to_json())
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
+    assert rc == 0, err
+    assert "clearing the stale lock" in caplog.text and "held by execution gone" in caplog.text
+    assert _lock_of(target.uri).run == parse_location(target.run).uri
+
+
+def test_a_run_by_hand_releases_its_lock_when_its_last_destructive_step_is_done(target, capsys):
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    assert job(capsys, "verify", "--run", target.run)[0] == 0
+    write_flag(target.run, "genes", target.prefix, True)
+    assert _lock_of(target.uri) is not None
+    assert job(capsys, "delete", "--run", target.run)[0] == 0
+    assert _lock_of(target.uri) is None
+    assert job(capsys, "delete", "--run", target.run)[0] == 0, "a re-run deletes nothing, so needs no lock"
+
+
+def test_delete_refuses_unless_its_run_holds_the_lock(target, capsys):
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    assert job(capsys, "verify", "--run", target.run)[0] == 0
+    write_flag(target.run, "genes", target.prefix, True)
+    assert job(capsys, "unlock", target.uri)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"), "--rollback")[0] == 0
+    before = target.originals()
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2 and "not by this run" in err and "rollback of index 'genes'" in err
+    assert target.originals() == before
+
+
+def _job(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "batch_job", *args], env=env, cwd=ROOT, capture_output=True, text=True)
+
+
+def test_delete_and_remove_compressed_racing_on_one_prefix_lose_nothing(target, capsys):
+    """The fault that lost both sides: a compress run's delete and a rollback's remove-compressed at once.
+    Only the run holding the lock deletes; the other refuses before deleting anything."""
+    originals = target.originals()
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    assert job(capsys, "verify", "--run", target.run)[0] == 0
+    write_flag(target.run, "genes", target.prefix, True)
+    rollback = _other_run(target, "rollback")
+    assert job(capsys, "unlock", target.uri)[0] == 0  # the operator forces the rollback in
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
+    assert job(capsys, "decompress", "--run", rollback)[0] == 0
+    assert job(capsys, "verify", "--run", rollback)[0] == 0
+    write_flag(rollback, "genes", target.prefix, False)
+
+    results = _at_once(delete=["delete", "--run", target.run], remove=["remove-compressed", "--run", rollback])
+    # The delete either refuses at the lock (2), or first finds the .gz it would keep already removed (1).
+    delete = results["delete"]
+    assert delete.returncode in (1, 2), delete.stderr
+    assert "not by this run" in delete.stderr or "missing or changed since it was verified" in delete.stderr
+    assert results["remove"].returncode == 0, results["remove"].stderr
+    assert target.originals() == originals, "every original is there, byte for byte"
+    assert not any(k.endswith((".gz", ".gzi")) for k in target.names())
+
+
+def _at_once(**commands: list[str]) -> dict[str, subprocess.CompletedProcess]:
+    """Run bgzip-job commands in parallel processes; their results by name."""
+    env = dict(os.environ)
+    results: dict[str, subprocess.CompletedProcess] = {}
+    threads = [
+        threading.Thread(target=lambda n=name, a=args: results.update({n: _job(env, *a)}))
+        for name, args in commands.items()
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+def test_racing_plans_on_nested_prefixes_never_both_go_on(target, capsys):
+    inner = _inside(target, "BMI")
+    for attempt in range(6):
+        results = _at_once(
+            outer=["plan", target.uri, "--index", "g", "--run", _other_run(target, f"outer{attempt}")],
+            inner=["plan", inner, "--index", "b", "--run", _other_run(target, f"inner{attempt}")],
+        )
+        went_on = [name for name, r in results.items() if r.returncode == 0]
+        assert len(went_on) <= 1, {n: r.stderr for n, r in results.items()}
+        refused = [r for r in results.values() if r.returncode != 0]
+        assert all(r.returncode == 2 and "locked by" in r.stderr for r in refused)
+        for uri in (target.uri, inner):
+            job(capsys, "unlock", uri)
+
+
+def test_the_lock_lives_outside_every_prefix(target, capsys):
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    uri = Locks(parse_location(target.uri)).uri
+    if target.kind == "s3":
+        assert uri == f"s3://{target.bucket}/.bgzip-workflow/locks/{PREFIX}.lock"
+    else:
+        assert uri == f"{os.environ['BGZIP_JOB_LOCKS']}/{str(target.local_root).lstrip('/')}/.lock"
+        assert json.loads(Path(uri).read_text())["target"].startswith(str(target.local_root))
+    assert not any(".lock" in k for k in target.names())
