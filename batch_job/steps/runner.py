@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batch_job import runfolder as rf
 from batch_job.locations import BadInput, Location, parse_location
 from batch_job.locks import Locks
 from batch_job.progress import Progress
@@ -62,6 +63,8 @@ def _attempt(ctx: StepContext, work: FileWork, planned: PlannedFile) -> dict:
             record = work(ctx, planned)
             ctx.progress.file_done(planned.key, record["ok"], record.get("error", ""))
             return record
+        except (BadInput, Refused):  # the run folder or a precondition is wrong: not this file's failure
+            raise
         except Exception as exc:  # every failure becomes a manifest record, never a silent skip
             if attempt < ATTEMPTS and _is_transient(exc):
                 log.warning("%s: %s: attempt %d failed (%s), retrying", ctx.progress.step, planned.key, attempt, exc)
@@ -113,10 +116,21 @@ def run_step(
         with ThreadPoolExecutor(parallel_files, thread_name_prefix="file") as file_pool:
             for k in shards:
                 started = now()
-                records = list(file_pool.map(lambda f: _attempt(ctx, work, f), plan.files_of(k)))
+                earlier = run.read_manifest(step, k)
+                earlier_records = {r["key"]: r for r in earlier["files"]} if earlier else {}
+                spent = spent_by_this_run(run, plan, k) if step in REDONE_AFTER_DELETION else set()
+
+                def one(planned: PlannedFile, earlier_records=earlier_records, spent=spent) -> dict:
+                    if planned.key in spent:  # this run deleted its source side: the earlier record stands
+                        ctx.progress.file_done(planned.key, True, "")
+                        return earlier_records.get(planned.key) or {"key": planned.key, "ok": True}
+                    return _attempt(ctx, work, planned)
+
+                records = list(file_pool.map(one, plan.files_of(k)))
                 if finish_shard is not None:
                     finish_shard(ctx, k, records)
                 failed = [r["key"] for r in records if not r["ok"]]
+                records = [_never_worse(r, earlier_records.get(r["key"])) for r in records]
                 run.write_manifest(
                     step,
                     k,
@@ -129,9 +143,34 @@ def run_step(
                         "plan_created": plan.created,
                         "started": started,
                         "finished": now(),
-                        "ok": not failed,
+                        "ok": all(r["ok"] for r in records),
                         "failed": failed,
                         "files": records,
                     },
                 )
     return progress
+
+
+# Steps whose work needs the side a later step of the same run deletes (compress and verify need the
+# originals; decompress and verify of a rollback need the .gz).
+REDONE_AFTER_DELETION = {rf.STEP_COMPRESS, rf.STEP_VERIFY, rf.STEP_DECOMPRESS}
+
+
+def spent_by_this_run(run: RunFolder, plan: Plan, shard: int) -> set[str]:
+    """Planned keys whose source side this run itself deleted (its destructive step, or the canary)."""
+    step = rf.STEP_DELETE if plan.mode == rf.COMPRESS else rf.STEP_REMOVE_COMPRESSED
+    manifest = run.read_manifest(step, shard)
+    spent = {r["key"] for r in manifest["files"] if r.get("ok")} if manifest else set()
+    canary = (run.read_readers_check() or {}).get("canary", {})
+    if canary.get("status") in ("deleted", "released"):
+        readers = run.read_readers()
+        spent |= {readers.canary} if readers else set()
+    return spent
+
+
+def _never_worse(record: dict, earlier: dict | None) -> dict:
+    """A re-run never overwrites a success with a failure: the success stays on record, with the
+    later failure beside it (the step still fails, so the failure is seen)."""
+    if record["ok"] or earlier is None or not earlier.get("ok"):
+        return record
+    return earlier | {"later_failure": record.get("error", "failed")}
