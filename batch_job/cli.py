@@ -71,7 +71,61 @@ def _step(args: argparse.Namespace, step: str, mode: str | None, work, **kwargs)
         **kwargs,
     )
     print(progress.summary(), flush=True)
-    return 1 if progress.failed else 0
+    if progress.failed:
+        raise FilesFailed(progress.summary(), progress.failed)
+    return 0
+
+
+class FilesFailed(Exception):
+    """Some files of the step failed (exit 1); they are named in the manifest and the error record."""
+
+    def __init__(self, summary: str, failed: list[str]) -> None:
+        super().__init__(summary)
+        self.failed = failed
+
+
+STEP_COMMANDS = {
+    "compress": rf.STEP_COMPRESS,
+    "verify": rf.STEP_VERIFY,
+    "delete": rf.STEP_DELETE,
+    "decompress": rf.STEP_DECOMPRESS,
+    "remove-compressed": rf.STEP_REMOVE_COMPRESSED,
+}
+
+
+def _log_stream() -> str:
+    """This job's CloudWatch log stream, from the ECS task metadata (Batch on Fargate), if any."""
+    base = os.environ.get("ECS_CONTAINER_METADATA_URI_V4")
+    if not base:
+        return ""
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{base}/task", timeout=2) as resp:
+            task_arn = json.load(resp)["TaskARN"]
+    except (OSError, ValueError, KeyError):
+        return ""
+    return f"bgzip-job/default/{task_arn.rsplit('/', 1)[-1]}"
+
+
+def record_outcome(args: argparse.Namespace, code: int, message: str, failed: list[str]) -> None:
+    """Leave RUN/<step>/shard-K.error.json behind a failed step, for the workflow to say why (on AWS
+    a failed job's status reason is only "Essential container in task exited"); remove it after a
+    success. Best effort: the exit code stands whatever happens here."""
+    step = STEP_COMMANDS.get(args.command)
+    if step is None:
+        return
+    shard = default_shard(args.shard)
+    try:
+        run = _run_folder(args.run)
+        if code == 0:
+            run.clear_error(step, shard)
+            return
+        body = {"step": step, "shard": shard, "exit": code, "message": message, "failed": failed}
+        run.write_error(step, shard, body | {"log_stream": _log_stream(), "at": rf.now()})
+    except Exception as exc:  # the run folder itself may be what failed
+        log.warning("could not record the step's outcome in %s: %s", args.run, exc)
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
@@ -180,11 +234,16 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("botocore", "boto3", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
+    failed: list[str] = []
     try:
-        return args.func(args)
+        code, message = args.func(args), ""
+    except FilesFailed as exc:
+        code, message, failed = 1, str(exc), exc.failed
     except (BadInput, Refused, ObjectChanged, ValueError) as exc:
-        print(f"bgzip-job {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        code, message = 2, str(exc)
     except (StoreError, BotoCoreError, ClientError) as exc:
-        print(f"bgzip-job {args.command}: error: cannot access storage: {exc}", file=sys.stderr)
-        return 3
+        code, message = 3, f"cannot access storage: {exc}"
+    if code >= 2:
+        print(f"bgzip-job {args.command}: error: {message}", file=sys.stderr)
+    record_outcome(args, code, message, failed)
+    return code

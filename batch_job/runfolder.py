@@ -3,6 +3,7 @@
 A run folder holds everything a run decided and did:
     plan.json                  what to convert, with every source's size and ETag, and shard numbers
     <step>/shard-K.json        what each step did to each file of shard K
+    <step>/shard-K.error.json  why the step's job for shard K exited non-zero (gone once it succeeds)
     readers.json               the bioindex's answers to sample queries before the run, and the canary
     flag.json                  the bioindex flag as read back after setting it (the delete receipt)
     readers-check.json         what ProveReaders did: refreshes, answers compared, the canary's fate
@@ -100,6 +101,11 @@ def original_key(compressed: str) -> str:
 
 def manifest_key(step: str, shard: int) -> str:
     return f"{step}/shard-{shard}.json"
+
+
+def error_key(step: str, shard: int | None) -> str:
+    """Why a step's job failed (shard None: a run by hand over every shard)."""
+    return f"{step}/shard-{'all' if shard is None else shard}.error.json"
 
 
 def receipt_key(index: str, prefix: str) -> str:
@@ -297,6 +303,23 @@ class RunFolder:
 
     def write_manifest(self, step: str, shard: int, body: dict) -> None:
         self._write(manifest_key(step, shard), json.dumps(body, indent=1).encode())
+
+    def write_error(self, step: str, shard: int | None, body: dict) -> None:
+        self._write(error_key(step, shard), json.dumps(body, indent=1).encode())
+
+    def clear_error(self, step: str, shard: int | None) -> None:
+        info = self.location.store.head(self.location.key(error_key(step, shard)))
+        if info is not None:
+            self.location.store.delete([(info.key, info.etag)])
+
+    def read_errors(self, step: str) -> list[dict]:
+        """Every error record the step's jobs left, from one listing."""
+        folder = self.location.key(f"{step}/")
+        try:
+            keys = [i.key for i in self.location.store.list_objects(folder) if i.key.endswith(".error.json")]
+        except StoreError:
+            return []
+        return [_json_object(self.location.store.read_bytes(k) or b"{}", k) for k in sorted(keys)]
 
     def read_flag(self) -> Flag | None:
         data = self._read(FLAG)

@@ -111,8 +111,8 @@ class Runner:
         )
         job.exit_code = proc.returncode
         if proc.returncode:
-            last = (proc.stdout.strip().splitlines() or proc.stderr.strip().splitlines() or [""])[-1]
-            job.job_stopped_reason = f"Essential container in task exited: bgzip-job exit {proc.returncode}: {last}"
+            # What AWS Batch says for any non-zero exit: nothing of what the container printed.
+            job.job_stopped_reason = "Essential container in task exited"
 
     def invoke(self, function, body: bytes) -> tuple[bytes, bool]:
         if self.before_invoke is not None:

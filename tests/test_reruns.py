@@ -118,3 +118,16 @@ def test_the_job_definitions_retry_everything_but_exit_2():
     strategy = load_template()["Resources"]["CompressJobDefinition"]["Properties"]["RetryStrategy"]
     assert strategy["EvaluateOnExit"][0] == {"OnExitCode": "2", "Action": "EXIT"}
     assert json.dumps(strategy["EvaluateOnExit"][-1]) == json.dumps({"OnReason": "*", "Action": "RETRY"})
+
+
+def test_a_failed_step_leaves_an_error_record_that_a_success_removes(tmp_path, capsys):
+    target = Target("local", tmp_path, None)
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    assert job(capsys, "verify", "--run", target.run)[0] == 0
+    assert job(capsys, "delete", "--run", target.run, "--shard", "0")[0] == 2
+    record = target.run_json("delete/shard-0.error.json")
+    assert record["exit"] == 2 and "no flag.json" in record["message"] and record["failed"] == []
+    write_flag(target.run, "genes", target.prefix, True)
+    assert job(capsys, "delete", "--run", target.run, "--shard", "0")[0] == 0
+    assert not (tmp_path / "run" / "delete" / "shard-0.error.json").exists()

@@ -200,3 +200,22 @@ def test_level_and_shards_from_the_input_reach_the_jobs(deployment, tmp_path):
     (tmp_path / "orig.json").write_bytes(deployment.originals[key])
     expected = subprocess.run(["bgzip", "-l", "1", "-c", str(tmp_path / "orig.json")], capture_output=True).stdout
     assert deployment.read(key + ".gz") == expected
+
+
+def test_a_refused_job_says_why_although_batch_says_only_that_the_container_exited(deployment):
+    """On AWS a failed job's status reason is "Essential container in task exited" (the offline stack
+    says exactly that); the Cause takes the why from the error record the job left in the run folder."""
+
+    def lose_the_receipt(job_name: str) -> None:
+        if job_name.endswith("-deleteoriginals"):
+            runs = deployment.s3.list_objects_v2(Bucket=deployment.stack.run_bucket, Prefix="runs/")["Contents"]
+            flag = next(o["Key"] for o in runs if o["Key"].endswith("/flag.json"))
+            deployment.s3.delete_object(Bucket=deployment.stack.run_bucket, Key=flag)
+
+    deployment.aws.runner.before_job = lose_the_receipt
+    result = deployment.run()
+    assert result["status"] == "FAILED" and result["error"] == "DeleteOriginalsFailed", result.get("cause")
+    assert "Essential container in task exited" in result["cause"]
+    assert "the job exited 2: no flag.json in" in result["cause"] and "nothing is deleted" in result["cause"]
+    kept = [k for k in deployment.json_keys if k in deployment.data_keys()]
+    assert len(kept) == len(deployment.json_keys) - 1, "only ProveReaders' canary is gone"

@@ -152,8 +152,30 @@ def _canary_gone(event: ReportEvent) -> str:
     return f"The canary is still deleted: restore {copies}"
 
 
+def _job_errors(event: ReportEvent) -> str:
+    """Why the step's jobs exited non-zero, from the error records they left (on AWS the job's own
+    status reason says only "Essential container in task exited")."""
+    step = rf.STATE_STEPS.get(event.step)
+    run = _run(event)
+    if step is None or run is None:
+        return ""
+    try:
+        errors = run.read_errors(step)
+    except Exception:  # a bonus, like the manifests
+        logger.exception("could not read the jobs' error records")
+        return ""
+    said = []
+    for e in errors[:SHOWN_FILES]:
+        where = "the job" if e.get("shard") is None else f"shard {e['shard']}"
+        # exit 1: the files that failed are named from the manifests
+        text = f"{where} exited {e.get('exit')}" + ("" if e.get("exit") == 1 else f": {e.get('message')}")
+        said.append(text + (f" (log stream {e['log_stream']})" if e.get("log_stream") else ""))
+    return "; ".join(said)
+
+
 def explain(event: ReportEvent) -> dict:
-    parts = [f"{event.step} failed", _describe_cause(str(event.error.get("Cause", ""))), _failed_files(event)]
+    parts = [f"{event.step} failed", _describe_cause(str(event.error.get("Cause", "")))]
+    parts += [_job_errors(event), _failed_files(event)]
     gone = _canary_gone(event)
     if gone:
         parts.append(gone)
