@@ -208,8 +208,10 @@ class S3Store(Store):
         errors = []
         for start in range(0, len(objects), DELETE_BATCH):
             batch = objects[start : start + DELETE_BATCH]
-            # Conditional deletes: S3 deletes each object only if its ETag still matches.
-            identifiers = [{"Key": key, "ETag": f'"{etag}"'} for key, etag in batch]
+            # Conditional deletes: S3 deletes each object only if its ETag still matches. The ETag goes
+            # bare, as in S3's own conditional-delete examples; a changed object comes back as an
+            # error with the code PreconditionFailed.
+            identifiers = [{"Key": key, "ETag": etag} for key, etag in batch]
             try:
                 resp = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": identifiers, "Quiet": True})
             except ClientError as exc:

@@ -12,14 +12,18 @@ tests/test_offline_aws.py fails loudly when an upgrade breaks them:
 2. A `.sync` task is given no callback endpoint, so a Retry does not reuse the interrupted
    endpoint of the previous attempt.
 3. A submitted Batch job runs its container command as a subprocess (Ref:: parameters substituted,
-   AWS_BATCH_JOB_ARRAY_INDEX set for array children) and ends SUCCEEDED or FAILED by its exit code;
-   a Lambda invoke runs the function's handler in a subprocess with the function's environment.
+   AWS_BATCH_JOB_ARRAY_INDEX set for array children) and ends SUCCEEDED or FAILED by its exit code,
+   with AWS's status reason; a Lambda invoke runs the function's handler in a subprocess with the
+   function's environment.
+4. DeleteObjects honours each object's ETag as S3 does (moto 5.2.5 ignores it): an object whose
+   ETag differs is kept and reported with the error code PreconditionFailed.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import html
 import io
 import json
 import logging
@@ -181,6 +185,54 @@ def _invoke_for_real(self, function_name, qualifier, body, headers, response_hea
     return payload
 
 
+_precondition_failed = threading.local()
+
+
+def _conditional_delete_objects(original):
+    def delete_objects(self, bucket_name, objects, bypass_retention=False):
+        bucket = self.get_bucket(bucket_name)
+        kept, failed = [], []
+        for obj in objects:
+            key = bucket.keys.get(obj["Key"])
+            wanted = str(obj.get("ETag") or "").strip('"')
+            if wanted and key is not None and key.etag.strip('"') != wanted:
+                failed.append(obj["Key"])
+            else:
+                kept.append(obj)
+        _precondition_failed.keys = set(failed)
+        deleted, errored = original(self, bucket_name, kept, bypass_retention)
+        return deleted, errored + failed
+
+    return delete_objects
+
+
+def _precondition_failed_errors(original):
+    def delete_keys(self, *args, **kwargs):
+        _precondition_failed.keys = set()
+        status, headers, body = original(self, *args, **kwargs)
+        failed = _precondition_failed.keys
+        if failed:
+            text = body.decode() if isinstance(body, bytes) else body
+
+            def relabel(match: re.Match) -> str:
+                block = match.group(0)
+                key = re.search(r"<Key>(.*?)</Key>", block).group(1)
+                if html.unescape(key) not in failed:
+                    return block
+                block = re.sub(r"<Code>.*?</Code>", "<Code>PreconditionFailed</Code>", block)
+                return re.sub(
+                    r"<Message>.*?</Message>",
+                    "<Message>At least one of the pre-conditions you specified did not hold</Message>",
+                    block,
+                )
+
+            text = re.sub(r"<Error>.*?</Error>", relabel, text, flags=re.S)
+            body = text.encode() if isinstance(body, bytes) else text
+        return status, headers, body
+
+    return delete_keys
+
+
 def install_hooks(runner: Runner) -> None:
     """Patch moto's private internals (see the module docstring); refuses any other moto version."""
     global _runner
@@ -217,6 +269,15 @@ def install_hooks(runner: Runner) -> None:
     callback_task._eval_sync = _eval_sync
     BatchSimpleBackend._mark_job_as_finished = _finish_job_for_real
     LambdaSimpleBackend.invoke = _invoke_for_real
+
+    from moto.s3.models import S3Backend
+    from moto.s3.responses import S3Response
+
+    if not hasattr(S3Backend, "_bgzip_original_delete_objects"):
+        S3Backend._bgzip_original_delete_objects = S3Backend.delete_objects
+        S3Response._bgzip_original_delete_keys = S3Response._bucket_response_delete_keys
+    S3Backend.delete_objects = _conditional_delete_objects(S3Backend._bgzip_original_delete_objects)
+    S3Response._bucket_response_delete_keys = _precondition_failed_errors(S3Response._bgzip_original_delete_keys)
     _runner = runner
 
 

@@ -419,3 +419,19 @@ def test_deletes_are_conditional_on_the_etag(tmp_path):
     with pytest.raises(StoreError, match=r"b\.json"):
         store.delete([("a.json", a.etag), ("b.json", b.etag), ("gone.json", "x")])
     assert not (tmp_path / "a.json").exists() and (tmp_path / "b.json").exists()
+
+
+def test_s3_deletes_are_conditional_on_the_etag(s3, bucket):
+    """Through the S3 API (the offline stack honours DeleteObjects' per-object ETag as S3 does):
+    an object changed after its check is kept, and the call names it."""
+    from batch_job.stores import S3Store, StoreError
+
+    store = S3Store(bucket)
+    for name in ("a.json", "b.json"):
+        s3.put_object(Bucket=bucket, Key=name, Body=name.encode())
+    a, b = store.head("a.json"), store.head("b.json")
+    s3.put_object(Bucket=bucket, Key="b.json", Body=b"changed after the check")
+    with pytest.raises(StoreError, match=r"b\.json \(PreconditionFailed\)"):
+        store.delete([("a.json", a.etag), ("b.json", b.etag), ("gone.json", "0" * 32)])
+    assert store.head("a.json") is None
+    assert s3.get_object(Bucket=bucket, Key="b.json")["Body"].read() == b"changed after the check"
