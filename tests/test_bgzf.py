@@ -58,6 +58,30 @@ def test_default_output_is_byte_identical_to_bgzip_i(tmp_path, pool, name):
     assert ours(INPUTS[name], pool) == htslib(tmp_path, INPUTS[name])
 
 
+def test_blocks_are_made_by_the_libdeflate_bgzip_links():
+    """Debian's bgzip links the system libdeflate; the wheel's own differs on tiny inputs."""
+    assert bgzf.CODEC == "system libdeflate"
+
+
+def _bgzip_of(data: bytes) -> bytes:
+    return subprocess.run([BGZIP, "-c"], input=data, check=True, capture_output=True).stdout
+
+
+def test_byte_identical_to_bgzip_at_every_size_from_1_to_2000_bytes(pool):
+    records = gwas_lines(4000, seed=11)
+    inputs = [records[:n] for n in range(1, 2001)]
+    with ThreadPoolExecutor(4) as runner:
+        references = list(runner.map(_bgzip_of, inputs))
+    differ = [len(data) for data, ref in zip(inputs, references, strict=True) if ours(data, pool)[0] != ref]
+    assert differ == []
+
+
+@pytest.mark.parametrize("tail", [1, 17, 300, 599, 1000])
+def test_byte_identical_when_the_last_block_is_tiny(tmp_path, pool, tail):
+    data = gwas_lines(3 * BLOCK, seed=tail)[: 2 * BLOCK + tail]
+    assert ours(data, pool) == htslib(tmp_path, data)
+
+
 @pytest.mark.parametrize("level", [0, 1, 4, 6, 9])
 def test_levels_match_bgzip_l(tmp_path, pool, level):
     data = INPUTS["gwas-multi-block"]
