@@ -120,7 +120,7 @@ def s3_prefix(subdir: str, prefix: str) -> str:
     return f"{subdir}/{prefix}" if subdir else prefix
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a plan may hold hundreds of thousands
 class PlannedFile:
     """One file of the plan: `key` is the step's source (X.json, or X.json.gz in a rollback)."""
 
@@ -165,9 +165,15 @@ class Plan:
         return [f for f in self.files if f.shard == shard]
 
     def to_json(self) -> bytes:
-        body = asdict(self)
-        body["total_bytes"] = self.total_bytes
-        return json.dumps(body, indent=1).encode()
+        """Compact, one file a line: a 250,000-file plan is about 30 MB, built without copying the
+        plan into dicts first."""
+        head = {name: getattr(self, name) for name in ("mode", "index", "target", "prefix", "shards", "created")}
+        head |= {"version": self.version, "total_bytes": self.total_bytes}
+        lines = (
+            json.dumps({"key": f.key, "size": f.size, "etag": f.etag, "shard": f.shard}, separators=(",", ":"))
+            for f in self.files
+        )
+        return (json.dumps(head)[:-1] + ', "files": [\n' + ",\n".join(lines) + "\n]}\n").encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Plan:

@@ -37,7 +37,7 @@ class ObjectChanged(StoreError):
     """The object is not the version the caller expected (ETag differs or it is gone)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # a listing may hold hundreds of thousands
 class ObjectInfo:
     key: str
     size: int

@@ -49,25 +49,28 @@ def available() -> bool:
     return LIB is not None
 
 
-def _compressor(level: int) -> int:
-    """One compressor per thread and level: libdeflate's compressors are not thread-safe."""
+def _compressor(level: int) -> tuple[int, ctypes.Array]:
+    """One compressor and output buffer per thread and level: libdeflate's compressors are not
+    thread-safe, and reusing the buffer saves allocating one per block."""
     compressors = _local.__dict__.setdefault("compressors", {})
     if level not in compressors:
         handle = LIB.libdeflate_alloc_compressor(level)
         if not handle:
             raise ValueError(f"libdeflate refuses compression level {level}")
-        compressors[level] = handle
+        compressors[level] = (handle, ctypes.create_string_buffer(0))
     return compressors[level]
 
 
 def deflate_compress(data: bytes, level: int) -> bytes:
-    compressor = _compressor(level)
+    compressor, out = _compressor(level)
     bound = LIB.libdeflate_deflate_compress_bound(compressor, len(data))
-    out = ctypes.create_string_buffer(bound)
+    if len(out) < bound:
+        out = ctypes.create_string_buffer(bound)
+        _local.compressors[level] = (compressor, out)
     size = LIB.libdeflate_deflate_compress(compressor, data, len(data), out, bound)
     if size == 0:
         raise ValueError("libdeflate could not compress a block within its own bound")
-    return out.raw[:size]
+    return ctypes.string_at(out, size)
 
 
 def crc32(data: bytes) -> int:

@@ -4,6 +4,7 @@
     bgz rollback --index NAME --prefix PREFIX/ [--wait]   start a rollback run
     bgz watch EXECUTION                                    follow a run to its end
     bgz list [--index NAME]                                recent runs of both state machines
+    bgz locks                                              which runs hold which prefixes
     bgz publish-image [--tag TAG]                          build and push the job image
 
 Stack name and region come from --stack/--region, else samconfig.toml, as for `sam deploy`.
@@ -71,6 +72,23 @@ def cmd_list(args: argparse.Namespace, stack: Stack) -> int:
     return 0
 
 
+def cmd_locks(args: argparse.Namespace, stack: Stack) -> int:
+    from batch_job.locations import Location
+    from batch_job.locks import Locks
+    from batch_job.stores import S3Store
+
+    bucket = stack.outputs().get("DataBucketName")
+    if not bucket:
+        raise BadInput(f"stack {stack.name!r} has no DataBucketName output: deploy this version of it first")
+    held = Locks(Location(S3Store(bucket, client=stack.client("s3")), "", f"s3://{bucket}/")).held()
+    if not held:
+        print(f"no prefix of s3://{bucket}/ is locked")
+        return 0
+    for lock, _ in sorted(held, key=lambda found: found[0].target):
+        print(f"{lock.target}  locked by {lock.holder()}")
+    return 0
+
+
 def cmd_publish_image(args: argparse.Namespace, stack: Stack) -> int:
     from bgz.publish import publish
 
@@ -110,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help="only runs of this index")
     p.add_argument("--max", type=int, default=20, help="how many (default 20)")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("locks", parents=[common], help="which runs hold which prefixes of the data bucket")
+    p.set_defaults(func=cmd_locks)
     p = sub.add_parser("publish-image", parents=[common], help="build the job image and push it to the stack's ECR")
     p.add_argument("--tag", help="image tag (default: UTC timestamp; the repository's tags are immutable)")
     p.set_defaults(func=cmd_publish_image)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -73,8 +74,15 @@ def test_a_second_start_on_a_running_prefix_is_refused(deployment, capsys):
     name = out.splitlines()[0].rsplit(":", 1)[-1]
     rc, _, err = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)
     assert rc == 2 and "already being converted" in err and f"hint: follow it with `bgz watch {name}`" in err
+    deadline = time.monotonic() + 60
+    while not deployment.locks() and time.monotonic() < deadline:
+        time.sleep(0.2)  # until Plan has taken the lock
+    rc, out, _ = bgz(capsys, deployment, "locks")
+    assert rc == 0 and f"/{PREFIX}  locked by execution {name} (compress of index 'associations'" in out
     rc, out, _ = bgz(capsys, deployment, "watch", name, "--interval", "0.3")
     assert rc == 0 and "SUCCEEDED" in out
+    rc, out, _ = bgz(capsys, deployment, "locks")
+    assert rc == 0 and "is locked" in out and out.startswith("no prefix of s3://")
 
 
 @pytest.mark.parametrize(

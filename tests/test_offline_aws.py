@@ -97,7 +97,7 @@ def test_sync_batch_jobs_run_for_real_and_retries_wait_for_the_new_job(offline_a
     ], "hook 3: the container command ran, Ref:: substituted; hook 2: the retry waited for its own job"
     assert [r["exit"] for r in runs] == [0, 2, 2]
     cause = json.loads(output["error"]["Cause"])
-    assert cause["Status"] == "FAILED" and "bgzip-job exit 2" in cause["StatusReason"]
+    assert cause["Status"] == "FAILED" and cause["StatusReason"] == "Essential container in task exited", "as on AWS"
 
 
 def test_lambda_invoke_runs_the_real_handler(offline_aws):
@@ -123,3 +123,17 @@ def test_lambda_invoke_runs_the_real_handler(offline_aws):
     resp = lam.invoke(FunctionName=name, Payload=json.dumps({"action": "nonsense"}))
     assert resp["FunctionError"] == "Unhandled"
     assert json.loads(resp["Payload"].read())["errorType"] == "ValidationError"
+
+
+def test_delete_objects_honours_each_objects_etag(offline_aws):
+    """Hook 4: as S3 does, a DeleteObjects entry whose ETag differs keeps its object (PreconditionFailed)."""
+    s3 = offline_aws.client("s3")
+    bucket = f"hook4-{uuid.uuid4().hex[:8]}"
+    s3.create_bucket(Bucket=bucket)
+    etags = {k: s3.put_object(Bucket=bucket, Key=k, Body=k.encode())["ETag"].strip('"') for k in ("a", "b")}
+    resp = s3.delete_objects(
+        Bucket=bucket, Delete={"Objects": [{"Key": "a", "ETag": etags["a"]}, {"Key": "b", "ETag": "0" * 32}]}
+    )
+    assert [d["Key"] for d in resp.get("Deleted", [])] == ["a"]
+    assert [(e["Key"], e["Code"]) for e in resp["Errors"]] == [("b", "PreconditionFailed")]
+    assert s3.get_object(Bucket=bucket, Key="b")["Body"].read() == b"b"

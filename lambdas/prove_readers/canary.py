@@ -1,7 +1,8 @@
 """The canary: one planned file whose spent side is deleted first, to see who still reads it.
 
 Before deleting, its side is checked as the delete steps check every file (verified in this run,
-the kept and the removed side unchanged since) and copied aside into the run folder. If any
+the kept and the removed side unchanged since, this run holding the prefix's lock) and copied aside
+into the run folder. If any
 answer then differs, the copy is put back - the same bytes, by a server-side copy - and nothing
 else is deleted. Each transition is written to readers-check.json first, so a retried Lambda
 continues where the last attempt stopped.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from batch_job import runfolder as rf
 from batch_job.locations import parse_location
+from batch_job.locks import Locks
 from batch_job.runfolder import Plan, RunFolder
 from batch_job.steps.delete import deletable, verified_records
 from batch_job.stores import S3Store, StoreError
@@ -64,6 +66,7 @@ class Canary:
                 )
             self._save(SET_ASIDE, objects=objects)
         objects = self.record["canary"]["objects"]
+        Locks(parse_location(self.plan.target)).check_held_by(self.run.uri)  # as every destructive step does
         self.data.delete([(o["key"], o["etag"]) for o in objects])
         self._save(DELETED)
 
