@@ -15,7 +15,7 @@ import pytest
 from batch_job.locations import parse_location
 from batch_job.locks import Lock, Locks
 from tests.conftest import write_flag
-from tests.test_engine import PREFIX, Target, job
+from tests.test_engine import PREFIX, Target, compress_and_verify, job
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,9 +72,7 @@ def test_a_stale_lock_of_an_ended_execution_is_cleared(target, capsys, caplog):
 
 
 def test_a_run_by_hand_releases_its_lock_when_its_last_destructive_step_is_done(target, capsys):
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
-    assert job(capsys, "compress", "--run", target.run)[0] == 0
-    assert job(capsys, "verify", "--run", target.run)[0] == 0
+    compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)
     assert _lock_of(target.uri) is not None
     assert job(capsys, "delete", "--run", target.run)[0] == 0
@@ -83,9 +81,7 @@ def test_a_run_by_hand_releases_its_lock_when_its_last_destructive_step_is_done(
 
 
 def test_delete_refuses_unless_its_run_holds_the_lock(target, capsys):
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
-    assert job(capsys, "compress", "--run", target.run)[0] == 0
-    assert job(capsys, "verify", "--run", target.run)[0] == 0
+    compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)
     assert job(capsys, "unlock", target.uri)[0] == 0
     assert job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"), "--rollback")[0] == 0
@@ -103,9 +99,7 @@ def test_delete_and_remove_compressed_racing_on_one_prefix_lose_nothing(target, 
     """The fault that lost both sides: a compress run's delete and a rollback's remove-compressed at once.
     Only the run holding the lock deletes; the other refuses before deleting anything."""
     originals = target.originals()
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
-    assert job(capsys, "compress", "--run", target.run)[0] == 0
-    assert job(capsys, "verify", "--run", target.run)[0] == 0
+    compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)
     rollback = _other_run(target, "rollback")
     assert job(capsys, "unlock", target.uri)[0] == 0  # the operator forces the rollback in

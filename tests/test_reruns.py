@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tests.conftest import write_flag
-from tests.test_engine import Target, job
+from tests.test_engine import Target, compress_and_verify, job
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -25,9 +25,7 @@ def _records(target: Target, run: str, step: str) -> list[dict]:
 
 
 def test_every_compress_step_re_run_after_delete_exits_0_and_changes_nothing(target, capsys):
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
-    for step in ("compress", "verify"):
-        assert job(capsys, step, "--run", target.run)[0] == 0
+    compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)
     assert job(capsys, "delete", "--run", target.run)[0] == 0
     after = _snapshot(target)
@@ -47,9 +45,7 @@ def test_every_compress_step_re_run_after_delete_exits_0_and_changes_nothing(tar
 
 
 def test_every_rollback_step_re_run_after_remove_compressed_exits_0(target, capsys):
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
-    for step in ("compress", "verify"):
-        assert job(capsys, step, "--run", target.run)[0] == 0
+    compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)
     assert job(capsys, "delete", "--run", target.run)[0] == 0
     rollback = target.run.rstrip("/") + "-rb/"
@@ -66,9 +62,7 @@ def test_every_rollback_step_re_run_after_remove_compressed_exits_0(target, caps
 
 
 def test_a_success_on_record_is_never_overwritten_by_a_later_failure(target, capsys):
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
-    for step in ("compress", "verify"):
-        assert job(capsys, step, "--run", target.run)[0] == 0
+    compress_and_verify(target, capsys)
     target.write("BMI/part-00001.json.gz", b"broken later")
     rc, out, _ = job(capsys, "verify", "--run", target.run)
     assert rc == 1 and "BMI/part-00001.json" in out, "the re-run still fails, and says so"
@@ -94,9 +88,7 @@ def test_a_success_on_record_is_never_overwritten_by_a_later_failure(target, cap
 )
 def test_a_malformed_run_folder_file_is_one_line_and_exit_2(tmp_path, capsys, name, body, message):
     target = Target("local", tmp_path, None)
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
-    for step in ("compress", "verify"):
-        assert job(capsys, step, "--run", target.run)[0] == 0
+    compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)
     path = tmp_path / "run" / name
     path.write_bytes(body)
@@ -122,9 +114,7 @@ def test_the_job_definitions_retry_everything_but_exit_2():
 
 def test_a_failed_step_leaves_an_error_record_that_a_success_removes(tmp_path, capsys):
     target = Target("local", tmp_path, None)
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
-    assert job(capsys, "compress", "--run", target.run)[0] == 0
-    assert job(capsys, "verify", "--run", target.run)[0] == 0
+    compress_and_verify(target, capsys)
     assert job(capsys, "delete", "--run", target.run, "--shard", "0")[0] == 2
     record = target.run_json("delete/shard-0.error.json")
     assert record["exit"] == 2 and "no flag.json" in record["message"] and record["failed"] == []
