@@ -25,7 +25,7 @@ from pathlib import Path
 
 from batch_job.locations import BadInput, Location
 from batch_job.runfolder import now
-from batch_job.stores import LocalStore, S3Store, StoreError
+from batch_job.stores import LocalStore, ObjectChanged, S3Store, StoreError
 
 log = logging.getLogger("bgzip-job")
 
@@ -115,7 +115,10 @@ class Locks:
         info = self.folder.store.head(key)
         if info is None:
             return None
-        data = self.folder.store.read_bytes(key)
+        try:
+            data = self.folder.store.read_bytes(key)
+        except ObjectChanged:  # released between the HEAD and the GET
+            return None
         return (Lock.from_json(data), info.etag) if data is not None else None
 
     def held(self) -> list[tuple[Lock, str]]:
@@ -136,6 +139,10 @@ class Locks:
     def _remove(self, lock: Lock, etag: str) -> None:
         self.folder.store.delete([(self._key(lock.key_prefix), etag)])
 
+    def _clear_stale(self, lock: Lock, etag: str) -> None:
+        log.warning("lock: clearing the stale lock of %s held by %s", lock.target, lock.holder())
+        self._remove(lock, etag)
+
     def acquire(self, lock: Lock, alive: Callable[[Lock], bool] = execution_is_running) -> None:
         """Take the target's lock for `lock.run`, or raise PrefixLocked naming the holder."""
         for _ in range(3):
@@ -144,28 +151,35 @@ class Locks:
                 if found is None:
                     continue  # released in between: try again
                 existing, etag = found
-                if existing.run == lock.run:
-                    return  # this run holds it already (a re-run of its plan)
-                if not alive(existing):
-                    log.warning("lock: clearing the stale lock of %s held by %s", existing.target, existing.holder())
-                    self._remove(existing, etag)
-                    continue
-                raise PrefixLocked(f"{lock.target} is locked by {existing.holder()}; wait for it, or stop it first")
-            for other, etag in self.held():
-                if other.key_prefix == lock.key_prefix or not _overlap(other.key_prefix, lock.key_prefix):
-                    continue
-                if not alive(other):
-                    log.warning("lock: clearing the stale lock of %s held by %s", other.target, other.holder())
-                    self._remove(other, etag)
-                    continue
-                self.release(lock.run)
-                where = "lies inside" if lock.key_prefix.startswith(other.key_prefix) else "contains"
-                raise PrefixLocked(
-                    f"{lock.target} {where} {other.target}, which is locked by {other.holder()}; wait for it, "
-                    "or stop it first"
-                )
+                if existing.run != lock.run:
+                    if not alive(existing):
+                        log.warning(
+                            "lock: clearing the stale lock of %s held by %s", existing.target, existing.holder()
+                        )
+                        self._remove(existing, etag)
+                        continue
+                    raise PrefixLocked(f"{lock.target} is locked by {existing.holder()}; wait for it, or stop it first")
+                # this run holds it already (a re-run of its plan): the overlap check below still applies
+            try:
+                self._refuse_overlaps(lock, alive)
+            except BaseException:
+                self.release(lock.run)  # never leave a lock behind that this call could not stand by
+                raise
             return
         raise PrefixLocked(f"could not take the lock of {lock.target}: it kept changing hands; try again")
+
+    def _refuse_overlaps(self, lock: Lock, alive: Callable[[Lock], bool]) -> None:
+        for other, etag in self.held():
+            if other.key_prefix == lock.key_prefix or not _overlap(other.key_prefix, lock.key_prefix):
+                continue
+            if not alive(other):
+                self._clear_stale(other, etag)
+                continue
+            where = "lies inside" if lock.key_prefix.startswith(other.key_prefix) else "contains"
+            raise PrefixLocked(
+                f"{lock.target} {where} {other.target}, which is locked by {other.holder()}; wait for it, "
+                "or stop it first"
+            )
 
     def release(self, run: str) -> bool:
         """Remove the target's lock if `run` holds it; whether it did."""

@@ -289,3 +289,16 @@ def test_without_a_bioindex_url_the_flag_is_re_checked_and_the_summary_says_read
         assert d.bioindex.requests == [], "no server was asked"
     finally:
         d.close()
+
+
+def test_set_compressed_refuses_when_the_run_no_longer_holds_its_prefix(deployment):
+    def operator_unlocks(function: str) -> None:
+        if function.endswith("SetCompressedFunction"):
+            for key in deployment.locks():
+                deployment.s3.delete_object(Bucket=deployment.stack.data_bucket, Key=key)
+
+    deployment.aws.runner.before_invoke = operator_unlocks
+    result = deployment.run()
+    assert result["status"] == "FAILED" and result["error"] == "SetCompressedFailed", result.get("cause")
+    assert "PrefixLocked" in result["cause"] and "no run holds the lock" in result["cause"]
+    assert deployment.flag() is False and deployment.originals_intact()

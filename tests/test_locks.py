@@ -157,3 +157,15 @@ def test_the_lock_lives_outside_every_prefix(target, capsys):
         assert uri == f"{os.environ['BGZIP_JOB_LOCKS']}/{str(target.local_root).lstrip('/')}/.lock"
         assert json.loads(Path(uri).read_text())["target"].startswith(str(target.local_root))
     assert not any(".lock" in k for k in target.names())
+
+
+def test_a_re_plan_still_meets_the_overlap_check_and_gives_its_lock_up(target, capsys):
+    """A run that holds its lock and plans again is refused, and lets go, if a live run holds an
+    overlapping prefix (here put there behind its back)."""
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    inner = Locks(parse_location(_inside(target, "T2D")))
+    other = Lock(inner.key_prefix, inner.target.uri, _other_run(target, "b"), "", "compress", "t2d")
+    assert inner.folder.store.create(inner.folder.key(inner.key_prefix + ".lock"), other.to_json())
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
+    assert rc == 2 and "contains" in err and "index 't2d'" in err
+    assert _lock_of(target.uri) is None

@@ -143,7 +143,7 @@ def run_step(
                         "plan_created": plan.created,
                         "started": started,
                         "finished": now(),
-                        "ok": all(r["ok"] for r in records),
+                        "ok": not failed,  # this attempt; each record keeps the best outcome on record
                         "failed": failed,
                         "files": records,
                     },

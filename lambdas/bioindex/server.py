@@ -13,7 +13,7 @@ import hashlib
 import json
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
 import urllib3
@@ -35,7 +35,7 @@ def records_digest(records: list) -> str:
 @dataclass
 class BioindexServer:
     base_url: str
-    token: str | None = None
+    token: str | None = field(default=None, repr=False)  # never in a log line or a traceback
     set_path: str = DEFAULT_SET_PATH
     attempts: int = 5
     backoff_seconds: float = 1.0

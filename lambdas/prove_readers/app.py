@@ -86,11 +86,12 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     if canary.status != RELEASED:
         bioindex.refresh(settings.refresh_requests)
         record.update(refreshed=settings.refresh_requests)
-        found = differences(bioindex, readers, 1)
-        if found:
-            record.update(checked=True, differences=found, finished=rf.now())
-            run.write_readers_check(record)
-            raise _stale(found, side, None)
+        if canary.status is None:  # a retried attempt may have deleted the canary already: then only after
+            found = differences(bioindex, readers, 1)
+            if found:
+                record.update(checked=True, differences=found, finished=rf.now())
+                run.write_readers_check(record)
+                raise _stale(found, side, None)
         canary.delete()
         found = differences(bioindex, readers, settings.check_requests)
         record.update(requests=settings.check_requests * len(readers.samples), differences=found)

@@ -66,8 +66,8 @@ def summary(event: ReportEvent) -> dict:
     run = _run(event)
     plan = run.read_plan()
     verified = _records(run, rf.STEP_VERIFY, plan.shards)
-    compressed = sum(r["gz_size"] + r["gzi_size"] for r in verified)
-    original = sum(r["original_size"] for r in verified)
+    compressed = sum(r.get("gz_size", 0) + r.get("gzi_size", 0) for r in verified)
+    original = sum(r.get("original_size", 0) for r in verified)
     step = rf.STEP_DELETE if plan.mode == rf.COMPRESS else rf.STEP_REMOVE_COMPRESSED
     removed = sum(len(r.get("deleted", [])) for r in _records(run, step, plan.shards))
     check = run.read_readers_check() or {}
@@ -125,7 +125,12 @@ def _failed_files(event: ReportEvent) -> str:
     if step is None or run is None:
         return ""
     try:
-        failed = [r for r in _records(run, step, run.read_plan().shards) if not r.get("ok")]
+        records = _records(run, step, run.read_plan().shards)
+        failed = [
+            r | {"error": r["later_failure"]} if r.get("later_failure") else r
+            for r in records
+            if not r.get("ok") or r.get("later_failure")
+        ]
     except Exception:  # the manifests are a bonus here; the cause above already says what failed
         logger.exception("could not read manifests")
         return ""
@@ -194,6 +199,7 @@ def explain(event: ReportEvent) -> dict:
 @tracer.capture_lambda_handler
 @event_parser(model=ReportEvent)
 def handler(event: ReportEvent, context: LambdaContext) -> dict:
-    result = summary(event) if event.action == "summary" else explain(event)
-    release_lock(event)
-    return result
+    try:
+        return summary(event) if event.action == "summary" else explain(event)
+    finally:
+        release_lock(event)

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from batch_job import runfolder as rf
 from batch_job.locations import parse_location
+from batch_job.locks import Locks
 from batch_job.runfolder import Flag, Plan, RunFolder
 from bioindex import config
 
@@ -63,6 +64,7 @@ def check_run(run: RunFolder, event: SetCompressedEvent) -> Plan:
 def handler(event: SetCompressedEvent, context: LambdaContext) -> dict:
     run = RunFolder(parse_location(event.run))
     plan = check_run(run, event)
+    Locks(parse_location(plan.target)).check_held_by(run.uri)  # no other run may be converting this prefix
     bioindex = config.server()
     backend = config.backend(bioindex)
     change = backend.set_flag(event.index, event.prefix, event.compressed)
