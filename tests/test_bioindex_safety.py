@@ -302,3 +302,35 @@ def test_set_compressed_refuses_when_the_run_no_longer_holds_its_prefix(deployme
     assert result["status"] == "FAILED" and result["error"] == "SetCompressedFailed", result.get("cause")
     assert "PrefixLocked" in result["cause"] and "no run holds the lock" in result["cause"]
     assert deployment.flag() is False and deployment.originals_intact()
+
+
+def test_a_retried_proof_whose_canary_is_already_deleted_still_catches_a_stale_process(offline_aws, tmp_path, mariadb):
+    """As if an earlier attempt of ProveReaders died right after deleting its canary: the retry goes
+    straight to the check after deletion, and restores the canary when a process reads the old side."""
+    d = Deployment(offline_aws, tmp_path, mariadb, frozen=1)
+
+    def earlier_attempt_died(function: str) -> None:
+        if not function.endswith("ProveReadersFunction"):
+            return
+        runs = d.s3.list_objects_v2(Bucket=d.stack.run_bucket, Prefix="runs/")["Contents"]
+        folder = next(o["Key"] for o in runs if o["Key"].endswith("/readers.json")).removesuffix("readers.json")
+        key = json.loads(d.s3.get_object(Bucket=d.stack.run_bucket, Key=folder + "readers.json")["Body"].read())[
+            "canary"
+        ]
+        head = d.s3.head_object(Bucket=d.stack.data_bucket, Key=key)
+        aside = f"{folder}canary/{key}"
+        d.s3.copy_object(Bucket=d.stack.run_bucket, Key=aside, CopySource={"Bucket": d.stack.data_bucket, "Key": key})
+        aside_etag = d.s3.head_object(Bucket=d.stack.run_bucket, Key=aside)["ETag"].strip('"')
+        entry = {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "aside": aside}
+        record = {"canary": {"status": "deleted", "objects": [entry | {"aside_etag": aside_etag}]}}
+        d.s3.put_object(Bucket=d.stack.run_bucket, Key=folder + "readers-check.json", Body=json.dumps(record))
+        d.s3.delete_object(Bucket=d.stack.data_bucket, Key=key)
+
+    try:
+        d.aws.runner.before_invoke = earlier_attempt_died
+        result = d.run()
+        assert result["status"] == "FAILED" and "ReadersStale" in result["cause"], result.get("cause")
+        assert "the canary was restored byte for byte" in result["cause"]
+        assert d.originals_intact()
+    finally:
+        d.close()
