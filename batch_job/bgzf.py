@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 import deflate
 
 from batch_job import system_libdeflate
+from batch_job.errors import BadInput, BGZFError
 
 # Blocks are compressed by the libdeflate bgzip links when the system has it (byte-identical to
 # bgzip at every size), else by the `deflate` wheel's (identical but for inputs or last blocks
@@ -35,14 +36,10 @@ _LIBDEFLATE_LEVEL = {-1: 7, 0: 0, 1: 1, 2: 2, 3: 3, 4: 5, 5: 6, 6: 7, 7: 8, 8: 1
 DEFAULT_LEVEL = -1
 
 
-class BGZFError(ValueError):
-    """The bytes are not valid BGZF (bad header, bad size, CRC or length mismatch)."""
-
-
 def libdeflate_level(level: int) -> int:
     """Map a bgzip `-l` level to libdeflate's scale, refusing what bgzip refuses."""
     if level not in _LIBDEFLATE_LEVEL:
-        raise ValueError(f"compression level must be -1..9 (as bgzip -l), got {level}")
+        raise BadInput(f"compression level must be -1..9 (as bgzip -l), got {level}")
     return _LIBDEFLATE_LEVEL[level]
 
 

@@ -5,6 +5,7 @@ Exit status - what AWS Batch does with it (the job definitions' retry strategy):
     1  some files failed (they are named); retried, and the retry redoes only those
     2  nothing was done: bad input, a refused precondition, a malformed run folder; final
     3  the store or a service could not be reached; retried
+Each error of batch_job/errors.py carries its status.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_job import runfolder as rf
 from batch_job.bgzf import DEFAULT_LEVEL
-from batch_job.locations import BadInput, check_prefix, parse_location
+from batch_job.errors import EngineError, FilesFailed, StoreError
+from batch_job.locations import check_prefix, parse_location
 from batch_job.progress import human_bytes
 from batch_job.runfolder import RunFolder
-from batch_job.steps.runner import Refused, default_shard, run_step
-from batch_job.stores import ObjectChanged, StoreError
+from batch_job.steps.runner import default_shard, run_step
 
 log = logging.getLogger("bgzip-job")
 
@@ -74,14 +75,6 @@ def _step(args: argparse.Namespace, step: str, mode: str | None, work, **kwargs)
     if progress.failed:
         raise FilesFailed(progress.summary(), progress.failed)
     return 0
-
-
-class FilesFailed(Exception):
-    """Some files of the step failed (exit 1); they are named in the manifest and the error record."""
-
-    def __init__(self, summary: str, failed: list[str]) -> None:
-        super().__init__(summary)
-        self.failed = failed
 
 
 STEP_COMMANDS = {
@@ -237,11 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     failed: list[str] = []
     try:
         code, message = args.func(args), ""
-    except FilesFailed as exc:
-        code, message, failed = 1, str(exc), exc.failed
-    except (BadInput, Refused, ObjectChanged, ValueError) as exc:
-        code, message = 2, str(exc)
-    except (StoreError, BotoCoreError, ClientError) as exc:
+    except EngineError as exc:
+        code, message = exc.exit_code, str(exc)
+        failed = exc.failed if isinstance(exc, FilesFailed) else []
+        if isinstance(exc, StoreError) and code == 3:
+            message = f"cannot access storage: {exc}"
+    except (BotoCoreError, ClientError) as exc:
         code, message = 3, f"cannot access storage: {exc}"
     if code >= 2:
         print(f"bgzip-job {args.command}: error: {message}", file=sys.stderr)

@@ -12,6 +12,7 @@ from concurrent.futures import Executor, Future
 from typing import BinaryIO
 
 from batch_job import bgzf
+from batch_job.errors import BGZFError
 
 BATCH_BLOCKS = 16  # blocks per task: about 1 MiB of input, few enough tasks to keep overhead low
 
@@ -122,7 +123,7 @@ class Decompression:
                 self.index.add_block(len(block), len(data))
                 yield data
         if not self.saw_eof_block:
-            raise bgzf.BGZFError("BGZF stream ends without the EOF block (truncated file)")
+            raise BGZFError("BGZF stream ends without the EOF block (truncated file)")
 
 
 class CountingReader:

@@ -9,13 +9,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from batch_job.errors import BadInput
 from batch_job.stores import LocalStore, S3Store, Store
 
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-
-class BadInput(ValueError):
-    """The user's input is wrong; the message says how. Nothing was changed."""
 
 
 @dataclass(frozen=True)

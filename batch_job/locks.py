@@ -23,19 +23,16 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from batch_job.locations import BadInput, Location
+from batch_job.errors import BadInput, ObjectChanged, PrefixLocked, StoreError
+from batch_job.locations import Location
 from batch_job.runfolder import now
-from batch_job.stores import LocalStore, ObjectChanged, S3Store, StoreError
+from batch_job.stores import LocalStore, S3Store
 
 log = logging.getLogger("bgzip-job")
 
 LOCK_FOLDER = ".bgzip-workflow/locks/"
 LOCK_NAME = ".lock"
 LOCKS_ENV = "BGZIP_JOB_LOCKS"
-
-
-class PrefixLocked(BadInput):
-    """Another run holds this prefix, or one containing or inside it: nothing was done."""
 
 
 @dataclass

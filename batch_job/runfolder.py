@@ -22,8 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from batch_job.locations import BadInput, Location
-from batch_job.stores import StoreError
+from batch_job.errors import BadInput, StoreError
+from batch_job.locations import Location
 
 FORMAT_VERSION = 1
 PLAN = "plan.json"

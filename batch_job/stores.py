@@ -22,19 +22,13 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from batch_job.errors import ObjectChanged, StoreError
+
 MiB = 1024 * 1024
 PART_SIZE = 16 * MiB
 RANGE_SIZE = 8 * MiB
 MAX_PARTS = 10_000
 DELETE_BATCH = 1000
-
-
-class StoreError(RuntimeError):
-    """An object could not be read or written; the message names it."""
-
-
-class ObjectChanged(StoreError):
-    """The object is not the version the caller expected (ETag differs or it is gone)."""
 
 
 @dataclass(frozen=True, slots=True)  # a listing may hold hundreds of thousands

@@ -17,7 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from batch_job.locations import BadInput, check_prefix
+from batch_job.errors import BadInput
+from batch_job.locations import check_prefix
 from bgz import runs
 from bgz.errors import explain
 from bgz.stack import Stack

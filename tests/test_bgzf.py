@@ -13,6 +13,7 @@ import pytest
 
 from batch_job import bgzf
 from batch_job.codec import Compression, Decompression
+from batch_job.errors import BGZFError
 from demo.sample_index import gwas_lines
 
 BGZIP = shutil.which("bgzip") or "bgzip: install Debian's tabix package (make test does)"
@@ -152,20 +153,20 @@ def test_decompression_catches_a_corrupt_block(pool):
     gz, _ = ours(INPUTS["gwas-multi-block"], pool)
     corrupt = bytearray(gz)
     corrupt[len(gz) // 2] ^= 0x55
-    with pytest.raises(bgzf.BGZFError):
+    with pytest.raises(BGZFError):
         b"".join(Decompression([bytes(corrupt)], pool, window=4))
 
 
 def test_decompression_catches_truncation(pool):
     gz, _ = ours(INPUTS["gwas-multi-block"], pool)
-    with pytest.raises(bgzf.BGZFError, match="truncated"):
+    with pytest.raises(BGZFError, match="truncated"):
         b"".join(Decompression([gz[:-100]], pool, window=4))
-    with pytest.raises(bgzf.BGZFError, match="EOF block"):
+    with pytest.raises(BGZFError, match="EOF block"):
         b"".join(Decompression([gz[: -len(bgzf.EOF_BLOCK)]], pool, window=4))
 
 
 def test_plain_gzip_is_not_bgzf(pool):
     import gzip
 
-    with pytest.raises(bgzf.BGZFError, match="BC extra field"):
+    with pytest.raises(BGZFError, match="BC extra field"):
         b"".join(Decompression([gzip.compress(b"{}\n")], pool, window=4))

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from batch_job import cli
+from batch_job import cli, errors
+from batch_job.errors import StoreError
 from batch_job.stores import S3Store
 from demo.sample_index import gwas_lines, make_sample_index, upload_tree
 from tests.conftest import write_flag
@@ -409,7 +410,7 @@ def test_deletes_are_conditional_on_the_etag(tmp_path):
     """The last guard: a file changed between the checks and the delete call is not deleted."""
     import os
 
-    from batch_job.stores import LocalStore, StoreError
+    from batch_job.stores import LocalStore
 
     store = LocalStore(tmp_path)
     (tmp_path / "a.json").write_text("a\n")
@@ -424,7 +425,7 @@ def test_deletes_are_conditional_on_the_etag(tmp_path):
 def test_s3_deletes_are_conditional_on_the_etag(s3, bucket):
     """Through the S3 API (the offline stack honours DeleteObjects' per-object ETag as S3 does):
     an object changed after its check is kept, and the call names it."""
-    from batch_job.stores import S3Store, StoreError
+    from batch_job.stores import S3Store
 
     store = S3Store(bucket)
     for name in ("a.json", "b.json"):
@@ -435,3 +436,27 @@ def test_s3_deletes_are_conditional_on_the_etag(s3, bucket):
         store.delete([("a.json", a.etag), ("b.json", b.etag), ("gone.json", "0" * 32)])
     assert store.head("a.json") is None
     assert s3.get_object(Bucket=bucket, Key="b.json")["Body"].read() == b"changed after the check"
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (errors.BGZFError("corrupt deflate data"), 1),
+        (errors.FilesFailed("verify: 1 failed", ["a.json"]), 1),
+        (errors.BadInput("bad prefix"), 2),
+        (errors.Refused("no flag.json"), 2),
+        (errors.ObjectChanged("a.json changed"), 2),
+        (errors.StoreError("connection reset"), 3),
+    ],
+)
+def test_each_engine_error_exits_with_its_own_status(tmp_path, monkeypatch, capsys, error, code):
+    """cli.main maps every engine error by its class, so a BGZF error escaping a step says a file
+    failed (1, retried), not that nothing was done (2, final)."""
+
+    def raising(args):
+        raise error
+
+    monkeypatch.setattr(cli, "cmd_verify", raising)
+    assert cli.main(["verify", "--run", str(tmp_path)]) == code
+    body = json.loads((tmp_path / "verify" / "shard-all.error.json").read_text())
+    assert body["exit"] == code and str(error) in body["message"]

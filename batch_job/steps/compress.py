@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from batch_job import runfolder as rf
 from batch_job.codec import Compression, CountingReader
+from batch_job.errors import FileFailed
 from batch_job.runfolder import PlannedFile
-from batch_job.steps.runner import FileFailed, StepContext
+from batch_job.steps.runner import StepContext
 from batch_job.stores import ObjectInfo
 
 

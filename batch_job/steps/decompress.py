@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from batch_job import runfolder as rf
 from batch_job.codec import CountingReader, Decompression, iter_stream
+from batch_job.errors import FileFailed
 from batch_job.runfolder import PlannedFile
 from batch_job.steps.compress import current_source
-from batch_job.steps.runner import FileFailed, StepContext
+from batch_job.steps.runner import StepContext
 
 
 def decompress_file(ctx: StepContext, planned: PlannedFile) -> dict:

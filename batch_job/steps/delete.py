@@ -18,10 +18,11 @@ from __future__ import annotations
 import threading
 
 from batch_job import runfolder as rf
+from batch_job.errors import FileFailed, Refused
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.runfolder import Plan, PlannedFile, RunFolder
-from batch_job.steps.runner import FileFailed, Refused, StepContext
+from batch_job.steps.runner import StepContext
 from batch_job.stores import Store
 
 

@@ -7,7 +7,8 @@ from __future__ import annotations
 import heapq
 import logging
 
-from batch_job.locations import BadInput, Location, parse_location
+from batch_job.errors import BadInput
+from batch_job.locations import Location, parse_location
 from batch_job.locks import Lock, Locks
 from batch_job.runfolder import (
     COMPRESS,

@@ -14,23 +14,15 @@ from dataclasses import dataclass
 from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_job import runfolder as rf
-from batch_job.locations import BadInput, Location, parse_location
+from batch_job.errors import BadInput, FileFailed, ObjectChanged, Refused, StoreError
+from batch_job.locations import Location, parse_location
 from batch_job.locks import Locks
 from batch_job.progress import Progress
 from batch_job.runfolder import Plan, PlannedFile, RunFolder, now
-from batch_job.stores import ObjectChanged, StoreError
 
 log = logging.getLogger("bgzip-job")
 
 ATTEMPTS = 3
-
-
-class FileFailed(Exception):
-    """This file cannot be done as planned (changed source, bad output); retrying will not help."""
-
-
-class Refused(Exception):
-    """A step's precondition does not hold; the step changed nothing."""
 
 
 @dataclass

@@ -19,9 +19,10 @@ import zlib
 from batch_job import bgzf
 from batch_job import runfolder as rf
 from batch_job.codec import iter_stream
+from batch_job.errors import BGZFError, FileFailed
 from batch_job.runfolder import PlannedFile
 from batch_job.steps.compress import output_is_current
-from batch_job.steps.runner import FileFailed, StepContext
+from batch_job.steps.runner import StepContext
 from batch_job.stores import ObjectInfo, Store
 
 SPOT_CHECKS = 8
@@ -61,7 +62,7 @@ def _read_with_htslib(store: Store, key: str, etag: str) -> tuple[dict, bgzf.Blo
             for block in bgzf.iter_blocks(tee(stream)):
                 index.add_block(len(block), int.from_bytes(block[-4:], "little"))
                 last = block
-    except bgzf.BGZFError as exc:
+    except BGZFError as exc:
         scan_error = str(exc)
     except BrokenPipeError:
         scan_error = "htslib stopped reading"

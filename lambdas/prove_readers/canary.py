@@ -11,11 +11,12 @@ continues where the last attempt stopped.
 from __future__ import annotations
 
 from batch_job import runfolder as rf
+from batch_job.errors import StoreError
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.runfolder import Plan, RunFolder
 from batch_job.steps.delete import deletable, verified_records
-from batch_job.stores import S3Store, StoreError
+from batch_job.stores import S3Store
 
 SET_ASIDE, DELETED, RESTORED, RELEASED = "set-aside", "deleted", "restored", "released"
 

@@ -1,0 +1,63 @@
+"""Every error the engine raises on purpose, each with the exit status `bgzip-job` gives it.
+
+AWS Batch acts on the exit status (the job definitions' retry strategy): 1 and 3 are retried, 2 is
+final. An error outside this module is a bug: it escapes with its traceback.
+"""
+
+from __future__ import annotations
+
+
+class EngineError(Exception):
+    """Base of the engine's errors; `exit_code` is what `bgzip-job` exits with."""
+
+    exit_code = 2
+
+
+class BadInput(EngineError, ValueError):
+    """The user's input or a run-folder file is wrong; the message says how. Nothing was changed.
+
+    A ValueError too, so that the Lambdas' pydantic validators report it as a validation error."""
+
+
+class PrefixLocked(BadInput):
+    """Another run holds this prefix, or one containing or inside it: nothing was done."""
+
+
+class Refused(EngineError):
+    """A step's precondition does not hold; the step changed nothing."""
+
+
+class FileFailed(EngineError):
+    """This file cannot be done as planned (changed source, bad output); retrying the file will not help.
+    The step records it and goes on with the other files."""
+
+    exit_code = 1
+
+
+class FilesFailed(EngineError):
+    """Some files of the step failed; they are named in the manifest and the error record. A retry of
+    the job redoes only those."""
+
+    exit_code = 1
+
+    def __init__(self, summary: str, failed: list[str]) -> None:
+        super().__init__(summary)
+        self.failed = failed
+
+
+class BGZFError(EngineError, ValueError):
+    """The bytes are not valid BGZF (bad header, bad size, CRC or length mismatch): that file's failure."""
+
+    exit_code = 1
+
+
+class StoreError(EngineError, RuntimeError):
+    """An object could not be read or written; the message names it. Transient: retried."""
+
+    exit_code = 3
+
+
+class ObjectChanged(StoreError):
+    """The object is not the version the caller expected (ETag differs or it is gone): final."""
+
+    exit_code = 2
