@@ -17,11 +17,11 @@ import sys
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batch_job import runfolder as rf
 from batch_job.bgzf import DEFAULT_LEVEL
 from batch_job.errors import EngineError, FilesFailed, StoreError
 from batch_job.locations import check_prefix, parse_location
 from batch_job.progress import human_bytes
+from batch_job.records import JobError, Mode, Step
 from batch_job.runfolder import RunFolder
 from batch_job.steps.runner import default_shard, run_step
 
@@ -60,7 +60,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
-def _step(args: argparse.Namespace, step: str, mode: str | None, work, **kwargs) -> int:
+def _step(args: argparse.Namespace, step: Step, mode: Mode | None, work, **kwargs) -> int:
     progress = run_step(
         _run_folder(args.run),
         step,
@@ -77,13 +77,8 @@ def _step(args: argparse.Namespace, step: str, mode: str | None, work, **kwargs)
     return 0
 
 
-STEP_COMMANDS = {
-    "compress": rf.STEP_COMPRESS,
-    "verify": rf.STEP_VERIFY,
-    "delete": rf.STEP_DELETE,
-    "decompress": rf.STEP_DECOMPRESS,
-    "remove-compressed": rf.STEP_REMOVE_COMPRESSED,
-}
+# Each step runs as the subcommand of its name.
+STEP_COMMANDS = {step.value: step for step in Step}
 
 
 def _log_stream() -> str:
@@ -115,8 +110,7 @@ def record_outcome(args: argparse.Namespace, code: int, message: str, failed: li
         if code == 0:
             run.clear_error(step, shard)
             return
-        body = {"step": step, "shard": shard, "exit": code, "message": message, "failed": failed}
-        run.write_error(step, shard, body | {"log_stream": _log_stream(), "at": rf.now()})
+        run.write_error(JobError(step, shard, code, message, failed, _log_stream()))
     except Exception as exc:  # the run folder itself may be what failed
         log.warning("could not record the step's outcome in %s: %s", args.run, exc)
 
@@ -126,22 +120,22 @@ def cmd_compress(args: argparse.Namespace) -> int:
     from batch_job.steps.compress import compress_file
 
     libdeflate_level(args.level)  # refuse a bad level before touching anything
-    return _step(args, rf.STEP_COMPRESS, rf.COMPRESS, lambda ctx, f: compress_file(ctx, f, args.level))
+    return _step(args, Step.COMPRESS, Mode.COMPRESS, lambda ctx, f: compress_file(ctx, f, args.level))
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
     from batch_job.steps.decompress import decompress_file
 
-    return _step(args, rf.STEP_DECOMPRESS, rf.ROLLBACK, decompress_file)
+    return _step(args, Step.DECOMPRESS, Mode.ROLLBACK, decompress_file)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from batch_job.steps.verify import verify_file
 
-    return _step(args, rf.STEP_VERIFY, None, verify_file)  # verify serves both directions
+    return _step(args, Step.VERIFY, None, verify_file)  # verify serves both directions
 
 
-def _guarded_delete(args: argparse.Namespace, step: str, mode: str) -> int:
+def _guarded_delete(args: argparse.Namespace, step: Step, mode: Mode) -> int:
     from batch_job.steps.delete import GuardedDelete, check_flag, release_when_done
 
     guard = GuardedDelete()
@@ -153,11 +147,11 @@ def _guarded_delete(args: argparse.Namespace, step: str, mode: str) -> int:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    return _guarded_delete(args, rf.STEP_DELETE, rf.COMPRESS)
+    return _guarded_delete(args, Step.DELETE, Mode.COMPRESS)
 
 
 def cmd_remove_compressed(args: argparse.Namespace) -> int:
-    return _guarded_delete(args, rf.STEP_REMOVE_COMPRESSED, rf.ROLLBACK)
+    return _guarded_delete(args, Step.REMOVE_COMPRESSED, Mode.ROLLBACK)
 
 
 def cmd_unlock(args: argparse.Namespace) -> int:

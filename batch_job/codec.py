@@ -57,14 +57,14 @@ def _compress_batch(data: bytes, lib_level: int) -> tuple[bytes, list[tuple[int,
 
 
 class Compression:
-    """One file's compression: iterate it for the .gz bytes, then read `index` (the .gzi content)."""
+    """One file's compression: iterate it for the .gz bytes, then read `block_index` (the .gzi content)."""
 
     def __init__(self, source: BinaryIO, pool: Executor, level: int, window: int) -> None:
         self._source = source
         self._pool = pool
         self._lib_level = bgzf.libdeflate_level(level)
         self._window = window
-        self.index = bgzf.BlockIndex()
+        self.block_index = bgzf.BlockIndex()
 
     def _tasks(self) -> Iterator[Callable[[], tuple[bytes, list[tuple[int, int]]]]]:
         size = bgzf.BLOCK_DATA_SIZE * BATCH_BLOCKS
@@ -77,9 +77,9 @@ class Compression:
     def __iter__(self) -> Iterator[bytes]:
         for blob, sizes in _ordered(self._pool, self._tasks(), self._window):
             for compressed_len, raw_len in sizes:
-                self.index.add_block(compressed_len, raw_len)
+                self.block_index.add_block(compressed_len, raw_len)
             yield blob
-        self.index.add_block(len(bgzf.EOF_BLOCK), 0)
+        self.block_index.add_block(len(bgzf.EOF_BLOCK), 0)
         yield bgzf.EOF_BLOCK
 
 
@@ -92,14 +92,14 @@ def _decode_batch(blocks: list[bytes]) -> list[bytes]:
 class Decompression:
     """One file's decompression with every block's CRC checked; iterate it for the raw bytes.
 
-    After iteration `index` holds the block index rebuilt from the stream.
+    After iteration `block_index` holds the block index rebuilt from the stream.
     """
 
     def __init__(self, chunks: Iterable[bytes], pool: Executor, window: int) -> None:
         self._chunks = chunks
         self._pool = pool
         self._window = window
-        self.index = bgzf.BlockIndex()
+        self.block_index = bgzf.BlockIndex()
         self.saw_eof_block = False
 
     def _batches(self) -> Iterator[list[bytes]]:
@@ -120,7 +120,7 @@ class Decompression:
     def __iter__(self) -> Iterator[bytes]:
         for batch, decoded in _ordered(self._pool, self._tasks(), self._window):
             for block, data in zip(batch, decoded, strict=True):
-                self.index.add_block(len(block), len(data))
+                self.block_index.add_block(len(block), len(data))
                 yield data
         if not self.saw_eof_block:
             raise BGZFError("BGZF stream ends without the EOF block (truncated file)")

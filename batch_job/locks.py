@@ -25,7 +25,7 @@ from pathlib import Path
 
 from batch_job.errors import BadInput, ObjectChanged, PrefixLocked, StoreError
 from batch_job.locations import Location
-from batch_job.runfolder import now
+from batch_job.records import now
 from batch_job.stores import LocalStore, S3Store
 
 log = logging.getLogger("bgzip-job")

@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from batch_job import runfolder as rf
+from batch_job import states
 from batch_job.locations import parse_location
 from batch_job.progress import human_bytes
 from batch_job.runfolder import RunFolder
@@ -78,7 +78,7 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
     events = _history(sfn, description["executionArn"])
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
     state = entered[-1] if entered else "starting"
-    step_state = state.removesuffix(" array job").removesuffix(" job")
+    step_state = states.step_state(state)
     snap = Snapshot(description["status"], state)
     run = RunFolder(parse_location(f"s3://{stack.outputs()['RunBucketName']}/runs/{description['name']}/"))
     if "plan" not in cache:
@@ -87,15 +87,15 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
         cache["plan"] = run.read_plan()
     plan = cache["plan"]
     snap.shards, snap.files, snap.bytes_total = plan.shards, len(plan.files), plan.total_bytes
-    step = rf.STATE_STEPS.get(step_state)
+    step = states.STATE_STEPS.get(step_state)
     if step is not None and description["status"] == "RUNNING":
         snap.step = True
         sizes = {f.key: f.size for f in plan.files}
         for manifest in run.read_manifests(step, plan.shards).values():
             snap.shards_done += 1
-            snap.files_done += len(manifest["files"])
-            snap.files_failed += len(manifest["failed"])
-            snap.bytes_done += sum(sizes.get(r["key"], 0) for r in manifest["files"])
+            snap.files_done += len(manifest.files)
+            snap.files_failed += len(manifest.failed)
+            snap.bytes_done += sum(sizes.get(r.key, 0) for r in manifest.files)
         snap.children = _batch_children(stack, events)
     return snap
 

@@ -40,7 +40,7 @@ def ours(data: bytes, pool, level: int = -1) -> tuple[bytes, bytes]:
 
     compression = Compression(io.BytesIO(data), pool, level, window=4)
     gz = b"".join(compression)
-    return gz, compression.index.to_gzi()
+    return gz, compression.block_index.to_gzi()
 
 
 def htslib(tmp_path: Path, data: bytes, level: int = -1) -> tuple[bytes, bytes]:
@@ -146,7 +146,7 @@ def test_decompression_restores_bgzip_output(tmp_path, pool, name):
     chunks = [gz[i : i + 7777] for i in range(0, len(gz), 7777)]
     decompression = Decompression(chunks, pool, window=4)
     assert b"".join(decompression) == INPUTS[name]
-    assert decompression.index.to_gzi() == gzi
+    assert decompression.block_index.to_gzi() == gzi
 
 
 def test_decompression_catches_a_corrupt_block(pool):
@@ -170,3 +170,4 @@ def test_plain_gzip_is_not_bgzf(pool):
 
     with pytest.raises(BGZFError, match="BC extra field"):
         b"".join(Decompression([gzip.compress(b"{}\n")], pool, window=4))
+

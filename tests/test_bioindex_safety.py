@@ -322,7 +322,8 @@ def test_a_retried_proof_whose_canary_is_already_deleted_still_catches_a_stale_p
         d.s3.copy_object(Bucket=d.stack.run_bucket, Key=aside, CopySource={"Bucket": d.stack.data_bucket, "Key": key})
         aside_etag = d.s3.head_object(Bucket=d.stack.run_bucket, Key=aside)["ETag"].strip('"')
         entry = {"key": key, "etag": head["ETag"].strip('"'), "size": head["ContentLength"], "aside": aside}
-        record = {"canary": {"status": "deleted", "objects": [entry | {"aside_etag": aside_etag}]}}
+        canary = {"status": "deleted", "at": "2026-01-01T00:00:00Z", "objects": [entry | {"aside_etag": aside_etag}]}
+        record = {"execution": folder.split("/")[-2], "started": "2026-01-01T00:00:00Z", "canary": canary}
         d.s3.put_object(Bucket=d.stack.run_bucket, Key=folder + "readers-check.json", Body=json.dumps(record))
         d.s3.delete_object(Bucket=d.stack.data_bucket, Key=key)
 

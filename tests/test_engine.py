@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_job import cli, errors
+from batch_job import cli, errors, stores
 from batch_job.errors import StoreError
 from batch_job.stores import S3Store
 from demo.sample_index import gwas_lines, make_sample_index, upload_tree
@@ -68,7 +68,7 @@ class Target:
         return {k: self.read(k) for k in sorted(self.names()) if k.endswith(".json")}
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
 def target(request, tmp_path) -> Target:
     return Target(request.param, tmp_path, request)
 
@@ -327,7 +327,6 @@ def test_unreadable_source_is_a_named_failure(tmp_path, capsys):
 
 def test_s3_multipart_upload_and_crash_leftovers(s3, bucket, run_bucket, capsys, monkeypatch, tmp_path):
     """Outputs over one part go up as streaming multipart; a killed attempt's upload is aborted."""
-    import batch_job.stores as stores
 
     monkeypatch.setattr(stores, "PART_SIZE", 5 * 1024 * 1024)
     big = gwas_lines(70 * 1024 * 1024, seed=11)
@@ -344,7 +343,6 @@ def test_s3_multipart_upload_and_crash_leftovers(s3, bucket, run_bucket, capsys,
 
 
 def test_failed_upload_is_aborted_and_leaves_no_object(s3, bucket, monkeypatch):
-    import batch_job.stores as stores
 
     monkeypatch.setattr(stores, "PART_SIZE", 5 * 1024 * 1024)
     store = S3Store(bucket)
@@ -383,7 +381,6 @@ def test_edge_sizes_end_to_end(target, capsys, tmp_path):
 
 
 def test_s3_reads_large_objects_as_parallel_ranges_of_one_version(s3, bucket, monkeypatch):
-    import batch_job.stores as stores
 
     monkeypatch.setattr(stores, "RANGE_SIZE", 1024 * 1024)
     data = gwas_lines(5 * 1024 * 1024 + 123, seed=4)
@@ -460,3 +457,4 @@ def test_each_engine_error_exits_with_its_own_status(tmp_path, monkeypatch, caps
     assert cli.main(["verify", "--run", str(tmp_path)]) == code
     body = json.loads((tmp_path / "verify" / "shard-all.error.json").read_text())
     assert body["exit"] == code and str(error) in body["message"]
+

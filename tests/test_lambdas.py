@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from batch_job.locations import parse_location
-from batch_job.runfolder import Flag, Receipts
+from batch_job.records import Flag
+from batch_job.runfolder import Receipts
 from bioindex.errors import (
     BioindexRejected,
     BioindexUnavailable,
@@ -207,14 +208,16 @@ def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     """Should a canary not be restored, the Cause must say where its copy is, never "nothing deleted"."""
     from report.app import ReportEvent, explain
 
+    from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
     from batch_job.runfolder import RunFolder
 
     run = RunFolder(parse_location(f"s3://{run_bucket}/runs/x/"))
-    aside = {"key": "data/a.json", "etag": "e", "size": 3, "aside": "runs/x/canary/data/a.json", "aside_etag": "f"}
-    run.write_readers_check({"canary": {"status": "deleted", "objects": [aside]}})
+    aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
+    run.write_readers_check(ReadersCheck("x", canary=CanaryRecord(CanaryStatus.DELETED, "now", [aside])))
     plan = {"run": run.uri, "index": "i", "prefix": "a/", "target": "s3://d/data/a/"}
     event = ReportEvent(action="explain", execution="x", mode="compress", step="ProveReaders", plan=plan)
     cause = explain(event)["cause"]
     assert f"The canary is still deleted: restore data/a.json from s3://{run_bucket}/runs/x/canary/data/a.json" in cause
     assert "No original was deleted" not in cause
     assert "index 'i' prefix 'a/' at s3://d/data/a/" in cause
+

@@ -7,7 +7,7 @@ import uuid
 import pymysql
 import pytest
 
-from batch_job.runfolder import Flag, PlannedFile
+from batch_job.records import Flag, PlannedFile
 from bioindex.errors import BioindexUnavailable, CannotSample, FlagChanged, IndexNotBuilt, UnknownIndex
 from bioindex.mysql import MysqlBackend
 from demo.bioindex_db import BioindexDatabase

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from samtranslator.translator.transform import transform
 
+from batch_job import states
 from demo.offline_aws import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = {
-    "CompressStateMachine": ("statemachine/compress.asl.json", "SetCompressed", "DeleteOriginals"),
-    "RollbackStateMachine": ("statemachine/rollback.asl.json", "SetUncompressed", "RemoveCompressed"),
+    "CompressStateMachine": ("statemachine/compress.asl.json", states.SET_COMPRESSED, states.DELETE_ORIGINALS),
+    "RollbackStateMachine": ("statemachine/rollback.asl.json", states.SET_UNCOMPRESSED, states.REMOVE_COMPRESSED),
 }
 BATCH_ERRORS = {"Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"}
 LAMBDA_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"}
@@ -181,7 +182,7 @@ def _reachable(edges: dict[str, set[str]], start: str, without: str) -> set[str]
 
 
 @pytest.mark.parametrize("name", MACHINES)
-@pytest.mark.parametrize("guard", ["flag", "ProveReaders"])
+@pytest.mark.parametrize("guard", ["flag", states.PROVE_READERS])
 def test_no_path_deletes_without_the_confirmed_flag_and_the_reader_proof(name, guard):
     path, flag_state, delete_state = MACHINES[name]
     guard_state = flag_state if guard == "flag" else guard
@@ -196,9 +197,10 @@ def test_no_path_deletes_without_the_confirmed_flag_and_the_reader_proof(name, g
 @pytest.mark.parametrize("name", MACHINES)
 def test_the_reader_proof_sits_between_the_flag_and_the_deletion(name):
     path, flag_state, delete_state = MACHINES[name]
-    states = asl(path)["States"]
-    assert states[flag_state]["Next"] == "ProveReaders" and states["ProveReaders"]["Next"] == delete_state
-    assert states["ProveReaders"]["Parameters"]["Payload"]["compressed"] is (flag_state == "SetCompressed")
+    machine = asl(path)["States"]
+    prove = states.PROVE_READERS
+    assert machine[flag_state]["Next"] == prove and machine[prove]["Next"] == delete_state
+    assert machine[prove]["Parameters"]["Payload"]["compressed"] is (flag_state == states.SET_COMPRESSED)
 
 
 @pytest.mark.parametrize("name", MACHINES)
@@ -221,4 +223,4 @@ def test_set_compressed_retries_an_unavailable_bioindex():
     for path, flag_state, _ in MACHINES.values():
         state = asl(path)["States"][flag_state]
         assert any("BioindexUnavailable" in r["ErrorEquals"] for r in state["Retry"])
-        assert state["Parameters"]["Payload"]["compressed"] is (flag_state == "SetCompressed")
+        assert state["Parameters"]["Payload"]["compressed"] is (flag_state == states.SET_COMPRESSED)

@@ -17,66 +17,64 @@ from __future__ import annotations
 
 import threading
 
-from batch_job import runfolder as rf
 from batch_job.errors import FileFailed, Refused
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
-from batch_job.runfolder import Plan, PlannedFile, RunFolder
+from batch_job.records import FileRecord, Flag, Mode, Plan, PlannedFile, Status, Step
+from batch_job.runfolder import RunFolder
 from batch_job.steps.runner import StepContext
 from batch_job.stores import Store
 
 
 def check_flag(run: RunFolder, plan: Plan) -> None:
     """Refuse the whole step unless flag.json confirms the flag this run's deletions depend on."""
-    wanted = plan.mode == rf.COMPRESS
+    wanted = plan.mode == Mode.COMPRESS
     flag = run.read_flag()
     if flag is None:
         raise Refused(
-            f"no {rf.FLAG} in {run.uri}: the bioindex flag was never confirmed "
+            f"no {Flag.NAME} in {run.uri}: the bioindex flag was never confirmed "
             f"compressed={str(wanted).lower()}, so nothing is deleted"
         )
     if (flag.index, flag.prefix) != (plan.index, plan.prefix):
         raise Refused(
-            f"{rf.FLAG} is for index {flag.index!r} prefix {flag.prefix!r}, "
+            f"{Flag.NAME} is for index {flag.index!r} prefix {flag.prefix!r}, "
             f"but this run is index {plan.index!r} prefix {plan.prefix!r}; nothing is deleted"
         )
     if flag.compressed is not wanted:
-        raise Refused(f"{rf.FLAG} says compressed={str(flag.compressed).lower()}; nothing is deleted")
+        raise Refused(f"{Flag.NAME} says compressed={str(flag.compressed).lower()}; nothing is deleted")
 
 
-def release_when_done(run: RunFolder, plan: Plan, step: str) -> bool:
+def release_when_done(run: RunFolder, plan: Plan, step: Step) -> bool:
     """A run by hand ends with its destructive step: release its lock once every shard is done."""
     locks = Locks(parse_location(plan.target))
     found = locks.read()
     if found is None or found[0].run != run.uri or found[0].execution:
         return False  # not ours, or a workflow run's (its Summarize releases it)
     manifests = run.read_manifests(step, plan.shards)
-    if len(manifests) < plan.shards or not all(body["ok"] for body in manifests.values()):
+    if len(manifests) < plan.shards or not all(m.ok for m in manifests.values()):
         return False
     return locks.release(run.uri)
 
 
-def verified_records(run: RunFolder, shard: int) -> dict[str, dict]:
+def verified_records(run: RunFolder, shard: int) -> dict[str, FileRecord]:
     """This run's verify records of the shard that say OK, by planned key."""
-    manifest = run.read_manifest(rf.STEP_VERIFY, shard)
-    if manifest is None:
-        return {}
-    return {r["key"]: r for r in manifest["files"] if r.get("ok")}
+    manifest = run.read_manifest(Step.VERIFY, shard)
+    return manifest.by_key(only_ok=True) if manifest else {}
 
 
-def deletable(store: Store, mode: str, planned: PlannedFile, verified: dict) -> list[tuple[str, str]]:
+def deletable(store: Store, mode: Mode, planned: PlannedFile, verified: FileRecord) -> list[tuple[str, str]]:
     """The (key, ETag) pairs deleting this file's spent side removes, after checking that the side
     kept and the side removed are still exactly what verify saw. Shared by the delete steps and the
     reader check's canary, so both refuse on the same grounds."""
     expected = {
-        planned.original: verified["original_etag"],
-        planned.compressed: verified["gz_etag"],
-        planned.index: verified["gzi_etag"],
+        planned.original: verified.original_etag,
+        planned.compressed: verified.gz_etag,
+        planned.gzi: verified.gzi_etag,
     }
-    if mode == rf.COMPRESS:
-        keep, remove = [planned.compressed, planned.index], [planned.original]
+    if mode == Mode.COMPRESS:
+        keep, remove = [planned.compressed, planned.gzi], [planned.original]
     else:
-        keep, remove = [planned.original], [planned.compressed, planned.index]
+        keep, remove = [planned.original], [planned.compressed, planned.gzi]
     for key in keep:
         info = store.head(key)
         if info is None or info.etag != expected[key]:
@@ -96,10 +94,10 @@ class GuardedDelete:
     """Per-file checks in parallel, then one batched delete per shard of what passed."""
 
     def __init__(self) -> None:
-        self._verified: dict[int, dict[str, dict]] = {}
+        self._verified: dict[int, dict[str, FileRecord]] = {}
         self._lock = threading.Lock()
 
-    def _record_of(self, ctx: StepContext, planned: PlannedFile) -> dict:
+    def _record_of(self, ctx: StepContext, planned: PlannedFile) -> FileRecord:
         with self._lock:  # files are checked in parallel; read each shard's verify manifest once
             if planned.shard not in self._verified:
                 self._verified[planned.shard] = verified_records(ctx.run, planned.shard)
@@ -108,20 +106,20 @@ class GuardedDelete:
             raise FileFailed(f"{planned.key} was not verified OK in this run")
         return record
 
-    def check_file(self, ctx: StepContext, planned: PlannedFile) -> dict:
+    def check_file(self, ctx: StepContext, planned: PlannedFile) -> FileRecord:
         present = deletable(ctx.target.store, ctx.plan.mode, planned, self._record_of(ctx, planned))
         ctx.progress.advance(bytes_in=planned.size)
-        status = "deleted" if present else "already-deleted"
-        return {"key": planned.key, "ok": True, "status": status, "deleted": [list(p) for p in present]}
+        status = Status.DELETED if present else Status.ALREADY_DELETED
+        return FileRecord(planned.key, True, status=status, deleted=present)
 
-    def finish_shard(self, ctx: StepContext, shard: int, records: list[dict]) -> None:
-        objects = [(key, etag) for r in records if r["ok"] for key, etag in r["deleted"]]
+    def finish_shard(self, ctx: StepContext, shard: int, records: list[FileRecord]) -> None:
+        objects = [(key, etag) for r in records if r.ok for key, etag in r.deleted or []]
         if objects:  # right before deleting: only the run holding the prefix's lock deletes
             ctx.locks.check_held_by(ctx.run.uri)
         try:
             ctx.target.store.delete(objects)
         except Exception as exc:  # the manifest must say these were not deleted, not crash the step
             for record in records:
-                if record["ok"] and record["deleted"]:
-                    record.update(ok=False, status="failed", error=f"delete failed: {exc}")
-                    ctx.progress.failed.append(record["key"])
+                if record.ok and record.deleted:
+                    record.ok, record.status, record.error = False, Status.FAILED, f"delete failed: {exc}"
+                    ctx.progress.failed.append(record.key)

@@ -8,17 +8,11 @@ import heapq
 import logging
 
 from batch_job.errors import BadInput
+from batch_job.keys import COMPRESSED_SUFFIX, ORIGINAL_SUFFIX
 from batch_job.locations import Location, parse_location
 from batch_job.locks import Lock, Locks
-from batch_job.runfolder import (
-    COMPRESS,
-    COMPRESSED_SUFFIX,
-    ORIGINAL_SUFFIX,
-    ROLLBACK,
-    Plan,
-    PlannedFile,
-    RunFolder,
-)
+from batch_job.records import Mode, Plan, PlannedFile
+from batch_job.runfolder import RunFolder
 from batch_job.stores import LocalStore, ObjectInfo, S3Store
 
 log = logging.getLogger("bgzip-job")
@@ -59,8 +53,8 @@ def _bioindex_prefix(target: Location) -> str:
     return target.prefix
 
 
-def _select(objects: list[ObjectInfo], mode: str) -> list[ObjectInfo]:
-    if mode == COMPRESS:
+def _select(objects: list[ObjectInfo], mode: Mode) -> list[ObjectInfo]:
+    if mode == Mode.COMPRESS:
         return [o for o in objects if o.key.endswith(ORIGINAL_SUFFIX)]
     keys = {o.key for o in objects}
     compressed = [o for o in objects if o.key.endswith(COMPRESSED_SUFFIX)]
@@ -111,7 +105,7 @@ def make_plan(
         raise BadInput(f"index name {index!r} must be non-empty and contain no '/'")
     target = parse_location(target_uri)
     _check_run_outside_target(run, target)
-    mode = ROLLBACK if rollback else COMPRESS
+    mode = Mode.ROLLBACK if rollback else Mode.COMPRESS
     bioindex_prefix = prefix or _bioindex_prefix(target)
     existing = run.read_plan() if run.has_plan() else None
     if existing is not None and (existing.mode, existing.index, existing.target) != (mode, index, target.uri):
@@ -127,7 +121,7 @@ def make_plan(
     try:
         objects = _select(list(target.store.list_objects(target.prefix)), mode)
         if not objects:
-            what = "*.json" if mode == COMPRESS else "*.json.gz with a .gzi"
+            what = "*.json" if mode == Mode.COMPRESS else "*.json.gz with a .gzi"
             raise BadInput(f"nothing to do: no {what} under {target.uri}")
         count = shard_count(objects, shards, shard_bytes)
         plan = Plan(mode, index, target.uri, bioindex_prefix, count, assign_shards(objects, count))

@@ -4,6 +4,7 @@ file's outcome written to the step's manifest in the run folder.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -13,12 +14,12 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batch_job import runfolder as rf
 from batch_job.errors import BadInput, FileFailed, ObjectChanged, Refused, StoreError
 from batch_job.locations import Location, parse_location
 from batch_job.locks import Locks
 from batch_job.progress import Progress
-from batch_job.runfolder import Plan, PlannedFile, RunFolder, now
+from batch_job.records import CanaryStatus, FileRecord, Manifest, Mode, Plan, PlannedFile, Step, now
+from batch_job.runfolder import RunFolder
 
 log = logging.getLogger("bgzip-job")
 
@@ -39,8 +40,8 @@ class StepContext:
         return Locks(self.target)
 
 
-FileWork = Callable[[StepContext, PlannedFile], dict]
-ShardFinish = Callable[[StepContext, int, list[dict]], None]
+FileWork = Callable[[StepContext, PlannedFile], FileRecord]
+ShardFinish = Callable[[StepContext, int, list[FileRecord]], None]
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -49,11 +50,11 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, StoreError | BotoCoreError | ClientError | OSError)
 
 
-def _attempt(ctx: StepContext, work: FileWork, planned: PlannedFile) -> dict:
+def _attempt(ctx: StepContext, work: FileWork, planned: PlannedFile) -> FileRecord:
     for attempt in range(1, ATTEMPTS + 1):
         try:
             record = work(ctx, planned)
-            ctx.progress.file_done(planned.key, record["ok"], record.get("error", ""))
+            ctx.progress.file_done(planned.key, record.ok, record.error or "")
             return record
         except (BadInput, Refused):  # the run folder or a precondition is wrong: not this file's failure
             raise
@@ -64,11 +65,11 @@ def _attempt(ctx: StepContext, work: FileWork, planned: PlannedFile) -> dict:
                 continue
             error = f"{type(exc).__name__}: {exc}"
             ctx.progress.file_done(planned.key, False, error)
-            return {"key": planned.key, "ok": False, "error": error}
+            return FileRecord.failure(planned.key, error)
     raise AssertionError("unreachable")
 
 
-def load_plan(run: RunFolder, mode: str | None) -> tuple[Plan, Location]:
+def load_plan(run: RunFolder, mode: Mode | None) -> tuple[Plan, Location]:
     """The run's plan and target; with `mode`, refuse a plan of the other direction."""
     plan = run.read_plan()
     if mode is not None and plan.mode != mode:
@@ -86,8 +87,8 @@ def default_shard(shard: int | None) -> int | None:
 
 def run_step(
     run: RunFolder,
-    step: str,
-    mode: str | None,
+    step: Step,
+    mode: Mode | None,
     shard: int | None,
     work: FileWork,
     *,
@@ -109,60 +110,58 @@ def run_step(
             for k in shards:
                 started = now()
                 earlier = run.read_manifest(step, k)
-                earlier_records = {r["key"]: r for r in earlier["files"]} if earlier else {}
+                earlier_records = earlier.by_key() if earlier else {}
                 spent = spent_by_this_run(run, plan, k) if step in REDONE_AFTER_DELETION else set()
 
-                def one(planned: PlannedFile, earlier_records=earlier_records, spent=spent) -> dict:
+                def one(planned: PlannedFile, earlier_records=earlier_records, spent=spent) -> FileRecord:
                     if planned.key in spent:  # this run deleted its source side: the earlier record stands
                         ctx.progress.file_done(planned.key, True, "")
-                        return earlier_records.get(planned.key) or {"key": planned.key, "ok": True}
+                        return earlier_records.get(planned.key) or FileRecord(planned.key, True)
                     return _attempt(ctx, work, planned)
 
                 records = list(file_pool.map(one, plan.files_of(k)))
                 if finish_shard is not None:
                     finish_shard(ctx, k, records)
-                failed = [r["key"] for r in records if not r["ok"]]
-                records = [_never_worse(r, earlier_records.get(r["key"])) for r in records]
+                failed = [r.key for r in records if not r.ok]
+                records = [_never_worse(r, earlier_records.get(r.key)) for r in records]
                 run.write_manifest(
-                    step,
-                    k,
-                    {
-                        "step": step,
-                        "shard": k,
-                        "index": plan.index,
-                        "prefix": plan.prefix,
-                        "target": plan.target,
-                        "plan_created": plan.created,
-                        "started": started,
-                        "finished": now(),
-                        "ok": not failed,  # this attempt; each record keeps the best outcome on record
-                        "failed": failed,
-                        "files": records,
-                    },
+                    Manifest(
+                        step,
+                        k,
+                        plan.index,
+                        plan.prefix,
+                        plan.target,
+                        plan.created,
+                        started,
+                        now(),
+                        ok=not failed,
+                        failed=failed,
+                        files=records,
+                    )
                 )
     return progress
 
 
 # Steps whose work needs the side a later step of the same run deletes (compress and verify need the
 # originals; decompress and verify of a rollback need the .gz).
-REDONE_AFTER_DELETION = {rf.STEP_COMPRESS, rf.STEP_VERIFY, rf.STEP_DECOMPRESS}
+REDONE_AFTER_DELETION = {Step.COMPRESS, Step.VERIFY, Step.DECOMPRESS}
 
 
 def spent_by_this_run(run: RunFolder, plan: Plan, shard: int) -> set[str]:
     """Planned keys whose source side this run itself deleted (its destructive step, or the canary)."""
-    step = rf.STEP_DELETE if plan.mode == rf.COMPRESS else rf.STEP_REMOVE_COMPRESSED
+    step = Step.DELETE if plan.mode == Mode.COMPRESS else Step.REMOVE_COMPRESSED
     manifest = run.read_manifest(step, shard)
-    spent = {r["key"] for r in manifest["files"] if r.get("ok")} if manifest else set()
-    canary = (run.read_readers_check() or {}).get("canary", {})
-    if canary.get("status") in ("deleted", "released"):
+    spent = set(manifest.by_key(only_ok=True)) if manifest else set()
+    check = run.read_readers_check()
+    if check is not None and check.canary_status in (CanaryStatus.DELETED, CanaryStatus.RELEASED):
         readers = run.read_readers()
         spent |= {readers.canary} if readers else set()
     return spent
 
 
-def _never_worse(record: dict, earlier: dict | None) -> dict:
+def _never_worse(record: FileRecord, earlier: FileRecord | None) -> FileRecord:
     """A re-run never overwrites a success with a failure: the success stays on record, with the
     later failure beside it (the step still fails, so the failure is seen)."""
-    if record["ok"] or earlier is None or not earlier.get("ok"):
+    if record.ok or earlier is None or not earlier.ok:
         return record
-    return earlier | {"later_failure": record.get("error", "failed")}
+    return dataclasses.replace(earlier, later_failure=record.error or "failed")

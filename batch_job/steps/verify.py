@@ -17,11 +17,10 @@ import sys
 import zlib
 
 from batch_job import bgzf
-from batch_job import runfolder as rf
 from batch_job.codec import iter_stream
 from batch_job.errors import BGZFError, FileFailed
-from batch_job.runfolder import PlannedFile
-from batch_job.steps.compress import output_is_current
+from batch_job.provenance import output_is_current
+from batch_job.records import FileRecord, Mode, PlannedFile
 from batch_job.steps.runner import StepContext
 from batch_job.stores import ObjectInfo, Store
 
@@ -48,7 +47,7 @@ def _read_with_htslib(store: Store, key: str, etag: str) -> tuple[dict, bgzf.Blo
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    index = bgzf.BlockIndex()
+    block_index = bgzf.BlockIndex()
     last = b""
     scan_error = ""
 
@@ -60,7 +59,7 @@ def _read_with_htslib(store: Store, key: str, etag: str) -> tuple[dict, bgzf.Blo
     try:
         with store.open(key, etag) as stream:
             for block in bgzf.iter_blocks(tee(stream)):
-                index.add_block(len(block), int.from_bytes(block[-4:], "little"))
+                block_index.add_block(len(block), int.from_bytes(block[-4:], "little"))
                 last = block
     except BGZFError as exc:
         scan_error = str(exc)
@@ -76,7 +75,7 @@ def _read_with_htslib(store: Store, key: str, etag: str) -> tuple[dict, bgzf.Blo
         raise FileFailed(f"{key}: {scan_error}")
     if last != bgzf.EOF_BLOCK:
         raise FileFailed(f"{key}: no BGZF EOF block at the end (truncated)")
-    return result, index
+    return result, block_index
 
 
 def _spot_offsets(size: int, entries: list[tuple[int, int]], seed: str) -> list[int]:
@@ -107,11 +106,11 @@ def _read_through_gzi(store: Store, gz: ObjectInfo, entries: list[tuple[int, int
     return bytes(out[start : start + length])
 
 
-def verify_file(ctx: StepContext, planned: PlannedFile) -> dict:
+def verify_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
     store = ctx.target.store
-    rollback = ctx.plan.mode == rf.ROLLBACK
-    original, gz, gzi = (store.head(k) for k in (planned.original, planned.compressed, planned.index))
-    for key, info in ((planned.original, original), (planned.compressed, gz), (planned.index, gzi)):
+    rollback = ctx.plan.mode == Mode.ROLLBACK
+    original, gz, gzi = (store.head(k) for k in (planned.original, planned.compressed, planned.gzi))
+    for key, info in ((planned.original, original), (planned.compressed, gz), (planned.gzi, gzi)):
         if info is None:
             raise FileFailed(f"{key} does not exist")
     source = gz if rollback else original
@@ -125,7 +124,7 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> dict:
         decoded, rebuilt = _read_with_htslib(store, planned.compressed, gz.etag)
     finally:
         size, sha256 = hashing.result()
-    with store.open(planned.index, gzi.etag) as stream:
+    with store.open(planned.gzi, gzi.etag) as stream:
         stored_gzi = stream.read()
 
     problems = []
@@ -134,7 +133,7 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> dict:
     elif decoded["sha256"] != sha256:
         problems.append(f"content: SHA-256 of {planned.compressed} differs from {planned.original}")
     if rebuilt.to_gzi() != stored_gzi:
-        problems.append(f"{planned.index} does not match the blocks of {planned.compressed}")
+        problems.append(f"{planned.gzi} does not match the blocks of {planned.compressed}")
     offsets: list[int] = []
     if not problems:
         entries = bgzf.parse_gzi(stored_gzi)
@@ -143,19 +142,19 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> dict:
             length = min(SPOT_LENGTH, size - offset)
             expected = store.read_range(planned.original, offset, length, original.etag)
             if _read_through_gzi(store, gz, entries, offset, length) != expected:
-                problems.append(f"random access at byte {offset} through {planned.index} returns other bytes")
+                problems.append(f"random access at byte {offset} through {planned.gzi} returns other bytes")
                 break
     if problems:
         raise FileFailed("; ".join(problems))
-    return {
-        "key": planned.key,
-        "ok": True,
-        "original_etag": original.etag,
-        "original_size": original.size,
-        "gz_etag": gz.etag,
-        "gz_size": gz.size,
-        "gzi_etag": gzi.etag,
-        "gzi_size": gzi.size,
-        "sha256": sha256,
-        "random_access_offsets_checked": len(offsets),
-    }
+    return FileRecord(
+        planned.key,
+        True,
+        original_etag=original.etag,
+        original_size=original.size,
+        gz_etag=gz.etag,
+        gz_size=gz.size,
+        gzi_etag=gzi.etag,
+        gzi_size=gzi.size,
+        sha256=sha256,
+        random_access_offsets_checked=len(offsets),
+    )

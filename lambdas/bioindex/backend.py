@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from batch_job.runfolder import Flag, PlannedFile
+from batch_job.records import Flag, PlannedFile
 
 from .rows import IndexRow
 

@@ -9,7 +9,8 @@ set the flag for this same (index, prefix). The `mysql` backend proves the exact
 
 from __future__ import annotations
 
-from batch_job.runfolder import Flag, PlannedFile, Receipts
+from batch_job.records import Flag, PlannedFile
+from batch_job.runfolder import Receipts
 
 from .backend import FlagChange
 from .errors import CannotSample, FlagAlreadySet, FlagChanged, FlagNotConfirmed, IndexNotBuilt, UnknownIndex

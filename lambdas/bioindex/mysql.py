@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator
 
 import pymysql
 
-from batch_job.runfolder import Flag, PlannedFile
+from batch_job.records import Flag, PlannedFile
 
 from .backend import SAMPLE_CANDIDATES, FlagChange
 from .errors import (

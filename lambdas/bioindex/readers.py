@@ -7,7 +7,7 @@ process reads a side of the data that is not what its flag should make it read.
 
 from __future__ import annotations
 
-from batch_job.runfolder import Plan, Readers
+from batch_job.records import Plan, Readers
 
 from .backend import FlagBackend
 from .errors import BioindexRejected, BioindexUnavailable, CannotSample

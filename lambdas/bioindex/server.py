@@ -18,7 +18,7 @@ from urllib.parse import quote, urlsplit
 
 import urllib3
 
-from batch_job.runfolder import Sample
+from batch_job.records import Sample
 
 from .errors import BioindexRejected, BioindexUnavailable, InsecureBioindexUrl
 

@@ -19,9 +19,10 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from batch_job.keys import s3_prefix
 from batch_job.locations import check_prefix, parse_location
 from batch_job.locks import Locks
-from batch_job.runfolder import RunFolder, s3_prefix
+from batch_job.runfolder import RunFolder
 from batch_job.steps.plan import make_plan
 from bioindex import config
 from bioindex.readers import capture

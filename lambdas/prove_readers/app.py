@@ -19,15 +19,15 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
-from batch_job import runfolder as rf
 from batch_job.locations import parse_location
+from batch_job.records import CanaryStatus, Mode, ReadersCheck, now
 from batch_job.runfolder import RunFolder
 from batch_job.steps.delete import check_flag
 from bioindex import config
 from bioindex.errors import ReadersStale
 from bioindex.readers import differences
 
-from .canary import RELEASED, RESTORED, Canary
+from .canary import Canary
 
 logger = Logger()
 tracer = Tracer()
@@ -64,16 +64,16 @@ def _stale(found: list[str], side: str, canary: str | None) -> ReadersStale:
 def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     run = RunFolder(parse_location(event.run))
     plan = run.read_plan()
-    if (plan.mode == rf.COMPRESS) is not event.compressed:
+    if (plan.mode == Mode.COMPRESS) is not event.compressed:
         raise ValueError(f"run {run.uri} is a {plan.mode} run; refusing a check for compressed={event.compressed}")
     check_flag(run, plan)
     bioindex = config.server()
     config.backend(bioindex).check_unchanged(run.read_flag())
-    record = run.read_readers_check() or {"execution": event.execution, "started": rf.now()}
+    record = run.read_readers_check() or ReadersCheck(event.execution)
     readers = run.read_readers()
     if bioindex is None or readers is None:
         reason = "no BioindexUrl configured" if bioindex is None else "no sample answers were captured at Plan"
-        record.update(checked=False, reason=reason, finished=rf.now())
+        record.checked, record.reason, record.finished = False, reason, now()
         run.write_readers_check(record)
         logger.warning("readers not proven", extra={"reason": reason})
         return {"checked": False, "reason": reason}
@@ -81,25 +81,25 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     side = "uncompressed .json files" if event.compressed else "compressed .json.gz files"
     settings = config.reader_check()
     canary = Canary(run, plan, readers.canary, record)
-    if canary.status == RESTORED:
-        raise _stale(record.get("differences", ["an earlier attempt"]), side, readers.canary)
-    if canary.status != RELEASED:
+    if canary.status == CanaryStatus.RESTORED:
+        raise _stale(record.differences or ["an earlier attempt"], side, readers.canary)
+    if canary.status != CanaryStatus.RELEASED:
         bioindex.refresh(settings.refresh_requests)
-        record.update(refreshed=settings.refresh_requests)
+        record.refreshed = settings.refresh_requests
         if canary.status is None:  # a retried attempt may have deleted the canary already: then only after
             found = differences(bioindex, readers, 1)
             if found:
-                record.update(checked=True, differences=found, finished=rf.now())
+                record.checked, record.differences, record.finished = True, found, now()
                 run.write_readers_check(record)
                 raise _stale(found, side, None)
         canary.delete()
         found = differences(bioindex, readers, settings.check_requests)
-        record.update(requests=settings.check_requests * len(readers.samples), differences=found)
+        record.requests, record.differences = settings.check_requests * len(readers.samples), found
         if found:
             canary.restore()
             raise _stale(found, side, readers.canary)
         canary.release()
-    record.update(checked=True, finished=rf.now())
+    record.checked, record.finished = True, now()
     run.write_readers_check(record)
     logger.info("readers proven", extra={"canary": canary.keys, "samples": len(readers.samples)})
     return {"checked": True, "canary": canary.keys, "samples": len(readers.samples)}

@@ -14,11 +14,12 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
-from batch_job import runfolder as rf
+from batch_job import states
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
+from batch_job.records import CanaryStatus, FileRecord, Mode, ReadersCheck, Step
 from batch_job.runfolder import RunFolder
 
 logger = Logger()
@@ -27,16 +28,17 @@ tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 
 # ProveReaders deletes only its canary, and restores it before failing (its record says if not).
-BEFORE_DELETION = {"Plan", "Compress", "Verify", "SetCompressed", "ProveReaders"}
-BEFORE_REMOVAL = {"Plan", "Decompress", "VerifyRestored", "SetUncompressed", "ProveReaders"}
-CANARY_GONE = ("set-aside", "deleted")
+CANARY_GONE = (CanaryStatus.SET_ASIDE, CanaryStatus.DELETED)
+NOTHING_DELETED = {Mode.COMPRESS: "No original was deleted", Mode.ROLLBACK: "No compressed file was removed"}
 SHOWN_FILES = 5
 
 
 class ReportEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     action: Literal["summary", "explain"]
     execution: str
-    mode: Literal["compress", "rollback"]
+    mode: Mode
     step: str = ""
     error: dict[str, Any] = {}
     plan: dict[str, Any] = {}
@@ -46,9 +48,9 @@ def _run(event: ReportEvent) -> RunFolder | None:
     return RunFolder(parse_location(event.plan["run"])) if event.plan.get("run") else None
 
 
-def _records(run: RunFolder, step: str, shards: int) -> list[dict]:
+def _records(run: RunFolder, step: Step, shards: int) -> list[FileRecord]:
     manifests = run.read_manifests(step, shards)
-    return [record for body in manifests.values() for record in body["files"]]
+    return [record for manifest in manifests.values() for record in manifest.files]
 
 
 def release_lock(event: ReportEvent) -> None:
@@ -65,15 +67,14 @@ def release_lock(event: ReportEvent) -> None:
 def summary(event: ReportEvent) -> dict:
     run = _run(event)
     plan = run.read_plan()
-    verified = _records(run, rf.STEP_VERIFY, plan.shards)
-    compressed = sum(r.get("gz_size", 0) + r.get("gzi_size", 0) for r in verified)
-    original = sum(r.get("original_size", 0) for r in verified)
-    step = rf.STEP_DELETE if plan.mode == rf.COMPRESS else rf.STEP_REMOVE_COMPRESSED
-    removed = sum(len(r.get("deleted", [])) for r in _records(run, step, plan.shards))
-    check = run.read_readers_check() or {}
-    canary = check.get("canary", {})
-    if canary.get("status") == "released":
-        removed += len(canary.get("objects", []))
+    verified = _records(run, Step.VERIFY, plan.shards)
+    compressed = sum((r.gz_size or 0) + (r.gzi_size or 0) for r in verified)
+    original = sum(r.original_size or 0 for r in verified)
+    step = Step.DELETE if plan.mode == Mode.COMPRESS else Step.REMOVE_COMPRESSED
+    removed = sum(len(r.deleted or []) for r in _records(run, step, plan.shards))
+    check = run.read_readers_check() or ReadersCheck("")
+    if check.canary_status == CanaryStatus.RELEASED:
+        removed += len(check.canary.objects)
     return {
         "index": plan.index,
         "prefix": plan.prefix,
@@ -84,7 +85,7 @@ def summary(event: ReportEvent) -> dict:
         "bytesCompressed": compressed,
         "ratio": round(compressed / original, 4) if original else None,
         "objectsDeleted": removed,
-        "readersProven": bool(check.get("checked")),
+        "readersProven": bool(check.checked),
     }
 
 
@@ -120,23 +121,19 @@ def _describe_cause(cause: str) -> str:
 
 
 def _failed_files(event: ReportEvent) -> str:
-    step = rf.STATE_STEPS.get(event.step)
+    step = states.STATE_STEPS.get(event.step)
     run = _run(event)
     if step is None or run is None:
         return ""
     try:
         records = _records(run, step, run.read_plan().shards)
-        failed = [
-            r | {"error": r["later_failure"]} if r.get("later_failure") else r
-            for r in records
-            if not r.get("ok") or r.get("later_failure")
-        ]
+        failed = [(r.key, r.later_failure or r.error or "failed") for r in records if not r.ok or r.later_failure]
     except Exception:  # the manifests are a bonus here; the cause above already says what failed
         logger.exception("could not read manifests")
         return ""
     if not failed:
         return ""
-    shown = "; ".join(f"{r['key']}: {r.get('error', 'failed')}" for r in failed[:SHOWN_FILES])
+    shown = "; ".join(f"{key}: {error}" for key, error in failed[:SHOWN_FILES])
     more = f" (and {len(failed) - SHOWN_FILES} more)" if len(failed) > SHOWN_FILES else ""
     return f"{len(failed)} files failed: {shown}{more}"
 
@@ -144,23 +141,23 @@ def _failed_files(event: ReportEvent) -> str:
 def _canary_gone(event: ReportEvent) -> str:
     """What a failed ProveReaders left deleted, from its own record (normally nothing)."""
     run = _run(event)
-    if event.step != "ProveReaders" or run is None:
+    if event.step != states.PROVE_READERS or run is None:
         return ""
     try:
-        canary = (run.read_readers_check() or {}).get("canary", {})
+        check = run.read_readers_check()
     except Exception:  # never claim "nothing deleted" without having read the record
         logger.exception("could not read the reader check's record")
-        return f"The canary may still be deleted: see {run.uri}{rf.READERS_CHECK}"
-    if canary.get("status") not in CANARY_GONE:
+        return f"The canary may still be deleted: see {run.uri}{ReadersCheck.NAME}"
+    if check is None or check.canary_status not in CANARY_GONE:
         return ""
-    copies = ", ".join(f"{o['key']} from s3://{run.location.store.bucket}/{o['aside']}" for o in canary["objects"])
+    copies = ", ".join(f"{o.key} from s3://{run.location.store.bucket}/{o.aside}" for o in check.canary.objects)
     return f"The canary is still deleted: restore {copies}"
 
 
 def _job_errors(event: ReportEvent) -> str:
     """Why the step's jobs exited non-zero, from the error records they left (on AWS the job's own
     status reason says only "Essential container in task exited")."""
-    step = rf.STATE_STEPS.get(event.step)
+    step = states.STATE_STEPS.get(event.step)
     run = _run(event)
     if step is None or run is None:
         return ""
@@ -171,10 +168,10 @@ def _job_errors(event: ReportEvent) -> str:
         return ""
     said = []
     for e in errors[:SHOWN_FILES]:
-        where = "the job" if e.get("shard") is None else f"shard {e['shard']}"
+        where = "the job" if e.shard is None else f"shard {e.shard}"
         # exit 1: the files that failed are named from the manifests
-        text = f"{where} exited {e.get('exit')}" + ("" if e.get("exit") == 1 else f": {e.get('message')}")
-        said.append(text + (f" (log stream {e['log_stream']})" if e.get("log_stream") else ""))
+        text = f"{where} exited {e.exit}" + ("" if e.exit == 1 else f": {e.message}")
+        said.append(text + (f" (log stream {e.log_stream})" if e.log_stream else ""))
     return "; ".join(said)
 
 
@@ -184,10 +181,8 @@ def explain(event: ReportEvent) -> dict:
     gone = _canary_gone(event)
     if gone:
         parts.append(gone)
-    elif event.mode == "compress" and event.step in BEFORE_DELETION:
-        parts.append("No original was deleted")
-    elif event.mode == "rollback" and event.step in BEFORE_REMOVAL:
-        parts.append("No compressed file was removed")
+    elif event.step in states.BEFORE_DELETION[event.mode]:
+        parts.append(NOTHING_DELETED[event.mode])
     if event.plan.get("index"):
         parts.append(f"index {event.plan['index']!r} prefix {event.plan['prefix']!r} at {event.plan['target']}")
     if event.plan.get("run"):

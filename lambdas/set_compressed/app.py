@@ -14,10 +14,10 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
-from batch_job import runfolder as rf
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
-from batch_job.runfolder import Flag, Plan, RunFolder
+from batch_job.records import Flag, Mode, Plan, Step
+from batch_job.runfolder import RunFolder
 from bioindex import config
 
 logger = Logger()
@@ -44,14 +44,14 @@ class SetCompressedEvent(BaseModel):
 
 def check_run(run: RunFolder, event: SetCompressedEvent) -> Plan:
     plan = run.read_plan()
-    mode = rf.COMPRESS if event.compressed else rf.ROLLBACK
+    mode = Mode.COMPRESS if event.compressed else Mode.ROLLBACK
     if (plan.index, plan.prefix, plan.mode) != (event.index, event.prefix, mode):
         raise PlanMismatch(
             f"run {run.uri} is a {plan.mode} plan for {plan.index!r} {plan.prefix!r}; "
             f"refusing to set compressed={str(event.compressed).lower()} for {event.index!r} {event.prefix!r}"
         )
-    manifests = run.read_manifests(rf.STEP_VERIFY, plan.shards).values()
-    verified = {r["key"] for body in manifests for r in body["files"] if r.get("ok")}
+    manifests = run.read_manifests(Step.VERIFY, plan.shards).values()
+    verified = {key for manifest in manifests for key in manifest.by_key(only_ok=True)}
     missing = [f.key for f in plan.files if f.key not in verified]
     if missing:
         raise NotVerified(f"{len(missing)} planned files are not verified OK in this run, e.g. {missing[0]}")

@@ -1,0 +1,47 @@
+"""Which source an output was made from, kept in the output's own S3 user metadata.
+
+Every output records the ETag and size of the source it was made from, and a .gzi also the ETag of
+the .gz it indexes. The .gzi is written last, so an output pair counts as done only when both
+exist and name the current source: a run killed at any point leaves nothing a later step mistakes
+for a finished output.
+"""
+
+from __future__ import annotations
+
+from batch_job.errors import FileFailed
+from batch_job.records import PlannedFile
+from batch_job.stores import ObjectInfo, Store
+
+SOURCE_ETAG = "source-etag"
+SOURCE_SIZE = "source-size"
+GZ_ETAG = "gz-etag"  # on a .gzi: the .gz it indexes
+
+
+def made_from(source: ObjectInfo) -> dict[str, str]:
+    """The metadata of an output made from `source`."""
+    return {SOURCE_ETAG: source.etag, SOURCE_SIZE: str(source.size)}
+
+
+def output_is_current(source: ObjectInfo, gz: ObjectInfo | None, gzi: ObjectInfo | None) -> bool:
+    """Whether .gz and .gzi were completely written from exactly this version of the source."""
+    if gz is None or gzi is None:
+        return False
+    return (
+        gz.metadata.get(SOURCE_ETAG) == source.etag
+        and gz.metadata.get(SOURCE_SIZE) == str(source.size)
+        and gzi.metadata.get(SOURCE_ETAG) == source.etag
+        and gzi.metadata.get(GZ_ETAG) == gz.etag
+    )
+
+
+def current_source(store: Store, planned: PlannedFile) -> ObjectInfo:
+    """The planned source, refusing it if it is gone or is not the version the plan saw."""
+    source = store.head(planned.key)
+    if source is None:
+        raise FileFailed(f"{planned.key} is gone since the plan was made")
+    if (source.etag, source.size) != (planned.etag, planned.size):
+        raise FileFailed(
+            f"{planned.key} changed since the plan was made (ETag {source.etag}, size {source.size}; "
+            f"planned {planned.etag}, {planned.size})"
+        )
+    return source
