@@ -1,6 +1,30 @@
 """The BGZF block format and htslib's .gzi index, byte for byte as htslib writes them.
 
 Only the format lives here (one block in, one block out); streaming and threads are in codec.py.
+
+A BGZF file is a series of gzip members ("blocks"), each at most 64 KiB, laid out as in the SAM/BAM
+specification (SAMv1, section 4.1, "The BGZF compression format"), all integers little-endian:
+
+    offset  size  field
+    0       1     ID1   31
+    1       1     ID2   139
+    2       1     CM    8 (deflate)
+    3       1     FLG   4 (FEXTRA)
+    4       4     MTIME 0
+    8       1     XFL   0
+    9       1     OS    255 (unknown)
+    10      2     XLEN  6
+    12      1     SI1   66 ('B')
+    13      1     SI2   67 ('C')
+    14      2     SLEN  2
+    16      2     BSIZE total block size - 1
+    18      ...   CDATA raw deflate data, BSIZE - XLEN - 19 bytes
+    -8      4     CRC32 of the uncompressed data
+    -4      4     ISIZE length of the uncompressed data
+
+The file ends with the 28-byte empty block EOF_BLOCK (SAMv1 4.1.2). The .gzi beside it is what
+htslib's `bgzf_index_dump_hfile` writes: a uint64 count `noffs - 1`, then `noffs - 1` pairs of
+uint64 (compressed offset, uncompressed offset), one per block start after the first, (0, 0).
 """
 
 from __future__ import annotations
@@ -23,15 +47,16 @@ else:
 
 # htslib's BGZF_BLOCK_SIZE: the uncompressed bytes bgzip puts in every block but the last.
 BLOCK_DATA_SIZE = 0xFF00
-MAX_BLOCK_SIZE = 0x10000
+MAX_BLOCK_SIZE = 0x10000  # BGZF_MAX_BLOCK_SIZE
 HEADER_SIZE = 18
 FOOTER_SIZE = 8
-# Fixed gzip header with the BC extra subfield; the 2-byte BSIZE (block size - 1) follows it.
+# The header up to BSIZE (offsets 0..15 above), as htslib writes it.
 _HEADER_PREFIX = b"\x1f\x8b\x08\x04\x00\x00\x00\x00\x00\xff\x06\x00BC\x02\x00"
 EOF_BLOCK = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
 
-# bgzip -l N (N = -1 is the default) -> the libdeflate level htslib 1.16 uses for it (bgzf.c maps
-# 1..9 to 1, 2, 3, 5, 6, 7, 8, 10, 12). Checked against Debian's bgzip by tests/test_bgzf.py.
+# bgzip -l N -> the libdeflate level htslib uses for it: bgzf_compress() takes -1 as 6, then maps
+# 1..9 through lvl_map {1, 2, 3, 5, 6, 7, 8, 10, 12}; level 0 is a stored block of its own making
+# (see encode_block). Checked against Debian's bgzip by tests/test_bgzf.py.
 _LIBDEFLATE_LEVEL = {-1: 7, 0: 0, 1: 1, 2: 2, 3: 3, 4: 5, 5: 6, 6: 7, 7: 8, 8: 10, 9: 12}
 DEFAULT_LEVEL = -1
 
@@ -48,7 +73,7 @@ def encode_block(data: bytes, lib_level: int) -> bytes:
     if len(data) > BLOCK_DATA_SIZE:
         raise ValueError("a BGZF block holds at most 65280 uncompressed bytes here")
     if lib_level == 0:
-        # htslib writes level 0 as one stored deflate block of its own making.
+        # bgzf_compress() writes level 0 as one stored deflate block (BFINAL=1, BTYPE=00, LEN, NLEN).
         payload = b"\x01" + struct.pack("<HH", len(data), len(data) ^ 0xFFFF) + data
     else:
         payload = _compress(data, lib_level)
@@ -64,10 +89,18 @@ def encode_block(data: bytes, lib_level: int) -> bytes:
 
 
 def block_size_from_header(header: bytes) -> int:
-    """Total size of the block whose first 18 bytes are `header`."""
+    """Total size of the block whose first 18 bytes are `header`.
+
+    Checks what htslib's check_header() checks (gzip magic and deflate, FEXTRA, XLEN 6, the BC
+    subfield with SLEN 2), and FLG exactly 4: we only read BGZF that bgzip wrote."""
     if len(header) < HEADER_SIZE:
         raise BGZFError("truncated BGZF block header")
-    if header[:4] != b"\x1f\x8b\x08\x04" or header[12:14] != b"BC" or header[10:12] != b"\x06\x00":
+    if (
+        header[:4] != b"\x1f\x8b\x08\x04"
+        or header[10:12] != b"\x06\x00"
+        or header[12:14] != b"BC"
+        or header[14:16] != b"\x02\x00"
+    ):
         raise BGZFError("not a BGZF block header (gzip member without the BC extra field)")
     size = struct.unpack_from("<H", header, 16)[0] + 1
     if size < HEADER_SIZE + FOOTER_SIZE:
@@ -114,8 +147,9 @@ def iter_blocks(chunks: Iterable[bytes]) -> Iterator[bytes]:
 class BlockIndex:
     """Block starts of a BGZF file as (compressed, uncompressed) offsets: htslib's .gzi content.
 
-    htslib counts every data block start, the first one (0, 0) included, and stores count - 1 entries
-    (so an empty file's index holds the count 2**64 - 1, which htslib reads back as no entries).
+    htslib counts every data block start, the first one (0, 0) included (`noffs`), and
+    bgzf_index_dump_hfile() stores noffs - 1 entries, leaving out (0, 0). An empty file's count is
+    2**64 - 1 (as Debian's bgzip writes it, checked by tests/test_bgzf.py), read back as no entries.
     """
 
     def __init__(self) -> None:

@@ -25,10 +25,25 @@ from botocore.exceptions import ClientError
 from batch_job.errors import ObjectChanged, StoreError
 
 MiB = 1024 * 1024
-PART_SIZE = 16 * MiB
-RANGE_SIZE = 8 * MiB
-MAX_PARTS = 10_000
+GiB = 1024 * MiB
+# S3's multipart limits (Amazon S3 user guide, "Amazon S3 multipart upload limits").
+S3_MAX_PARTS = 10_000
+S3_MIN_PART_SIZE = 5 * MiB  # every part but the last
+S3_MAX_PART_SIZE = 5 * GiB
+
+PART_SIZE = 16 * MiB  # our smallest part: few requests, little memory
+PARTS_SPARE = 1_000  # parts left over for an object larger than its size hint (decompress guesses)
+RANGE_SIZE = 8 * MiB  # one ranged GET of a streamed read
 DELETE_BATCH = 1000
+
+
+def part_size_for(size_hint: int) -> int:
+    """PART_SIZE, or larger for an object of about `size_hint` bytes, so that it fits in
+    S3_MAX_PARTS - PARTS_SPARE parts (16 MiB parts reach 140 GiB; a 5 TiB object takes 583 MiB parts)."""
+    part_size = max(PART_SIZE, -(-size_hint // (S3_MAX_PARTS - PARTS_SPARE)))
+    if part_size > S3_MAX_PART_SIZE:
+        raise StoreError(f"an object of {size_hint} bytes needs parts over S3's limit of {S3_MAX_PART_SIZE} bytes")
+    return part_size
 
 
 @dataclass(frozen=True, slots=True)  # a listing may hold hundreds of thousands
@@ -150,8 +165,7 @@ class S3Store(Store):
         return resp["Body"].read()
 
     def write(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str], size_hint: int = 0) -> ObjectInfo:
-        part_size = max(PART_SIZE, -(-size_hint // (MAX_PARTS - 1000)))
-        upload = _MultipartUpload(self, key, metadata, part_size)
+        upload = _MultipartUpload(self, key, metadata, part_size_for(size_hint))
         try:
             for chunk in chunks:
                 upload.add(chunk)

@@ -171,3 +171,16 @@ def test_plain_gzip_is_not_bgzf(pool):
     with pytest.raises(BGZFError, match="BC extra field"):
         b"".join(Decompression([gzip.compress(b"{}\n")], pool, window=4))
 
+
+@pytest.mark.parametrize(
+    ("offset", "value", "field"),
+    [(3, 0x05, "FLG"), (10, 0x07, "XLEN"), (12, ord("X"), "SI1"), (14, 0x03, "SLEN")],
+)
+def test_a_header_htslib_would_refuse_is_not_bgzf(pool, offset, value, field):
+    """The header checks of htslib's check_header(), SLEN included, on the first block's header."""
+    gz, _ = ours(INPUTS["gwas-multi-block"], pool)
+    assert bgzf.block_size_from_header(gz[: bgzf.HEADER_SIZE]) > 0
+    changed = bytearray(gz)
+    changed[offset] = value
+    with pytest.raises(BGZFError, match="not a BGZF block header"):
+        bgzf.block_size_from_header(bytes(changed[: bgzf.HEADER_SIZE]))

@@ -458,3 +458,13 @@ def test_each_engine_error_exits_with_its_own_status(tmp_path, monkeypatch, caps
     body = json.loads((tmp_path / "verify" / "shard-all.error.json").read_text())
     assert body["exit"] == code and str(error) in body["message"]
 
+
+def test_part_sizes_stay_within_s3s_multipart_limits():
+    """Small objects use PART_SIZE; any object S3 can hold fits in its part count with room to spare."""
+    assert stores.part_size_for(0) == stores.PART_SIZE >= stores.S3_MIN_PART_SIZE
+    for size in (10 * stores.GiB, 200 * stores.GiB, 5 * 1024 * stores.GiB):
+        part = stores.part_size_for(size)
+        assert stores.S3_MIN_PART_SIZE <= part <= stores.S3_MAX_PART_SIZE
+        assert -(-size // part) <= stores.S3_MAX_PARTS - stores.PARTS_SPARE
+    with pytest.raises(errors.StoreError, match="S3's limit"):
+        stores.part_size_for(100 * 1024 * stores.GiB)
