@@ -1,0 +1,324 @@
+"""Writes compress.asl.json and rollback.asl.json, the two Step Functions state machines, from one description.
+
+The two machines are one sequence of states run in opposite directions (batch_job/states.py names them).
+The ASL stays plain JSON, which SAM (DefinitionUri + DefinitionSubstitutions), the AWS console and moto read;
+this module is the one source both files are written from. After changing it, run it and commit both files:
+
+    python statemachine/build.py           # writes both files
+    python statemachine/build.py --check   # exits 1, naming the file, if a committed file is stale
+
+tests/test_asl_source.py fails while a committed file differs from what this writes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))  # so that `python statemachine/build.py` finds batch_job
+
+from batch_job import states  # noqa: E402
+from batch_job.records import Mode, Step  # noqa: E402
+
+State = dict[str, Any]
+
+FILES = {
+    Mode.COMPRESS: HERE / "compress.asl.json",
+    Mode.ROLLBACK: HERE / "rollback.asl.json",
+}
+
+MACHINE_COMMENTS = {
+    Mode.COMPRESS: "Compress every X.json under an index prefix to BGZF (.gz + .gzi), verify, set the bioindex flag, "
+    "then delete the originals.",
+    Mode.ROLLBACK: "Roll back a compressed index: restore every X.json, verify, clear the bioindex flag, "
+    "then remove the .gz/.gzi.",
+}
+INPUT_COMMENT = ' Input: {"index": NAME, "prefix": PREFIX/} (optional "shards", "level").'
+
+# What each Batch step does; its Choice state's Comment.
+STEP_COMMENTS = {
+    states.COMPRESS: "X.json -> X.json.gz + X.json.gz.gzi; originals are kept.",
+    states.VERIFY: "htslib decompresses every output: size, SHA-256, .gzi and random access against the original.",
+    states.DELETE_ORIGINALS: "Deletes originals verified in this run and unchanged since; "
+    "the job refuses without flag.json.",
+    states.DECOMPRESS: "X.json.gz -> X.json with every block CRC checked; existing X.json files are kept.",
+    states.VERIFY_RESTORED: "htslib decompresses every .gz again and compares it with the restored X.json.",
+    states.REMOVE_COMPRESSED: "Deletes .gz/.gzi of verified restores; "
+    "the job refuses without flag.json saying compressed=false.",
+}
+
+# The Batch job definition that runs each engine step (see DefinitionSubstitutions in template.yaml).
+JOB_DEFINITIONS = {
+    Step.COMPRESS: "${CompressJobDefinitionArn}",
+    Step.VERIFY: "${VerifyJobDefinitionArn}",
+    Step.DELETE: "${DeleteJobDefinitionArn}",
+    Step.DECOMPRESS: "${DecompressJobDefinitionArn}",
+    Step.REMOVE_COMPRESSED: "${RemoveCompressedJobDefinitionArn}",
+}
+
+# Transient errors of the Lambda and Batch services themselves: retried with backoff.
+LAMBDA_RETRY = {
+    "ErrorEquals": [
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    ],
+    "IntervalSeconds": 2,
+    "MaxAttempts": 6,
+    "BackoffRate": 2.0,
+}
+BATCH_RETRY = {
+    "ErrorEquals": [
+        "Batch.AWSBatchException",
+        "Batch.ServerException",
+        "Batch.TooManyRequestsException",
+    ],
+    "IntervalSeconds": 5,
+    "MaxAttempts": 5,
+    "BackoffRate": 2.0,
+}
+# The bioindex database did not answer; raised by the Lambdas that set the flag and prove the readers.
+BIOINDEX_RETRY = {
+    "ErrorEquals": ["BioindexUnavailable"],
+    "IntervalSeconds": 5,
+    "MaxAttempts": 2,
+    "BackoffRate": 4.0,
+}
+
+DONE = "Done"
+FAILED = "Failed"
+FAILED_UNEXPLAINED = "Failed without explanation"
+
+
+def catch_all(next_state: str, result_path: str = "$.error") -> list[State]:
+    """Any error that is not retried: keep it at result_path and go to next_state."""
+    return [{"ErrorEquals": ["States.ALL"], "ResultPath": result_path, "Next": next_state}]
+
+
+def lambda_task(
+    comment: str,
+    function: str,
+    payload: State,
+    result_selector: State,
+    result_path: str,
+    catch: list[State],
+    next_state: str,
+    bioindex: bool = False,
+    output_path: str | None = None,
+) -> State:
+    """A Task that invokes one of the template's Lambdas; bioindex=True also retries BioindexUnavailable."""
+    task: State = {
+        "Type": "Task",
+        "Comment": comment,
+        "Resource": "arn:aws:states:::lambda:invoke",
+        "Parameters": {"FunctionName": function, "Payload": payload},
+        "ResultSelector": result_selector,
+    }
+    if output_path is not None:
+        task["OutputPath"] = output_path
+    task["ResultPath"] = result_path
+    task["Retry"] = [LAMBDA_RETRY, BIOINDEX_RETRY] if bioindex else [LAMBDA_RETRY]
+    task["Catch"] = catch
+    task["Next"] = next_state
+    return task
+
+
+def failed(state: str) -> State:
+    """The Pass state "<state> failed": records the failed step and its error for ExplainFailure."""
+    parameters: State = {"step": state, "error.$": "$.error"}
+    if state == states.PLAN:
+        parameters["plan"] = {}  # there is no plan yet
+    else:
+        parameters["plan.$"] = "$.plan"
+    return {
+        "Type": "Pass",
+        "Comment": f"Records that {state} failed, for {states.EXPLAIN_FAILURE}.",
+        "Parameters": parameters,
+        "ResultPath": "$.failure",
+        "Next": states.EXPLAIN_FAILURE,
+    }
+
+
+def batch_task(state: str, next_state: str, array: bool) -> State:
+    """A Task that submits the Batch job of `state`'s engine step and waits for it."""
+    step = states.STATE_STEPS[state]
+    parameters: State = {
+        "JobName.$": f"States.Format('{{}}-{state.lower()}', $$.Execution.Name)",  # e.g. <execution name>-compress
+        "JobQueue": "${JobQueueArn}",
+        "JobDefinition": JOB_DEFINITIONS[step],
+    }
+    if array:
+        parameters["ArrayProperties"] = {"Size.$": "$.plan.shards"}
+    parameters["Parameters"] = {"run.$": "$.plan.run"}
+    if step == Step.COMPRESS:
+        parameters["Parameters"]["level.$"] = "$.plan.level"
+    return {
+        "Type": "Task",
+        "Resource": "arn:aws:states:::batch:submitJob.sync",
+        "Parameters": parameters,
+        "ResultPath": None,
+        "Retry": [BATCH_RETRY],
+        "Catch": catch_all(f"{state} failed"),
+        "Next": next_state,
+    }
+
+
+def batch_step(state: str, next_state: str) -> dict[str, State]:
+    """A Batch step: a Choice between one job and an array job (one per shard), and its "failed" state."""
+    return {
+        state: {
+            "Type": "Choice",
+            "Comment": STEP_COMMENTS[state] + " One job for one shard, an array job for more.",
+            "Choices": [{"Variable": "$.plan.shards", "NumericGreaterThan": 1, "Next": f"{state} array job"}],
+            "Default": f"{state} job",
+        },
+        f"{state} array job": batch_task(state, next_state, array=True),
+        f"{state} job": batch_task(state, next_state, array=False),
+        f"{state} failed": failed(state),
+    }
+
+
+def definition(mode: Mode) -> State:
+    """The state machine of one mode, as a dict in ASL."""
+    plan, convert, verify, set_flag, prove_readers, delete = states.SEQUENCE[mode]
+    compressed = mode == Mode.COMPRESS
+    machine: dict[str, State] = {}
+
+    machine[plan] = lambda_task(
+        comment="Validate the input, refuse a second run on the same index and prefix, run the bioindex pre-flight, "
+        "write plan.json and the sample answers to the run folder.",
+        function="${PlanFunctionArn}",
+        payload={
+            "mode": mode.value,
+            "execution.$": "$$.Execution.Name",
+            "executionArn.$": "$$.Execution.Id",
+            "input.$": "$",
+        },
+        result_selector={
+            "run.$": "$.Payload.run",
+            "index.$": "$.Payload.index",
+            "prefix.$": "$.Payload.prefix",
+            "target.$": "$.Payload.target",
+            "shards.$": "$.Payload.shards",
+            "files.$": "$.Payload.files",
+            "bytes.$": "$.Payload.bytes",
+            "level.$": "$.Payload.level",
+        },
+        result_path="$.plan",
+        catch=catch_all(f"{plan} failed"),
+        next_state=convert,
+    )
+    machine[f"{plan} failed"] = failed(plan)
+
+    machine.update(batch_step(convert, next_state=verify))
+    machine.update(batch_step(verify, next_state=set_flag))
+
+    flag = "true" if compressed else "false"
+    machine[set_flag] = lambda_task(
+        comment=f"Set the bioindex flag compressed={flag}, read it back, write flag.json.",
+        function="${SetCompressedFunctionArn}",
+        payload={
+            "index.$": "$.plan.index",
+            "prefix.$": "$.plan.prefix",
+            "compressed": compressed,
+            "run.$": "$.plan.run",
+            "execution.$": "$$.Execution.Name",
+        },
+        result_selector={"compressed.$": "$.Payload.compressed", "confirmedAt.$": "$.Payload.confirmedAt"},
+        result_path="$.flag",
+        catch=catch_all(f"{set_flag} failed"),
+        next_state=prove_readers,
+        bioindex=True,
+    )
+    machine[f"{set_flag} failed"] = failed(set_flag)
+
+    old_files = "uncompressed .json" if compressed else "compressed .json.gz"
+    machine[prove_readers] = lambda_task(
+        comment=f"Re-read the flag, refresh the bioindex processes, and prove they no longer read the {old_files} "
+        "files: compare sample answers before and after deleting one canary file (restored if any answer differs).",
+        function="${ProveReadersFunctionArn}",
+        payload={"run.$": "$.plan.run", "compressed": compressed, "execution.$": "$$.Execution.Name"},
+        result_selector={"checked.$": "$.Payload.checked"},
+        result_path="$.readers",
+        catch=catch_all(f"{prove_readers} failed"),
+        next_state=delete,
+        bioindex=True,
+    )
+    machine[f"{prove_readers} failed"] = failed(prove_readers)
+
+    machine.update(batch_step(delete, next_state=states.SUMMARIZE))
+
+    # A run whose summary fails has still succeeded: the error is kept in the output.
+    machine[states.SUMMARIZE] = lambda_task(
+        comment="Files and bytes before and after, from the run folder's manifests.",
+        function="${ReportFunctionArn}",
+        payload={"action": "summary", "mode": mode.value, "execution.$": "$$.Execution.Name", "plan.$": "$.plan"},
+        result_selector={"summary.$": "$.Payload"},
+        output_path="$.summary",
+        result_path="$",
+        catch=catch_all(DONE, result_path="$.summaryError"),
+        next_state=DONE,
+    )
+    machine[DONE] = {"Type": "Succeed"}
+
+    machine[states.EXPLAIN_FAILURE] = lambda_task(
+        comment="Plain-words Error and Cause from the caught error and the failed step's manifests.",
+        function="${ReportFunctionArn}",
+        payload={
+            "action": "explain",
+            "mode": mode.value,
+            "execution.$": "$$.Execution.Name",
+            "step.$": "$.failure.step",
+            "error.$": "$.failure.error",
+            "plan.$": "$.failure.plan",
+        },
+        result_selector={"Error.$": "$.Payload.error", "Cause.$": "$.Payload.cause"},
+        result_path="$.failure.explained",
+        catch=catch_all(FAILED_UNEXPLAINED, result_path="$.failure.explainError"),
+        next_state=FAILED,
+    )
+    machine[FAILED] = {
+        "Type": "Fail",
+        "ErrorPath": "$.failure.explained.Error",
+        "CausePath": "$.failure.explained.Cause",
+    }
+    machine[FAILED_UNEXPLAINED] = {
+        "Type": "Fail",
+        "ErrorPath": "$.failure.error.Error",
+        "CausePath": "$.failure.error.Cause",
+    }
+
+    return {"Comment": MACHINE_COMMENTS[mode] + INPUT_COMMENT, "StartAt": plan, "States": machine}
+
+
+def text(mode: Mode) -> str:
+    """The file's content: two-space indented JSON and a final newline, as committed."""
+    return json.dumps(definition(mode), indent=2) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a committed file is stale")
+    args = parser.parse_args()
+
+    stale = []
+    for mode, path in FILES.items():
+        if args.check:
+            if not path.exists() or path.read_text() != text(mode):
+                stale.append(path)
+        else:
+            path.write_text(text(mode))
+            print(f"wrote {path}")
+
+    for path in stale:
+        print(f"{path} is stale: run python statemachine/build.py", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

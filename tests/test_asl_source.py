@@ -1,0 +1,117 @@
+"""The ASL files come from statemachine/build.py: the committed files must be what it writes, and the
+states that run a step or a Lambda must be the names in batch_job/states.py."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from batch_job import states
+from batch_job.records import Mode
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "statemachine" / "build.py"
+ASL = {
+    Mode.COMPRESS: ROOT / "statemachine" / "compress.asl.json",
+    Mode.ROLLBACK: ROOT / "statemachine" / "rollback.asl.json",
+}
+RUNS_SOMETHING = {"Task", "Choice"}
+FAILED_SUFFIX = " failed"
+
+
+@pytest.fixture(scope="module")
+def build() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("statemachine_build", BUILD)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def asl(mode: Mode) -> dict:
+    return json.loads(ASL[mode].read_text())
+
+
+@pytest.mark.parametrize("mode", Mode)
+def test_committed_file_is_what_build_writes(build, mode):
+    stale = f"{ASL[mode].name} is stale: run python statemachine/build.py and commit it"
+    assert asl(mode) == build.definition(mode), stale
+    assert ASL[mode].read_text() == build.text(mode), stale  # the same formatting too
+
+
+def test_build_writes_both_files_and_check_names_the_stale_one(build, tmp_path, monkeypatch, capsys):
+    files = {mode: tmp_path / path.name for mode, path in ASL.items()}
+    monkeypatch.setattr(build, "FILES", files)
+
+    monkeypatch.setattr(sys, "argv", ["build.py"])
+    assert build.main() == 0
+    for mode, path in files.items():
+        assert path.read_text() == ASL[mode].read_text()
+
+    monkeypatch.setattr(sys, "argv", ["build.py", "--check"])
+    assert build.main() == 0
+    files[Mode.ROLLBACK].write_text(files[Mode.ROLLBACK].read_text().replace(states.DECOMPRESS, "Unzip"))
+    capsys.readouterr()
+    assert build.main() == 1
+    err = capsys.readouterr().err
+    assert files[Mode.ROLLBACK].name in err and files[Mode.COMPRESS].name not in err
+
+
+@pytest.mark.parametrize("mode", Mode)
+def test_states_that_run_something_are_named_in_batch_job_states(mode):
+    machine = asl(mode)
+    expected = set(states.SEQUENCE[mode]) | {states.SUMMARIZE, states.EXPLAIN_FAILURE}
+    assert machine["StartAt"] == states.SEQUENCE[mode][0]
+
+    # Tasks and Choices, with the Batch helpers (" array job", " job") taken back to their step state
+    running = {states.step_state(name) for name, state in machine["States"].items() if state["Type"] in RUNS_SOMETHING}
+    assert running == expected
+
+    # every other state is a "<state> failed" record, or ends the run
+    for name, state in machine["States"].items():
+        if state["Type"] in RUNS_SOMETHING:
+            continue
+        if name.endswith(FAILED_SUFFIX):
+            assert state["Type"] == "Pass", name
+        else:
+            assert state["Type"] in {"Succeed", "Fail"}, name
+
+
+@pytest.mark.parametrize("mode", Mode)
+def test_batch_jobs_run_exactly_the_engine_step_states(mode):
+    machine = asl(mode)
+    batch = {
+        states.step_state(name)
+        for name, state in machine["States"].items()
+        if state["Type"] == "Task" and ":batch:" in state["Resource"]
+    }
+    assert batch == set(states.SEQUENCE[mode]) & set(states.STATE_STEPS)
+    for name, state in machine["States"].items():
+        if state["Type"] == "Task" and ":lambda:" in state["Resource"]:
+            assert name not in states.STATE_STEPS, name
+            payload = state["Parameters"]["Payload"]
+            if "mode" in payload:
+                assert payload["mode"] == mode.value, name
+
+
+@pytest.mark.parametrize("mode", Mode)
+def test_each_step_records_its_failure_under_its_state_name(mode):
+    machine = asl(mode)
+    recorded = {}
+    for name, state in machine["States"].items():
+        if state["Type"] == "Pass":
+            step = state["Parameters"]["step"]
+            assert name == step + FAILED_SUFFIX
+            assert state["Next"] == states.EXPLAIN_FAILURE
+            recorded[name] = step
+    assert set(recorded.values()) == set(states.SEQUENCE[mode])
+
+    # and each step's Tasks (a Lambda, or the Batch jobs) catch into that step's own record
+    for name, state in machine["States"].items():
+        step = states.step_state(name)
+        if state["Type"] == "Task" and step in states.SEQUENCE[mode]:
+            assert [catch["Next"] for catch in state["Catch"]] == [step + FAILED_SUFFIX], name
