@@ -6,7 +6,7 @@ VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-fast lint asl bench clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,9 +22,19 @@ test: $(STAMP)
 	@{ [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null; } || { echo "make test needs a MariaDB server: apt-get install mariadb-server"; exit 1; }
 	$(PYTHON) -m pytest -n 2
 
+# The inner loop: codec, plan, runner, CLI, Lambda and template checks on local folders, no moto
+# server and no MariaDB (tests/conftest.py marks those `slow`). `make test` stays the whole suite.
+test-fast: $(STAMP)
+	$(PYTHON) -m pytest -n 2 -m "not slow"
+
+# Write both ASL files from statemachine/build.py (commit them; the tests check they are in sync).
+asl: $(STAMP)
+	$(PYTHON) statemachine/build.py
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(PYTHON) statemachine/build.py --check
 
 bench: $(STAMP)
 	$(PYTHON) bench/run.py

@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from demo.sample_index import write_gwas_file  # noqa: E402
+from offline.sample_index import write_gwas_file  # noqa: E402
 
 BGZIP = shutil.which("bgzip")
 MB = 1_000_000

@@ -1,1 +1,1 @@
-"""Sample data and the offline demo: what `make demo` runs."""
+"""`make demo`: one client of the offline stack (offline/), run on an embedded sample index."""

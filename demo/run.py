@@ -15,10 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from demo.bioindex_db import BioindexDatabase
-from demo.bioindex_standin import BioindexStandin
-from demo.offline_aws import OfflineAWS
-from demo.sample_index import make_sample_index, upload_tree
+from offline.aws import OfflineAWS
+from offline.bioindex_db import BioindexDatabase
+from offline.bioindex_standin import BioindexStandin
+from offline.sample_index import make_sample_index, upload_tree
 
 INDEX, PREFIX, BUCKET = "associations", "associations/", "bioindex-data"
 SCHEMA = "phenotype,chromosome"

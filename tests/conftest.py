@@ -1,4 +1,8 @@
-"""Shared fixtures: a moto S3 server on loopback, buckets, and sample data."""
+"""Shared fixtures: a moto S3 server on loopback, buckets, and sample data.
+
+Every test that uses the moto server or MariaDB is marked `slow`: `make test-fast` leaves them out
+(codec, plan, runner, CLI and template checks on local folders), `make test` runs everything.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +12,19 @@ import boto3
 import pytest
 
 from batch_job.locations import parse_location
-from batch_job.runfolder import Flag, RunFolder
-from demo.offline_aws import OfflineAWS
+from batch_job.records import Flag
+from batch_job.runfolder import RunFolder
+from offline.aws import OfflineAWS
 from tests.mariadb import MariaDB
 
 REGION = "us-east-1"
+SLOW_FIXTURES = {"offline_aws", "mariadb"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ import json
 import uuid
 from pathlib import Path
 
-from demo.bioindex_db import BioindexDatabase
-from demo.bioindex_standin import BioindexStandin
-from demo.sample_index import make_sample_index, upload_tree
+from offline.bioindex_db import BioindexDatabase
+from offline.bioindex_standin import BioindexStandin
+from offline.sample_index import make_sample_index, upload_tree
 
 INDEX = "associations"
 PREFIX = "associations/"

@@ -14,7 +14,7 @@ import pytest
 from batch_job import bgzf
 from batch_job.codec import Compression, Decompression
 from batch_job.errors import BGZFError
-from demo.sample_index import gwas_lines
+from offline.sample_index import gwas_lines
 
 BGZIP = shutil.which("bgzip") or "bgzip: install Debian's tabix package (make test does)"
 

@@ -14,7 +14,7 @@ import pytest
 from batch_job import cli, errors, stores
 from batch_job.errors import StoreError
 from batch_job.stores import S3Store
-from demo.sample_index import gwas_lines, make_sample_index, upload_tree
+from offline.sample_index import gwas_lines, make_sample_index, upload_tree
 from tests.conftest import write_flag
 
 PREFIX = "associations/"

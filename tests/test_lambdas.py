@@ -4,6 +4,7 @@ packages it."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -28,8 +29,8 @@ from bioindex.errors import (
 from bioindex.http_flag import HttpBackend
 from bioindex.rows import IndexRow, query_columns
 from bioindex.server import BioindexServer
-from demo.bioindex_db import BioindexDatabase
-from demo.bioindex_standin import BioindexStandin
+from offline.bioindex_db import BioindexDatabase
+from offline.bioindex_standin import BioindexStandin
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -221,3 +222,23 @@ def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     assert "No original was deleted" not in cause
     assert "index 'i' prefix 'a/' at s3://d/data/a/" in cause
 
+
+@pytest.mark.parametrize("path", sorted((ROOT / "events").glob("*.json")), ids=lambda p: p.name)
+def test_the_sample_execution_inputs_are_valid(path):
+    """events/ holds the inputs the README starts runs with: each is what Plan accepts."""
+    from plan.app import ExecutionInput
+
+    body = json.loads(path.read_text())
+    parsed = ExecutionInput.model_validate(body)
+    assert parsed.model_dump(exclude_defaults=True) == body
+
+
+def test_every_lambda_event_model_refuses_unknown_fields():
+    """A misspelt field in a state's payload is an error, never silently ignored."""
+    from plan.app import ExecutionInput, PlanEvent
+    from prove_readers.app import ProveReadersEvent
+    from report.app import ReportEvent
+    from set_compressed.app import SetCompressedEvent
+
+    for model in (ExecutionInput, PlanEvent, ProveReadersEvent, ReportEvent, SetCompressedEvent):
+        assert model.model_config.get("extra") == "forbid", model.__name__

@@ -20,7 +20,7 @@ from tests.test_engine import PREFIX, Target, compress_and_verify, job
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
 def target(request, tmp_path) -> Target:
     return Target(request.param, tmp_path, request)
 
@@ -59,7 +59,8 @@ def test_a_plan_above_a_locked_prefix_is_refused(target, capsys):
     assert _lock_of(target.uri) is None, "the refused run gave its own lock up"
 
 
-def test_a_stale_lock_of_an_ended_execution_is_cleared(target, capsys, caplog):
+def test_a_stale_lock_of_an_ended_execution_is_cleared(target, capsys, caplog, moto_server):
+    """Step Functions (moto) says the holder's execution does not exist: its lock is stale."""
     target_location = parse_location(target.uri)
     locks = Locks(target_location)
     gone = "arn:aws:states:us-east-1:123456789012:execution:bgzip-workflow-compress:gone"

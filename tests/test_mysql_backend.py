@@ -10,8 +10,8 @@ import pytest
 from batch_job.records import Flag, PlannedFile
 from bioindex.errors import BioindexUnavailable, CannotSample, FlagChanged, IndexNotBuilt, UnknownIndex
 from bioindex.mysql import MysqlBackend
-from demo.bioindex_db import BioindexDatabase
-from demo.sample_index import gwas_lines
+from offline.bioindex_db import BioindexDatabase
+from offline.sample_index import gwas_lines
 
 SCHEMA = "phenotype,chromosome:position"
 

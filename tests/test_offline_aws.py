@@ -10,7 +10,7 @@ from pathlib import Path
 
 import moto
 
-from demo.offline_aws import PINNED_MOTO
+from offline.aws import PINNED_MOTO
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -11,7 +11,7 @@ from tests.conftest import write_flag
 from tests.test_engine import Target, compress_and_verify, job
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
 def target(request, tmp_path) -> Target:
     return Target(request.param, tmp_path, request)
 
@@ -105,7 +105,7 @@ def test_an_unreachable_store_exits_3_which_batch_retries(capsys, monkeypatch, t
 
 
 def test_the_job_definitions_retry_everything_but_exit_2():
-    from demo.offline_aws import load_template
+    from offline.aws import load_template
 
     strategy = load_template()["Resources"]["CompressJobDefinition"]["Properties"]["RetryStrategy"]
     assert strategy["EvaluateOnExit"][0] == {"OnExitCode": "2", "Action": "EXIT"}

@@ -13,7 +13,7 @@ import pytest
 from samtranslator.translator.transform import transform
 
 from batch_job import states
-from demo.offline_aws import load_template
+from offline.aws import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = {

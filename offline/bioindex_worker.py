@@ -1,6 +1,6 @@
 """One process of the bioindex stand-in: serves the bioindex's read API over its tables and S3.
 
-    python -m demo.bioindex_worker --port P --db URL --bucket B --control DIR [--token T]
+    python -m offline.bioindex_worker --port P --db URL --bucket B --control DIR [--token T]
         [--set-endpoint] [--frozen]
 
 Like one process of the real server it caches every index row (with its `compressed` flag) when it
@@ -33,7 +33,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import boto3
 from botocore.exceptions import ClientError
 
-from demo.bioindex_db import BioindexDatabase, Schema
+from offline.bioindex_db import BioindexDatabase, Schema
 
 SET_PREFIX = "/api/bio/bgcompress/set-compressed/"
 

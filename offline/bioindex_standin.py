@@ -1,6 +1,6 @@
 """A bioindex stand-in on loopback: several server processes over the bioindex's tables and S3.
 
-Each process (demo/bioindex_worker.py) caches the index flags as the real server does, so a test
+Each process (offline/bioindex_worker.py) caches the index flags as the real server does, so a test
 can see what a running bioindex serves while a run flips its flag. The processes share one port
 (SO_REUSEPORT): each new connection goes to one of them, as behind the real server's balancer.
 """
@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from demo.bioindex_db import BioindexDatabase
+from offline.bioindex_db import BioindexDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -54,7 +54,7 @@ class BioindexStandin:
         for ready in self.control.glob("ready-*"):
             ready.unlink()
         for n in range(self.workers):
-            command = [sys.executable, "-m", "demo.bioindex_worker", "--port", str(self.port), "--db", self.db.url]
+            command = [sys.executable, "-m", "offline.bioindex_worker", "--port", str(self.port), "--db", self.db.url]
             command += ["--bucket", self.bucket, "--control", str(self.control)]
             if self.token:
                 command += ["--token", self.token]

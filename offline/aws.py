@@ -3,7 +3,7 @@
 
 What comes from the repository, unchanged: statemachine/*.asl.json, the handlers and their
 Handler strings and environment, and each job definition's command and parameters from
-template.yaml. What moto stands in for: the AWS APIs. Three hooks into moto's internals make that
+template.yaml. What moto stands in for: the AWS APIs. Four hooks into moto's internals make that
 work (FACTS.md section 3); they touch private code, so moto is pinned exactly and
 tests/test_offline_aws.py fails loudly when an upgrade breaks them:
 
@@ -132,7 +132,7 @@ class Runner:
             }
         )
         proc = subprocess.run(
-            [sys.executable, str(ROOT / "demo" / "lambda_runtime.py"), function.handler],
+            [sys.executable, str(ROOT / "offline" / "lambda_runtime.py"), function.handler],
             input=body or b"{}",
             env=env,
             cwd=ROOT / "lambdas",
@@ -306,7 +306,9 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
 
 
 @dataclass
-class Stack:
+class DeployedStack:
+    """What `OfflineAWS.deploy` created: its buckets, state machines and every resource's physical id."""
+
     name: str
     data_bucket: str
     run_bucket: str
@@ -351,7 +353,7 @@ class OfflineAWS:
     def client(self, service: str):
         return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
 
-    def deploy(self, stack: str, data_bucket: str, parameters: dict[str, str]) -> Stack:
+    def deploy(self, stack: str, data_bucket: str, parameters: dict[str, str]) -> DeployedStack:
         """Create the template's resources in moto: buckets, Batch, the Lambdas, both state machines."""
         template = load_template()
         resources = template["Resources"]
@@ -456,7 +458,9 @@ class OfflineAWS:
                 }
             ),
         )
-        return Stack(stack, data_bucket, run_bucket, arns["CompressStateMachine"], arns["RollbackStateMachine"], refs)
+        return DeployedStack(
+            stack, data_bucket, run_bucket, arns["CompressStateMachine"], arns["RollbackStateMachine"], refs
+        )
 
     def run(self, machine_arn: str, execution_input: dict, name: str, on_state=None, timeout: float = 300) -> dict:
         """Start an execution and wait for its end; `on_state(name)` is called as each state is entered."""

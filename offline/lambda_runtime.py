@@ -1,6 +1,6 @@
 """Runs one Lambda handler as the Lambda runtime would, for the offline stack.
 
-    PYTHONPATH=lambdas python demo/lambda_runtime.py plan.app.handler  < event.json
+    PYTHONPATH=lambdas python offline/lambda_runtime.py plan.app.handler  < event.json
 
 The handler's module is found the way Lambda finds it: from the function's code folder (lambdas/).
 Its logs go to stderr; the result (or Lambda's error shape) is the only thing on stdout.
