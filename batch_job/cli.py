@@ -3,27 +3,34 @@
 Exit status - what AWS Batch does with it (the job definitions' retry strategy):
     0  every file done
     1  some files failed (they are named); retried, and the retry redoes only those
-    2  nothing was done: bad input, a refused precondition, a malformed run folder; final
+    2  stopped: bad input, a refused precondition, a malformed run folder, access denied; final
     3  the store or a service could not be reached; retried
+  130  interrupted (Ctrl-C); the same command finishes the work
 Each error of batch_job/errors.py carries its status.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import os
+import signal
 import sys
+import threading
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batch_job import bgzf
 from batch_job.bgzf import DEFAULT_LEVEL
 from batch_job.errors import EngineError, FilesFailed, StoreError
 from batch_job.locations import check_prefix, parse_location
-from batch_job.progress import human_bytes
+from batch_job.progress import STOP
 from batch_job.records import JobError, Mode, Step
 from batch_job.runfolder import RunFolder
+from batch_job.sizes import human_bytes, parse_bytes
 from batch_job.steps.runner import default_shard, run_step
+from batch_job.stores import is_denied
 
 log = logging.getLogger("bgzip-job")
 
@@ -67,7 +74,7 @@ def _step(args: argparse.Namespace, step: Step, mode: Mode | None, work, **kwarg
         mode,
         default_shard(args.shard),
         work,
-        threads=args.threads,
+        threads=getattr(args, "threads", 1),  # the delete steps run no codec
         parallel_files=args.files_in_parallel,
         **kwargs,
     )
@@ -172,14 +179,46 @@ def _positive(text: str) -> int:
     return value
 
 
+def _size(text: str) -> int:
+    try:
+        value = parse_bytes(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, got {text!r}")
+    return value
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bgzip-workflow")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _HelpWithDefaults(argparse.HelpFormatter):
+    """Shows each option's default, unless it has none or its help already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return text + " (default: %(default)s)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    formatter = _HelpWithDefaults
     parser = argparse.ArgumentParser(
         prog="bgzip-job",
         description="Convert the JSON-lines files of a bioindex prefix to BGZF (.gz + .gzi) and back, safely.",
+        formatter_class=formatter,
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()} ({bgzf.CODEC})")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    plan = sub.add_parser("plan", help="list the target and write RUN/plan.json; prints the shard count")
+    plan = sub.add_parser(
+        "plan", help="list the target and write RUN/plan.json; prints the shard count", formatter_class=formatter
+    )
     plan.add_argument("target", help="s3://bucket/prefix/ or a local folder")
     plan.add_argument("--index", required=True, help="bioindex index name")
     plan.add_argument(
@@ -188,10 +227,14 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--run", required=True, help="run folder: s3://bucket/runs/NAME/ or a local folder")
     plan.add_argument("--rollback", action="store_true", help="plan a rollback: every X.json.gz with its .gzi")
     plan.add_argument("--shards", type=int, help="number of shards (Batch array size)")
-    plan.add_argument("--shard-bytes", type=int, help="aim for this many bytes per shard")
+    plan.add_argument(
+        "--shard-bytes", type=_size, help="aim for this many bytes per shard, e.g. 20GiB (default: 20GiB)"
+    )
     plan.set_defaults(func=cmd_plan)
 
-    unlock = sub.add_parser("unlock", help="remove the lock of a prefix, whoever holds it (when you know better)")
+    unlock = sub.add_parser(
+        "unlock", help="remove the lock of a prefix, whoever holds it (when you know better)", formatter_class=formatter
+    )
     unlock.add_argument("target", help="s3://bucket/prefix/ or a local folder")
     unlock.set_defaults(func=cmd_unlock)
 
@@ -203,17 +246,24 @@ def build_parser() -> argparse.ArgumentParser:
         ("remove-compressed", cmd_remove_compressed, "rollback: delete .gz/.gzi; needs flag.json compressed=false"),
     ]
     for name, func, text in steps:
-        step = sub.add_parser(name, help=text)
+        step = sub.add_parser(name, help=text, formatter_class=formatter)
         step.add_argument("--run", required=True, help="run folder holding plan.json")
         step.add_argument("--shard", type=int, help="shard to work on (default: $AWS_BATCH_JOB_ARRAY_INDEX, else all)")
-        step.add_argument("--threads", type=_positive, default=os.cpu_count() or 1, help="codec threads")
+        deleting = name in ("delete", "remove-compressed")
+        if not deleting:  # deletion runs no codec
+            step.add_argument("--threads", type=_positive, default=os.cpu_count() or 1, help="codec threads")
         # Deletion only checks and deletes (latency-bound); the codec steps hold buffers per file.
-        parallel = 16 if name in ("delete", "remove-compressed") else 2
+        parallel = 16 if deleting else 2
         step.add_argument("--files-in-parallel", type=_positive, default=parallel, help="files worked on at once")
         if name == "compress":
             step.add_argument("--level", type=int, default=DEFAULT_LEVEL, help="as bgzip -l: -1 (default) or 0..9")
         step.set_defaults(func=func)
     return parser
+
+
+def _on_interrupt(signum: int, frame: object) -> None:
+    STOP.set()  # the file workers stop at their next chunk, so the pools below wind down at once
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,6 +272,12 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     failed: list[str] = []
+    STOP.clear()
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    # Ctrl-C, and the SIGTERM with which Batch stops a job: every worker cleans up and stops.
+    previous = (
+        {sig: signal.signal(sig, _on_interrupt) for sig in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
+    )
     try:
         code, message = args.func(args), ""
     except EngineError as exc:
@@ -230,7 +286,13 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, StoreError) and code == 3:
             message = f"cannot access storage: {exc}"
     except (BotoCoreError, ClientError) as exc:
-        code, message = 3, f"cannot access storage: {exc}"
+        code, message = (2, f"access denied: {exc}") if is_denied(exc) else (3, f"cannot access storage: {exc}")
+    except KeyboardInterrupt:
+        print(f"\nbgzip-job {args.command}: interrupted; run the same command again to finish", file=sys.stderr)
+        return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if code >= 2:
         print(f"bgzip-job {args.command}: error: {message}", file=sys.stderr)
     record_outcome(args, code, message, failed)

@@ -57,6 +57,12 @@ class StoreError(EngineError, RuntimeError):
     exit_code = 3
 
 
+class AccessDenied(StoreError):
+    """The job's role may not do this (S3 said AccessDenied): final, and never retried per file."""
+
+    exit_code = 2
+
+
 class ObjectChanged(StoreError):
     """The object is not the version the caller expected (ETag differs or it is gone): final."""
 

@@ -12,17 +12,19 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from batch_job.sizes import human_bytes
+
 log = logging.getLogger("bgzip-job")
 
+# Set by Ctrl-C (cli.main): every file worker stops at its next chunk, cleaning up what it started.
+STOP = threading.Event()
+
+
+class Interrupted(BaseException):
+    """Raised in a file worker once STOP is set; a BaseException, so no step records it as a file's failure."""
+
+
 MB = 1_000_000
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
-        n /= 1000
-    return f"{n:.2f} TB"
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Progress:
     files: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    skipped_files: int = 0  # already done by an earlier attempt: counted, but not in the rate
+    skipped_bytes: int = 0
     failed: list[str] = field(default_factory=list)
     interval: float = 10.0
     started: float = field(default_factory=time.monotonic)
@@ -44,7 +48,18 @@ class Progress:
 
     def advance(self, bytes_in: int = 0, bytes_out: int = 0) -> None:
         """Count bytes as they stream, so long files show movement."""
+        if STOP.is_set():
+            raise Interrupted
         with self._lock:
+            self.bytes_in += bytes_in
+            self.bytes_out += bytes_out
+            self._show()
+
+    def skip(self, bytes_in: int, bytes_out: int = 0) -> None:
+        """A file an earlier attempt finished: its bytes count as done but were not worked on now."""
+        with self._lock:
+            self.skipped_files += 1
+            self.skipped_bytes += bytes_in
             self.bytes_in += bytes_in
             self.bytes_out += bytes_out
             self._show()
@@ -54,6 +69,8 @@ class Progress:
             self.files += 1
             if not ok:
                 self.failed.append(key)
+                if self._tty:  # the failure gets a line of its own, not the end of the bar's
+                    sys.stderr.write("\r\x1b[2K")
                 log.error("%s: FAILED %s: %s", self.step, key, error)
             self._show(force=not ok)
 
@@ -64,8 +81,8 @@ class Progress:
                 self._last = now
                 frac = self.bytes_in / self.total_bytes if self.total_bytes else 1.0
                 bar = "#" * int(30 * min(frac, 1.0))
-                sys.stderr.write(
-                    f"\r{self.step} [{bar:<30}] {self.files}/{self.total_files} files "
+                sys.stderr.write(  # \x1b[2K clears the line: a shorter line leaves nothing of the last
+                    f"\r\x1b[2K{self.step} [{bar:<30}] {self.files}/{self.total_files} files "
                     f"{human_bytes(self.bytes_in)}/{human_bytes(self.total_bytes)}"
                 )
                 sys.stderr.flush()
@@ -88,10 +105,12 @@ class Progress:
         if self._tty:
             sys.stderr.write("\n")
         secs = self.seconds
-        rate = self.bytes_in / MB / secs if secs > 0 else 0.0
+        worked = self.bytes_in - self.skipped_bytes
+        rate = f", {worked / MB / secs:.1f} MB/s" if worked and secs > 0 else ""  # of the bytes worked on now
+        skipped = f" ({self.skipped_files} already done)" if self.skipped_files else ""
         line = (
-            f"{self.step}: {self.files} files, {human_bytes(self.bytes_in)} in, "
-            f"{human_bytes(self.bytes_out)} out, {secs:.1f} s, {rate:.1f} MB/s, {len(self.failed)} failed"
+            f"{self.step}: {self.files} files{skipped}, {human_bytes(self.bytes_in)} in, "
+            f"{human_bytes(self.bytes_out)} out, {secs:.1f} s{rate}, {len(self.failed)} failed"
         )
         if self.failed:
             shown = ", ".join(self.failed[:20])

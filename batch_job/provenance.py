@@ -22,16 +22,25 @@ def made_from(source: ObjectInfo) -> dict[str, str]:
     return {SOURCE_ETAG: source.etag, SOURCE_SIZE: str(source.size)}
 
 
+def why_not_current(source: ObjectInfo, gz: ObjectInfo | None, gzi: ObjectInfo | None) -> str | None:
+    """Why .gz and .gzi are not a complete output of exactly this version of the source; None if they are.
+
+    The .gz is checked against its .gzi first: a .gz changed or corrupted after it was written is the
+    .gz's problem, not the original's."""
+    if gz is None or gzi is None:
+        return f"the output of {source.key} is incomplete: its .gz or .gzi is missing"
+    if gzi.metadata.get(GZ_ETAG) != gz.etag:
+        return f"{gz.key} changed after its .gzi was written (modified or corrupted); compress rewrites it"
+    if gz.metadata.get(SOURCE_ETAG) != source.etag or gz.metadata.get(SOURCE_SIZE) != str(source.size):
+        return f"{gz.key} was made from another version of {source.key}; compress rewrites it"
+    if gzi.metadata.get(SOURCE_ETAG) != source.etag:
+        return f"{gzi.key} was made from another version of {source.key}; compress rewrites it"
+    return None
+
+
 def output_is_current(source: ObjectInfo, gz: ObjectInfo | None, gzi: ObjectInfo | None) -> bool:
     """Whether .gz and .gzi were completely written from exactly this version of the source."""
-    if gz is None or gzi is None:
-        return False
-    return (
-        gz.metadata.get(SOURCE_ETAG) == source.etag
-        and gz.metadata.get(SOURCE_SIZE) == str(source.size)
-        and gzi.metadata.get(SOURCE_ETAG) == source.etag
-        and gzi.metadata.get(GZ_ETAG) == gz.etag
-    )
+    return why_not_current(source, gz, gzi) is None
 
 
 def current_source(store: Store, planned: PlannedFile) -> ObjectInfo:

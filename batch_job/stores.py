@@ -22,7 +22,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from batch_job.errors import ObjectChanged, StoreError
+from batch_job.errors import AccessDenied, ObjectChanged, StoreError
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -34,6 +34,15 @@ S3_MAX_PART_SIZE = 5 * GiB
 PART_SIZE = 16 * MiB  # our smallest part: few requests, little memory
 PARTS_SPARE = 1_000  # parts left over for an object larger than its size hint (decompress guesses)
 RANGE_SIZE = 8 * MiB  # one ranged GET of a streamed read
+
+# S3 error codes that mean "not allowed": retrying cannot help.
+DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
+
+
+def is_denied(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code", "") in DENIED_CODES
+
+
 DELETE_BATCH = 1000
 
 
@@ -115,6 +124,8 @@ class S3Store(Store):
         code = exc.response.get("Error", {}).get("Code", "")
         if code in ("PreconditionFailed", "NoSuchKey", "404"):
             return ObjectChanged(f"{self.uri(key)} is gone or changed ({code})")
+        if code in DENIED_CODES:
+            return AccessDenied(f"{self.uri(key)}: access denied ({code}): the role may not do this; not retried")
         return StoreError(f"{self.uri(key)}: {code or exc}")
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 from batch_job import states
 from batch_job.locations import parse_location
-from batch_job.progress import human_bytes
 from batch_job.runfolder import RunFolder
+from batch_job.sizes import human_bytes
 from bgz.stack import Stack
 
 

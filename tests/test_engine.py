@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -468,3 +469,98 @@ def test_part_sizes_stay_within_s3s_multipart_limits():
         assert -(-size // part) <= stores.S3_MAX_PARTS - stores.PARTS_SPARE
     with pytest.raises(errors.StoreError, match="S3's limit"):
         stores.part_size_for(100 * 1024 * stores.GiB)
+
+
+def test_access_denied_is_final_at_once_not_retried(tmp_path, monkeypatch, capsys, caplog):
+    """A role that may not write the outputs: the step stops with exit 2 (Batch does not retry it) at
+    the first refusal, without per-file retries, and says access was denied. moto's mock enforces IAM."""
+    from moto import mock_aws
+    from moto.core import set_initial_no_auth_action_count
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+
+    def user(iam, name: str, actions: list[str]) -> dict[str, str]:
+        iam.create_user(UserName=name)
+        policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}]}
+        iam.put_user_policy(UserName=name, PolicyName=name, PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        return {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
+
+    @set_initial_no_auth_action_count(6)  # the IAM calls that create the two users
+    @mock_aws
+    def scenario() -> None:
+        import boto3
+
+        iam = boto3.client("iam")
+        admin = user(iam, "admin", ["s3:*"])
+        reader = user(iam, "reader", ["s3:ListBucket", "s3:GetObject"])
+        for name, value in admin.items():
+            monkeypatch.setenv(name, value)
+        s3 = boto3.session.Session().client("s3")  # a new session reads the admin's keys
+        s3.create_bucket(Bucket="data")
+        for name in ("a", "b"):
+            s3.put_object(Bucket="data", Key=f"genes/{name}.json", Body=gwas_lines(50_000, seed=ord(name)))
+        run = str(tmp_path / "run")
+        assert cli.main(["plan", "s3://data/genes/", "--index", "genes", "--run", run]) == 0
+        for name, value in reader.items():
+            monkeypatch.setenv(name, value)
+        assert cli.main(["compress", "--run", run]) == 2
+        _, err = capsys.readouterr()
+        assert "access denied" in err and "AccessDenied" in err
+        assert "retrying" not in caplog.text, "a refusal is not transient"
+        record = json.loads((tmp_path / "run" / "compress" / "shard-all.error.json").read_text())
+        assert record["exit"] == 2
+
+    scenario()
+
+
+def test_version_and_help_with_defaults(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and re.fullmatch(
+        r"bgzip-job \S+ \((system libdeflate|deflate wheel)\)\n", capsys.readouterr().out
+    )
+    with pytest.raises(SystemExit):
+        cli.main(["compress", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "files worked on at once (default: 2)" in text and "(default: None)" not in text
+    with pytest.raises(SystemExit):
+        cli.main(["delete", "--help"])
+    text = capsys.readouterr().out
+    assert "--threads" not in text, "deletion runs no codec: no option that does nothing"
+    assert "(default: 16)" in text
+
+
+@pytest.mark.parametrize(("text", "size"), [("20GiB", 20 * 1024**3), ("500 MB", 500 * 10**6), ("1.5TiB", 3 * 2**39)])
+def test_shard_bytes_takes_units(tmp_path, capsys, text, size):
+    from batch_job import sizes
+
+    assert sizes.parse_bytes(text) == size
+    target = tmp_path / "genes"
+    target.mkdir()
+    (target / "a.json").write_bytes(gwas_lines(10_000))
+    assert (
+        cli.main(["plan", str(target), "--index", "genes", "--run", str(tmp_path / "run"), "--shard-bytes", text]) == 0
+    )
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["plan", str(target), "--index", "genes", "--run", str(tmp_path / "r2"), "--shard-bytes", "20XB"])
+    assert refused.value.code == 2 and "'20XB' is not a size" in capsys.readouterr().err
+
+
+def test_a_corrupted_gz_is_named_as_the_problem_not_its_original(tmp_path, capsys, caplog):
+    target = tmp_path / "genes"
+    target.mkdir()
+    (target / "a.json").write_bytes(gwas_lines(200_000))
+    run = str(tmp_path / "run")
+    assert cli.main(["plan", str(target), "--index", "genes", "--run", run]) == 0
+    assert cli.main(["compress", "--run", run]) == 0
+    gz = target / "a.json.gz"
+    corrupt = bytearray(gz.read_bytes())
+    corrupt[len(corrupt) // 2] ^= 0x55
+    gz.write_bytes(bytes(corrupt))
+    assert cli.main(["verify", "--run", run]) == 1
+    assert "a.json.gz changed after its .gzi was written (modified or corrupted)" in caplog.text
+    assert "not made from the current a.json" not in caplog.text
+    assert cli.main(["compress", "--run", run]) == 0 and cli.main(["verify", "--run", run]) == 0, "compress rewrites it"

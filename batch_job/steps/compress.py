@@ -20,7 +20,7 @@ def compress_file(ctx: StepContext, planned: PlannedFile, level: int) -> FileRec
     gz, gzi = store.head(planned.compressed), store.head(planned.gzi)
     record = FileRecord(planned.key, True, source_etag=source.etag, source_size=source.size)
     if output_is_current(source, gz, gzi):
-        ctx.progress.advance(source.size, gz.size + gzi.size)
+        ctx.progress.skip(source.size, gz.size + gzi.size)
         record.status, record.gz_etag, record.gz_size, record.gzi_etag = Status.ALREADY_DONE, gz.etag, gz.size, gzi.etag
         return record
 

@@ -21,7 +21,7 @@ def decompress_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
     record = FileRecord(planned.key, True, gz_etag=gz.etag, gz_size=gz.size)
     existing = store.head(planned.original)
     if existing is not None:
-        ctx.progress.advance(gz.size, existing.size)
+        ctx.progress.skip(gz.size, existing.size)
         made_by_us = existing.metadata.get(provenance.SOURCE_ETAG) == gz.etag
         record.status = Status.ALREADY_DONE if made_by_us else Status.KEPT_EXISTING
         record.original_etag, record.original_size = existing.etag, existing.size

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batch_job.errors import BadInput, FileFailed, ObjectChanged, Refused, StoreError
+from batch_job.errors import AccessDenied, BadInput, FileFailed, ObjectChanged, Refused, StoreError
 from batch_job.locations import Location, parse_location
 from batch_job.locks import Locks
 from batch_job.progress import Progress
 from batch_job.records import CanaryStatus, FileRecord, Manifest, Mode, Plan, PlannedFile, Step, now
 from batch_job.runfolder import RunFolder
+from batch_job.stores import is_denied
 
 log = logging.getLogger("bgzip-job")
 
@@ -56,9 +57,11 @@ def _attempt(ctx: StepContext, work: FileWork, planned: PlannedFile) -> FileReco
             record = work(ctx, planned)
             ctx.progress.file_done(planned.key, record.ok, record.error or "")
             return record
-        except (BadInput, Refused):  # the run folder or a precondition is wrong: not this file's failure
-            raise
+        except (BadInput, Refused, AccessDenied):  # the run folder, a precondition or the role is wrong:
+            raise  # not this file's failure, and no retry of the job can help
         except Exception as exc:  # every failure becomes a manifest record, never a silent skip
+            if is_denied(exc):
+                raise AccessDenied(f"{planned.key}: access denied: {exc}") from exc
             if attempt < ATTEMPTS and _is_transient(exc):
                 log.warning("%s: %s: attempt %d failed (%s), retrying", ctx.progress.step, planned.key, attempt, exc)
                 time.sleep(min(2**attempt, 10))

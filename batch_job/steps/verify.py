@@ -19,7 +19,7 @@ import zlib
 from batch_job import bgzf
 from batch_job.codec import iter_stream
 from batch_job.errors import BGZFError, FileFailed
-from batch_job.provenance import output_is_current
+from batch_job.provenance import why_not_current
 from batch_job.records import FileRecord, Mode, PlannedFile
 from batch_job.steps.runner import StepContext
 from batch_job.stores import ObjectInfo, Store
@@ -116,8 +116,9 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
     source = gz if rollback else original
     if (source.etag, source.size) != (planned.etag, planned.size):
         raise FileFailed(f"{planned.key} changed since the plan was made")
-    if not rollback and not output_is_current(original, gz, gzi):
-        raise FileFailed(f"{planned.compressed} and its .gzi were not made from the current {planned.original}")
+    stale = None if rollback else why_not_current(original, gz, gzi)
+    if stale:
+        raise FileFailed(stale)
 
     hashing = ctx.codec_pool.submit(_hash_original, ctx, planned, original)
     try:

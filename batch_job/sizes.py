@@ -1,0 +1,36 @@
+"""Byte counts as people write and read them: "20GiB" in, "21.47 GB" out."""
+
+from __future__ import annotations
+
+import re
+
+UNITS = {
+    "": 1,
+    "b": 1,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_bytes(text: str) -> int:
+    """`123`, `20GiB`, `500 MB`, `1.5TiB` -> bytes (kB/MB/GB/TB are powers of 1000, KiB/MiB/GiB/TiB of 1024)."""
+    match = _SIZE.match(text)
+    unit = match.group(2).lower() if match else None
+    if match is None or unit not in UNITS:
+        raise ValueError(f"{text!r} is not a size: give bytes, or a number with B, kB, MB, GB, TB, KiB, MiB, GiB, TiB")
+    return int(float(match.group(1)) * UNITS[unit])
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    return f"{n:.2f} TB"
