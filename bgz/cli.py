@@ -7,13 +7,15 @@
     bgz locks                                              which runs hold which prefixes
     bgz publish-image [--tag TAG]                          build and push the job image
 
-Stack name and region come from --stack/--region, else samconfig.toml, as for `sam deploy`.
+Stack name and region come from --stack/--region (before or after the subcommand), else
+samconfig.toml, as for `sam deploy`.
 Exit status: 0 success; 1 the run failed; 2 the command could not do what was asked.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import sys
 from pathlib import Path
 
@@ -100,13 +102,41 @@ def cmd_publish_image(args: argparse.Namespace, stack: Stack) -> int:
     return 0
 
 
+def _stack_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """--stack, --region, --profile, --config: on `bgz` itself with their defaults, and on every
+    subcommand without (so that one given before the subcommand is not reset by it)."""
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--stack", default=default(None), help="stack name (default: samconfig.toml, else bgzip-workflow)"
+    )
+    parser.add_argument(
+        "--region", default=default(None), help="AWS region (default: samconfig.toml, else your profile's)"
+    )
+    parser.add_argument("--profile", default=default(None), help="AWS named profile")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=default(Path("samconfig.toml")),
+        help="samconfig.toml to read stack and region from",
+    )
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("bgzip-workflow")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bgz", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    _stack_options(parser, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--stack", help="stack name (default: samconfig.toml, else bgzip-workflow)")
-    common.add_argument("--region", help="AWS region (default: samconfig.toml, else your profile's)")
-    common.add_argument("--profile", help="AWS named profile")
-    common.add_argument("--config", type=Path, default=Path("samconfig.toml"), help="samconfig.toml to read")
+    _stack_options(common, defaults=False)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (
         ("start", cmd_start, "start a compress run"),
@@ -139,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    stack = Stack.from_args(args.stack, args.region, args.profile, args.config)
     try:
+        stack = Stack.from_args(args.stack, args.region, args.profile, args.config)
         return args.func(args, stack)
     except BadInput as exc:
         print(f"bgz {args.command}: {exc}", file=sys.stderr)

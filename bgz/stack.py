@@ -10,6 +10,9 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import ClientError
 
+from batch_job.locations import Location
+from batch_job.runfolder import RunFolder
+from batch_job.stores import S3Store
 from bgz.errors import OperatorError
 
 DEFAULT_STACK = "bgzip-workflow"
@@ -20,8 +23,15 @@ def samconfig_defaults(path: Path) -> dict[str, str]:
     """stack_name and region as `sam deploy` reads them (global, then deploy parameters)."""
     if not path.is_file():
         return {}
-    with path.open("rb") as f:
-        config = tomllib.load(f).get("default", {})
+    try:
+        with path.open("rb") as f:
+            config = tomllib.load(f).get("default", {})
+    except (tomllib.TOMLDecodeError, OSError) as exc:
+        raise OperatorError(
+            f"{path} is not valid TOML: {exc}", "fix it, or pass --config with another file, or --stack and --region"
+        ) from exc
+    if not isinstance(config, dict):
+        raise OperatorError(f"{path}: [default] is not a table", "see `sam deploy --guided`, which writes this file")
     values = {}
     for section in ("global", "deploy"):
         values.update({k: v for k, v in config.get(section, {}).get("parameters", {}).items() if isinstance(v, str)})
@@ -45,6 +55,12 @@ class Stack:
 
     def client(self, service: str):
         return self.session().client(service)
+
+    def run_folder(self, execution_name: str) -> RunFolder:
+        """An execution's run folder, read with this stack's profile and region (never the default session)."""
+        bucket = self.outputs()["RunBucketName"]
+        prefix = f"runs/{execution_name}/"
+        return RunFolder(Location(S3Store(bucket, client=self.client("s3")), prefix, f"s3://{bucket}/{prefix}"))
 
     @property
     def region_name(self) -> str:

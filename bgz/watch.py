@@ -9,8 +9,6 @@ import time
 from dataclasses import dataclass
 
 from batch_job import states
-from batch_job.locations import parse_location
-from batch_job.runfolder import RunFolder
 from batch_job.sizes import human_bytes
 from bgz.stack import Stack
 
@@ -80,7 +78,7 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
     state = entered[-1] if entered else "starting"
     step_state = states.step_state(state)
     snap = Snapshot(description["status"], state)
-    run = RunFolder(parse_location(f"s3://{stack.outputs()['RunBucketName']}/runs/{description['name']}/"))
+    run = stack.run_folder(description["name"])
     if "plan" not in cache:
         if not run.has_plan():
             return snap

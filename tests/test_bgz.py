@@ -181,3 +181,47 @@ def test_publish_image_stops_when_docker_fails(deployment, capsys, fake_docker, 
 def test_docker_is_the_real_dockerfile():
     assert DOCKERFILE == ROOT / "batch_job" / "Dockerfile" and DOCKERFILE.is_file()
     assert Path(ROOT / "pyproject.toml").is_file()
+
+
+def test_a_profile_is_used_for_every_call_run_folder_reads_included(deployment, capsys, monkeypatch, tmp_path):
+    """With credentials only in a named profile, `start --wait --profile p` follows the run to its end:
+    the run folder's progress is read with the profile too, not with the default session."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    credentials = tmp_path / "credentials"
+    credentials.write_text("[operator]\naws_access_key_id = testing\naws_secret_access_key = testing\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    rc, out, err = bgz(
+        capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3",
+        "--profile", "operator",
+    )  # fmt: skip
+    assert rc == 0, out + err
+    assert "running: Compress" in out and "/5 files" in out, "progress read from the run folder with the profile"
+    assert "SUCCEEDED: compress of associations" in out
+
+
+def test_stack_options_work_before_the_subcommand(deployment, capsys):
+    rc = cli.main(["--stack", deployment.stack.name, "--region", "us-east-1", "list"])
+    out, err = capsys.readouterr()
+    assert rc == 0 and "no executions" in out, err
+    rc = cli.main(["--region", "eu-west-3", "list", "--stack", deployment.stack.name])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "is not deployed in eu-west-3" in err, "an option after the subcommand still applies"
+
+
+def test_a_malformed_samconfig_is_one_line_with_what_to_do(tmp_path, capsys):
+    config = tmp_path / "samconfig.toml"
+    config.write_text("version = 0.1\n[default.global.parameters\nstack_name = 'x'\n")
+    rc = cli.main(["list", "--config", str(config)])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "Traceback" not in err
+    assert err.splitlines()[0].startswith(f"bgz list: {config} is not valid TOML")
+    assert "hint: fix it, or pass --config" in err
+
+
+def test_bgz_version(capsys):
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0 and re.fullmatch(r"bgz \S+\n", capsys.readouterr().out)
