@@ -6,6 +6,8 @@ always the "gzi".
 
 from __future__ import annotations
 
+import re
+
 from batch_job.errors import BadInput
 
 ORIGINAL_SUFFIX = ".json"
@@ -32,3 +34,15 @@ def s3_prefix(subdir: str, prefix: str) -> str:
     BIOINDEX_S3_SUBDIR setting makes it (no subdir: the prefix itself)."""
     subdir = subdir.strip("/")
     return f"{subdir}/{prefix}" if subdir else prefix
+
+
+EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
+
+
+def execution_name(*parts: str) -> str:
+    """An execution name from `parts` joined by '-', in the characters Batch job names allow (the
+    execution names the jobs and the run folder), at most 80 long; the last part is always kept whole."""
+    safe = [re.sub(r"[^A-Za-z0-9_-]", "-", part) for part in parts]
+    room = 80 - len(safe[-1]) - 1
+    head = "-".join(safe[:-1])[:room] if len(safe) > 1 else ""
+    return f"{head}-{safe[-1]}" if head else safe[-1][:80]

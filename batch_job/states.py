@@ -49,3 +49,12 @@ def step_state(state: str) -> str:
     for suffix in JOB_STATE_SUFFIXES:
         state = state.removesuffix(suffix)
     return state
+
+
+# The bulk machine: one child execution of the compress or rollback machine per index.
+SELECT_INDEXES = "SelectIndexes"
+CONVERT_EACH_INDEX = "ConvertEachIndex"
+CONVERT_INDEX = "Convert index"
+INDEX_CONVERTED = "Index converted"
+INDEX_FAILED = "Index failed"
+REPORT_INDEXES = "ReportIndexes"

@@ -1,7 +1,8 @@
 """`bgz`: day-to-day operation of a deployed bgzip-workflow stack.
 
     bgz start    --index NAME --prefix PREFIX/ [--wait]   start a compress run
-    bgz rollback --index NAME --prefix PREFIX/ [--wait]   start a rollback run
+    bgz start    --all | --include A,B [--exclude C]      compress many indexes in one (bulk) execution
+    bgz rollback --index NAME --prefix PREFIX/ [--wait]   start a rollback run (or --all, --include)
     bgz watch EXECUTION                                    follow a run to its end
     bgz list [--index NAME]                                recent runs of both state machines
     bgz locks                                              which runs hold which prefixes
@@ -27,15 +28,50 @@ from bgz.stack import Stack
 from bgz.watch import outcome, watch
 
 
-def _start(args: argparse.Namespace, stack: Stack, mode: str) -> int:
-    check_prefix(args.prefix)
-    execution_input = {"index": args.index, "prefix": args.prefix}
-    if getattr(args, "shards", None):
-        execution_input["shards"] = args.shards
+def _selection(args: argparse.Namespace) -> dict | None:
+    """The bulk machine's selection (--all, --include, --exclude), or None for one index."""
+    chosen = [
+        flag for flag, given in (("--index", args.index), ("--all", args.all), ("--include", args.include)) if given
+    ]
+    if len(chosen) != 1:
+        raise BadInput("give one of --index NAME --prefix PREFIX/, --all, or --include NAME,NAME...")
+    if args.index:
+        if not args.prefix:
+            raise BadInput("--index needs --prefix: the index's prefix as __Indexes has it, ending in /")
+        if args.exclude or args.concurrency:
+            raise BadInput("--exclude and --concurrency go with --all or --include")
+        return None
+    if args.prefix or getattr(args, "shards", None):
+        raise BadInput("--prefix and --shards go with --index: a bulk run takes each index's own prefix and size")
+    selection: dict = {"all": True} if args.all else {"include": _names(args.include)}
+    if args.exclude:
+        selection["exclude"] = _names(args.exclude)
+    if args.concurrency:
+        selection["concurrency"] = args.concurrency
     if getattr(args, "level", None) is not None:
-        execution_input["level"] = args.level
-    started = runs.start(stack, mode, execution_input)
-    print(f"started {mode} run {started['executionArn']}")
+        selection["level"] = args.level
+    return selection
+
+
+def _names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _start(args: argparse.Namespace, stack: Stack, mode: str) -> int:
+    selection = _selection(args)
+    if selection is not None:
+        started = runs.start_bulk(stack, mode, selection)
+        what = f"bulk {mode} run"
+    else:
+        check_prefix(args.prefix)
+        execution_input = {"index": args.index, "prefix": args.prefix}
+        if getattr(args, "shards", None):
+            execution_input["shards"] = args.shards
+        if getattr(args, "level", None) is not None:
+            execution_input["level"] = args.level
+        started = runs.start(stack, mode, execution_input)
+        what = f"{mode} run"
+    print(f"started {what} {started['executionArn']}")
     print(f"console: {runs.console_url(stack.region_name, started['executionArn'])}")
     if not args.wait:
         print(f"follow it with: bgz watch {started['executionArn'].rsplit(':', 1)[-1]}")
@@ -139,12 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_options(common, defaults=False)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (
-        ("start", cmd_start, "start a compress run"),
-        ("rollback", cmd_rollback, "start a rollback run"),
+        ("start", cmd_start, "start a compress run of one index, or of many (--all, --include)"),
+        ("rollback", cmd_rollback, "start a rollback run of one index, or of many (--all, --include)"),
     ):
         p = sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("--index", required=True, help="bioindex index name")
-        p.add_argument("--prefix", required=True, help="the index's S3 prefix in the data bucket, ending in /")
+        p.add_argument("--index", help="bioindex index name (one index)")
+        p.add_argument("--prefix", help="with --index: its prefix as __Indexes has it, ending in /")
+        p.add_argument("--all", action="store_true", help="every index of the bioindex (a bulk run; mysql backend)")
+        p.add_argument("--include", metavar="NAME,NAME", help="these indexes of the bioindex (a bulk run)")
+        p.add_argument("--exclude", metavar="NAME,NAME", help="with --all or --include: leave these out")
+        p.add_argument("--concurrency", type=int, help="bulk: indexes converted at once (default: the stack's)")
         p.add_argument("--wait", action="store_true", help="follow the run to its end; exit 1 if it fails")
         p.add_argument("--interval", type=float, default=5.0, help=argparse.SUPPRESS)
         if name == "start":

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 
+from batch_job import keys
 from bgz.errors import OperatorError
 from bgz.stack import Stack
 
 MODES = ("compress", "rollback")
+BULK = "bulk"
 
 
 def execution_name(index: str, now: datetime | None = None) -> str:
     """`<index>-<UTC timestamp>`, in the characters Batch job names allow (they name the jobs)."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    safe = re.sub(r"[^A-Za-z0-9_-]", "-", index)[: 80 - len(stamp) - 1]
-    return f"{safe}-{stamp}"
+    return keys.execution_name(index, (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ"))
 
 
 def console_url(region: str, execution_arn: str) -> str:
@@ -60,14 +59,33 @@ def start(stack: Stack, mode: str, execution_input: dict) -> dict:
     )
 
 
+def start_bulk(stack: Stack, mode: str, selection: dict) -> dict:
+    """Start the bulk machine: the compress or rollback machine once per selected index."""
+    name = keys.execution_name(f"{BULK}-{mode}", datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ"))
+    return stack.client("stepfunctions").start_execution(
+        stateMachineArn=stack.machine_arn(BULK), name=name, input=json.dumps({"mode": mode, **selection})
+    )
+
+
+def children(stack: Stack, bulk_name: str) -> list[dict]:
+    """The child executions a bulk execution started (named `<index>-<bulk execution name>`)."""
+    sfn = stack.client("stepfunctions")
+    found = []
+    for mode in MODES:
+        for page in sfn.get_paginator("list_executions").paginate(stateMachineArn=stack.machine_arn(mode)):
+            found += [e | {"mode": mode} for e in page["executions"] if e["name"].endswith(f"-{bulk_name}")]
+    return sorted(found, key=lambda e: e["name"])
+
+
 def find(stack: Stack, execution: str) -> dict:
-    """An execution by ARN, or by name in either machine."""
+    """An execution by ARN, or by name in any of the stack's machines."""
     sfn = stack.client("stepfunctions")
     if execution.startswith("arn:"):
         candidates = [execution]
     else:
+        machines = [*MODES, BULK] if stack.has_bulk() else list(MODES)
         candidates = [
-            stack.machine_arn(mode).replace(":stateMachine:", ":execution:") + f":{execution}" for mode in MODES
+            stack.machine_arn(mode).replace(":stateMachine:", ":execution:") + f":{execution}" for mode in machines
         ]
     for arn in candidates:
         try:
@@ -75,7 +93,7 @@ def find(stack: Stack, execution: str) -> dict:
         except sfn.exceptions.ExecutionDoesNotExist:
             continue
     raise OperatorError(
-        f"no execution {execution!r} in the compress or rollback state machine of stack {stack.name!r}",
+        f"no execution {execution!r} in the state machines of stack {stack.name!r}",
         "list recent executions with `bgz list`",
     )
 

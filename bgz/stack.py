@@ -86,5 +86,13 @@ class Stack:
                 )
         return self._outputs
 
-    def machine_arn(self, mode: str) -> str:
-        return self.outputs()["CompressStateMachineArn" if mode == "compress" else "RollbackStateMachineArn"]
+    def has_bulk(self) -> bool:
+        return "BulkStateMachineArn" in self.outputs()
+
+    def machine_arn(self, machine: str) -> str:
+        """The ARN of the compress, rollback or bulk machine."""
+        if machine == "bulk" and not self.has_bulk():
+            raise OperatorError(
+                f"stack {self.name!r} has no bulk state machine", "deploy this version of bgzip-workflow: sam deploy"
+            )
+        return self.outputs()[f"{machine.capitalize()}StateMachineArn"]

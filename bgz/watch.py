@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from batch_job import states
 from batch_job.sizes import human_bytes
+from bgz import runs
 from bgz.stack import Stack
 
 
@@ -26,12 +27,15 @@ class Snapshot:
     bytes_total: int = 0
     bytes_done: int = 0
     children: dict[str, int] | None = None
+    running: list[str] | None = None  # a bulk execution's indexes being converted now
 
     def line(self) -> str:
         parts = [f"{self.status.lower()}: {self.state}"]
         if self.children:
             summary = ", ".join(f"{v} {k.lower()}" for k, v in self.children.items() if v)
-            parts.append(f"batch children: {summary}")
+            parts.append(f"{'index runs' if self.running is not None else 'batch children'}: {summary}")
+        if self.running:
+            parts.append("converting " + ", ".join(self.running))
         if self.step and self.shards:
             frac = self.bytes_done / self.bytes_total if self.bytes_total else 0.0
             bar = "#" * int(20 * frac)
@@ -69,6 +73,22 @@ def _batch_children(stack: Stack, events: list[dict]) -> dict[str, int] | None:
     return array.get("statusSummary") or {jobs[0]["status"]: 1}
 
 
+def is_bulk(description: dict) -> bool:
+    return description.get("stateMachineArn", "").endswith("-bulk")
+
+
+def _bulk_snapshot(stack: Stack, description: dict, state: str) -> Snapshot:
+    """A bulk execution: its state and its child executions, one per index."""
+    snap = Snapshot(description["status"], state)
+    found = runs.children(stack, description["name"])
+    counts: dict[str, int] = {}
+    for child in found:
+        counts[child["status"]] = counts.get(child["status"], 0) + 1
+    snap.children = counts
+    snap.running = [c["name"].removesuffix(f"-{description['name']}") for c in found if c["status"] == "RUNNING"]
+    return snap
+
+
 def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snapshot:
     """Where the execution is; `cache` keeps the plan between polls (it may list 100,000 files)."""
     cache = {} if cache is None else cache
@@ -76,6 +96,8 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
     events = _history(sfn, description["executionArn"])
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
     state = entered[-1] if entered else "starting"
+    if is_bulk(description):
+        return _bulk_snapshot(stack, description, state)
     step_state = states.step_state(state)
     snap = Snapshot(description["status"], state)
     run = stack.run_folder(description["name"])
@@ -99,6 +121,10 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
 
 
 def outcome(description: dict) -> str:
+    if is_bulk(description):
+        if description["status"] == "SUCCEEDED":
+            return "SUCCEEDED: " + json.loads(description.get("output") or "{}").get("table", "")
+        return f"{description['status']}: {description.get('error', '')}: {description.get('cause', '')}"
     if description["status"] == "SUCCEEDED":
         summary = json.loads(description.get("output") or "{}")
         if "files" in summary:

@@ -1,4 +1,5 @@
-"""`make demo`: the whole workflow offline - a compress run, then its rollback - on a sample index.
+"""`make demo`: the whole workflow offline - a compress run, then its rollback - on a sample index, then
+a bulk compress of two sample indexes in one execution.
 
 The real state machines run in moto, their Batch jobs run the real bgzip-job, their Lambdas the real
 handlers. The bioindex is the stand-in: three server processes over its tables in an SQLite file
@@ -21,12 +22,40 @@ from offline.bioindex_standin import BioindexStandin
 from offline.sample_index import make_sample_index, upload_tree
 
 INDEX, PREFIX, BUCKET = "associations", "associations/", "bioindex-data"
+SECOND_INDEX, SECOND_PREFIX = "genes", "genes/"
 SCHEMA = "phenotype,chromosome"
 
 
-def show_objects(aws: OfflineAWS) -> None:
-    for obj in aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=PREFIX).get("Contents", []):
+def show_objects(aws: OfflineAWS, prefix: str = PREFIX) -> None:
+    for obj in aws.client("s3").list_objects_v2(Bucket=BUCKET, Prefix=prefix).get("Contents", []):
         print(f"    {obj['Size']:>9}  s3://{BUCKET}/{obj['Key']}")
+
+
+def load_index(aws: OfflineAWS, db: BioindexDatabase, root: Path, name: str, prefix: str, seed: int) -> dict:
+    """A sample index's files in the data bucket, indexed in the bioindex's tables."""
+    s3 = aws.client("s3")
+    db.add_index(name, prefix, SCHEMA)
+    make_sample_index(root, seed=seed, ascii_keys=True)
+    content = upload_tree(s3, BUCKET, root, prefix)
+    originals = sorted(k for k in content if k.endswith(".json"))
+    rows = db.build(
+        name, 2, [(k, s3.head_object(Bucket=BUCKET, Key=k)["ETag"].strip('"'), content[k]) for k in originals]
+    )
+    print(f"sample index {name!r} ({rows} index rows) at s3://{BUCKET}/{prefix}")
+    return {k: content[k] for k in originals}
+
+
+def bulk(aws: OfflineAWS, machine_arn: str) -> bool:
+    """Both sample indexes in one execution of the bulk machine, one child execution each."""
+    started = time.monotonic()
+    pairs = [(INDEX, PREFIX), (SECOND_INDEX, SECOND_PREFIX)]
+    execution_input = {"mode": "compress", "indexes": [{"index": i, "prefix": p} for i, p in pairs]}
+    print(f"\n$ start-execution bulk --name bulk-compress --input '{json.dumps(execution_input)}'")
+    result = aws.run(machine_arn, execution_input, "bulk-compress", on_state=lambda s: print(f"  -> {s}", flush=True))
+    print(f"  {result['status']} in {time.monotonic() - started:.1f} s")
+    table = json.loads(result["output"])["table"] if result["status"] == "SUCCEEDED" else result.get("cause", "")
+    print("\n".join(f"  {line}" for line in table.splitlines()))
+    return result["status"] == "SUCCEEDED"
 
 
 def run(aws: OfflineAWS, machine_arn: str, name: str) -> bool:
@@ -47,21 +76,16 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bgzip-demo-") as tmp:
         db = BioindexDatabase(f"sqlite:///{tmp}/bioindex.sqlite")
         db.create_tables()
-        db.add_index(INDEX, PREFIX, SCHEMA)
         bioindex = BioindexStandin(db, BUCKET, set_endpoint=True, env=aws.env)
         try:
             parameters = {"FlagBackend": "http", "BioindexUrl": bioindex.url, "AllowInsecureBioindex": "true"}
             stack = aws.deploy("bgzip-workflow", BUCKET, parameters)
             s3 = aws.client("s3")
-            make_sample_index(Path(tmp) / "index", ascii_keys=True)
-            content = upload_tree(s3, BUCKET, Path(tmp) / "index", PREFIX)
-            originals = sorted(k for k in content if k.endswith(".json"))
-            rows = db.build(
-                INDEX, 2, [(k, s3.head_object(Bucket=BUCKET, Key=k)["ETag"].strip('"'), content[k]) for k in originals]
-            )
+            content = load_index(aws, db, Path(tmp) / "index", INDEX, PREFIX, seed=7)
+            second = load_index(aws, db, Path(tmp) / "second", SECOND_INDEX, SECOND_PREFIX, seed=11)
             bioindex.start()
-            print(f"sample index {INDEX!r} ({rows} index rows) at s3://{BUCKET}/{PREFIX} (moto on {aws.endpoint})")
             print(f"bioindex stand-in: {bioindex.workers} processes at {bioindex.url}, tables in SQLite")
+            print(f"offline AWS: moto on {aws.endpoint}")
             show_objects(aws)
             if not run(aws, stack.compress_arn, "associations-compress"):
                 return 1
@@ -71,9 +95,16 @@ def main() -> int:
                 return 1
             print(f"  bioindex flag compressed={db.compressed(INDEX, PREFIX)}; objects now:")
             show_objects(aws)
-            restored = all(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() == content[k] for k in originals)
+            restored = all(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() == v for k, v in content.items())
             print(f"  every original restored byte for byte: {restored}")
-            return 0 if restored else 1
+            if not restored or not bulk(aws, stack.bulk_arn):
+                return 1
+            flags = {
+                name: db.compressed(name, prefix) for name, prefix in ((INDEX, PREFIX), (SECOND_INDEX, SECOND_PREFIX))
+            }
+            print(f"  bioindex flags: {flags}; objects of {SECOND_INDEX!r} now:")
+            show_objects(aws, SECOND_PREFIX)
+            return 0 if all(flags.values()) and second else 1
         finally:
             bioindex.close()
             aws.stop()

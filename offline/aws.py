@@ -7,8 +7,9 @@ template.yaml. What moto stands in for: the AWS APIs. Four hooks into moto's int
 work (FACTS.md section 3); they touch private code, so moto is pinned exactly and
 tests/test_offline_aws.py fails loudly when an upgrade breaks them:
 
-1. Batch parameters and responses are mapped between Step Functions' PascalCase and Batch's API
-   through botocore's service model (moto 5.2.5 leaves that normalisation as a stub).
+1. Batch and Step Functions (startExecution) parameters and responses are mapped between the ASL's
+   PascalCase and the service APIs through botocore's service model (moto 5.2.5 leaves that
+   normalisation as a stub).
 2. A `.sync` task is given no callback endpoint, so a Retry does not reuse the interrupted
    endpoint of the previous attempt.
 3. A submitted Batch job runs its container command as a subprocess (Ref:: parameters substituted,
@@ -69,13 +70,13 @@ def _operation(service: str, action: str):
     return model.operation_model(name) if name else None
 
 
-def _batch_normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+def _normalise_parameters_by_model(self, parameters, boto_service_name=None, service_action_name=None):
     op = _operation(self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name))
     if op is not None and op.input_shape is not None:
         self._to_boto_request(parameters, op.input_shape)
 
 
-def _batch_normalise_response(self, response, boto_service_name=None, service_action_name=None):
+def _normalise_response_by_model(self, response, boto_service_name=None, service_action_name=None):
     op = _operation(self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name))
     if op is not None and op.output_shape is not None:
         self._from_boto_response(response, op.output_shape)
@@ -243,12 +244,24 @@ def install_hooks(runner: Runner) -> None:
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_batch,
         state_task_service_callback,
+        state_task_service_sfn,
     )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
 
     batch_task = state_task_service_batch.StateTaskServiceBatch
-    batch_task._normalise_parameters = _batch_normalise_parameters
-    batch_task._normalise_response = _batch_normalise_response
+    batch_task._normalise_parameters = _normalise_parameters_by_model
+    batch_task._normalise_response = _normalise_response_by_model
+
+    sfn_task = state_task_service_sfn.StateTaskServiceSfn
+    original_sfn_parameters = getattr(sfn_task, "_bgzip_original_normalise_parameters", sfn_task._normalise_parameters)
+    sfn_task._bgzip_original_normalise_parameters = original_sfn_parameters
+
+    def _sfn_normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+        original_sfn_parameters(self, parameters, boto_service_name, service_action_name)  # Input as JSON text
+        _normalise_parameters_by_model(self, parameters, boto_service_name, service_action_name)
+
+    sfn_task._normalise_parameters = _sfn_normalise_parameters
+    sfn_task._normalise_response = _normalise_response_by_model
 
     callback_task = state_task_service_callback.StateTaskServiceCallback
     original_eval_sync = getattr(callback_task, "_bgzip_original_eval_sync", callback_task._eval_sync)
@@ -316,6 +329,10 @@ class DeployedStack:
     rollback_arn: str
     refs: dict[str, str]
 
+    @property
+    def bulk_arn(self) -> str:
+        return self.refs["BulkStateMachine"]
+
 
 class OfflineAWS:
     """A moto server on loopback with the hooks installed; `deploy` creates the stack in it."""
@@ -354,7 +371,8 @@ class OfflineAWS:
         return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
 
     def deploy(self, stack: str, data_bucket: str, parameters: dict[str, str]) -> DeployedStack:
-        """Create the template's resources in moto: buckets, Batch, the Lambdas, both state machines."""
+        """Create the template's resources in moto: buckets, Batch, the Lambdas, the state machines (in the
+        template's order: the bulk machine, which names the other two, comes after them)."""
         template = load_template()
         resources = template["Resources"]
         s3, batch, lam, sfn, iam = (self.client(n) for n in ("s3", "batch", "lambda", "stepfunctions", "iam"))
@@ -436,11 +454,12 @@ class OfflineAWS:
             definition = (ROOT / props["DefinitionUri"]).read_text()
             for key, value in props["DefinitionSubstitutions"].items():
                 definition = definition.replace(f"${{{key}}}", resolve(value, refs))
-            arns[name] = sfn.create_state_machine(
+            arns[name] = refs[name] = sfn.create_state_machine(
                 name=resolve(props["Name"], refs), definition=definition, roleArn=role
             )["stateMachineArn"]
         repository = self.client("ecr").create_repository(repositoryName=f"{stack}-job")["repository"]
         outputs = {
+            "BulkStateMachineArn": arns["BulkStateMachine"],
             "CompressStateMachineArn": arns["CompressStateMachine"],
             "RollbackStateMachineArn": arns["RollbackStateMachine"],
             "RunBucketName": run_bucket,

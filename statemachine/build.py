@@ -30,6 +30,7 @@ FILES = {
     Mode.COMPRESS: HERE / "compress.asl.json",
     Mode.ROLLBACK: HERE / "rollback.asl.json",
 }
+BULK_FILE = HERE / "bulk.asl.json"
 
 MACHINE_COMMENTS = {
     Mode.COMPRESS: "Compress every X.json under an index prefix to BGZF (.gz + .gzi), verify, set the bioindex flag, "
@@ -296,9 +297,142 @@ def definition(mode: Mode) -> State:
     return {"Comment": MACHINE_COMMENTS[mode] + INPUT_COMMENT, "StartAt": plan, "States": machine}
 
 
-def text(mode: Mode) -> str:
-    """The file's content: two-space indented JSON and a final newline, as committed."""
-    return json.dumps(definition(mode), indent=2) + "\n"
+# Transient errors of Step Functions itself when starting or following a child execution.
+SFN_RETRY = {
+    "ErrorEquals": [
+        "StepFunctions.AWSStepFunctionsException",
+        "StepFunctions.ExecutionLimitExceededException",
+        "StepFunctions.SdkClientException",
+    ],
+    "IntervalSeconds": 10,
+    "MaxAttempts": 5,
+    "BackoffRate": 2.0,
+}
+
+
+def bulk_definition() -> State:
+    """The bulk machine: select indexes from the bioindex, run the compress or rollback machine once
+    per index as a child execution, at most `concurrency` at once, and report every index's outcome.
+    One index failing does not stop the others; the run fails at the end if any did."""
+    machine: dict[str, State] = {}
+    machine[states.SELECT_INDEXES] = lambda_task(
+        comment="Which indexes to convert: all, include, exclude (from the bioindex's __Indexes) or an explicit "
+        "list; indexes already converted are skipped and listed as such. Refuses unknown names before anything runs.",
+        function="${SelectIndexesFunctionArn}",
+        payload={
+            "execution.$": "$$.Execution.Name",
+            "input.$": "$",
+            "machines": {
+                Mode.COMPRESS.value: "${CompressStateMachineArn}",
+                Mode.ROLLBACK.value: "${RollbackStateMachineArn}",
+            },
+        },
+        result_selector={"selection.$": "$.Payload"},
+        output_path="$.selection",
+        result_path="$",
+        catch=catch_all(FAILED_UNEXPLAINED),
+        next_state=states.CONVERT_EACH_INDEX,
+        bioindex=True,
+    )
+    child: dict[str, State] = {
+        states.CONVERT_INDEX: {
+            "Type": "Task",
+            "Comment": "The compress or rollback machine for one index, as a child execution (its own graph).",
+            "Resource": "arn:aws:states:::states:startExecution.sync:2",
+            "Parameters": {
+                "StateMachineArn.$": "$.machine",
+                "Name.$": "$.item.name",
+                "Input": {
+                    "index.$": "$.item.index",
+                    "prefix.$": "$.item.prefix",
+                    "level.$": "$.item.level",
+                    "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
+                },
+            },
+            "ResultSelector": {"summary.$": "$.Output", "execution.$": "$.ExecutionArn"},
+            "ResultPath": "$.result",
+            "Retry": [SFN_RETRY],
+            "Catch": catch_all(states.INDEX_FAILED),
+            "Next": states.INDEX_CONVERTED,
+        },
+        states.INDEX_CONVERTED: {
+            "Type": "Pass",
+            "Parameters": {
+                "index.$": "$.item.index",
+                "prefix.$": "$.item.prefix",
+                "status": "SUCCEEDED",
+                "execution.$": "$.result.execution",
+                "summary.$": "$.result.summary",
+            },
+            "End": True,
+        },
+        states.INDEX_FAILED: {
+            "Type": "Pass",
+            "Comment": "Kept as this index's outcome; the other indexes go on.",
+            "Parameters": {
+                "index.$": "$.item.index",
+                "prefix.$": "$.item.prefix",
+                "status": "FAILED",
+                "error.$": "$.error.Error",
+                "cause.$": "$.error.Cause",
+            },
+            "End": True,
+        },
+    }
+    machine[states.CONVERT_EACH_INDEX] = {
+        "Type": "Map",
+        "Comment": "One child execution per selected index, at most `concurrency` at once.",
+        "ItemsPath": "$.items",
+        "MaxConcurrencyPath": "$.concurrency",
+        "ItemSelector": {"item.$": "$$.Map.Item.Value", "machine.$": "$.machine"},
+        "ItemProcessor": {
+            "ProcessorConfig": {"Mode": "INLINE"},
+            "StartAt": states.CONVERT_INDEX,
+            "States": child,
+        },
+        "ResultPath": "$.results",
+        "Catch": catch_all(FAILED_UNEXPLAINED),
+        "Next": states.REPORT_INDEXES,
+    }
+    machine[states.REPORT_INDEXES] = lambda_task(
+        comment="A table of every index: files, bytes before and after, status, cause; and the skipped ones.",
+        function="${ReportFunctionArn}",
+        payload={
+            "action": "bulk",
+            "mode.$": "$.mode",
+            "execution.$": "$$.Execution.Name",
+            "results.$": "$.results",
+            "skipped.$": "$.skipped",
+        },
+        result_selector={"report.$": "$.Payload"},
+        output_path="$.report",
+        result_path="$",
+        catch=catch_all(FAILED_UNEXPLAINED),
+        next_state="Any index failed?",
+    )
+    machine["Any index failed?"] = {
+        "Type": "Choice",
+        "Choices": [{"Variable": "$.failed", "NumericGreaterThan": 0, "Next": "Some indexes failed"}],
+        "Default": DONE,
+    }
+    machine[DONE] = {"Type": "Succeed"}
+    machine["Some indexes failed"] = {"Type": "Fail", "Error": "IndexesFailed", "CausePath": "$.table"}
+    machine[FAILED_UNEXPLAINED] = {
+        "Type": "Fail",
+        "ErrorPath": "$.error.Error",
+        "CausePath": "$.error.Cause",
+    }
+    comment = (
+        "Convert many indexes of a bioindex in one execution: the compress or rollback machine once per index. "
+        'Input: {"mode": "compress"|"rollback", and "all": true, "include": [NAME...], or "indexes": '
+        '[{"index": NAME, "prefix": PREFIX/}...]; optional "exclude": [NAME...], "concurrency", "level"}.'
+    )
+    return {"Comment": comment, "StartAt": states.SELECT_INDEXES, "States": machine}
+
+
+def text(mode: Mode | None) -> str:
+    """A file's content (mode None: the bulk machine): two-space indented JSON and a final newline."""
+    return json.dumps(definition(mode) if mode else bulk_definition(), indent=2) + "\n"
 
 
 def main() -> int:
@@ -307,7 +441,7 @@ def main() -> int:
     args = parser.parse_args()
 
     stale = []
-    for mode, path in FILES.items():
+    for mode, path in [*FILES.items(), (None, BULK_FILE)]:
         if args.check:
             if not path.exists() or path.read_text() != text(mode):
                 stale.append(path)

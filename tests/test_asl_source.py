@@ -43,9 +43,15 @@ def test_committed_file_is_what_build_writes(build, mode):
     assert ASL[mode].read_text() == build.text(mode), stale  # the same formatting too
 
 
+def test_committed_bulk_file_is_what_build_writes(build):
+    path = ROOT / "statemachine" / "bulk.asl.json"
+    assert path.read_text() == build.text(None), f"{path.name} is stale: run python statemachine/build.py"
+
+
 def test_build_writes_both_files_and_check_names_the_stale_one(build, tmp_path, monkeypatch, capsys):
     files = {mode: tmp_path / path.name for mode, path in ASL.items()}
     monkeypatch.setattr(build, "FILES", files)
+    monkeypatch.setattr(build, "BULK_FILE", tmp_path / "bulk.asl.json")
 
     monkeypatch.setattr(sys, "argv", ["build.py"])
     assert build.main() == 0

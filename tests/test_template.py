@@ -20,6 +20,9 @@ MACHINES = {
     "CompressStateMachine": ("statemachine/compress.asl.json", states.SET_COMPRESSED, states.DELETE_ORIGINALS),
     "RollbackStateMachine": ("statemachine/rollback.asl.json", states.SET_UNCOMPRESSED, states.REMOVE_COMPRESSED),
 }
+ALL_MACHINES = {name: path for name, (path, _, _) in MACHINES.items()} | {
+    "BulkStateMachine": "statemachine/bulk.asl.json"
+}
 BATCH_ERRORS = {"Batch.AWSBatchException", "Batch.ServerException", "Batch.TooManyRequestsException"}
 LAMBDA_ERRORS = {"Lambda.ServiceException", "Lambda.AWSLambdaException", "Lambda.SdkClientException"}
 
@@ -39,7 +42,7 @@ def transformed(template, monkeypatch_module) -> dict:
     monkeypatch_module.setenv("AWS_DEFAULT_REGION", "us-east-1")
     packaged = json.loads(json.dumps(template))
     packaged["Globals"]["Function"]["CodeUri"] = "s3://artifacts/lambdas.zip"
-    for name in MACHINES:
+    for name in ALL_MACHINES:
         packaged["Resources"][name]["Properties"]["DefinitionUri"] = f"s3://artifacts/{name}.json"
 
     class NoManagedPolicies:
@@ -62,14 +65,14 @@ def test_cfn_lint_is_clean():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("path", [m[0] for m in MACHINES.values()])
+@pytest.mark.parametrize("path", ALL_MACHINES.values())
 def test_statelint_is_clean(path):
     statelint = Path(sys.executable).parent / "statelint"
     result = subprocess.run([str(statelint), str(ROOT / path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("name", MACHINES)
+@pytest.mark.parametrize("name", ALL_MACHINES)
 def test_substitutions_match_both_ways(template, name):
     props = template["Resources"][name]["Properties"]
     used = set(re.findall(r"\$\{(\w+)\}", (ROOT / props["DefinitionUri"]).read_text()))
@@ -79,9 +82,34 @@ def test_substitutions_match_both_ways(template, name):
 def test_sam_transform_produces_the_stack(transformed):
     types = {r["Type"] for r in transformed["Resources"].values()}
     assert {"AWS::StepFunctions::StateMachine", "AWS::Lambda::Function", "AWS::Batch::JobDefinition"} <= types
-    assert {"CompressStateMachineArn", "RollbackStateMachineArn", "RunBucketName", "JobRepositoryUri"} <= set(
-        transformed["Outputs"]
+    assert {
+        "CompressStateMachineArn",
+        "RollbackStateMachineArn",
+        "BulkStateMachineArn",
+        "RunBucketName",
+        "JobRepositoryUri",
+    } <= set(transformed["Outputs"])
+
+
+def test_the_bulk_machine_starts_only_the_compress_and_rollback_machines(transformed):
+    """Its children are whole runs with every guard of their own: it may start, follow and stop those
+    two machines' executions, and touches no data itself."""
+    starts, other = [], []
+    for role, statement in _statements(transformed["Resources"]):
+        if role != "BulkStateMachineRole" or statement["Effect"] != "Allow":
+            continue
+        actions = _listify(statement["Action"])
+        if "states:StartExecution" in actions:
+            starts += _listify(statement["Resource"])
+        other += [a for a in actions if a.startswith("s3:") or a.startswith("batch:")]
+    assert sorted(json.dumps(r) for r in starts) == sorted(
+        json.dumps({"Ref": name}) for name in ("CompressStateMachine", "RollbackStateMachine")
     )
+    assert other == [], "the bulk machine reads and deletes no data and runs no job itself"
+    machine = asl(ALL_MACHINES["BulkStateMachine"])
+    child = machine["States"][states.CONVERT_EACH_INDEX]["ItemProcessor"]["States"][states.CONVERT_INDEX]
+    assert child["Resource"] == "arn:aws:states:::states:startExecution.sync:2"
+    assert any("States.ALL" in c["ErrorEquals"] for c in child["Catch"]), "one index failing does not stop the others"
 
 
 def _branches(policies: list) -> list[dict]:

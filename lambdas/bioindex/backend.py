@@ -23,6 +23,9 @@ class FlagChange:
 class FlagBackend(Protocol):
     name: str
 
+    def indexes(self) -> list[IndexRow]:
+        """Every index the bioindex has, with its prefix and flag; else raise CannotList."""
+
     def preflight(self, index: str, prefix: str, s3_prefix: str, rollback: bool) -> IndexRow:
         """The one row of (index, prefix) if a run may start on it; else raise a `Refused`."""
 

@@ -52,6 +52,10 @@ class FlagChanged(Refused):
     """The flag is no longer what flag.json recorded: someone changed it since."""
 
 
+class CannotList(Refused):
+    """The backend cannot list the bioindex's indexes with their prefixes (the http listing has none)."""
+
+
 class CannotSample(Refused):
     """No sample queries can be formed to prove what the bioindex serves."""
 

@@ -13,7 +13,7 @@ from batch_job.records import Flag, PlannedFile
 from batch_job.runfolder import Receipts
 
 from .backend import FlagChange
-from .errors import CannotSample, FlagAlreadySet, FlagChanged, FlagNotConfirmed, IndexNotBuilt, UnknownIndex
+from .errors import CannotList, CannotSample, FlagAlreadySet, FlagChanged, FlagNotConfirmed, IndexNotBuilt, UnknownIndex
 from .rows import IndexRow, is_built, query_columns
 from .server import BioindexServer
 
@@ -38,6 +38,12 @@ class HttpBackend:
     def _has_receipt(self, index: str, prefix: str, compressed: bool) -> bool:
         receipt = self.receipts.read(index, prefix)
         return receipt is not None and receipt.compressed is compressed
+
+    def indexes(self) -> list[IndexRow]:
+        raise CannotList(
+            f"the bioindex at {self.server.base_url} lists its indexes without their prefixes: give them explicitly "
+            '({"indexes": [{"index": NAME, "prefix": PREFIX/}, ...]}), or deploy with FlagBackend=mysql'
+        )
 
     def preflight(self, index: str, prefix: str, s3_prefix: str, rollback: bool) -> IndexRow:
         entries = self._entries(index)

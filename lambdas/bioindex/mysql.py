@@ -124,6 +124,10 @@ class MysqlBackend:
             hint += f"; prefix {prefix!r} belongs to index {', '.join(map(repr, owners))}"
         raise UnknownIndex(f"the bioindex has no index {index!r} with prefix {prefix!r}: {hint}")
 
+    def indexes(self) -> list[IndexRow]:
+        with self._transaction() as cur:
+            return self._every(cur)
+
     def preflight(self, index: str, prefix: str, s3_prefix: str, rollback: bool) -> IndexRow:
         with self._transaction() as cur:
             every = self._every(cur)

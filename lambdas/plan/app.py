@@ -44,6 +44,8 @@ class ExecutionInput(BaseModel):
     prefix: str
     shards: int | None = Field(default=None, ge=1, le=10_000)
     level: int = Field(default=-1, ge=-1, le=9)
+    # Set by the bulk machine: links this run to it in the console.
+    started_by: str | None = Field(default=None, alias="AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID")
 
     @field_validator("prefix")
     @classmethod

@@ -1,4 +1,5 @@
 """Summarize and ExplainFailure states: turn the run folder and Step Functions errors into plain words.
+The bulk machine's ReportIndexes state: one row per index.
 
 `summary` reads the run's manifests for the Succeed output; `explain` turns a caught error (a Batch
 job description as JSON, a Lambda error, or plain text) and the failed step's manifests into the
@@ -21,6 +22,7 @@ from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.records import CanaryStatus, FileRecord, Mode, ReadersCheck, Step
 from batch_job.runfolder import RunFolder
+from batch_job.sizes import human_bytes
 
 logger = Logger()
 tracer = Tracer()
@@ -36,12 +38,14 @@ SHOWN_FILES = 5
 class ReportEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["summary", "explain"]
+    action: Literal["summary", "explain", "bulk"]
     execution: str
     mode: Mode
     step: str = ""
     error: dict[str, Any] = {}
     plan: dict[str, Any] = {}
+    results: list[dict[str, Any]] = []  # bulk: each index's outcome
+    skipped: list[dict[str, Any]] = []  # bulk: indexes not converted, and why
 
 
 def _run(event: ReportEvent) -> RunFolder | None:
@@ -190,10 +194,74 @@ def explain(event: ReportEvent) -> dict:
     return {"error": f"{event.step}Failed", "cause": ". ".join(p for p in parts if p) + "."}
 
 
+def _child_cause(cause: str) -> str:
+    """A failed child execution's own Error and Cause, from the DescribeExecution JSON Step Functions
+    gives as the Cause of a failed startExecution.sync task."""
+    try:
+        body = json.loads(cause)
+    except (json.JSONDecodeError, TypeError):
+        return cause or "no cause given"
+    if not isinstance(body, dict):
+        return cause
+    lowered = {k.lower(): v for k, v in body.items()}
+    if "error" in lowered or "cause" in lowered:
+        return f"{lowered.get('error') or lowered.get('status', 'FAILED')}: {lowered.get('cause') or ''}".strip()
+    return cause
+
+
+def bulk(event: ReportEvent) -> dict:
+    """Every index's outcome as rows and as a plain-text table (the Cause when any failed)."""
+    rows = []
+    for result in event.results:
+        summary = result.get("summary") or {}
+        failed = result.get("status") != "SUCCEEDED"
+        rows.append(
+            {
+                "index": result.get("index"),
+                "prefix": result.get("prefix"),
+                "status": "FAILED" if failed else "SUCCEEDED",
+                "files": summary.get("files"),
+                "bytesUncompressed": summary.get("bytesUncompressed"),
+                "bytesCompressed": summary.get("bytesCompressed"),
+                "cause": _child_cause(str(result.get("cause", ""))) if failed else "",
+            }
+        )
+    rows += [
+        {"index": s.get("index"), "prefix": s.get("prefix"), "status": "SKIPPED", "cause": s.get("reason", "")}
+        for s in event.skipped
+    ]
+    failed = sum(r["status"] == "FAILED" for r in rows)
+    converted = sum(r["status"] == "SUCCEEDED" for r in rows)
+    head = (
+        f"{event.mode} of {len(event.results)} indexes: {converted} succeeded, {failed} failed, "
+        f"{len(event.skipped)} skipped"
+    )
+    table = "\n".join([head, *map(_row_line, rows)])
+    return {
+        "mode": event.mode,
+        "converted": converted,
+        "failed": failed,
+        "skipped": len(event.skipped),
+        "indexes": rows,
+        "table": table,
+    }
+
+
+def _row_line(row: dict) -> str:
+    line = f"{row['index']} {row['prefix']}: {row['status']}"
+    if row.get("files") is not None:
+        before, after = row["bytesUncompressed"] or 0, row["bytesCompressed"] or 0
+        ratio = f" ({after / before:.1%})" if before else ""
+        line += f", {row['files']} files, {human_bytes(before)} -> {human_bytes(after)}{ratio}"
+    return line + (f" ({row['cause']})" if row["cause"] else "")
+
+
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
 @tracer.capture_lambda_handler
 @event_parser(model=ReportEvent)
 def handler(event: ReportEvent, context: LambdaContext) -> dict:
+    if event.action == "bulk":
+        return bulk(event)  # the children released their own locks
     try:
         return summary(event) if event.action == "summary" else explain(event)
     finally:

@@ -1,0 +1,138 @@
+"""SelectIndexes state of the bulk machine: which indexes to convert, in one list, before anything runs.
+
+The indexes come from the bioindex's `__Indexes` (mysql backend: all, `include`, `exclude`) or are
+given explicitly with their prefixes (either backend). Indexes already in the wanted state, and
+indexes not built, are skipped and listed as such. A name in `include` or `exclude` the bioindex
+does not have is refused: a typo must not silently convert less, or more, than meant.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from batch_job.keys import execution_name
+from batch_job.locations import check_prefix
+from bioindex import config
+from bioindex.errors import UnknownIndex
+from bioindex.rows import IndexRow
+
+logger = Logger()
+tracer = Tracer()
+
+DEFAULT_CONCURRENCY = 3  # as the bioindex's own bulk tool
+
+
+class Explicit(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    index: str
+    prefix: str
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return check_prefix(value)
+
+
+class BulkInput(BaseModel):
+    """What an operator passes to the bulk machine's StartExecution."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["compress", "rollback"]
+    all: bool = False
+    include: list[str] | None = None
+    exclude: list[str] = []
+    indexes: list[Explicit] | None = None
+    concurrency: int = Field(default=0, ge=0, le=40)  # 0: the stack's BulkConcurrency
+    level: int = Field(default=-1, ge=-1, le=9)
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BulkInput:
+        chosen = [
+            name for name, value in (("all", self.all), ("include", self.include), ("indexes", self.indexes)) if value
+        ]
+        if len(chosen) != 1:
+            raise ValueError(
+                'give exactly one of "all": true, "include": [NAME, ...] or "indexes": [{index, prefix}, ...]'
+            )
+        return self
+
+
+class SelectEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    execution: str
+    input: BulkInput
+    machines: dict[Literal["compress", "rollback"], str]  # the child state machines' ARNs
+
+
+def _skip_reason(row: IndexRow, compress: bool) -> str | None:
+    if not row.is_built:
+        return "not built"
+    if row.compressed and compress:
+        return "already compressed"
+    if not row.compressed and not compress:
+        return "not compressed"
+    return None
+
+
+def _unknown(names: list[str], rows: list[IndexRow], what: str) -> None:
+    known = {r.name for r in rows}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise UnknownIndex(f"{what} names indexes the bioindex does not have: {', '.join(map(repr, missing))}")
+
+
+def select(event: SelectEvent) -> tuple[list[tuple[str, str]], list[dict]]:
+    """The (index, prefix) pairs to convert, and the skipped ones with why."""
+    wanted = event.input
+    if wanted.indexes is not None:
+        pairs = list(dict.fromkeys((e.index, e.prefix) for e in wanted.indexes if e.index not in wanted.exclude))
+        return pairs, []
+    rows = config.backend(config.server()).indexes()
+    _unknown(wanted.include or [], rows, "include")
+    _unknown(wanted.exclude, rows, "exclude")
+    chosen = [r for r in rows if (wanted.all or r.name in wanted.include) and r.name not in wanted.exclude]
+    pairs, skipped, seen = [], [], set()
+    for row in sorted(chosen, key=lambda r: (r.name, r.prefix)):
+        if (row.name, row.prefix) in seen:
+            continue  # one conversion per (name, prefix), whatever its arities
+        seen.add((row.name, row.prefix))
+        reason = _skip_reason(row, wanted.mode == "compress")
+        if reason:
+            skipped.append({"index": row.name, "prefix": row.prefix, "reason": reason})
+        else:
+            pairs.append((row.name, row.prefix))
+    return pairs, skipped
+
+
+@logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
+@tracer.capture_lambda_handler
+@event_parser(model=SelectEvent)
+def handler(event: SelectEvent, context: LambdaContext) -> dict:
+    pairs, skipped = select(event)
+    items, names = [], set()
+    for index, prefix in pairs:
+        name, n = execution_name(index, event.execution), 1
+        while name in names:  # two indexes whose names differ only in characters Batch refuses
+            n += 1
+            name = execution_name(f"{index}-{n}", event.execution)
+        names.add(name)
+        items.append({"index": index, "prefix": prefix, "name": name, "level": event.input.level})
+    machine = event.machines[event.input.mode]
+    concurrency = event.input.concurrency or int(os.environ.get("BULK_CONCURRENCY", DEFAULT_CONCURRENCY))
+    logger.info("selected", extra={"convert": len(items), "skipped": len(skipped), "concurrency": concurrency})
+    return {
+        "mode": event.input.mode,
+        "machine": machine,
+        "concurrency": concurrency,
+        "items": items,
+        "skipped": skipped,
+    }
