@@ -4,6 +4,8 @@
     bgz start    --all | --include A,B [--exclude C]      compress many indexes in one (bulk) execution
     bgz rollback --index NAME --prefix PREFIX/ [--wait]   start a rollback run (or --all, --include)
     bgz watch EXECUTION                                    follow a run to its end
+    bgz stop EXECUTION                                     stop a run and its jobs, free its prefix
+    bgz logs EXECUTION [--step S] [--follow]               the CloudWatch lines of its jobs and Lambdas
     bgz list [--index NAME]                                recent runs of both state machines
     bgz locks                                              which runs hold which prefixes
     bgz publish-image [--tag TAG]                          build and push the job image
@@ -95,6 +97,15 @@ def cmd_watch(args: argparse.Namespace, stack: Stack) -> int:
     else:
         description = watch(stack, description, interval=args.interval)
     return 0 if description["status"] == "SUCCEEDED" else 1
+
+
+def cmd_stop(args: argparse.Namespace, stack: Stack) -> int:
+    from bgz.stop import stop
+
+    description = runs.find(stack, args.execution)
+    for line in stop(stack, description, reason=f"bgz stop: {args.reason}"):
+        print(line)
+    return 0
 
 
 def cmd_list(args: argparse.Namespace, stack: Stack) -> int:
@@ -195,6 +206,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("execution", help="execution name or ARN")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between updates")
     p.set_defaults(func=cmd_watch)
+    p = sub.add_parser("stop", parents=[common], help="stop a run and its Batch jobs, free its prefix, say where it is")
+    p.add_argument("execution", help="execution name or ARN (a bulk run: its index runs too)")
+    p.add_argument("--reason", default="stopped by the operator", help="recorded as the execution's cause")
+    p.set_defaults(func=cmd_stop)
     p = sub.add_parser("list", parents=[common], help="recent runs of both state machines")
     p.add_argument("--index", help="only runs of this index")
     p.add_argument("--max", type=int, default=20, help="how many (default 20)")

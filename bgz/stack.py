@@ -10,7 +10,7 @@ from pathlib import Path
 import boto3
 from botocore.exceptions import ClientError
 
-from batch_job.locations import Location
+from batch_job.locations import Location, parse_s3_uri
 from batch_job.runfolder import RunFolder
 from batch_job.stores import S3Store
 from bgz.errors import OperatorError
@@ -56,11 +56,14 @@ class Stack:
     def client(self, service: str):
         return self.session().client(service)
 
+    def location(self, uri: str) -> Location:
+        """An s3:// folder, read and written with this stack's profile and region."""
+        bucket, prefix = parse_s3_uri(uri)
+        return Location(S3Store(bucket, client=self.client("s3")), prefix, f"s3://{bucket}/{prefix}")
+
     def run_folder(self, execution_name: str) -> RunFolder:
         """An execution's run folder, read with this stack's profile and region (never the default session)."""
-        bucket = self.outputs()["RunBucketName"]
-        prefix = f"runs/{execution_name}/"
-        return RunFolder(Location(S3Store(bucket, client=self.client("s3")), prefix, f"s3://{bucket}/{prefix}"))
+        return RunFolder(self.location(f"s3://{self.outputs()['RunBucketName']}/runs/{execution_name}/"))
 
     @property
     def region_name(self) -> str:

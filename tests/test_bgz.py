@@ -8,6 +8,7 @@ import json
 import os
 import re
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -225,3 +226,43 @@ def test_bgz_version(capsys):
     with pytest.raises(SystemExit) as done:
         cli.main(["--version"])
     assert done.value.code == 0 and re.fullmatch(r"bgz \S+\n", capsys.readouterr().out)
+
+
+def _wait_for(predicate, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+def test_stop_ends_the_run_and_its_job_frees_the_prefix_and_says_where_it_is(deployment, capsys):
+    running, stopped = threading.Event(), threading.Event()
+
+    def compress_job_runs(job_name: str) -> None:
+        if job_name.endswith("-compress"):
+            running.set()
+            stopped.wait(60)
+            raise RuntimeError("the container was killed by TerminateJob")  # it never gets to compress
+
+    deployment.aws.runner.before_job = compress_job_runs
+    rc, out, _ = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)
+    name = out.splitlines()[0].rsplit(":", 1)[-1]
+    assert running.wait(60), "the compress job started"
+    try:
+        rc, out, err = bgz(capsys, deployment, "stop", name, "--reason", "wrong prefix")
+    finally:
+        stopped.set()
+    assert rc == 0, out + err
+    assert f"stopped {name} and terminated 1 Batch jobs" in out
+    assert f"released the lock of s3://{deployment.stack.data_bucket}/{PREFIX}" in out
+    assert "0 of 5 files have their .gz/.gzi written" in out
+    assert "The bioindex flag was not changed by this run and no originals were deleted" in out
+    assert "Start a new compress run with the same index and prefix to finish" in out
+    sfn = deployment.aws.client("stepfunctions")
+    arn = f"{deployment.stack.compress_arn.replace(':stateMachine:', ':execution:')}:{name}"
+    description = sfn.describe_execution(executionArn=arn)
+    assert description["status"] == "ABORTED"  # (moto keeps no cause for a stopped execution)
+    assert not deployment.locks() and deployment.originals_intact() and deployment.flag() is False
+
+    rc, out, _ = bgz(capsys, deployment, "stop", name)
+    assert rc == 0 and f"{name} is already ABORTED; nothing to stop" in out

@@ -3,6 +3,8 @@ rollback machine once per index as child executions; one index failing does not 
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from bgz import cli
@@ -77,3 +79,29 @@ def test_bulk_options_are_checked(offline_aws, capsys, args, message):
     rc = cli.main([*args, "--stack", "any", "--region", "us-east-1"])
     _, err = capsys.readouterr()
     assert rc == 2 and message in err
+
+
+def test_stopping_a_bulk_run_stops_its_index_runs(deployment, capsys):
+    d = deployment
+    running, stopped = threading.Event(), threading.Event()
+
+    def compress_job_runs(job_name: str) -> None:
+        if job_name.endswith("-compress"):
+            running.set()
+            stopped.wait(60)
+            raise RuntimeError("the container was killed by TerminateJob")
+
+    d.aws.runner.before_job = compress_job_runs
+    rc, out, _ = bgz(capsys, d, "start", "--include", INDEX)
+    assert rc == 0, out
+    name = out.splitlines()[0].rsplit(":", 1)[-1]
+    assert running.wait(60), "the index run's compress job started"
+    try:
+        rc = cli.main(["stop", name, "--stack", d.stack.name, "--region", "us-east-1"])
+        out, err = capsys.readouterr()
+    finally:
+        stopped.set()
+    assert rc == 0, out + err
+    child = f"{INDEX}-{name}"
+    assert f"stopped {child} and terminated 1 Batch jobs" in out and f"stopped {name}" in out
+    assert "released the lock of" in out and not d.locks() and d.originals_intact()
