@@ -108,6 +108,21 @@ def cmd_stop(args: argparse.Namespace, stack: Stack) -> int:
     return 0
 
 
+def cmd_logs(args: argparse.Namespace, stack: Stack) -> int:
+    from bgz import logs
+
+    description = runs.find(stack, args.execution)
+    if args.follow:
+        logs.follow(stack, description, args.step, args.interval, sys.stdout)
+        return 0
+    found = logs.lines(stack, description, args.step, set())
+    for line in found:
+        print(line)
+    if not found:
+        print(f"no log lines for {description['name']}" + (f" in state {args.step}" if args.step else ""))
+    return 0
+
+
 def cmd_list(args: argparse.Namespace, stack: Stack) -> int:
     rows = runs.recent(stack, args.index, args.max)
     if not rows:
@@ -210,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("execution", help="execution name or ARN (a bulk run: its index runs too)")
     p.add_argument("--reason", default="stopped by the operator", help="recorded as the execution's cause")
     p.set_defaults(func=cmd_stop)
+    p = sub.add_parser("logs", parents=[common], help="the CloudWatch lines of a run's jobs and Lambdas")
+    p.add_argument("execution", help="execution name or ARN")
+    p.add_argument("--step", help="only this state's lines, e.g. Plan, Compress, Verify, DeleteOriginals")
+    p.add_argument("--follow", action="store_true", help="keep printing new lines until the run ends")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --follow")
+    p.set_defaults(func=cmd_logs)
     p = sub.add_parser("list", parents=[common], help="recent runs of both state machines")
     p.add_argument("--index", help="only runs of this index")
     p.add_argument("--max", type=int, default=20, help="how many (default 20)")

@@ -35,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -93,6 +94,21 @@ class Runner:
     before_job: Callable[[str], None] | None = None
     # Called with the function name before a Lambda runs: lets a test change the world between states.
     before_invoke: Callable[[str], None] | None = None
+    # Function name -> its CloudWatch log group (the template's LoggingConfig), set by deploy.
+    log_groups: dict[str, str] = field(default_factory=dict)
+
+    def _log(self, group: str, stream: str, text: str) -> None:
+        """Write a process's output to CloudWatch Logs (moto's), one event per line, as AWS does."""
+        lines = [line for line in text.splitlines() if line.strip()]
+        if not lines:
+            return
+        logs = boto3.client("logs", region_name=REGION, endpoint_url=self.env["AWS_ENDPOINT_URL"])
+        with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+            logs.create_log_stream(logGroupName=group, logStreamName=stream)
+        now = int(time.time() * 1000)
+        events = [{"timestamp": now, "message": line} for line in lines]
+        for start in range(0, len(events), 1000):
+            logs.put_log_events(logGroupName=group, logStreamName=stream, logEvents=events[start : start + 1000])
 
     def run_job(self, job) -> None:
         if self.before_job is not None:
@@ -106,14 +122,23 @@ class Runner:
         env.update({e["name"]: e["value"] for e in container.get("environment", [])})
         env.update({e["name"]: e["value"] for e in job.container_overrides.get("environment", [])})
         env["AWS_BATCH_JOB_ID"] = job.job_id
+        log_options = container.get("logConfiguration", {}).get("options", {})
+        job.log_stream_name = f"{log_options.get('awslogs-stream-prefix', 'job')}/default/{job.job_id}"
         if "index" in job.array_properties:
             env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_properties["index"])
-        proc = subprocess.run(
-            [sys.executable, "-m", "batch_job", *command], env=env, cwd=ROOT, capture_output=True, text=True
+        proc = subprocess.run(  # stdout and stderr in one log, as awslogs keeps them
+            [sys.executable, "-m", "batch_job", *command],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         self.job_logs.append(
-            {"job": job.job_name, "id": job.job_id, "command": command, "exit": proc.returncode, "log": proc.stderr}
+            {"job": job.job_name, "id": job.job_id, "command": command, "exit": proc.returncode, "log": proc.stdout}
         )
+        if "awslogs-group" in log_options:
+            self._log(log_options["awslogs-group"], job.log_stream_name, proc.stdout)
         job.exit_code = proc.returncode
         if proc.returncode:
             # What AWS Batch says for any non-zero exit: nothing of what the container printed.
@@ -139,7 +164,11 @@ class Runner:
             cwd=ROOT / "lambdas",
             capture_output=True,
         )
-        self.lambda_logs.append({"function": function.function_name, "log": proc.stderr.decode(errors="replace")})
+        log = proc.stderr.decode(errors="replace")
+        self.lambda_logs.append({"function": function.function_name, "log": log})
+        if function.function_name in self.log_groups:
+            stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
+            self._log(self.log_groups[function.function_name], stream, log)
         return proc.stdout, proc.returncode != 0
 
 
@@ -392,6 +421,13 @@ class OfflineAWS:
             "RunBucket": run_bucket,
             "RunBucket.Arn": f"arn:aws:s3:::{run_bucket}",
         }
+        logs = self.client("logs")
+        for name, res in resources.items():
+            if res["Type"] == "AWS::Logs::LogGroup":
+                refs[name] = resolve(res["Properties"]["LogGroupName"], refs)
+                refs[f"{name}.Arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{refs[name]}:*"
+                with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
+                    logs.create_log_group(logGroupName=refs[name])
         role = iam.create_role(
             RoleName=f"{stack}-offline", AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []})
         )["Role"]["Arn"]
@@ -417,6 +453,10 @@ class OfflineAWS:
                 containerProperties={
                     "image": "bgzip-job:offline",
                     "command": container["Command"],
+                    "logConfiguration": {
+                        "logDriver": container["LogConfiguration"]["LogDriver"],
+                        "options": {k: resolve(v, refs) for k, v in container["LogConfiguration"]["Options"].items()},
+                    },
                     "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "4096"}],
                 },
                 platformCapabilities=props.get("PlatformCapabilities", []),
@@ -445,6 +485,7 @@ class OfflineAWS:
             )
             refs[name] = fn["FunctionName"]
             refs[f"{name}.Arn"] = fn["FunctionArn"]
+            self.runner.log_groups[fn["FunctionName"]] = resolve(props["LoggingConfig"]["LogGroup"], refs)
 
         arns = {}
         for name, res in resources.items():

@@ -266,3 +266,49 @@ def test_stop_ends_the_run_and_its_job_frees_the_prefix_and_says_where_it_is(dep
 
     rc, out, _ = bgz(capsys, deployment, "stop", name)
     assert rc == 0 and f"{name} is already ABORTED; nothing to stop" in out
+
+
+def test_logs_of_a_run_by_state_and_followed(deployment, capsys):
+    rc, out, err = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)
+    name = out.splitlines()[0].rsplit(":", 1)[-1]
+    rc = cli.main(
+        ["logs", name, "--follow", "--interval", "0.3", "--stack", deployment.stack.name, "--region", "us-east-1"]
+    )
+    followed, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "[Plan] INFO planned" in followed, "the Lambda's lines, found by the execution's name"
+    assert re.search(r"\[Compress\] .*compress: 5 files, .* 0 failed", followed), "the job's own stream"
+    assert re.search(r"\[Verify\] .*verify: 5 files", followed) and "[DeleteOriginals]" in followed
+    rc, out, _ = bgz(capsys, deployment, "logs", name, "--step", "Verify")
+    lines = out.splitlines()
+    assert rc == 0 and lines and all(line.startswith("[Verify]") for line in lines)
+    assert set(lines) <= set(followed.splitlines()), "the same lines, once each"
+
+
+def test_bgz_knows_where_the_template_puts_every_log(monkeypatch):
+    """bgz logs reads the groups the template creates: the jobs' and each Lambda's."""
+    from bgz import logs
+    from bgz.stack import Stack
+    from offline.aws import load_template
+
+    template = load_template()["Resources"]
+    stack = Stack("S", "us-east-1")
+    groups = {
+        r["Properties"]["LogGroupName"]["Fn::Sub"].replace("${AWS::StackName}", "S")
+        for r in template.values()
+        if r["Type"] == "AWS::Logs::LogGroup"
+    }
+    assert logs.job_log_group(stack) in groups
+    for state, suffix in logs.LAMBDA_LOGS.items():
+        assert logs.lambda_log_group(stack, suffix) in groups, state
+    handlers = {
+        r["Properties"]["LoggingConfig"]["LogGroup"]["Ref"]
+        for r in template.values()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+    named = {
+        n
+        for n, r in template.items()
+        if r["Type"] == "AWS::Logs::LogGroup" and r["Properties"]["LogGroupName"]["Fn::Sub"].startswith("/aws/lambda/")
+    }
+    assert handlers == named, "every Lambda logs to a group bgz knows"

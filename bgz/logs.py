@@ -1,0 +1,156 @@
+"""`bgz logs`: the CloudWatch lines of one run - its Batch jobs (each shard's stream) and its Lambdas
+(their lines carry the execution's name as correlation id) - in one stream, each line labelled with
+its state.
+
+Where each log lives is the template's: jobs in /aws/batch/<stack> (stream bgzip-job/default/<task>),
+each Lambda in /aws/lambda/<stack>-<function>; tests/test_template.py checks the names agree.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from batch_job import states
+from bgz.stack import Stack
+
+# The state whose Lambda logs where, as /aws/lambda/<stack>-<suffix>.
+LAMBDA_LOGS = {
+    states.PLAN: "plan",
+    states.SET_COMPRESSED: "set-compressed",
+    states.SET_UNCOMPRESSED: "set-compressed",
+    states.PROVE_READERS: "prove-readers",
+    states.SUMMARIZE: "report",
+    states.EXPLAIN_FAILURE: "report",
+    states.SELECT_INDEXES: "select-indexes",
+    states.REPORT_INDEXES: "report",
+}
+JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
+
+
+def job_log_group(stack: Stack) -> str:
+    return f"/aws/batch/{stack.name}"
+
+
+def lambda_log_group(stack: Stack, suffix: str) -> str:
+    return f"/aws/lambda/{stack.name}-{suffix}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """One place a run's lines are: a job's stream, or a Lambda's group filtered by the execution."""
+
+    state: str
+    group: str
+    stream: str | None = None  # None: a Lambda's group, filtered by the execution's name
+    label: str = ""
+
+
+def _job_streams(stack: Stack, job_id: str) -> list[tuple[str, str]]:
+    """(label, log stream) of a job, or of each child of an array job."""
+    batch = stack.client("batch")
+    jobs = batch.describe_jobs(jobs=[job_id])["jobs"]
+    if not jobs:
+        return []
+    if not jobs[0].get("arrayProperties", {}).get("size"):
+        stream = jobs[0].get("container", {}).get("logStreamName")
+        return [("", stream)] if stream else []
+    children = [
+        summary["jobId"]
+        for status in JOB_STATUSES
+        for summary in batch.list_jobs(arrayJobId=job_id, jobStatus=status).get("jobSummaryList", [])
+    ]
+    found = []
+    for start in range(0, len(children), 100):
+        for child in batch.describe_jobs(jobs=children[start : start + 100])["jobs"]:
+            stream = child.get("container", {}).get("logStreamName")
+            if stream:
+                found.append((f" shard {child.get('arrayProperties', {}).get('index', '?')}", stream))
+    return sorted(found)
+
+
+def sources(stack: Stack, execution_arn: str) -> list[Source]:
+    """Every log source of the execution so far, from its history."""
+    sfn = stack.client("stepfunctions")
+    found: list[Source] = []
+    state = ""
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+        for event in page["events"]:
+            if event["type"].endswith("StateEntered"):
+                state = states.step_state(event["stateEnteredEventDetails"]["name"])
+                if state in LAMBDA_LOGS:
+                    source = Source(state, lambda_log_group(stack, LAMBDA_LOGS[state]))
+                    if source not in found:
+                        found.append(source)
+            details = event.get("taskSubmittedEventDetails") or {}
+            if event["type"] == "TaskSubmitted" and "batch" in details.get("resourceType", ""):
+                job_id = json.loads(details.get("output") or "{}").get("JobId")
+                for label, stream in _job_streams(stack, job_id) if job_id else []:
+                    found.append(Source(state, job_log_group(stack), stream, label))
+    return found
+
+
+def _events(stack: Stack, source: Source, execution: str, start_ms: int) -> Iterator[dict]:
+    logs = stack.client("logs")
+    try:  # a job that has not written yet has no stream; a Lambda never invoked, no group
+        if source.stream is not None:
+            kwargs = {"logGroupName": source.group, "logStreamName": source.stream, "startFromHead": True}
+            token = None
+            while True:
+                page = logs.get_log_events(**kwargs, **({"nextToken": token} if token else {}))
+                yield from page["events"]
+                if not page["events"] or page.get("nextForwardToken") in (None, token):
+                    return
+                token = page["nextForwardToken"]
+        kwargs = {"logGroupName": source.group, "startTime": start_ms}
+        for page in logs.get_paginator("filter_log_events").paginate(**kwargs):
+            yield from (e for e in page["events"] if execution in e["message"])
+    except logs.exceptions.ResourceNotFoundException:
+        return
+
+
+def _text(message: str) -> str:
+    """A Powertools JSON line as `LEVEL message {extra}`; any other line as it is."""
+    try:
+        body = json.loads(message)
+    except ValueError:
+        return message
+    if not isinstance(body, dict) or "message" not in body:
+        return message
+    skip = {"level", "message", "timestamp", "service", "location", "correlation_id", "xray_trace_id"}
+    extra = {k: v for k, v in body.items() if k not in skip and not k.startswith("function_") and k != "cold_start"}
+    return f"{body.get('level', '')} {body['message']}" + (f" {json.dumps(extra)}" if extra else "")
+
+
+def lines(stack: Stack, description: dict, step: str | None, seen: set) -> list[str]:
+    """The execution's log lines not in `seen` (which they are added to), labelled by state."""
+    start = description["startDate"]
+    start_ms = int((start if isinstance(start, datetime) else datetime.now(UTC)).timestamp() * 1000) - 60_000
+    out = []
+    for source in sources(stack, description["executionArn"]):
+        if step and source.state != step:
+            continue
+        for event in _events(stack, source, description["name"], start_ms):
+            key = (source.group, source.stream, event["timestamp"], event["message"])
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(f"[{source.state}{source.label}] {_text(event['message'])}")
+    return out
+
+
+def follow(stack: Stack, description: dict, step: str | None, interval: float, out) -> None:
+    """Print the lines as they come until the execution ends."""
+    sfn = stack.client("stepfunctions")
+    seen: set = set()
+    while True:
+        description = sfn.describe_execution(executionArn=description["executionArn"])
+        for line in lines(stack, description, step, seen):
+            out.write(line + "\n")
+        out.flush()
+        if description["status"] != "RUNNING":
+            return
+        time.sleep(interval)
