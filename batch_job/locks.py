@@ -133,6 +133,14 @@ class Locks:
                     found.append(lock)
         return found
 
+    def blocking(self) -> Lock | None:
+        """The lock a run on this target would meet: its own or one of a prefix containing or inside it
+        (read only: a stale one is reported, not cleared)."""
+        for other, _ in self.held():
+            if other.key_prefix == self.key_prefix or _overlap(other.key_prefix, self.key_prefix):
+                return other
+        return None
+
     def _remove(self, lock: Lock, etag: str) -> None:
         self.folder.store.delete([(self._key(lock.key_prefix), etag)])
 

@@ -3,6 +3,7 @@
     bgz start    --index NAME --prefix PREFIX/ [--wait]   start a compress run
     bgz start    --all | --include A,B [--exclude C]      compress many indexes in one (bulk) execution
     bgz rollback --index NAME --prefix PREFIX/ [--wait]   start a rollback run (or --all, --include)
+    bgz plan     --index NAME --prefix PREFIX/ | --all ...  dry run: pre-flight, size, time, cost; starts nothing
     bgz watch EXECUTION                                    follow a run to its end
     bgz stop EXECUTION                                     stop a run and its jobs, free its prefix
     bgz logs EXECUTION [--step S] [--follow]               the CloudWatch lines of its jobs and Lambdas
@@ -24,6 +25,7 @@ from pathlib import Path
 
 from batch_job.errors import BadInput
 from batch_job.locations import check_prefix
+from batch_job.sizes import human_bytes
 from bgz import runs
 from bgz.errors import explain
 from bgz.stack import Stack
@@ -97,6 +99,36 @@ def cmd_watch(args: argparse.Namespace, stack: Stack) -> int:
     else:
         description = watch(stack, description, interval=args.interval)
     return 0 if description["status"] == "SUCCEEDED" else 1
+
+
+def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
+    from bgz.dryrun import preview, sizing
+
+    mode = "rollback" if args.rollback else "compress"
+    selection = _selection(args)
+    size = sizing(stack)
+    if selection is None:
+        check_prefix(args.prefix)
+        pairs = [(args.index, args.prefix)]
+    else:
+        payload = {
+            "execution": "dry-run",
+            "input": {"mode": mode, **selection},
+            "machines": {"compress": "", "rollback": ""},
+        }
+        chosen = stack.invoke("SelectIndexesFunctionName", payload)
+        pairs = [(item["index"], item["prefix"]) for item in chosen["items"]]
+        for skipped in chosen["skipped"]:
+            print(f"{skipped['index']} {skipped['prefix']}: skipped ({skipped['reason']})")
+    previews = [preview(stack, mode, index, prefix, getattr(args, "shards", None), size) for index, prefix in pairs]
+    for found in previews:
+        print("\n".join(found.lines))
+    if len(previews) > 1:
+        before, after = sum(p.source_bytes for p in previews), sum(p.target_bytes for p in previews)
+        cost = sum(p.cost for p in previews)
+        print(f"all {len(previews)} indexes: {human_bytes(before)} -> {human_bytes(after)}, about ${cost:.2f}")
+    print("nothing was started, locked or written (a dry run)")
+    return 2 if any(p.refused for p in previews) else 0
 
 
 def cmd_stop(args: argparse.Namespace, stack: Stack) -> int:
@@ -217,6 +249,15 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--shards", type=int, help="number of shards (default: one per 20 GiB)")
             p.add_argument("--level", type=int, help="compression level as bgzip -l (default -1)")
         p.set_defaults(func=func)
+    p = sub.add_parser("plan", parents=[common], help="dry run: pre-flight, files, bytes, expected size, time, cost")
+    p.add_argument("--index", help="bioindex index name (one index)")
+    p.add_argument("--prefix", help="with --index: its prefix as __Indexes has it, ending in /")
+    p.add_argument("--all", action="store_true", help="every index of the bioindex")
+    p.add_argument("--include", metavar="NAME,NAME", help="these indexes of the bioindex")
+    p.add_argument("--exclude", metavar="NAME,NAME", help="with --all or --include: leave these out")
+    p.add_argument("--rollback", action="store_true", help="a rollback instead of a compress run")
+    p.add_argument("--shards", type=int, help="number of shards (default: one per 20 GiB)")
+    p.set_defaults(func=cmd_plan, concurrency=None)
     p = sub.add_parser("watch", parents=[common], help="follow a run: state, Batch children, files and bytes")
     p.add_argument("execution", help="execution name or ARN")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between updates")

@@ -89,6 +89,25 @@ class Stack:
                 )
         return self._outputs
 
+    def parameters(self) -> dict[str, str]:
+        """The stack's parameter values (job size, MaxvCpus, ...)."""
+        stacks = self.client("cloudformation").describe_stacks(StackName=self.name)["Stacks"]
+        return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stacks[0].get("Parameters", [])}
+
+    def invoke(self, output: str, payload: dict) -> dict:
+        """Invoke one of the stack's Lambdas (named by its output) and return its result; a function
+        error is raised as an OperatorError with the function's own error type and message."""
+        import json
+
+        name = self.outputs().get(output)
+        if not name:
+            raise OperatorError(f"stack {self.name!r} has no output {output}", "deploy this version: sam deploy")
+        resp = self.client("lambda").invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+        body = json.loads(resp["Payload"].read() or b"{}")
+        if resp.get("FunctionError"):
+            raise OperatorError(f"{body.get('errorType', 'Error')}: {body.get('errorMessage', body)}")
+        return body
+
     def has_bulk(self) -> bool:
         return "BulkStateMachineArn" in self.outputs()
 

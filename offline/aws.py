@@ -52,6 +52,8 @@ from moto.server import ThreadedMotoServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PINNED_MOTO = "5.2.5"
+# The stack parameters `bgz plan` reads to estimate time and cost.
+SIZING = ("MaxvCpus", "JobVcpus", "JobMemoryMiB", "UseSpot")
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 MOTO_CONFIG = {
@@ -507,16 +509,20 @@ class OfflineAWS:
             "DataBucketName": data_bucket,
             "JobRepositoryUri": repository["repositoryUri"],
             "JobQueueArn": refs["JobQueue"],
+            "PlanFunctionName": refs["PlanFunction"],
+            "SelectIndexesFunctionName": refs["SelectIndexesFunction"],
         }
         assert set(outputs) == set(template["Outputs"]), "the offline stack has the template's outputs"
         self.client("cloudformation").create_stack(
             StackName=stack,
             TemplateBody=json.dumps(
                 {
+                    "Parameters": {name: {"Type": "String"} for name in SIZING},
                     "Resources": {"Placeholder": {"Type": "AWS::SQS::Queue"}},
                     "Outputs": {name: {"Value": value} for name, value in outputs.items()},
                 }
             ),
+            Parameters=[{"ParameterKey": name, "ParameterValue": str(refs[name])} for name in SIZING],
         )
         return DeployedStack(
             stack, data_bucket, run_bucket, arns["CompressStateMachine"], arns["RollbackStateMachine"], refs

@@ -312,3 +312,47 @@ def test_bgz_knows_where_the_template_puts_every_log(monkeypatch):
         if r["Type"] == "AWS::Logs::LogGroup" and r["Properties"]["LogGroupName"]["Fn::Sub"].startswith("/aws/lambda/")
     }
     assert handlers == named, "every Lambda logs to a group bgz knows"
+
+
+def test_plan_is_a_dry_run_that_starts_nothing(deployment, capsys):
+    rc, out, err = bgz(capsys, deployment, "plan", "--index", INDEX, "--prefix", PREFIX)
+    assert rc == 0, out + err
+    assert f"compress of index {INDEX} prefix {PREFIX} at s3://{deployment.stack.data_bucket}/{PREFIX}" in out
+    assert "pre-flight: passed (__Indexes row" in out and "files: 5, 736.65 kB; shards: 1" in out
+    ratio = float(
+        re.search(r"expected compressed size: [\d.]+ kB \(([\d.]+)%, from 5 files sampled now\)", out).group(1)
+    )
+    assert 10 < ratio < 25, "the sample compresses about as the real codec does (16 %)"
+    assert re.search(r"estimated wall time: \d+ min with 1 jobs of 2 vCPU at once \(MaxvCpus 64\)", out)
+    assert re.search(r"estimated cost: \$\d+\.\d\d of Fargate; S3 storage saved", out) and "lock: free" in out
+    assert "nothing was started, locked or written" in out
+    sfn = deployment.aws.client("stepfunctions")
+    assert not sfn.list_executions(stateMachineArn=deployment.stack.compress_arn)["executions"]
+    assert not deployment.locks() and deployment.originals_intact()
+    runs = deployment.s3.list_objects_v2(Bucket=deployment.stack.run_bucket).get("Contents", [])
+    assert runs == [], "no run folder"
+
+    rc, out, _ = bgz(capsys, deployment, "plan", "--index", "genez", "--prefix", PREFIX)
+    assert rc == 2 and "refused by the pre-flight: UnknownIndex: the bioindex has no index 'genez'" in out
+
+
+def test_plan_says_when_the_prefix_is_locked(deployment, capsys):
+    running, release = threading.Event(), threading.Event()
+
+    def hold(job_name: str) -> None:
+        if job_name.endswith("-compress"):
+            running.set()
+            release.wait(60)
+
+    deployment.aws.runner.before_job = hold
+    rc, out, _ = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)
+    name = out.splitlines()[0].rsplit(":", 1)[-1]
+    try:
+        assert running.wait(60)
+        rc, out, err = bgz(capsys, deployment, "plan", "--all")
+    finally:
+        release.set()
+    assert rc == 0, out + err
+    assert f"lock: s3://{deployment.stack.data_bucket}/{PREFIX} is locked by execution {name}" in out
+    rc, out, _ = bgz(capsys, deployment, "watch", name, "--interval", "0.3")
+    assert rc == 0

@@ -23,9 +23,10 @@ from batch_job.keys import s3_prefix
 from batch_job.locations import check_prefix, parse_location
 from batch_job.locks import Locks
 from batch_job.runfolder import RunFolder
-from batch_job.steps.plan import make_plan
+from batch_job.steps.plan import make_plan, preview
 from bioindex import config
 from bioindex.readers import capture
+from bioindex.rows import IndexRow
 
 logger = Logger()
 tracer = Tracer()
@@ -33,6 +34,7 @@ tracer = Tracer()
 copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 
 INDEX_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+SAMPLED = 5  # files a dry run names for sampling the compression ratio
 
 
 class ExecutionInput(BaseModel):
@@ -60,6 +62,7 @@ class PlanEvent(BaseModel):
     execution: str
     execution_arn: str = Field(alias="executionArn")
     input: ExecutionInput
+    dry_run: bool = Field(default=False, alias="dryRun")  # `bgz plan`: pre-flight and listing only
 
     @field_validator("execution")
     @classmethod
@@ -68,6 +71,26 @@ class PlanEvent(BaseModel):
         if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", value):
             raise ValueError(f"execution name {value!r} may use only letters, digits, '-' and '_' (Batch job names)")
         return value
+
+
+def dry_run(target: str, rollback: bool, shards: int | None, row: IndexRow) -> dict:
+    """What a run would cover, with nothing taken or written: the pre-flight passed, the listing, the
+    shards, a few files to sample (spread over sizes), and the lock the run would meet."""
+    location = parse_location(target)
+    objects, count = preview(location, rollback, shards)
+    by_size = sorted(objects, key=lambda o: o.size)
+    samples = sorted({by_size[i * (len(by_size) - 1) // (SAMPLED - 1)].key for i in range(SAMPLED)})
+    blocking = Locks(location).blocking()
+    return {
+        "dryRun": True,
+        "target": target,
+        "row": row.receipt(),
+        "files": len(objects),
+        "bytes": sum(o.size for o in objects),
+        "shards": count,
+        "samples": samples,
+        "locked": f"{blocking.target} is locked by {blocking.holder()}" if blocking else "",
+    }
 
 
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
@@ -83,6 +106,8 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict:
     logger.info("pre-flight passed", extra={"backend": backend.name, "row": row.receipt()})
 
     target = f"s3://{os.environ['DATA_BUCKET']}/{key_prefix}"
+    if event.dry_run:
+        return dry_run(target, rollback, event.input.shards, row)
     run = RunFolder(parse_location(f"s3://{os.environ['RUN_BUCKET']}/runs/{event.execution}/"))
     plan = make_plan(
         target, index, run, rollback=rollback, shards=event.input.shards, prefix=prefix, execution=event.execution_arn

@@ -1,0 +1,87 @@
+"""`bgz plan`: a dry run. The Plan Lambda runs the pre-flight and lists the prefix without taking the
+lock or writing anything; bgz then samples a few of the files on the spot and estimates the run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from batch_job import bgzf
+from batch_job.sizes import human_bytes
+from bgz.errors import OperatorError
+from bgz.estimate import Sizing, estimate, sampled_ratio
+from bgz.stack import Stack
+
+SAMPLE_BYTES = 4 << 20  # from the start of each sampled file
+
+
+@dataclass
+class Preview:
+    index: str
+    prefix: str
+    lines: list[str]
+    source_bytes: int = 0
+    target_bytes: int = 0
+    cost: float = 0.0
+    refused: str = ""
+
+
+def sizing(stack: Stack) -> Sizing:
+    values = stack.parameters()
+    defaults = Sizing()
+    return Sizing(
+        max_vcpus=int(values.get("MaxvCpus") or defaults.max_vcpus),
+        job_vcpus=float(values.get("JobVcpus") or defaults.job_vcpus),
+        job_memory_mib=int(values.get("JobMemoryMiB") or defaults.job_memory_mib),
+        spot=(values.get("UseSpot") or "false").lower() == "true",
+    )
+
+
+def _ratio(stack: Stack, bucket: str, keys: list[str], rollback: bool) -> float:
+    """Output size over input size, from the sampled files."""
+    s3 = stack.client("s3")
+    if not rollback:
+        samples = [
+            s3.get_object(Bucket=bucket, Key=key, Range=f"bytes=0-{SAMPLE_BYTES - 1}")["Body"].read() for key in keys
+        ]
+        return sampled_ratio(samples)
+    compressed = restored = 0
+    for key in keys:  # a .gzi gives the uncompressed size to within one block
+        entries = bgzf.parse_gzi(s3.get_object(Bucket=bucket, Key=key + ".gzi")["Body"].read())
+        compressed += s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+        restored += (entries[-1][1] if entries else 0) + bgzf.BLOCK_DATA_SIZE // 2
+    return restored / compressed if compressed else 1.0
+
+
+def preview(stack: Stack, mode: str, index: str, prefix: str, shards: int | None, size: Sizing) -> Preview:
+    payload = {
+        "mode": mode,
+        "execution": "dry-run",
+        "executionArn": "",
+        "dryRun": True,
+        "input": {"index": index, "prefix": prefix, **({"shards": shards} if shards else {})},
+    }
+    try:
+        found = stack.invoke("PlanFunctionName", payload)
+    except OperatorError as exc:
+        return Preview(index, prefix, [f"{index} {prefix}: refused by the pre-flight: {exc}"], refused=str(exc))
+    bucket = found["target"][len("s3://") :].split("/", 1)[0]
+    ratio = _ratio(stack, bucket, found["samples"], mode == "rollback")
+    source, target = found["bytes"], int(found["bytes"] * ratio)
+    guess = estimate(mode, source, target, found["shards"], size)
+    after = "compressed" if mode == "compress" else "restored"
+    lines = [
+        f"{mode} of index {index} prefix {prefix} at {found['target']}",
+        "  pre-flight: passed" + (f" (__Indexes row {found['row'].get('id')})" if found["row"].get("id") else ""),
+        f"  files: {found['files']}, {human_bytes(source)}; shards: {found['shards']}",
+        f"  expected {after} size: {human_bytes(target)} ({ratio:.1%}, from {len(found['samples'])} files sampled now)",
+        f"  estimated wall time: {guess.wall_seconds / 60:.0f} min with {guess.parallel_jobs} jobs of "
+        f"{size.job_vcpus:g} vCPU at once (MaxvCpus {size.max_vcpus})",
+        f"  estimated cost: ${guess.cost:.2f} of Fargate{' Spot' if size.spot else ''}; S3 storage "
+        + (
+            f"saved: ${guess.monthly_saving:.2f} a month"
+            if guess.monthly_saving >= 0
+            else f"added: ${-guess.monthly_saving:.2f} a month"
+        ),
+        f"  lock: {found['locked'] or 'free'}",
+    ]
+    return Preview(index, prefix, lines, source, target, guess.cost)
