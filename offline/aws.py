@@ -336,7 +336,7 @@ def load_template() -> dict:
 
 
 def resolve(value: Any, refs: dict[str, str]) -> Any:
-    """Resolve the intrinsics the template uses in environments and substitutions."""
+    """Resolve the intrinsics the template uses in environments, substitutions and event patterns."""
     if isinstance(value, dict) and len(value) == 1:
         ((fn, arg),) = value.items()
         if fn == "Ref":
@@ -346,6 +346,10 @@ def resolve(value: Any, refs: dict[str, str]) -> Any:
             return refs[name]
         if fn == "Fn::Sub":
             return re.sub(r"\$\{([^}]+)\}", lambda m: refs[m.group(1)], arg)
+    if isinstance(value, dict):
+        return {key: resolve(item, refs) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve(item, refs) for item in value]
     return value
 
 
@@ -425,7 +429,7 @@ class OfflineAWS:
         }
         logs = self.client("logs")
         for name, res in resources.items():
-            if res["Type"] == "AWS::Logs::LogGroup":
+            if res["Type"] == "AWS::Logs::LogGroup" and "Condition" not in res:
                 refs[name] = resolve(res["Properties"]["LogGroupName"], refs)
                 refs[f"{name}.Arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{refs[name]}:*"
                 with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
@@ -468,8 +472,8 @@ class OfflineAWS:
         with zipfile.ZipFile(code, "w") as zf:
             zf.writestr("README", "the offline runner loads the handler from lambdas/")
         for name, res in resources.items():
-            if res["Type"] != "AWS::Serverless::Function":
-                continue
+            if res["Type"] != "AWS::Serverless::Function" or "Condition" in res:
+                continue  # the offline stack deploys the defaults: optional parts (notifications) are left out
             props = res["Properties"]
             variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
             variables.update(props.get("Environment", {}).get("Variables", {}))

@@ -242,3 +242,22 @@ def test_every_lambda_event_model_refuses_unknown_fields():
 
     for model in (ExecutionInput, PlanEvent, ProveReadersEvent, ReportEvent, SetCompressedEvent):
         assert model.model_config.get("extra") == "forbid", model.__name__
+
+
+def test_notify_says_a_bulk_runs_table_and_a_timeout_in_plain_words():
+    from notify.app import message
+
+    table = "compress of 2 indexes: 1 succeeded, 0 failed, 1 skipped\na a/: SUCCEEDED, 5 files"
+    subject, body = message(
+        {
+            "name": "bulk-x",
+            "status": "SUCCEEDED",
+            "stateMachineArn": "arn:aws:states:r:1:stateMachine:s-bulk",
+            "output": json.dumps({"table": table}),
+        }
+    )
+    assert subject == "bgzip-workflow: bulk-x SUCCEEDED" and body == f"Run bulk-x of s-bulk SUCCEEDED.\n\n{table}"
+    subject, body = message(
+        {"name": "n", "status": "TIMED_OUT", "stateMachineArn": "arn:aws:states:r:1:stateMachine:s-compress"}
+    )
+    assert subject.endswith("n TIMED_OUT") and "no error given: no cause given" in body and "bgz logs n" in body

@@ -252,3 +252,15 @@ def test_set_compressed_retries_an_unavailable_bioindex():
         state = asl(path)["States"][flag_state]
         assert any("BioindexUnavailable" in r["ErrorEquals"] for r in state["Retry"])
         assert state["Parameters"]["Payload"]["compressed"] is (flag_state == states.SET_COMPRESSED)
+
+
+def test_notifications_are_optional_and_cover_every_end_of_every_machine(template):
+    resources = template["Resources"]
+    notify = resources["NotifyFunction"]
+    assert notify["Condition"] == "Notifies" and resources["NotificationTopic"]["Condition"] == "HasNotificationEmail"
+    pattern = notify["Properties"]["Events"]["RunEnded"]["Properties"]["Pattern"]
+    assert pattern["source"] == ["aws.states"] and pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert set(pattern["detail"]["status"]) == {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+    assert pattern["detail"]["stateMachineArn"] == [
+        {"Ref": name} for name in ("CompressStateMachine", "RollbackStateMachine", "BulkStateMachine")
+    ]

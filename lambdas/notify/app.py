@@ -1,0 +1,66 @@
+"""Notify: when a compress, rollback or bulk run ends, tell the notification topic in plain words.
+
+Step Functions sends every execution's status change to EventBridge; the stack's rule passes the
+ends of its three machines here. A success says what the run did (its summary, or a bulk run's
+table); anything else says why (the Error and Cause the failure path wrote) and where to look.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from batch_job.sizes import human_bytes
+
+logger = Logger()
+tracer = Tracer()
+
+SUBJECT_LIMIT = 100  # SNS's limit on e-mail subjects
+
+
+def _summary(summary: dict[str, Any]) -> str:
+    if "table" in summary:  # a bulk run
+        return summary["table"]
+    if "files" not in summary:
+        return json.dumps(summary)
+    before, after = summary.get("bytesUncompressed") or 0, summary.get("bytesCompressed") or 0
+    ratio = f" ({after / before:.1%})" if before else ""
+    proven = "the bioindex's readers were proven" if summary.get("readersProven") else "the readers were not proven"
+    return (
+        f"{summary.get('mode')} of index {summary.get('index')} prefix {summary.get('prefix')}: "
+        f"{summary['files']} files, {human_bytes(before)} uncompressed, {human_bytes(after)} compressed{ratio}; "
+        f"{summary.get('objectsDeleted', 0)} objects deleted; {proven}. Run folder: {summary.get('run')}"
+    )
+
+
+def message(detail: dict[str, Any]) -> tuple[str, str]:
+    """The subject and body for one execution's end."""
+    name, status = detail.get("name", "?"), detail.get("status", "?")
+    machine = str(detail.get("stateMachineArn", "")).rsplit(":", 1)[-1]
+    subject = f"bgzip-workflow: {name} {status}"[:SUBJECT_LIMIT]
+    if status == "SUCCEEDED":
+        try:
+            output = json.loads(detail.get("output") or "{}")
+        except json.JSONDecodeError:
+            output = {"output": detail.get("output")}
+        body = f"Run {name} of {machine} SUCCEEDED.\n\n{_summary(output)}"
+    else:
+        body = (
+            f"Run {name} of {machine} {status}.\n\n{detail.get('error') or 'no error given'}: "
+            f"{detail.get('cause') or 'no cause given'}\n\nIts logs: bgz logs {name}. What to do: the README's runbook."
+        )
+    return subject, body
+
+
+@logger.inject_lambda_context(log_event=False)
+@tracer.capture_lambda_handler
+def handler(event: dict, context: LambdaContext) -> dict:
+    subject, body = message(event.get("detail") or {})
+    boto3.client("sns").publish(TopicArn=os.environ["NOTIFY_TOPIC_ARN"], Subject=subject, Message=body)
+    logger.info("notified", extra={"subject": subject})
+    return {"subject": subject, "message": body}
