@@ -1,1 +1,11 @@
 """bgzip-workflow's batch job engine: BGZF conversion of bioindex prefixes, on S3 or a local folder."""
+
+import importlib.metadata
+
+
+def version() -> str:
+    """The installed bgzip-workflow's version, shown by `bgzip-job --version` and `bgz --version`."""
+    try:
+        return importlib.metadata.version("bgzip-workflow")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown (not installed)"

@@ -12,7 +12,6 @@ Each error of batch_job/errors.py carries its status.
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import logging
 import os
 import signal
@@ -21,11 +20,11 @@ import threading
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from batch_job import bgzf
+from batch_job import bgzf, version
 from batch_job.bgzf import DEFAULT_LEVEL
 from batch_job.errors import EngineError, FilesFailed, StoreError
 from batch_job.locations import check_prefix, parse_location
-from batch_job.progress import STOP
+from batch_job.progress import STOP, interrupt_now
 from batch_job.records import JobError, Mode, Step
 from batch_job.runfolder import RunFolder
 from batch_job.sizes import human_bytes, parse_bytes
@@ -189,13 +188,6 @@ def _size(text: str) -> int:
     return value
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("bgzip-workflow")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 class _HelpWithDefaults(argparse.HelpFormatter):
     """Shows each option's default, unless it has none or its help already says it."""
 
@@ -213,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Convert the JSON-lines files of a bioindex prefix to BGZF (.gz + .gzi) and back, safely.",
         formatter_class=formatter,
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()} ({bgzf.CODEC})")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()} ({bgzf.CODEC})")
     sub = parser.add_subparsers(dest="command", required=True)
 
     plan = sub.add_parser(
@@ -263,7 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _on_interrupt(signum: int, frame: object) -> None:
     STOP.set()  # the file workers stop at their next chunk, so the pools below wind down at once
-    raise KeyboardInterrupt
+    if interrupt_now():  # else a shard's deletions are being recorded: they finish first
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,8 +41,10 @@ EXECUTION_NAME = re.compile(r"^[A-Za-z0-9_-]{1,80}$")
 
 def execution_name(*parts: str) -> str:
     """An execution name from `parts` joined by '-', in the characters Batch job names allow (the
-    execution names the jobs and the run folder), at most 80 long; the last part is always kept whole."""
+    execution names the jobs and the run folder), at most 80 long. The last part is kept whole (it
+    makes the name unique: a timestamp, a bulk execution's name) and the others are cut to fit."""
     safe = [re.sub(r"[^A-Za-z0-9_-]", "-", part) for part in parts]
-    room = 80 - len(safe[-1]) - 1
-    head = "-".join(safe[:-1])[:room] if len(safe) > 1 else ""
-    return f"{head}-{safe[-1]}" if head else safe[-1][:80]
+    last = safe[-1][:80]
+    room = 80 - len(last) - 1
+    head = "-".join(safe[:-1])[:room] if len(safe) > 1 and room > 0 else ""
+    return f"{head}-{last}" if head else last

@@ -6,10 +6,12 @@ on stderr instead of the periodic progress lines.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from batch_job.sizes import human_bytes
@@ -22,6 +24,27 @@ STOP = threading.Event()
 
 class Interrupted(BaseException):
     """Raised in a file worker once STOP is set; a BaseException, so no step records it as a file's failure."""
+
+
+_CRITICAL = threading.Event()
+
+
+@contextlib.contextmanager
+def uninterrupted() -> Iterator[None]:
+    """A stretch that must finish once begun (a shard's deletions and the manifest recording them): an
+    interrupt meanwhile only sets STOP, and takes effect right after."""
+    _CRITICAL.set()
+    try:
+        yield
+    finally:
+        _CRITICAL.clear()
+    if STOP.is_set():
+        raise KeyboardInterrupt
+
+
+def interrupt_now() -> bool:
+    """Whether an interrupt may raise at once (outside an uninterrupted stretch)."""
+    return not _CRITICAL.is_set()
 
 
 MB = 1_000_000

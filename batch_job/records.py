@@ -355,7 +355,7 @@ class ReadersCheck:
     def to_json(self) -> bytes:
         body = _without_none(self)
         if self.canary is not None:
-            body["canary"] = asdict(self.canary)
+            body["canary"] = _without_none(self.canary) | {"objects": [_without_none(o) for o in self.canary.objects]}
         return json.dumps(body, indent=1).encode()
 
     @classmethod

@@ -34,6 +34,7 @@ S3_MAX_PART_SIZE = 5 * GiB
 PART_SIZE = 16 * MiB  # our smallest part: few requests, little memory
 PARTS_SPARE = 1_000  # parts left over for an object larger than its size hint (decompress guesses)
 RANGE_SIZE = 8 * MiB  # one ranged GET of a streamed read
+DELETE_BATCH = 1000  # S3's DeleteObjects limit
 
 # S3 error codes that mean "not allowed": retrying cannot help.
 DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"}
@@ -41,9 +42,6 @@ DENIED_CODES = {"AccessDenied", "AllAccessDisabled", "InvalidAccessKeyId", "Sign
 
 def is_denied(exc: BaseException) -> bool:
     return isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code", "") in DENIED_CODES
-
-
-DELETE_BATCH = 1000
 
 
 def part_size_for(size_hint: int) -> int:

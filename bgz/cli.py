@@ -19,10 +19,10 @@ Exit status: 0 success; 1 the run failed; 2 the command could not do what was as
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import sys
 from pathlib import Path
 
+from batch_job import version
 from batch_job.errors import BadInput
 from batch_job.locations import check_prefix
 from batch_job.sizes import human_bytes
@@ -218,16 +218,9 @@ def _stack_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     )
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("bgzip-workflow")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown (not installed)"
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bgz", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     _stack_options(parser, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
     _stack_options(common, defaults=False)

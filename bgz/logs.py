@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from batch_job import states
+from bgz import runs
 from bgz.stack import Stack
 
 # The state whose Lambda logs where, as /aws/lambda/<stack>-<suffix>.
@@ -58,10 +59,12 @@ def _job_streams(stack: Stack, job_id: str) -> list[tuple[str, str]]:
     if not jobs[0].get("arrayProperties", {}).get("size"):
         stream = jobs[0].get("container", {}).get("logStreamName")
         return [("", stream)] if stream else []
+    pages = batch.get_paginator("list_jobs")
     children = [
         summary["jobId"]
         for status in JOB_STATUSES
-        for summary in batch.list_jobs(arrayJobId=job_id, jobStatus=status).get("jobSummaryList", [])
+        for page in pages.paginate(arrayJobId=job_id, jobStatus=status)
+        for summary in page.get("jobSummaryList", [])
     ]
     found = []
     for start in range(0, len(children), 100):
@@ -74,22 +77,18 @@ def _job_streams(stack: Stack, job_id: str) -> list[tuple[str, str]]:
 
 def sources(stack: Stack, execution_arn: str) -> list[Source]:
     """Every log source of the execution so far, from its history."""
-    sfn = stack.client("stepfunctions")
     found: list[Source] = []
     state = ""
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
-        for event in page["events"]:
-            if event["type"].endswith("StateEntered"):
-                state = states.step_state(event["stateEnteredEventDetails"]["name"])
-                if state in LAMBDA_LOGS:
-                    source = Source(state, lambda_log_group(stack, LAMBDA_LOGS[state]))
-                    if source not in found:
-                        found.append(source)
-            details = event.get("taskSubmittedEventDetails") or {}
-            if event["type"] == "TaskSubmitted" and "batch" in details.get("resourceType", ""):
-                job_id = json.loads(details.get("output") or "{}").get("JobId")
-                for label, stream in _job_streams(stack, job_id) if job_id else []:
-                    found.append(Source(state, job_log_group(stack), stream, label))
+    for event in runs.history(stack, execution_arn):
+        if event["type"].endswith("StateEntered"):
+            state = states.step_state(event["stateEnteredEventDetails"]["name"])
+            if state in LAMBDA_LOGS:
+                source = Source(state, lambda_log_group(stack, LAMBDA_LOGS[state]))
+                if source not in found:
+                    found.append(source)
+        job_id = runs.submitted_job(event)
+        for label, stream in _job_streams(stack, job_id) if job_id else []:
+            found.append(Source(state, job_log_group(stack), stream, label))
     return found
 
 
@@ -105,11 +104,20 @@ def _events(stack: Stack, source: Source, execution: str, start_ms: int) -> Iter
                 if not page["events"] or page.get("nextForwardToken") in (None, token):
                     return
                 token = page["nextForwardToken"]
-        kwargs = {"logGroupName": source.group, "startTime": start_ms}
+        kwargs = {"logGroupName": source.group, "startTime": start_ms, "filterPattern": f'"{execution}"'}
         for page in logs.get_paginator("filter_log_events").paginate(**kwargs):
-            yield from (e for e in page["events"] if execution in e["message"])
+            yield from (e for e in page["events"] if _correlation_id(e["message"]) == execution)
     except logs.exceptions.ResourceNotFoundException:
         return
+
+
+def _correlation_id(message: str) -> str | None:
+    """The execution a Lambda's line belongs to (Powertools writes it as correlation_id)."""
+    try:
+        body = json.loads(message)
+    except ValueError:
+        return None
+    return body.get("correlation_id") if isinstance(body, dict) else None
 
 
 def _text(message: str) -> str:

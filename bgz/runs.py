@@ -13,7 +13,7 @@ MODES = ("compress", "rollback")
 BULK = "bulk"
 
 
-def execution_name(index: str, now: datetime | None = None) -> str:
+def timestamped_name(index: str, now: datetime | None = None) -> str:
     """`<index>-<UTC timestamp>`, in the characters Batch job names allow (they name the jobs)."""
     return keys.execution_name(index, (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ"))
 
@@ -54,7 +54,7 @@ def start(stack: Stack, mode: str, execution_input: dict) -> dict:
         )
     return stack.client("stepfunctions").start_execution(
         stateMachineArn=stack.machine_arn(mode),
-        name=execution_name(execution_input["index"]),
+        name=timestamped_name(execution_input["index"]),
         input=json.dumps(execution_input),
     )
 
@@ -65,6 +65,27 @@ def start_bulk(stack: Stack, mode: str, selection: dict) -> dict:
     return stack.client("stepfunctions").start_execution(
         stateMachineArn=stack.machine_arn(BULK), name=name, input=json.dumps({"mode": mode, **selection})
     )
+
+
+def history(stack: Stack, execution_arn: str) -> list[dict]:
+    sfn = stack.client("stepfunctions")
+    events: list[dict] = []
+    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=execution_arn):
+        events.extend(page["events"])
+    return events
+
+
+def submitted_job(event: dict) -> str | None:
+    """The Batch job id a TaskSubmitted event of a Batch task names, else None."""
+    details = event.get("taskSubmittedEventDetails") or {}
+    if event["type"] != "TaskSubmitted" or "batch" not in details.get("resourceType", ""):
+        return None
+    return json.loads(details.get("output") or "{}").get("JobId")
+
+
+def batch_job_ids(stack: Stack, execution_arn: str) -> list[str]:
+    """The Batch jobs an execution submitted (an array job stands for its children)."""
+    return [job for event in history(stack, execution_arn) if (job := submitted_job(event))]
 
 
 def children(stack: Stack, bulk_name: str) -> list[dict]:

@@ -3,11 +3,13 @@ uses them), and the stack's outputs (state machines, run bucket, image repositor
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import boto3
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from batch_job.locations import Location, parse_s3_uri
@@ -97,12 +99,12 @@ class Stack:
     def invoke(self, output: str, payload: dict) -> dict:
         """Invoke one of the stack's Lambdas (named by its output) and return its result; a function
         error is raised as an OperatorError with the function's own error type and message."""
-        import json
-
         name = self.outputs().get(output)
         if not name:
             raise OperatorError(f"stack {self.name!r} has no output {output}", "deploy this version: sam deploy")
-        resp = self.client("lambda").invoke(FunctionName=name, Payload=json.dumps(payload).encode())
+        # Plan may list a large prefix for up to its 15 minutes; a retried invoke would list it again.
+        client = self.session().client("lambda", config=Config(read_timeout=900, retries={"max_attempts": 1}))
+        resp = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
         body = json.loads(resp["Payload"].read() or b"{}")
         if resp.get("FunctionError"):
             raise OperatorError(f"{body.get('errorType', 'Error')}: {body.get('errorMessage', body)}")

@@ -48,25 +48,12 @@ class Snapshot:
         return " | ".join(parts)
 
 
-def _history(sfn, arn: str) -> list[dict]:
-    events = []
-    for page in sfn.get_paginator("get_execution_history").paginate(executionArn=arn):
-        events.extend(page["events"])
-    return events
-
-
 def _batch_children(stack: Stack, events: list[dict]) -> dict[str, int] | None:
-    submitted = [
-        e
-        for e in events
-        if e["type"] == "TaskSubmitted" and "batch" in e["taskSubmittedEventDetails"].get("resourceType", "")
-    ]
+    """Status counts of the children of the last Batch job the execution submitted."""
+    submitted = [job for event in events if (job := runs.submitted_job(event))]
     if not submitted:
         return None
-    job_id = json.loads(submitted[-1]["taskSubmittedEventDetails"].get("output") or "{}").get("JobId")
-    if not job_id:
-        return None
-    jobs = stack.client("batch").describe_jobs(jobs=[job_id])["jobs"]
+    jobs = stack.client("batch").describe_jobs(jobs=[submitted[-1]])["jobs"]
     if not jobs:
         return None
     array = jobs[0].get("arrayProperties", {})
@@ -92,8 +79,7 @@ def _bulk_snapshot(stack: Stack, description: dict, state: str) -> Snapshot:
 def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snapshot:
     """Where the execution is; `cache` keeps the plan between polls (it may list 100,000 files)."""
     cache = {} if cache is None else cache
-    sfn = stack.client("stepfunctions")
-    events = _history(sfn, description["executionArn"])
+    events = runs.history(stack, description["executionArn"])
     entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
     state = entered[-1] if entered else "starting"
     if is_bulk(description):

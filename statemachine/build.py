@@ -369,12 +369,15 @@ def bulk_definition() -> State:
         states.INDEX_FAILED: {
             "Type": "Pass",
             "Comment": "Kept as this index's outcome; the other indexes go on.",
+            # Small: the child's own Error and Cause are read by ReportIndexes (a Map's results share
+            # the execution's 256 KiB state limit).
             "Parameters": {
                 "index.$": "$.item.index",
                 "prefix.$": "$.item.prefix",
                 "status": "FAILED",
                 "error.$": "$.error.Error",
-                "cause.$": "$.error.Cause",
+                "machine.$": "$.machine",
+                "name.$": "$.item.name",
             },
             "End": True,
         },

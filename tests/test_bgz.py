@@ -253,19 +253,19 @@ def test_stop_ends_the_run_and_its_job_frees_the_prefix_and_says_where_it_is(dep
     finally:
         stopped.set()
     assert rc == 0, out + err
-    assert f"stopped {name} and terminated 1 Batch jobs" in out
+    assert f"stopped {name}\nterminated 1 Batch jobs of {name}" in out
     assert f"released the lock of s3://{deployment.stack.data_bucket}/{PREFIX}" in out
     assert "0 of 5 files have their .gz/.gzi written" in out
     assert "The bioindex flag was not changed by this run and no originals were deleted" in out
     assert "Start a new compress run with the same index and prefix to finish" in out
     sfn = deployment.aws.client("stepfunctions")
     arn = f"{deployment.stack.compress_arn.replace(':stateMachine:', ':execution:')}:{name}"
-    description = sfn.describe_execution(executionArn=arn)
-    assert description["status"] == "ABORTED"  # (moto keeps no cause for a stopped execution)
+    _wait_for(lambda: sfn.describe_execution(executionArn=arn)["status"] != "RUNNING")
+    assert sfn.describe_execution(executionArn=arn)["status"] == "ABORTED"
     assert not deployment.locks() and deployment.originals_intact() and deployment.flag() is False
 
     rc, out, _ = bgz(capsys, deployment, "stop", name)
-    assert rc == 0 and f"{name} is already ABORTED; nothing to stop" in out
+    assert rc == 0 and f"{name} had already ended (ABORTED)" in out and "released" not in out
 
 
 def test_logs_of_a_run_by_state_and_followed(deployment, capsys):

@@ -564,3 +564,30 @@ def test_a_corrupted_gz_is_named_as_the_problem_not_its_original(tmp_path, capsy
     assert "a.json.gz changed after its .gzi was written (modified or corrupted)" in caplog.text
     assert "not made from the current a.json" not in caplog.text
     assert cli.main(["compress", "--run", run]) == 0 and cli.main(["verify", "--run", run]) == 0, "compress rewrites it"
+
+
+def test_an_interrupt_waits_for_a_shards_deletions_and_their_record():
+    """Ctrl-C or SIGTERM while a shard's deletions are made and recorded: they finish, then it stops."""
+    from batch_job import progress
+
+    progress.STOP.clear()
+    finished = []
+    with pytest.raises(KeyboardInterrupt), progress.uninterrupted():
+        assert not progress.interrupt_now()
+        progress.STOP.set()  # what the signal handler does, without raising, here
+        finished.append("manifest written")
+    assert finished == ["manifest written"] and progress.interrupt_now()
+    progress.STOP.clear()
+
+
+def test_the_reader_check_record_keeps_its_json_form():
+    from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
+
+    check = ReadersCheck("x", canary=CanaryRecord(CanaryStatus.DELETED, "t", [CanaryObject("k", "e", 3, "a", "f")]))
+    body = json.loads(check.to_json())
+    assert body["canary"] == {
+        "status": "deleted",
+        "at": "t",
+        "objects": [{"key": "k", "etag": "e", "size": 3, "aside": "a", "aside_etag": "f"}],
+    }
+    assert ReadersCheck.from_json(check.to_json()) == check

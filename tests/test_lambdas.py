@@ -5,6 +5,7 @@ packages it."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -261,3 +262,14 @@ def test_notify_says_a_bulk_runs_table_and_a_timeout_in_plain_words():
         {"name": "n", "status": "TIMED_OUT", "stateMachineArn": "arn:aws:states:r:1:stateMachine:s-compress"}
     )
     assert subject.endswith("n TIMED_OUT") and "no error given: no cause given" in body and "bgz logs n" in body
+
+
+def test_index_runs_get_unique_valid_names_whatever_the_index_names():
+    from select_indexes.app import MAX_BULK_NAME, child_names
+
+    bulk = "b" * MAX_BULK_NAME
+    indexes = ["a" * 40 + "1", "a" * 40 + "2", "x.y", "x-y", "é"]
+    names = child_names(indexes, bulk)
+    assert len(set(names)) == len(names)
+    assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,80}", n) and n.endswith(bulk) for n in names), names
+    assert child_names(["genes"], "bulk-compress-20261129T000000Z") == ["genes-bulk-compress-20261129T000000Z"]

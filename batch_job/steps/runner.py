@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batch_job.errors import AccessDenied, BadInput, FileFailed, ObjectChanged, Refused, StoreError
 from batch_job.locations import Location, parse_location
 from batch_job.locks import Locks
-from batch_job.progress import Progress
+from batch_job.progress import Progress, uninterrupted
 from batch_job.records import CanaryStatus, FileRecord, Manifest, Mode, Plan, PlannedFile, Step, now
 from batch_job.runfolder import RunFolder
 from batch_job.stores import is_denied
@@ -123,25 +123,26 @@ def run_step(
                     return _attempt(ctx, work, planned)
 
                 records = list(file_pool.map(one, plan.files_of(k)))
-                if finish_shard is not None:
-                    finish_shard(ctx, k, records)
-                failed = [r.key for r in records if not r.ok]
-                records = [_never_worse(r, earlier_records.get(r.key)) for r in records]
-                run.write_manifest(
-                    Manifest(
-                        step,
-                        k,
-                        plan.index,
-                        plan.prefix,
-                        plan.target,
-                        plan.created,
-                        started,
-                        now(),
-                        ok=not failed,
-                        failed=failed,
-                        files=records,
+                with uninterrupted():  # what finish_shard deletes is in the manifest before any Ctrl-C
+                    if finish_shard is not None:
+                        finish_shard(ctx, k, records)
+                    failed = [r.key for r in records if not r.ok]
+                    records = [_never_worse(r, earlier_records.get(r.key)) for r in records]
+                    run.write_manifest(
+                        Manifest(
+                            step,
+                            k,
+                            plan.index,
+                            plan.prefix,
+                            plan.target,
+                            plan.created,
+                            started,
+                            now(),
+                            ok=not failed,
+                            failed=failed,
+                            files=records,
+                        )
                     )
-                )
     return progress
 
 

@@ -16,47 +16,47 @@ class InsecureBioindexUrl(Exception):
     """The bioindex URL is plain http:// and the stack does not allow it."""
 
 
-class Refused(Exception):
+class BioindexRefused(Exception):
     """A pre-flight or flag check failed: nothing was changed."""
 
 
-class UnknownIndex(Refused):
+class UnknownIndex(BioindexRefused):
     """No `__Indexes` row has this (name, prefix)."""
 
 
-class AmbiguousIndex(Refused):
+class AmbiguousIndex(BioindexRefused):
     """More than one `__Indexes` row has this (name, prefix)."""
 
 
-class IndexNotBuilt(Refused):
+class IndexNotBuilt(BioindexRefused):
     """The index exists but was never built, so it serves nothing to compare with."""
 
 
-class NestedPrefix(Refused):
+class NestedPrefix(BioindexRefused):
     """Another index's prefix equals, contains or lies inside this prefix."""
 
 
-class RebuiltFromCompressed(Refused):
+class RebuiltFromCompressed(BioindexRefused):
     """The index was built from .json.gz keys: its offsets point into compressed files."""
 
 
-class FlagAlreadySet(Refused):
+class FlagAlreadySet(BioindexRefused):
     """The listing already shows the wanted flag and no receipt says this (index, prefix) set it."""
 
 
-class FlagNotConfirmed(Refused):
+class FlagNotConfirmed(BioindexRefused):
     """After setting the flag, reading it back does not prove that this (index, prefix) flipped."""
 
 
-class FlagChanged(Refused):
+class FlagChanged(BioindexRefused):
     """The flag is no longer what flag.json recorded: someone changed it since."""
 
 
-class CannotList(Refused):
+class CannotList(BioindexRefused):
     """The backend cannot list the bioindex's indexes with their prefixes (the http listing has none)."""
 
 
-class CannotSample(Refused):
+class CannotSample(BioindexRefused):
     """No sample queries can be formed to prove what the bioindex serves."""
 
 

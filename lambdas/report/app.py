@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
@@ -194,19 +195,17 @@ def explain(event: ReportEvent) -> dict:
     return {"error": f"{event.step}Failed", "cause": ". ".join(p for p in parts if p) + "."}
 
 
-def _child_cause(cause: str) -> str:
-    """A failed child execution's own Error and Cause, from the DescribeExecution JSON Step Functions
-    gives as the Cause of a failed startExecution.sync task."""
+def _child_cause(result: dict[str, Any]) -> str:
+    """A failed index run's own Error and Cause, read from the run itself."""
+    if not result.get("machine") or not result.get("name"):
+        return str(result.get("error") or "failed")
+    arn = result["machine"].replace(":stateMachine:", ":execution:") + ":" + result["name"]
     try:
-        body = json.loads(cause)
-    except (json.JSONDecodeError, TypeError):
-        return cause or "no cause given"
-    if not isinstance(body, dict):
-        return cause
-    lowered = {k.lower(): v for k, v in body.items()}
-    if "error" in lowered or "cause" in lowered:
-        return f"{lowered.get('error') or lowered.get('status', 'FAILED')}: {lowered.get('cause') or ''}".strip()
-    return cause
+        child = boto3.client("stepfunctions").describe_execution(executionArn=arn)
+    except Exception:  # the table still names the run, whose page says why
+        logger.exception("could not describe an index run")
+        return f"{result.get('error') or 'failed'}; see execution {result['name']}"
+    return f"{child.get('error') or child.get('status')}: {child.get('cause') or ''}".strip()
 
 
 def bulk(event: ReportEvent) -> dict:
@@ -223,7 +222,7 @@ def bulk(event: ReportEvent) -> dict:
                 "files": summary.get("files"),
                 "bytesUncompressed": summary.get("bytesUncompressed"),
                 "bytesCompressed": summary.get("bytesCompressed"),
-                "cause": _child_cause(str(result.get("cause", ""))) if failed else "",
+                "cause": _child_cause(result) if failed else "",
             }
         )
     rows += [

@@ -1,9 +1,10 @@
 """SelectIndexes state of the bulk machine: which indexes to convert, in one list, before anything runs.
 
-The indexes come from the bioindex's `__Indexes` (mysql backend: all, `include`, `exclude`) or are
-given explicitly with their prefixes (either backend). Indexes already in the wanted state, and
-indexes not built, are skipped and listed as such. A name in `include` or `exclude` the bioindex
-does not have is refused: a typo must not silently convert less, or more, than meant.
+The indexes come from the bioindex's `__Indexes` (mysql backend: all, `include`, `exclude`): those
+whose flag is already the wanted one, and those not built, are skipped and listed as such, and a
+name in `include` or `exclude` the bioindex does not have is refused - a typo must not silently
+convert less, or more, than meant. Or they are given explicitly with their prefixes (either
+backend): all of those run, each child's own pre-flight refusing what it must.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ logger = Logger()
 tracer = Tracer()
 
 DEFAULT_CONCURRENCY = 3  # as the bioindex's own bulk tool
+MAX_BULK_NAME = 60
 
 
 class Explicit(BaseModel):
@@ -68,7 +70,8 @@ class BulkInput(BaseModel):
 class SelectEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    execution: str
+    # Each index run is named <index>-<this>: leave the index room.
+    execution: str = Field(max_length=MAX_BULK_NAME)
     input: BulkInput
     machines: dict[Literal["compress", "rollback"], str]  # the child state machines' ARNs
 
@@ -113,19 +116,27 @@ def select(event: SelectEvent) -> tuple[list[tuple[str, str]], list[dict]]:
     return pairs, skipped
 
 
+def child_names(indexes: list[str], execution: str) -> list[str]:
+    """One execution name per index run, `<index>-<bulk execution>`, unique within the bulk run."""
+    names: list[str] = []
+    for n, index in enumerate(indexes, 1):
+        name = execution_name(index, execution)
+        if name in names:  # alike once cut or made safe: a number in the kept part tells them apart
+            name = execution_name(index, f"{n}-{execution}")
+        names.append(name)
+    return names
+
+
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
 @tracer.capture_lambda_handler
 @event_parser(model=SelectEvent)
 def handler(event: SelectEvent, context: LambdaContext) -> dict:
     pairs, skipped = select(event)
-    items, names = [], set()
-    for index, prefix in pairs:
-        name, n = execution_name(index, event.execution), 1
-        while name in names:  # two indexes whose names differ only in characters Batch refuses
-            n += 1
-            name = execution_name(f"{index}-{n}", event.execution)
-        names.add(name)
-        items.append({"index": index, "prefix": prefix, "name": name, "level": event.input.level})
+    names = child_names([index for index, _ in pairs], event.execution)
+    items = [
+        {"index": index, "prefix": prefix, "name": name, "level": event.input.level}
+        for (index, prefix), name in zip(pairs, names, strict=True)
+    ]
     machine = event.machines[event.input.mode]
     concurrency = event.input.concurrency or int(os.environ.get("BULK_CONCURRENCY", DEFAULT_CONCURRENCY))
     logger.info("selected", extra={"convert": len(items), "skipped": len(skipped), "concurrency": concurrency})
