@@ -108,6 +108,7 @@ def test_a_run_that_succeeds_says_what_it_did_and_one_that_fails_why(deployment,
 
 
 def test_other_machines_and_running_executions_tell_nobody(deployment, notify):
+    deployment.bioindex.inject_failures([403])  # a run that ends at once, at Plan
     result = deployment.run()
     assert notify(dict(result, stateMachineArn=result["stateMachineArn"] + "-other")) is None
     assert notify(dict(result, status="RUNNING")) is None
