@@ -453,7 +453,7 @@ class OfflineAWS:
             props = res["Properties"]
             container = props["ContainerProperties"]
             refs[name] = batch.register_job_definition(
-                jobDefinitionName=f"{stack}-{name}",
+                jobDefinitionName=resolve(props["JobDefinitionName"], refs),
                 type="container",
                 parameters=props.get("Parameters", {}),
                 containerProperties={

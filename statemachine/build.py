@@ -52,13 +52,15 @@ STEP_COMMENTS = {
     "the job refuses without flag.json saying compressed=false.",
 }
 
-# The Batch job definition that runs each engine step (see DefinitionSubstitutions in template.yaml).
+# The Batch job definition that runs each engine step, by name (see DefinitionSubstitutions in
+# template.yaml): a job is submitted to the latest revision, so a redeploy that registers a new one
+# never strands a running execution on a deregistered revision.
 JOB_DEFINITIONS = {
-    Step.COMPRESS: "${CompressJobDefinitionArn}",
-    Step.VERIFY: "${VerifyJobDefinitionArn}",
-    Step.DELETE: "${DeleteJobDefinitionArn}",
-    Step.DECOMPRESS: "${DecompressJobDefinitionArn}",
-    Step.REMOVE_COMPRESSED: "${RemoveCompressedJobDefinitionArn}",
+    Step.COMPRESS: "${CompressJobDefinitionName}",
+    Step.VERIFY: "${VerifyJobDefinitionName}",
+    Step.DELETE: "${DeleteJobDefinitionName}",
+    Step.DECOMPRESS: "${DecompressJobDefinitionName}",
+    Step.REMOVE_COMPRESSED: "${RemoveCompressedJobDefinitionName}",
 }
 
 # Transient errors of the Lambda and Batch services themselves: retried with backoff.

@@ -264,3 +264,43 @@ def test_notifications_are_optional_and_cover_every_end_of_every_machine(templat
     assert pattern["detail"]["stateMachineArn"] == [
         {"Ref": name} for name in ("CompressStateMachine", "RollbackStateMachine", "BulkStateMachine")
     ]
+
+
+def test_jobs_are_submitted_by_job_definition_name_and_may_be_only_these(template):
+    """Redeploy-safe: the machines name each job definition, not a revision; the role allows exactly
+    those names (any revision)."""
+    resources = template["Resources"]
+    for name in MACHINES:
+        props = resources[name]["Properties"]
+        used = set(re.findall(r'"JobDefinition": "\$\{(\w+)\}"', (ROOT / props["DefinitionUri"]).read_text()))
+        for key in used:
+            assert key.endswith("JobDefinitionName"), key
+            definition = resources[key.removesuffix("Name")]["Properties"]["JobDefinitionName"]
+            assert props["DefinitionSubstitutions"][key] == definition
+            suffix = definition["Fn::Sub"].removeprefix("${AWS::StackName}")
+            submit = next(
+                st
+                for p in props["Policies"]
+                if isinstance(p, dict) and "Statement" in p
+                for st in p["Statement"]
+                if st.get("Sid") == "SubmitJobs"
+            )
+            arns = {r["Fn::Sub"] for r in submit["Resource"] if isinstance(r, dict) and "Fn::Sub" in r}
+            base = "arn:${AWS::Partition}:batch:${AWS::Region}:${AWS::AccountId}:job-definition/${AWS::StackName}"
+            assert {base + suffix, base + suffix + ":*"} <= arns, (name, key)
+
+
+def test_stuck_jobs_are_cancelled_and_job_sizes_are_valid_fargate_pairs(template):
+    queue = template["Resources"]["JobQueue"]["Properties"]
+    (action,) = queue["JobStateTimeLimitActions"]
+    assert action["State"] == "RUNNABLE" and action["Action"] == "CANCEL"
+    assert action["MaxTimeSeconds"] == {"Ref": "RunnableTimeoutSeconds"}
+    rules = {
+        r["RuleCondition"]["Fn::Equals"][1]: r["Assertions"][0]["Assert"]["Fn::Contains"][0]
+        for n, r in template["Rules"].items()
+        if n.startswith("FargateMemoryFor")
+    }
+    assert set(rules) == set(template["Parameters"]["JobVcpus"]["AllowedValues"])
+    defaults = template["Parameters"]
+    assert defaults["JobMemoryMiB"]["Default"] in rules[defaults["JobVcpus"]["Default"]]
+    assert "2048" not in rules["2"] and "16384" in rules["2"] and "122880" in rules["16"]

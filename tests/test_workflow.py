@@ -219,3 +219,32 @@ def test_a_refused_job_says_why_although_batch_says_only_that_the_container_exit
     assert "the job exited 2: no flag.json in" in result["cause"] and "nothing is deleted" in result["cause"]
     kept = [k for k in deployment.json_keys if k in deployment.data_keys()]
     assert len(kept) == len(deployment.json_keys) - 1, "only ProveReaders' canary is gone"
+
+
+def test_jobs_are_submitted_to_the_latest_job_definition_so_a_redeploy_strands_no_run(deployment):
+    """A redeploy with a new image registers new revisions and deregisters the old ones: runs submit
+    their jobs by job definition name, so they take the new revision instead of failing on the old."""
+    batch = deployment.aws.client("batch")
+    for step in ("compress", "verify", "delete"):
+        name = f"{deployment.stack.name}-{step}"
+        (old,) = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
+        container = {
+            k: old["containerProperties"][k] for k in ("image", "command", "resourceRequirements", "logConfiguration")
+        }
+        batch.register_job_definition(
+            jobDefinitionName=name,
+            type="container",
+            parameters=old.get("parameters", {}),
+            containerProperties=container | {"image": "bgzip-job:redeployed"},
+            platformCapabilities=old.get("platformCapabilities", []),
+        )
+        batch.deregister_job_definition(jobDefinition=old["jobDefinitionArn"])
+    result = deployment.run()
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    submitted = [
+        json.loads(e["taskSubmittedEventDetails"]["output"])["JobId"]
+        for e in result["history"]
+        if e["type"] == "TaskSubmitted" and "batch" in e["taskSubmittedEventDetails"]["resourceType"]
+    ]
+    definitions = [job["jobDefinition"] for job in batch.describe_jobs(jobs=submitted)["jobs"]]
+    assert len(definitions) == 3 and all(arn.endswith(":2") for arn in definitions), definitions
