@@ -304,3 +304,13 @@ def test_stuck_jobs_are_cancelled_and_job_sizes_are_valid_fargate_pairs(template
     defaults = template["Parameters"]
     assert defaults["JobMemoryMiB"]["Default"] in rules[defaults["JobVcpus"]["Default"]]
     assert "2048" not in rules["2"] and "16384" in rules["2"] and "122880" in rules["16"]
+
+
+def test_jobs_get_no_public_ip_unless_asked_and_s3_can_skip_the_nat(template):
+    params, resources = template["Parameters"], template["Resources"]
+    assert params["AssignPublicIp"]["Default"] == "DISABLED"
+    endpoint = resources["S3GatewayEndpoint"]
+    assert endpoint["Condition"] == "HasS3GatewayEndpoint" and endpoint["Properties"]["VpcEndpointType"] == "Gateway"
+    assert endpoint["Properties"]["ServiceName"] == {"Fn::Sub": "com.amazonaws.${AWS::Region}.s3"}
+    assert endpoint["Properties"]["RouteTableIds"] == {"Ref": "S3GatewayEndpointRouteTableIds"}
+    assert params["S3GatewayEndpointRouteTableIds"]["Default"] == "", "optional: off unless route tables are given"
