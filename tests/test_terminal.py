@@ -100,9 +100,10 @@ def test_ctrl_c_stops_at_once_with_one_line_and_exit_130_and_loses_nothing(tmp_p
     out, code = _finish(pid, fd)
     text = (seen + out).decode()
     assert code == 130, text
-    assert time.monotonic() - started < 10, "stopped at the next chunk, not after the files"
+    assert time.monotonic() - started < 60
     assert "Traceback" not in text
     assert text.count("interrupted") == 1 and "bgzip-job compress: interrupted; run the same command again" in text
+    assert not list(target.glob("*.json.gz")), "stopped at the next chunk, not after finishing the files"
     assert not list(target.glob(".*.tmp")), "each worker removed its unfinished output"
     assert {p.name: p.read_bytes() for p in target.glob("*.json")} == originals
     out, code = _finish(*_spawn(["compress", "--run", str(run)], env))
