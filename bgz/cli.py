@@ -224,17 +224,19 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_options(parser, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
     _stack_options(common, defaults=False)
+    # Which indexes a run, or a dry run, is for: one (--index, --prefix) or many (a bulk run).
+    selection = argparse.ArgumentParser(add_help=False)
+    selection.add_argument("--index", help="bioindex index name (one index)")
+    selection.add_argument("--prefix", help="with --index: its prefix as __Indexes has it, ending in /")
+    selection.add_argument("--all", action="store_true", help="every index of the bioindex (bulk; mysql backend)")
+    selection.add_argument("--include", metavar="NAME,NAME", help="these indexes of the bioindex (bulk)")
+    selection.add_argument("--exclude", metavar="NAME,NAME", help="with --all or --include: leave these out")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (
         ("start", cmd_start, "start a compress run of one index, or of many (--all, --include)"),
         ("rollback", cmd_rollback, "start a rollback run of one index, or of many (--all, --include)"),
     ):
-        p = sub.add_parser(name, parents=[common], help=text)
-        p.add_argument("--index", help="bioindex index name (one index)")
-        p.add_argument("--prefix", help="with --index: its prefix as __Indexes has it, ending in /")
-        p.add_argument("--all", action="store_true", help="every index of the bioindex (a bulk run; mysql backend)")
-        p.add_argument("--include", metavar="NAME,NAME", help="these indexes of the bioindex (a bulk run)")
-        p.add_argument("--exclude", metavar="NAME,NAME", help="with --all or --include: leave these out")
+        p = sub.add_parser(name, parents=[common, selection], help=text)
         p.add_argument("--concurrency", type=int, help="bulk: indexes converted at once (default: the stack's)")
         p.add_argument("--wait", action="store_true", help="follow the run to its end; exit 1 if it fails")
         p.add_argument("--interval", type=float, default=5.0, help=argparse.SUPPRESS)
@@ -242,12 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--shards", type=int, help="number of shards (default: one per 20 GiB)")
             p.add_argument("--level", type=int, help="compression level as bgzip -l (default -1)")
         p.set_defaults(func=func)
-    p = sub.add_parser("plan", parents=[common], help="dry run: pre-flight, files, bytes, expected size, time, cost")
-    p.add_argument("--index", help="bioindex index name (one index)")
-    p.add_argument("--prefix", help="with --index: its prefix as __Indexes has it, ending in /")
-    p.add_argument("--all", action="store_true", help="every index of the bioindex")
-    p.add_argument("--include", metavar="NAME,NAME", help="these indexes of the bioindex")
-    p.add_argument("--exclude", metavar="NAME,NAME", help="with --all or --include: leave these out")
+    p = sub.add_parser(
+        "plan", parents=[common, selection], help="dry run: pre-flight, files, bytes, expected size, time, cost"
+    )
     p.add_argument("--rollback", action="store_true", help="a rollback instead of a compress run")
     p.add_argument("--shards", type=int, help="number of shards (default: one per 20 GiB)")
     p.set_defaults(func=cmd_plan, concurrency=None)

@@ -45,7 +45,7 @@ class Stack:
     name: str
     region: str | None
     profile: str | None = None
-    _outputs: dict[str, str] | None = field(default=None, repr=False)
+    _described: dict | None = field(default=None, repr=False)
 
     @classmethod
     def from_args(cls, stack: str | None, region: str | None, profile: str | None, config: Path) -> Stack:
@@ -71,10 +71,11 @@ class Stack:
     def region_name(self) -> str:
         return self.session().region_name or "us-east-1"
 
-    def outputs(self) -> dict[str, str]:
-        if self._outputs is None:
+    def _description(self) -> dict:
+        """The stack as CloudFormation describes it, read once per command."""
+        if self._described is None:
             try:
-                stacks = self.client("cloudformation").describe_stacks(StackName=self.name)["Stacks"]
+                self._described = self.client("cloudformation").describe_stacks(StackName=self.name)["Stacks"][0]
             except ClientError as exc:
                 if "does not exist" in str(exc):
                     raise OperatorError(
@@ -82,19 +83,21 @@ class Stack:
                         "deploy it with `sam build && sam deploy --guided`, or pass --stack/--region",
                     ) from exc
                 raise
-            self._outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
-            missing = [k for k in REQUIRED_OUTPUTS if k not in self._outputs]
-            if missing:
-                raise OperatorError(
-                    f"stack {self.name!r} has no output {missing[0]}: it is not a bgzip-workflow stack",
-                    "pass --stack with the name you deployed bgzip-workflow as",
-                )
-        return self._outputs
+        return self._described
+
+    def outputs(self) -> dict[str, str]:
+        outputs = {o["OutputKey"]: o["OutputValue"] for o in self._description().get("Outputs", [])}
+        missing = [k for k in REQUIRED_OUTPUTS if k not in outputs]
+        if missing:
+            raise OperatorError(
+                f"stack {self.name!r} has no output {missing[0]}: it is not a bgzip-workflow stack",
+                "pass --stack with the name you deployed bgzip-workflow as",
+            )
+        return outputs
 
     def parameters(self) -> dict[str, str]:
         """The stack's parameter values (job size, MaxvCpus, ...)."""
-        stacks = self.client("cloudformation").describe_stacks(StackName=self.name)["Stacks"]
-        return {p["ParameterKey"]: p.get("ParameterValue", "") for p in stacks[0].get("Parameters", [])}
+        return {p["ParameterKey"]: p.get("ParameterValue", "") for p in self._description().get("Parameters", [])}
 
     def invoke(self, output: str, payload: dict) -> dict:
         """Invoke one of the stack's Lambdas (named by its output) and return its result; a function

@@ -105,6 +105,9 @@ def test_stack_not_deployed_or_wrong_region(offline_aws, capsys):
     rc = cli.main(["list", "--stack", "never-deployed", "--region", "us-east-1"])
     _, err = capsys.readouterr()
     assert rc == 2 and "stack 'never-deployed' is not deployed in us-east-1" in err and "sam deploy --guided" in err
+    rc = cli.main(["plan", "--index", INDEX, "--prefix", PREFIX, "--stack", "never-deployed", "--region", "us-east-1"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "stack 'never-deployed' is not deployed in us-east-1" in err, "the stack's parameters too"
 
 
 def test_wrong_region(deployment, capsys):
