@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from batch_job import bgzf
 
 # MB/s of one 2-vCPU job, from the benchmark: compress, verify, and decompress (rollback).
-MB_PER_S = {"compress": 135.0, "verify": 434.0, "decompress": 861.0}
+MB_PER_S = {"compress": 136.0, "verify": 445.0, "decompress": 837.0}
 BENCH_VCPUS = 2
 STARTUP_S_PER_STEP = 90  # a Fargate task takes about a minute to start; three steps per run
 VCPU_HOUR = 0.04048  # Fargate on-demand, us-east-1
