@@ -18,6 +18,8 @@ tests/test_offline_aws.py fails loudly when an upgrade breaks them:
    function's environment.
 4. DeleteObjects honours each object's ETag as S3 does (moto 5.2.5 ignores it): an object whose
    ETag differs is kept and reported with the error code PreconditionFailed.
+5. A state's service integration calls are recorded as its state machine's (offline/recorder.py),
+   as the jobs' and the Lambdas' own calls are, for the least-privilege check.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import re
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -49,6 +52,9 @@ from botocore import xform_name
 from botocore.session import get_session
 from cfnlint.decode import decode_str
 from moto.server import ThreadedMotoServer
+
+from offline import recorder
+from offline.intrinsics import Intrinsics
 
 ROOT = Path(__file__).resolve().parent.parent
 PINNED_MOTO = "5.2.5"
@@ -126,10 +132,11 @@ class Runner:
         env["AWS_BATCH_JOB_ID"] = job.job_id
         log_options = container.get("logConfiguration", {}).get("options", {})
         job.log_stream_name = f"{log_options.get('awslogs-stream-prefix', 'job')}/default/{job.job_id}"
+        env[recorder.COMPONENT] = f"job-definition:{job.job_definition.name}"
         if "index" in job.array_properties:
             env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_properties["index"])
         proc = subprocess.run(  # stdout and stderr in one log, as awslogs keeps them
-            [sys.executable, "-m", "batch_job", *command],
+            [sys.executable, str(ROOT / "offline" / "job_runtime.py"), *command],
             env=env,
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -154,9 +161,11 @@ class Runner:
         env.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+                recorder.COMPONENT: f"function:{function.function_name}",
                 "FUNCTION_ARN": function.function_arn,
                 "POWERTOOLS_TRACE_DISABLED": "true",
-                "PYTHONPATH": str(ROOT / "lambdas"),
+                # The function's package, and the engine as EngineLayer brings it.
+                "PYTHONPATH": f"{ROOT / 'lambdas'}{os.pathsep}{ROOT}",
             }
         )
         proc = subprocess.run(
@@ -311,6 +320,25 @@ def install_hooks(runner: Runner) -> None:
         )
 
     callback_task._eval_sync = _eval_sync
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
+
+    def recorded(eval_execution):
+        def _eval_execution(self, env) -> None:
+            machine = env.states.context_object.context_object_data["StateMachine"]["Name"]
+            with recorder.acting_as(f"state-machine:{machine}"):
+                return eval_execution(self, env)
+
+        _eval_execution._bgzip_recorded = True
+        return _eval_execution
+
+    pending = [StateTask]
+    while pending:
+        task = pending.pop()
+        pending.extend(task.__subclasses__())
+        own = task.__dict__.get("_eval_execution")
+        if own is not None and not getattr(own, "_bgzip_recorded", False):
+            task._eval_execution = recorded(own)
     BatchSimpleBackend._mark_job_as_finished = _finish_job_for_real
     LambdaSimpleBackend.invoke = _invoke_for_real
 
@@ -335,22 +363,9 @@ def load_template() -> dict:
     return json.loads(json.dumps(template))
 
 
-def resolve(value: Any, refs: dict[str, str]) -> Any:
+def resolve(value: Any, refs: dict[str, Any]) -> Any:
     """Resolve the intrinsics the template uses in environments, substitutions and event patterns."""
-    if isinstance(value, dict) and len(value) == 1:
-        ((fn, arg),) = value.items()
-        if fn == "Ref":
-            return refs[arg]
-        if fn == "Fn::GetAtt":
-            name = arg if isinstance(arg, str) else ".".join(arg)
-            return refs[name]
-        if fn == "Fn::Sub":
-            return re.sub(r"\$\{([^}]+)\}", lambda m: refs[m.group(1)], arg)
-    if isinstance(value, dict):
-        return {key: resolve(item, refs) for key, item in value.items()}
-    if isinstance(value, list):
-        return [resolve(item, refs) for item in value]
-    return value
+    return Intrinsics(refs).resolve(value)
 
 
 @dataclass
@@ -386,7 +401,9 @@ class OfflineAWS:
             "AWS_REGION": REGION,
             "MOTO_PORT": str(self.port),
         }
-        self.runner = Runner({**os.environ, **self.env, "PYTHONPATH": str(ROOT)})
+        # Every AWS call of the stack's jobs, Lambdas and state machines (offline/recorder.py).
+        self.calls = Path(tempfile.mkdtemp(prefix="bgzip-calls-"))
+        self.runner = Runner({**os.environ, **self.env, "PYTHONPATH": str(ROOT), recorder.CALL_LOG: str(self.calls)})
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port)
 
     def start(self) -> OfflineAWS:
@@ -397,6 +414,7 @@ class OfflineAWS:
         self._server.start()
         requests.post(f"{self.endpoint}/moto-api/config", json=MOTO_CONFIG, timeout=10).raise_for_status()
         install_hooks(self.runner)
+        recorder.install(self.calls)
         return self
 
     def stop(self) -> None:
@@ -415,9 +433,11 @@ class OfflineAWS:
         for bucket in (data_bucket, run_bucket):
             with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
                 s3.create_bucket(Bucket=bucket)
-        refs = {
-            name: parameters.get(name, str(spec.get("Default", ""))) for name, spec in template["Parameters"].items()
-        }
+        refs: dict[str, Any] = {}
+        for name, spec in template["Parameters"].items():
+            value = parameters.get(name, str(spec.get("Default", "")))
+            list_type = spec["Type"] == "CommaDelimitedList" or spec["Type"].startswith("List<")
+            refs[name] = value.split(",") if list_type else value
         refs |= {
             "AWS::StackName": stack,
             "AWS::Region": REGION,

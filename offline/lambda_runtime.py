@@ -3,6 +3,7 @@
     PYTHONPATH=lambdas python offline/lambda_runtime.py plan.app.handler  < event.json
 
 The handler's module is found the way Lambda finds it: from the function's code folder (lambdas/).
+Its AWS calls are recorded when the runner asks (offline/recorder.py).
 Its logs go to stderr; the result (or Lambda's error shape) is the only thing on stdout.
 """
 
@@ -16,6 +17,11 @@ import time
 import traceback
 import uuid
 from dataclasses import dataclass, field
+
+if __package__:
+    from offline.recorder import install_from_environment
+else:  # a script run from offline/ with only the component's code on the path, as on AWS
+    from recorder import install_from_environment
 
 
 @dataclass
@@ -31,6 +37,7 @@ class Context:
 
 
 def main() -> int:
+    install_from_environment()
     result_stream = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever the handler prints goes to the log, not into the result
     sys.stdout = sys.stderr

@@ -7,8 +7,11 @@ import json
 import uuid
 from pathlib import Path
 
+from offline import authorization, recorder
+from offline.aws import ACCOUNT, REGION
 from offline.bioindex_db import BioindexDatabase
 from offline.bioindex_standin import BioindexStandin
+from offline.recorder import Call
 from offline.sample_index import make_sample_index, upload_tree
 
 INDEX = "associations"
@@ -117,7 +120,17 @@ class Deployment:
         keys = self.data_keys()
         return all(k in keys and self.read(k) == self.originals[k] for k in self.json_keys)
 
+    def calls(self) -> list[Call]:
+        """Every AWS call this stack's jobs, Lambdas and state machines made so far."""
+        return [c for c in recorder.read(self.aws.calls) if c.component.split(":", 1)[1].startswith(f"{self.name}-")]
+
+    def denied(self) -> list[str]:
+        """The calls their roles would not allow on AWS (offline/authorization.py)."""
+        return authorization.denied(self.stack, self.calls(), REGION, ACCOUNT)
+
     def close(self) -> None:
         self.bioindex.close()
         self.aws.runner.before_job = None
         self.aws.runner.before_invoke = None
+        denied = self.denied()  # every test's runs, failures included, stay within their roles
+        assert not denied, "calls the stack's roles do not allow:\n" + "\n".join(denied)

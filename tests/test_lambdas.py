@@ -183,11 +183,16 @@ def test_schemas_that_cannot_be_sampled_say_so(schema):
         query_columns(schema)
 
 
-def test_the_code_folder_carries_the_engine_and_no_codec(tmp_path):
-    """`sam build` copies lambdas/ following the symlink; the handlers import from that copy only."""
-    code = tmp_path / "code"
-    shutil.copytree(ROOT / "lambdas", code, symlinks=False, ignore=shutil.ignore_patterns("__pycache__"))
-    assert (code / "batch_job" / "runfolder.py").is_file()
+def test_the_packaged_handlers_use_the_layers_engine_and_never_load_the_codec(tmp_path):
+    """A function's package as lambdas/Makefile makes it, beside the engine as EngineLayer carries it:
+    the handlers import the packaged copies (make sam-build checks the real layer, wheels included)."""
+    package, layer = tmp_path / "function", tmp_path / "layer"
+    package.mkdir()
+    subprocess.run(
+        ["make", "-s", "-C", "lambdas", "build-PlanFunction", f"ARTIFACTS_DIR={package}"], cwd=ROOT, check=True
+    )
+    assert not (package / "batch_job").exists(), "the engine comes in the layer, once"
+    shutil.copytree(ROOT / "batch_job", layer / "batch_job", ignore=shutil.ignore_patterns("__pycache__"))
     probe = (
         "import sys, plan.app, set_compressed.app, prove_readers.app, report.app, batch_job, bioindex;"
         "print(batch_job.__file__);"
@@ -196,13 +201,13 @@ def test_the_code_folder_carries_the_engine_and_no_codec(tmp_path):
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],
-        cwd=code,
-        env={"PYTHONPATH": str(code), "PATH": "/usr/bin:/bin", "POWERTOOLS_TRACE_DISABLED": "true"},
+        cwd=package,
+        env={"PYTHONPATH": f"{package}:{layer}", "PATH": "/usr/bin:/bin", "POWERTOOLS_TRACE_DISABLED": "true"},
         capture_output=True,
         text=True,
         check=True,
     ).stdout.splitlines()
-    assert out[0].startswith(str(code)) and out[1].startswith(str(code)), "the handlers use the packaged code"
+    assert out[0].startswith(str(layer)) and out[1].startswith(str(package)), "the handlers use the packaged code"
     assert out[2] == "[]", "the Lambdas never load the codec"
 
 

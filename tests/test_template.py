@@ -3,6 +3,7 @@ least privilege, and the one property that matters most - no path deletes before
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import subprocess
@@ -10,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from samtranslator.translator.transform import transform
 
 from batch_job import states
+from offline import authorization
 from offline.aws import load_template
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,25 +38,9 @@ def template() -> dict:
 
 
 @pytest.fixture(scope="module")
-def transformed(template, monkeypatch_module) -> dict:
+def transformed() -> dict:
     """The template as CloudFormation sees it after `sam package` (local paths become S3 URIs)."""
-    monkeypatch_module.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    packaged = json.loads(json.dumps(template))
-    packaged["Globals"]["Function"]["CodeUri"] = "s3://artifacts/lambdas.zip"
-    for name in ALL_MACHINES:
-        packaged["Resources"][name]["Properties"]["DefinitionUri"] = f"s3://artifacts/{name}.json"
-
-    class NoManagedPolicies:
-        def load(self) -> dict:
-            return {}
-
-    return transform(packaged, {}, NoManagedPolicies())
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
+    return copy.deepcopy(authorization.transformed())
 
 
 def test_cfn_lint_is_clean():
@@ -159,16 +144,46 @@ def test_least_privilege_s3(transformed):
             assert all(json.dumps(r) != '"*"' for r in _listify(statement["Resource"])), role
 
 
-def test_only_the_jobs_and_the_canary_may_delete_data_and_the_others_only_locks(transformed):
-    """The jobs delete what a run converted, ProveReaders one canary file; Plan and Report delete no
-    data, only prefix locks (a refused or finished run's own)."""
+def _tail(resource: str) -> str:
+    """What a `!Sub` resource ARN names after its last substitution: the key pattern."""
+    return json.loads(resource)["Fn::Sub"].rsplit("}", 1)[-1]
+
+
+def test_only_the_delete_steps_and_the_canary_delete_data_each_its_suffixes_and_only_by_etag(transformed):
+    """Delete removes X.json, RemoveCompressed X.json.gz and its .gzi, ProveReaders one canary file;
+    Plan and Report delete only prefix locks. Every delete in the data bucket needs s3:if-match."""
     deleters: dict[str, list[str]] = {}
     for role, statement in _statements(transformed["Resources"]):
-        if statement["Effect"] == "Allow" and "s3:DeleteObject" in _listify(statement["Action"]):
-            deleters.setdefault(role, []).extend(json.dumps(r) for r in _listify(statement["Resource"]))
-    assert set(deleters) == {"JobRole", "ProveReadersFunctionRole", "PlanFunctionRole", "ReportFunctionRole"}
-    for role in ("PlanFunctionRole", "ReportFunctionRole"):
-        assert all("/.bgzip-workflow/locks/*" in r for r in deleters[role]), deleters[role]
+        if statement["Effect"] != "Allow" or "s3:DeleteObject" not in _listify(statement["Action"]):
+            continue
+        resources = [json.dumps(r) for r in _listify(statement["Resource"])]
+        if any("DataBucket" in r for r in resources):
+            assert statement.get("Condition") == {"Null": {"s3:if-match": "false"}}, (role, statement)
+            deleters.setdefault(role, []).extend(resources)
+    suffixes = {role: sorted(_tail(r) for r in found) for role, found in deleters.items()}
+    assert suffixes == {
+        "DeleteJobRole": ["*.json"],
+        "RemoveCompressedJobRole": ["*.json.gz", "*.json.gz.gzi"],
+        "ProveReadersFunctionRole": ["*.json", "*.json.gz", "*.json.gz.gzi"],
+        "PlanFunctionRole": ["/.bgzip-workflow/locks/*"],
+        "ReportFunctionRole": ["/.bgzip-workflow/locks/*"],
+    }
+
+
+def test_each_step_writes_only_its_own_side_under_the_allowed_prefix(transformed):
+    writes = {}
+    for role, statement in _statements(transformed["Resources"]):
+        if statement["Effect"] == "Allow" and "s3:PutObject" in _listify(statement["Action"]):
+            for resource in _listify(statement["Resource"]):
+                text = json.dumps(resource)
+                if "DataBucket" in text and "locks" not in text:
+                    assert "${AllowedPrefix}" in text, (role, text)
+                    writes.setdefault(role, set()).add(_tail(text))
+    assert writes == {
+        "CompressJobRole": {"*.json.gz", "*.json.gz.gzi"},
+        "DecompressJobRole": {"*.json"},
+        "ProveReadersFunctionRole": {"*.json", "*.json.gz", "*.json.gz.gzi"},  # restores the canary
+    }
 
 
 def test_run_bucket_is_private_encrypted_and_expires(template):

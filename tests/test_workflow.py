@@ -149,7 +149,7 @@ def test_a_second_run_on_the_same_prefix_is_refused(deployment, second_machine):
 def test_bearer_token_from_secrets_manager_is_sent_and_never_logged(offline_aws, tmp_path, mariadb):
     token = f"tok-{uuid.uuid4().hex}"
     secret = offline_aws.client("secretsmanager").create_secret(Name=f"bioindex-{token[-6:]}", SecretString=token)
-    d = Deployment(offline_aws, tmp_path, mariadb, token=token, lambda_env={"BIOINDEX_TOKEN_SECRET_ARN": secret["ARN"]})
+    d = Deployment(offline_aws, tmp_path, mariadb, token=token, parameters={"BioindexTokenSecretArn": secret["ARN"]})
     try:
         result = d.run()
         assert result["status"] == "SUCCEEDED", result.get("cause")

@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from batch_job.errors import BadInput
 from batch_job.keys import s3_prefix
 from batch_job.locations import check_prefix, parse_location
 from batch_job.locks import Locks
@@ -93,6 +94,17 @@ def dry_run(target: str, rollback: bool, shards: int | None, row: IndexRow) -> d
     }
 
 
+def check_allowed(key_prefix: str) -> None:
+    """The stack's AllowedPrefix: its roles reach no data outside it, so a run there would fail at
+    its first read. Refused here instead, before the bioindex is asked or anything is written."""
+    allowed = os.environ.get("ALLOWED_PREFIX", "")
+    if not key_prefix.startswith(allowed):
+        raise BadInput(
+            f"S3 prefix {key_prefix!r} is outside this stack's AllowedPrefix {allowed!r}: the jobs may read "
+            "and write only there (deploy with a wider AllowedPrefix to convert it)"
+        )
+
+
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
 @tracer.capture_lambda_handler
 @event_parser(model=PlanEvent)
@@ -100,6 +112,7 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict:
     rollback = event.mode == "rollback"
     index, prefix = event.input.index, event.input.prefix
     key_prefix = check_prefix(s3_prefix(config.s3_subdir(), prefix), "S3 prefix")
+    check_allowed(key_prefix)
     bioindex = config.server()
     backend = config.backend(bioindex)
     row = backend.preflight(index, prefix, key_prefix, rollback)

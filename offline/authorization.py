@@ -1,0 +1,244 @@
+"""Least privilege, checked: every AWS call a component made in an offline run (offline/recorder.py)
+against the policies of that component's role, as the SAM transform generates them from
+template.yaml for that stack. moto's IAM policy engine decides (actions and resources, Allow and
+Deny); the one condition the template uses, `Null s3:if-match false` on deletes, is decided here,
+from whether the call carried the ETag the object must still have.
+
+moto enforces no IAM on the calls themselves, so a missing permission would otherwise show only on
+a real account: a role that lacks what the code does fails the offline runs here instead.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from moto.iam.access_control import IAMPolicy, PermissionResult
+from moto.iam.aws_managed_policies import aws_managed_policies_data
+from samtranslator.translator.transform import transform
+
+from offline.intrinsics import Intrinsics
+from offline.recorder import Call
+
+# The one condition the roles use: a delete must name the ETag the object must still have.
+IF_MATCH_REQUIRED = {"Null": {"s3:if-match": "false"}}
+# What Step Functions itself does for a `.sync` task besides the calls it makes in the execution's
+# name (the AWS Step Functions developer guide, "IAM policies for" AWS Batch / Step Functions).
+SYNC_RULES = {
+    "batch": "StepFunctionsGetEventsForBatchJobsRule",
+    "stepfunctions": "StepFunctionsGetEventsForStepFunctionsExecutionRule",
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    """One IAM authorization a call needs: an action on a resource."""
+
+    action: str
+    resource: str
+    if_match: bool = False  # the request carries s3:if-match
+
+    def __str__(self) -> str:
+        return f"{self.action} on {self.resource}" + (" with s3:if-match" if self.if_match else "")
+
+
+def _s3_object(bucket: str, key: str) -> str:
+    return f"arn:aws:s3:::{bucket}/{key}"
+
+
+def _copy_source(source: Any) -> str:
+    if isinstance(source, dict):
+        return _s3_object(source["Bucket"], source["Key"])
+    bucket, _, key = source.lstrip("/").partition("/")
+    return _s3_object(bucket, key.split("?versionId=")[0])
+
+
+def _s3_requests(call: Call) -> list[Request]:
+    p, op = call.params, call.operation
+    bucket = f"arn:aws:s3:::{p['Bucket']}"
+    key = _s3_object(p["Bucket"], p["Key"]) if "Key" in p else None
+    if op in ("GetObject", "HeadObject"):
+        requests = [Request("s3:GetObject", key)]
+        if call.error in ("404", "NoSuchKey"):  # S3 says "not found" only to who may list the bucket
+            requests.append(Request("s3:ListBucket", bucket))
+        return requests
+    simple = {
+        "PutObject": "s3:PutObject",
+        "CreateMultipartUpload": "s3:PutObject",
+        "UploadPart": "s3:PutObject",
+        "CompleteMultipartUpload": "s3:PutObject",
+        "AbortMultipartUpload": "s3:AbortMultipartUpload",
+        "ListParts": "s3:ListMultipartUploadParts",
+    }
+    if op in simple:
+        return [Request(simple[op], key)]
+    if op in ("ListObjectsV2", "ListObjects", "HeadBucket"):
+        return [Request("s3:ListBucket", bucket)]
+    if op == "ListMultipartUploads":
+        return [Request("s3:ListBucketMultipartUploads", bucket)]
+    if op == "DeleteObject":
+        return [Request("s3:DeleteObject", key, if_match="IfMatch" in p)]
+    if op == "DeleteObjects":  # authorized as a DeleteObject of each key
+        return [Request("s3:DeleteObject", _s3_object(p["Bucket"], o["Key"]), o["ETag"]) for o in p["Objects"]]
+    if op in ("CopyObject", "UploadPartCopy"):
+        return [Request("s3:GetObject", _copy_source(p["CopySource"])), Request("s3:PutObject", key)]
+    raise AssertionError(f"no IAM mapping for s3:{op}: add it to offline/authorization.py")
+
+
+def requests_of(call: Call, region: str, account: str) -> list[Request]:
+    """The authorizations AWS checks for this call (the Service Authorization Reference)."""
+    p, op = call.params, call.operation
+    if call.service == "s3":
+        return _s3_requests(call)
+    if call.service == "stepfunctions":
+        if op == "StartExecution":
+            requests = [Request("states:StartExecution", p["stateMachineArn"])]
+            if call.component.startswith("state-machine:"):  # startExecution.sync:2
+                execution = p["stateMachineArn"].replace(":stateMachine:", ":execution:") + ":*"
+                requests += _sync_requests("stepfunctions", region, account, [("states:StopExecution", execution)])
+            return requests
+        if op in ("DescribeExecution", "StopExecution"):
+            return [Request(f"states:{op}", p["executionArn"])]
+        if op == "ListExecutions":
+            return [Request("states:ListExecutions", p["stateMachineArn"])]
+    if call.service == "lambda" and op == "Invoke":
+        name = p["FunctionName"]
+        arn = name if name.startswith("arn:") else f"arn:aws:lambda:{region}:{account}:function:{name}"
+        return [Request("lambda:InvokeFunction", arn)]
+    if call.service == "batch":
+        if op == "SubmitJob":
+            queue, definition = p["jobQueue"], p["jobDefinition"]
+            if not queue.startswith("arn:"):
+                queue = f"arn:aws:batch:{region}:{account}:job-queue/{queue}"
+            if not definition.startswith("arn:"):
+                definition = f"arn:aws:batch:{region}:{account}:job-definition/{definition}"
+            requests = [Request("batch:SubmitJob", queue), Request("batch:SubmitJob", definition)]
+            return requests + _sync_requests("batch", region, account, [("batch:TerminateJob", "*")])
+        if op in ("DescribeJobs", "TerminateJob"):
+            return [Request(f"batch:{op}", "*")]
+    if call.service == "secretsmanager" and op == "GetSecretValue":
+        return [Request("secretsmanager:GetSecretValue", p["SecretId"])]
+    if call.service == "sns" and op == "Publish":
+        return [Request("sns:Publish", p["TopicArn"])]
+    raise AssertionError(f"no IAM mapping for {call.service}:{op}: add it to offline/authorization.py")
+
+
+def _sync_requests(service: str, region: str, account: str, stop: list[tuple[str, str]]) -> list[Request]:
+    """A `.sync` task: Step Functions stops the work if the execution stops, and follows it with a
+    managed EventBridge rule in the account."""
+    rule = f"arn:aws:events:{region}:{account}:rule/{SYNC_RULES[service]}"
+    events = [Request(f"events:{action}", rule) for action in ("PutTargets", "PutRule", "DescribeRule")]
+    return [Request(action, resource) for action, resource in stop] + events
+
+
+# ---- the roles, as the SAM transform makes them ------------------------------------------------
+
+
+@cache
+def transformed() -> dict:
+    """template.yaml after the SAM transform (code locations as `sam package` leaves them)."""
+    import os
+
+    from offline.aws import load_template
+
+    template = load_template()
+    template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/lambdas.zip"
+    for res in template["Resources"].values():
+        if res["Type"] == "AWS::Serverless::StateMachine":
+            res["Properties"]["DefinitionUri"] = "s3://artifacts/machine.asl.json"
+        if res["Type"] == "AWS::Serverless::LayerVersion":
+            res["Properties"]["ContentUri"] = "s3://artifacts/layer.zip"
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+    class NoManagedPolicyNames:  # the template names managed policies by ARN
+        def load(self) -> dict:
+            return {}
+
+    return transform(template, {}, NoManagedPolicyNames())
+
+
+@cache
+def _managed_policies() -> dict:
+    return json.loads(aws_managed_policies_data)
+
+
+def _managed_policy(arn: str) -> dict:
+    return _managed_policies()[arn.rsplit("/", 1)[-1]]["Document"]
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str  # its logical id in the transformed template
+    documents: list[dict]
+
+    def decide(self, request: Request) -> bool:
+        """Allowed by some statement and denied by none (moto's engine), the if-match condition decided
+        here: a statement that requires it applies only to a request that carries it."""
+        allowed = False
+        for document in self.documents:
+            statements = []
+            for statement in document["Statement"]:
+                condition = statement.get("Condition")
+                if condition is not None:
+                    if condition != IF_MATCH_REQUIRED:
+                        raise AssertionError(f"{self.name}: the check cannot decide the condition {condition}")
+                    if not request.if_match:
+                        continue
+                    statement = {k: v for k, v in statement.items() if k != "Condition"}
+                statements.append(statement)
+            result = IAMPolicy(json.dumps({"Statement": statements})).is_action_permitted(
+                request.action, request.resource
+            )
+            if result == PermissionResult.DENIED:
+                return False
+            allowed = allowed or result == PermissionResult.PERMITTED
+        return allowed
+
+
+def roles(stack, template: dict | None = None) -> dict[str, Role]:
+    """Each component of this offline stack (as the recorder names it) and its role, from the
+    transformed template.yaml or the given transformed template."""
+    template = template or transformed()
+    names = Intrinsics(stack.refs, template.get("Conditions", {}))
+    resources = {
+        name: res
+        for name, res in template["Resources"].items()
+        if "Condition" not in res or names.condition(res["Condition"])
+    }
+
+    def role(ref: dict) -> Role:
+        name = ref["Fn::GetAtt"][0] if isinstance(ref["Fn::GetAtt"], list) else ref["Fn::GetAtt"].split(".")[0]
+        props = names.resolve(resources[name]["Properties"])
+        documents = [policy["PolicyDocument"] for policy in props.get("Policies", [])]
+        documents += [_managed_policy(arn) for arn in props.get("ManagedPolicyArns", [])]
+        return Role(name, documents)
+
+    components = {}
+    for name, res in resources.items():
+        props = res["Properties"]
+        if res["Type"] == "AWS::Lambda::Function":
+            components[f"function:{stack.name}-{name}"] = role(props["Role"])
+        elif res["Type"] == "AWS::Batch::JobDefinition":
+            definition = names.resolve(props["JobDefinitionName"])
+            components[f"job-definition:{definition}"] = role(props["ContainerProperties"]["JobRoleArn"])
+        elif res["Type"] == "AWS::StepFunctions::StateMachine":
+            components[f"state-machine:{names.resolve(props['StateMachineName'])}"] = role(props["RoleArn"])
+    return components
+
+
+def denied(stack, calls: list[Call], region: str, account: str, template: dict | None = None) -> list[str]:
+    """Each call of this stack's components that its role does not allow, in words; [] if none."""
+    components = roles(stack, template)
+    refused = []
+    for call in calls:
+        role = components.get(call.component)
+        if role is None:
+            if call.component.split(":", 1)[1].startswith(f"{stack.name}-"):
+                raise AssertionError(f"{call.component} of stack {stack.name} has no role in the template")
+            continue  # another stack's component
+        for request in requests_of(call, region, account):
+            if not role.decide(request):
+                refused.append(f"{role.name} may not {request} ({call.component} called {call.operation})")
+    return sorted(set(refused))

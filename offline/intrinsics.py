@@ -1,0 +1,72 @@
+"""CloudFormation's intrinsic functions, evaluated as a deployment would, for the offline stack.
+
+The offline stack creates the template's resources itself, and the least-privilege check reads the
+roles the SAM transform generates: both need `!Sub`, `!If` and the rest resolved with the values a
+deployment gives the parameters and resources. Only the functions the template uses are known; any
+other is an error, so nothing is silently left unresolved.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+NO_VALUE = object()  # AWS::NoValue: the property or list item is left out
+
+
+class Intrinsics:
+    """`refs`: each parameter's value (a list for list types) and each resource's Ref and
+    `Name.Attribute`; `conditions`: the template's Conditions section."""
+
+    def __init__(self, refs: dict[str, Any], conditions: dict[str, Any] | None = None) -> None:
+        self.refs = refs
+        self.conditions = conditions or {}
+
+    def condition(self, name: str) -> bool:
+        return bool(self.resolve(self.conditions[name]))
+
+    def _sub(self, text: str, names: dict[str, Any]) -> str:
+        def value(match: re.Match) -> str:
+            name = match.group(1)
+            return str(names[name] if name in names else self.refs[name])
+
+        return re.sub(r"\$\{([^}!]+)\}", value, text)
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [item for item in (self.resolve(v) for v in value) if item is not NO_VALUE]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((fn, arg),) = value.items()
+            if fn == "Ref":
+                return NO_VALUE if arg == "AWS::NoValue" else self.refs[arg]
+            if fn == "Fn::GetAtt":
+                return self.refs[arg if isinstance(arg, str) else ".".join(arg)]
+            if fn == "Fn::Sub":
+                text, names = (arg, {}) if isinstance(arg, str) else (arg[0], self.resolve(arg[1]))
+                return self._sub(text, names)
+            if fn == "Fn::If":
+                name, yes, no = arg
+                return self.resolve(yes if self.condition(name) else no)
+            if fn == "Condition":
+                return self.condition(arg)
+            if fn == "Fn::Equals":
+                left, right = self.resolve(arg)
+                return left == right
+            if fn == "Fn::Not":
+                return not self.resolve(arg[0])
+            if fn == "Fn::And":
+                return all(self.resolve(arg))
+            if fn == "Fn::Or":
+                return any(self.resolve(arg))
+            if fn == "Fn::Join":
+                return arg[0].join(str(v) for v in self.resolve(arg[1]))
+            if fn == "Fn::Split":
+                return self.resolve(arg[1]).split(arg[0])
+            if fn == "Fn::Select":
+                return self.resolve(arg[1])[int(self.resolve(arg[0]))]
+            if fn.startswith("Fn::"):
+                raise ValueError(f"the offline stack does not evaluate {fn}")
+        resolved = {key: self.resolve(item) for key, item in value.items()}
+        return {key: item for key, item in resolved.items() if item is not NO_VALUE}

@@ -1,0 +1,113 @@
+"""Records every AWS API call the offline stack's components make, for the least-privilege check
+(offline/authorization.py): which component, which operation, on what, and with what outcome.
+
+Jobs and Lambdas run in their own processes: with BGZIP_CALL_LOG set, `install()` makes each append
+one JSON line per call to a file of its own in that folder, named by BGZIP_COMPONENT. The state
+machines' service integrations run in the moto server's threads: `acting_as` names the component
+for the calls made in one thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CALL_LOG = "BGZIP_CALL_LOG"
+COMPONENT = "BGZIP_COMPONENT"
+# The parameters that name what a call acts on (and, for S3, whether a delete is conditional);
+# bodies and payloads are never recorded.
+NAMING = (
+    "Bucket",
+    "Key",
+    "IfMatch",
+    "CopySource",
+    "FunctionName",
+    "jobQueue",
+    "jobDefinition",
+    "stateMachineArn",
+    "executionArn",
+    "SecretId",
+    "TopicArn",
+)
+
+
+@dataclass(frozen=True)
+class Call:
+    component: str  # "function:NAME", "job-definition:NAME" or "state-machine:NAME"
+    service: str  # botocore's service name: s3, stepfunctions, batch, ...
+    operation: str  # the API operation: PutObject, SubmitJob, ...
+    params: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # the error code, if the call failed
+
+
+_thread = threading.local()
+_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def acting_as(component: str) -> Iterator[None]:
+    """Calls this thread makes inside the block are the named component's."""
+    before = getattr(_thread, "component", None)
+    _thread.component = component
+    try:
+        yield
+    finally:
+        _thread.component = before
+
+
+def _naming(params: dict[str, Any]) -> dict[str, Any]:
+    kept = {name: params[name] for name in NAMING if name in params}
+    if "Delete" in params:  # DeleteObjects: each key, and whether it carries the ETag it must still have
+        kept["Objects"] = [{"Key": o["Key"], "ETag": bool(o.get("ETag"))} for o in params["Delete"]["Objects"]]
+    return kept
+
+
+def install(folder: str | Path, component: str | None = None) -> None:
+    """Record every botocore call of this process to `folder`; calls made outside `acting_as` are
+    the `component`'s, or, without one, not recorded (the harness's own calls)."""
+    from botocore.client import BaseClient
+    from botocore.exceptions import ClientError
+
+    if getattr(BaseClient, "_bgzip_recorded", None) is not None:
+        return
+    original = BaseClient._make_api_call
+    path = Path(folder) / f"calls-{os.getpid()}.jsonl"
+
+    def _make_api_call(self, operation_name: str, api_params: dict) -> Any:
+        who = getattr(_thread, "component", None) or component
+        if who is None:
+            return original(self, operation_name, api_params)
+        error = None
+        try:
+            return original(self, operation_name, api_params)
+        except ClientError as exc:
+            error = exc.response.get("Error", {}).get("Code", "ClientError")
+            raise
+        finally:
+            call = Call(who, self.meta.service_model.service_name, operation_name, _naming(api_params), error)
+            with _lock, path.open("a") as out:
+                out.write(json.dumps(call.__dict__) + "\n")
+
+    BaseClient._bgzip_recorded = original
+    BaseClient._make_api_call = _make_api_call
+
+
+def install_from_environment() -> None:
+    """What a job's or a Lambda's process calls first: records if the offline runner asked for it."""
+    if os.environ.get(CALL_LOG):
+        install(os.environ[CALL_LOG], os.environ[COMPONENT])
+
+
+def read(folder: str | Path) -> list[Call]:
+    calls = []
+    for path in sorted(Path(folder).glob("calls-*.jsonl")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                calls.append(Call(**json.loads(line)))
+    return calls

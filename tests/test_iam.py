@@ -1,0 +1,141 @@
+"""Least privilege, enforced: the AWS calls that real offline runs make, component by component,
+against the roles the SAM transform makes from template.yaml (offline/authorization.py).
+
+Every Deployment also checks its own calls when it closes, so each workflow test's runs - refusals
+and failures included - stay within their roles; here the check itself is shown to bite.
+"""
+
+from __future__ import annotations
+
+import copy
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from batch_job.keys import compressed_key
+from offline import authorization, recorder
+from offline.aws import ACCOUNT, REGION, ROOT
+from offline.recorder import Call
+from tests.stacks import INDEX, PREFIX, Deployment
+
+FUNCTIONS = ("PlanFunction", "SetCompressedFunction", "ProveReadersFunction", "ReportFunction")
+JOBS = ("compress", "verify", "delete", "decompress", "remove-compressed")
+
+
+def write_as(component: str, env: dict, bucket: str, key: str, size: int) -> None:
+    """Write `size` bytes to s3://bucket/key with the engine's own writer, in a process of its own
+    recorded as `component` (its multipart parts go up from worker threads)."""
+    code = textwrap.dedent(f"""
+        from offline.recorder import install_from_environment
+        install_from_environment()
+        from batch_job.stores import S3Store
+        S3Store({bucket!r}).write({key!r}, iter([b"x" * {size}]), {{}}, {size})
+    """)
+    run_env = {**env, recorder.COMPONENT: component, "PYTHONPATH": str(ROOT)}
+    subprocess.run([sys.executable, "-c", code], env=run_env, cwd=ROOT, check=True)
+
+
+def without(template: dict, role: str, sid: str, action: str) -> dict:
+    """The transformed template with one action taken out of one statement of one role."""
+    changed = copy.deepcopy(template)
+    for policy in changed["Resources"][role]["Properties"]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if statement.get("Sid") == sid:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert action in actions, (role, sid, actions)
+                statement["Action"] = [a for a in actions if a != action]
+                return changed
+    raise AssertionError(f"{role} has no statement {sid}")
+
+
+def test_every_call_of_a_compress_and_a_rollback_run_is_allowed_by_its_own_role(recorded_runs):
+    d, calls = recorded_runs
+    seen = {c.component for c in calls}
+    expected = (
+        {f"function:{d.name}-{f}" for f in FUNCTIONS}
+        | {f"job-definition:{d.name}-{j}" for j in JOBS}
+        | {f"state-machine:{d.name}-compress", f"state-machine:{d.name}-rollback"}
+    )
+    assert expected <= seen, f"components that made no call: {sorted(expected - seen)}"
+    assert len(calls) > 500
+    assert authorization.denied(d.stack, calls, REGION, ACCOUNT) == []
+
+
+def test_large_plans_and_outputs_go_up_in_parts_within_their_roles(recorded_runs):
+    """A plan.json over 16 MiB (about 85,000 files) and any output over 16 MiB go up in parts: the
+    writer first lists unfinished uploads of its key (s3:ListBucketMultipartUploads)."""
+    d, calls = recorded_runs
+    operations = {(c.component.rsplit("-", 1)[-1], c.operation) for c in calls}
+    assert {("PlanFunction", "ListMultipartUploads"), ("PlanFunction", "UploadPart")} <= operations
+    assert {("compress", "ListMultipartUploads"), ("compress", "CompleteMultipartUpload")} <= operations
+    assert authorization.denied(d.stack, calls, REGION, ACCOUNT) == []
+
+
+@pytest.mark.parametrize(
+    ("role", "sid", "action", "call"),
+    [
+        # The defect a real deployment hit: Plan could not write a plan of more than ~85,000 files.
+        ("PlanFunctionRole", "FindUnfinishedPlanUploads", "s3:ListBucketMultipartUploads", "ListMultipartUploads"),
+        ("DeleteJobRole", "DeleteVerifiedOriginals", "s3:DeleteObject", "DeleteObjects"),
+        ("CompressJobRole", "WriteCompressed", "s3:PutObject", "PutObject"),
+        ("ProveReadersFunctionRole", "ReadTheCanaryAndRestoreItIfNeeded", "s3:GetObject", "HeadObject"),
+        ("CompressStateMachineRole", "SubmitJobs", "batch:SubmitJob", "SubmitJob"),
+        ("CompressStateMachineRole", "SyncRule", "events:PutRule", "SubmitJob"),
+    ],
+)
+def test_a_role_missing_a_permission_the_code_uses_fails_the_check(offline_aws, recorded_runs, role, sid, action, call):
+    d, calls = recorded_runs
+    reduced = without(authorization.transformed(), role, sid, action)
+    denied = authorization.denied(d.stack, calls, REGION, ACCOUNT, template=reduced)
+    assert any(f"{role} may not {action} " in line and f"called {call})" in line for line in denied), denied
+
+
+def test_a_delete_without_the_etag_is_refused_even_where_deletes_are_allowed(recorded_runs):
+    d, calls = recorded_runs
+    deletes = [c for c in calls if c.operation == "DeleteObjects" and c.component.endswith("-delete")]
+    assert deletes and all(o["ETag"] for c in deletes for o in c.params["Objects"])
+    bare = [
+        Call(
+            c.component,
+            c.service,
+            c.operation,
+            {**c.params, "Objects": [{**o, "ETag": False} for o in c.params["Objects"]]},
+        )
+        for c in deletes
+    ]
+    denied = authorization.denied(d.stack, bare, REGION, ACCOUNT)
+    assert denied and all("DeleteJobRole may not s3:DeleteObject" in line for line in denied)
+
+
+def test_a_run_outside_the_allowed_prefix_is_refused_by_plan_before_anything_is_written(offline_aws, tmp_path, mariadb):
+    d = Deployment(offline_aws, tmp_path, mariadb, parameters={"AllowedPrefix": "other/"})
+    try:
+        result = d.run("compress")
+        assert result["status"] == "FAILED"
+        assert "outside this stack's AllowedPrefix 'other/'" in result["cause"]
+        assert not d.flag() and d.originals_intact() and d.locks() == []
+        assert not d.s3.list_objects_v2(Bucket=d.stack.run_bucket).get("Contents")
+    finally:
+        d.close()
+
+
+@pytest.fixture(scope="module")
+def recorded_runs(offline_aws, tmp_path_factory, mariadb):
+    """One compress and one rollback run's calls, shared by the removal checks."""
+    d = Deployment(offline_aws, tmp_path_factory.mktemp("recorded"), mariadb)
+    try:
+        assert d.run("compress")["status"] == "SUCCEEDED"
+        assert d.run("rollback", index=INDEX)["status"] == "SUCCEEDED"
+        # Over 16 MiB: a plan of about 85,000 files, and a large output, written as Plan and compress do.
+        size = 17 << 20
+        write_as(
+            f"function:{d.name}-PlanFunction", offline_aws.runner.env, d.stack.run_bucket, "runs/big/plan.json", size
+        )
+        output = compressed_key(f"{PREFIX}big.json")
+        write_as(f"job-definition:{d.name}-compress", offline_aws.runner.env, d.stack.data_bucket, output, size)
+        d.s3.delete_object(Bucket=d.stack.data_bucket, Key=output)
+        yield d, d.calls()
+    finally:
+        d.close()
