@@ -24,7 +24,7 @@ from batch_job import bgzf, version
 from batch_job.bgzf import DEFAULT_LEVEL
 from batch_job.errors import EngineError, FilesFailed, StoreError
 from batch_job.locations import check_prefix, parse_location
-from batch_job.progress import STOP, interrupt_now
+from batch_job.progress import STOP, Interrupted, interrupt_now
 from batch_job.records import JobError, Mode, Step
 from batch_job.runfolder import RunFolder
 from batch_job.sizes import human_bytes, parse_bytes
@@ -280,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             message = f"cannot access storage: {exc}"
     except (BotoCoreError, ClientError) as exc:
         code, message = (2, f"access denied: {exc}") if is_denied(exc) else (3, f"cannot access storage: {exc}")
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):  # Interrupted: the workers stopped while the main thread waited
         print(f"\nbgzip-job {args.command}: interrupted; run the same command again to finish", file=sys.stderr)
         return 130
     finally:

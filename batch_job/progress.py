@@ -42,9 +42,25 @@ def uninterrupted() -> Iterator[None]:
         raise KeyboardInterrupt
 
 
+_WAITING = threading.Event()
+
+
+@contextlib.contextmanager
+def waiting_on_workers() -> Iterator[None]:
+    """The main thread waits on file workers: an interrupt meanwhile only sets STOP, and the workers'
+    Interrupted (at their next chunk) ends the wait. Raised inside the wait, a KeyboardInterrupt can
+    break the lock of the future's Condition ("cannot release un-acquired lock")."""
+    _WAITING.set()
+    try:
+        yield
+    finally:
+        _WAITING.clear()
+
+
 def interrupt_now() -> bool:
-    """Whether an interrupt may raise at once (outside an uninterrupted stretch)."""
-    return not _CRITICAL.is_set()
+    """Whether an interrupt may raise at once: not in an uninterrupted stretch, nor while the main
+    thread waits on workers."""
+    return not _CRITICAL.is_set() and not _WAITING.is_set()
 
 
 MB = 1_000_000

@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batch_job.errors import AccessDenied, BadInput, FileFailed, ObjectChanged, Refused, StoreError
 from batch_job.locations import Location, parse_location
 from batch_job.locks import Locks
-from batch_job.progress import Progress, uninterrupted
+from batch_job.progress import Progress, uninterrupted, waiting_on_workers
 from batch_job.records import CanaryStatus, FileRecord, Manifest, Mode, Plan, PlannedFile, Step, now
 from batch_job.runfolder import RunFolder
 from batch_job.stores import is_denied
@@ -122,7 +122,10 @@ def run_step(
                         return earlier_records.get(planned.key) or FileRecord(planned.key, True)
                     return _attempt(ctx, work, planned)
 
-                records = list(file_pool.map(one, plan.files_of(k)))
+                futures = [file_pool.submit(one, planned) for planned in plan.files_of(k)]
+                with waiting_on_workers():
+                    _wait_awake(futures)
+                records = [future.result() for future in futures]
                 with uninterrupted():  # what finish_shard deletes is in the manifest before any Ctrl-C
                     if finish_shard is not None:
                         finish_shard(ctx, k, records)
@@ -144,6 +147,15 @@ def run_step(
                         )
                     )
     return progress
+
+
+def _wait_awake(futures: list[Future]) -> None:
+    """Wait for the file workers, waking four times a second: the kernel may deliver Ctrl-C or SIGTERM
+    to a worker thread, and Python runs the handler (which stops the workers) only when the main
+    thread wakes - else only once a whole file is done."""
+    pending = set(futures)
+    while pending:
+        _, pending = wait(pending, timeout=0.25)
 
 
 # Steps whose work needs the side a later step of the same run deletes (compress and verify need the
