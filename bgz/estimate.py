@@ -1,8 +1,8 @@
 """What a run will take and save, before it starts: the README's cost model, in code.
 
-Rates are the benchmark's (bench/run.py, README "Benchmark"), per 2-vCPU job, scaled linearly with a
-job's vCPUs; prices are Fargate's and S3 Standard's in us-east-1 (2026). An estimate, said as one:
-S3 throughput, Fargate start-up and Spot interruptions move it.
+Rates are the benchmark's (batch_job/rates.py, which also sizes each step's timeout), per 2-vCPU
+job, scaled linearly with a job's vCPUs; prices are Fargate's and S3 Standard's in us-east-1 (2026).
+An estimate, said as one: S3 throughput, Fargate start-up and Spot interruptions move it.
 """
 
 from __future__ import annotations
@@ -11,10 +11,8 @@ import zlib
 from dataclasses import dataclass
 
 from batch_job import bgzf
+from batch_job.rates import BENCH_VCPUS, MB_PER_S
 
-# MB/s of one 2-vCPU job, from the benchmark: compress, verify, and decompress (rollback).
-MB_PER_S = {"compress": 136.0, "verify": 445.0, "decompress": 837.0}
-BENCH_VCPUS = 2
 STARTUP_S_PER_STEP = 90  # a Fargate task takes about a minute to start; three steps per run
 VCPU_HOUR = 0.04048  # Fargate on-demand, us-east-1
 GB_HOUR = 0.004445

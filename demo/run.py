@@ -78,7 +78,7 @@ def main() -> int:
         db.create_tables()
         bioindex = BioindexStandin(db, BUCKET, set_endpoint=True, env=aws.env)
         try:
-            parameters = {"FlagBackend": "http", "BioindexUrl": bioindex.url, "AllowInsecureBioindex": "true"}
+            parameters = {"FlagBackend": "http", "InsecureBioindexUrl": bioindex.url}
             stack = aws.deploy("bgzip-workflow", BUCKET, parameters)
             s3 = aws.client("s3")
             content = load_index(aws, db, Path(tmp) / "index", INDEX, PREFIX, seed=7)

@@ -54,7 +54,7 @@ from cfnlint.decode import decode_str
 from moto.server import ThreadedMotoServer
 
 from offline import recorder
-from offline.intrinsics import Intrinsics
+from offline.intrinsics import Intrinsics, parameter_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 PINNED_MOTO = "5.2.5"
@@ -363,9 +363,9 @@ def load_template() -> dict:
     return json.loads(json.dumps(template))
 
 
-def resolve(value: Any, refs: dict[str, Any]) -> Any:
+def resolve(value: Any, refs: dict[str, Any], conditions: dict[str, Any] | None = None) -> Any:
     """Resolve the intrinsics the template uses in environments, substitutions and event patterns."""
-    return Intrinsics(refs).resolve(value)
+    return Intrinsics(refs, conditions).resolve(value)
 
 
 @dataclass
@@ -430,14 +430,18 @@ class OfflineAWS:
         resources = template["Resources"]
         s3, batch, lam, sfn, iam = (self.client(n) for n in ("s3", "batch", "lambda", "stepfunctions", "iam"))
         run_bucket = f"{stack}-runs"
-        for bucket in (data_bucket, run_bucket):
-            with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
-                s3.create_bucket(Bucket=bucket)
         refs: dict[str, Any] = {}
         for name, spec in template["Parameters"].items():
             value = parameters.get(name, str(spec.get("Default", "")))
             list_type = spec["Type"] == "CommaDelimitedList" or spec["Type"].startswith("List<")
             refs[name] = value.split(",") if list_type else value
+        refs["DataBucket"] = data_bucket
+        refused = parameter_errors(template, refs)
+        if refused:  # as CloudFormation would, before creating anything
+            raise ValueError(f"stack {stack} refused: " + "; ".join(refused))
+        for bucket in (data_bucket, run_bucket):
+            with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+                s3.create_bucket(Bucket=bucket)
         refs |= {
             "AWS::StackName": stack,
             "AWS::Region": REGION,
@@ -497,7 +501,7 @@ class OfflineAWS:
             props = res["Properties"]
             variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
             variables.update(props.get("Environment", {}).get("Variables", {}))
-            variables = {k: str(resolve(v, refs)) for k, v in variables.items()}
+            variables = {k: str(resolve(v, refs, template["Conditions"])) for k, v in variables.items()}
             variables.update(parameters.get("Function.Environment", {}))
             variables.update(parameters.get(f"{name}.Environment", {}))
             fn = lam.create_function(

@@ -60,6 +60,9 @@ class Intrinsics:
                 return all(self.resolve(arg))
             if fn == "Fn::Or":
                 return any(self.resolve(arg))
+            if fn == "Fn::Contains":  # Rules only
+                values, value = self.resolve(arg)
+                return value in values
             if fn == "Fn::Join":
                 return arg[0].join(str(v) for v in self.resolve(arg[1]))
             if fn == "Fn::Split":
@@ -70,3 +73,30 @@ class Intrinsics:
                 raise ValueError(f"the offline stack does not evaluate {fn}")
         resolved = {key: self.resolve(item) for key, item in value.items()}
         return {key: item for key, item in resolved.items() if item is not NO_VALUE}
+
+
+def parameter_errors(template: dict, refs: dict[str, Any]) -> list[str]:
+    """What CloudFormation refuses before it creates anything, for these parameter values: each
+    parameter's AllowedPattern, AllowedValues and MinValue/MaxValue, and the template's Rules."""
+    errors = []
+    for name, spec in template.get("Parameters", {}).items():
+        value = refs[name]
+        for item in value if isinstance(value, list) else [value]:
+            text = str(item)
+            if "AllowedPattern" in spec and not re.fullmatch(spec["AllowedPattern"], text):
+                errors.append(f"{name}: {spec.get('ConstraintDescription', 'must match ' + spec['AllowedPattern'])}")
+            if "AllowedValues" in spec and text not in [str(v) for v in spec["AllowedValues"]]:
+                errors.append(f"{name}: must be one of {spec['AllowedValues']}")
+            if spec.get("Type") == "Number" and text:
+                if "MinValue" in spec and float(text) < float(spec["MinValue"]):
+                    errors.append(f"{name}: must be at least {spec['MinValue']}")
+                if "MaxValue" in spec and float(text) > float(spec["MaxValue"]):
+                    errors.append(f"{name}: must be at most {spec['MaxValue']}")
+    rules = Intrinsics(refs, template.get("Conditions"))
+    for name, rule in template.get("Rules", {}).items():
+        if "RuleCondition" in rule and not rules.resolve(rule["RuleCondition"]):
+            continue
+        for assertion in rule["Assertions"]:
+            if not rules.resolve(assertion["Assert"]):
+                errors.append(f"{name}: {assertion.get('AssertDescription', 'assertion failed')}")
+    return errors

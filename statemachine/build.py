@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # so that `python statemachine/build.py` finds batch_job
 
 from batch_job import states  # noqa: E402
+from batch_job.rates import timeout_key  # noqa: E402
 from batch_job.records import Mode, Step  # noqa: E402
 
 State = dict[str, Any]
@@ -164,6 +165,9 @@ def batch_task(state: str, next_state: str, array: bool) -> State:
         "Type": "Task",
         "Resource": "arn:aws:states:::batch:submitJob.sync",
         "Parameters": parameters,
+        # Sized by Plan from this run's bytes (batch_job/rates.py): a job that never starts or hangs
+        # fails the run (Step Functions stops it) instead of holding the prefix for a year.
+        "TimeoutSecondsPath": f"$.plan.timeouts.{timeout_key(step)}",
         "ResultPath": None,
         "Retry": [BATCH_RETRY],
         "Catch": catch_all(f"{state} failed"),
@@ -211,6 +215,7 @@ def definition(mode: Mode) -> State:
             "files.$": "$.Payload.files",
             "bytes.$": "$.Payload.bytes",
             "level.$": "$.Payload.level",
+            "timeouts.$": "$.Payload.timeouts",
         },
         result_path="$.plan",
         catch=catch_all(f"{plan} failed"),

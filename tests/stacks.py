@@ -59,8 +59,7 @@ class Deployment:
             "BioindexDatabaseSecretArn": secret["ARN"],
             "BioindexDatabaseSchema": self.name,
             "BioindexS3Subdir": subdir,
-            "BioindexUrl": self.bioindex.url,
-            "AllowInsecureBioindex": "true",
+            "InsecureBioindexUrl": self.bioindex.url,  # the stand-in serves plain http on loopback
             # Three stand-in processes: 32 requests miss one with probability 3 * (2/3)^32 < 1e-5.
             "ReaderRefreshRequests": "32",
             "ReaderCheckRequests": "8",

@@ -280,7 +280,7 @@ def test_a_bioindex_under_an_s3_subdir(offline_aws, tmp_path, mariadb):
 def test_without_a_bioindex_url_the_flag_is_re_checked_and_the_summary_says_readers_were_not_proven(
     offline_aws, tmp_path, mariadb
 ):
-    d = Deployment(offline_aws, tmp_path, mariadb, parameters={"BioindexUrl": ""})
+    d = Deployment(offline_aws, tmp_path, mariadb, parameters={"InsecureBioindexUrl": ""})
     try:
         result = d.run()
         assert result["status"] == "SUCCEEDED", result.get("cause")

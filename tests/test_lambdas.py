@@ -99,7 +99,7 @@ def test_connection_refused_is_unavailable():
 
 
 def test_plain_http_needs_explicit_permission():
-    with pytest.raises(InsecureBioindexUrl, match="AllowInsecureBioindex"):
+    with pytest.raises(InsecureBioindexUrl, match="InsecureBioindexUrl"):
         BioindexServer("http://bioindex.example.org")
     with pytest.raises(InsecureBioindexUrl):
         BioindexServer("ftp://bioindex.example.org", allow_insecure=True)

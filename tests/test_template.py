@@ -15,6 +15,7 @@ import pytest
 from batch_job import states
 from offline import authorization
 from offline.aws import load_template
+from offline.intrinsics import parameter_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = {
@@ -306,10 +307,18 @@ def test_jobs_are_submitted_by_job_definition_name_and_may_be_only_these(templat
 
 
 def test_stuck_jobs_are_cancelled_and_job_sizes_are_valid_fargate_pairs(template):
+    """Batch cancels a RUNNABLE job only for the blocked reasons it acts on (its user guide, "Automatic
+    remediation with jobStateTimeLimitActions"): one action for each."""
     queue = template["Resources"]["JobQueue"]["Properties"]
-    (action,) = queue["JobStateTimeLimitActions"]
-    assert action["State"] == "RUNNABLE" and action["Action"] == "CANCEL"
-    assert action["MaxTimeSeconds"] == {"Ref": "RunnableTimeoutSeconds"}
+    actions = queue["JobStateTimeLimitActions"]
+    assert {a["Reason"] for a in actions} == {
+        "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
+        "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+        "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
+    }
+    for action in actions:
+        assert action["State"] == "RUNNABLE" and action["Action"] == "CANCEL"
+        assert action["MaxTimeSeconds"] == {"Ref": "RunnableTimeoutSeconds"}
     rules = {
         r["RuleCondition"]["Fn::Equals"][1]: r["Assertions"][0]["Assert"]["Fn::Contains"][0]
         for n, r in template["Rules"].items()
@@ -329,3 +338,61 @@ def test_jobs_get_no_public_ip_unless_asked_and_s3_can_skip_the_nat(template):
     assert endpoint["Properties"]["ServiceName"] == {"Fn::Sub": "com.amazonaws.${AWS::Region}.s3"}
     assert endpoint["Properties"]["RouteTableIds"] == {"Ref": "S3GatewayEndpointRouteTableIds"}
     assert params["S3GatewayEndpointRouteTableIds"]["Default"] == "", "optional: off unless route tables are given"
+
+
+def _refused(template, **values) -> list[str]:
+    refs = {
+        name: (str(spec.get("Default", "")).split(",") if "List" in spec["Type"] else str(spec.get("Default", "")))
+        for name, spec in template["Parameters"].items()
+    }
+    refs |= {"DataBucket": "data", "BioindexDatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:x"}
+    return parameter_errors(template, refs | values)
+
+
+def test_the_template_refuses_plain_http_and_invalid_sizes_before_creating_anything(template):
+    """CloudFormation checks parameters and Rules before it creates anything; evaluated here as it
+    would (the offline stack applies the same check to every test deployment)."""
+    assert _refused(template) == []
+    assert any(e.startswith("BioindexUrl: must be an https:// URL") for e in _refused(template, BioindexUrl="http://b"))
+    assert _refused(template, BioindexUrl="https://b.example.org/") == []
+    assert _refused(template, InsecureBioindexUrl="http://10.0.0.5:8000") == []
+    both = _refused(template, InsecureBioindexUrl="http://10.0.0.5", BioindexUrl="https://b.example.org")
+    assert both == ["OneBioindexUrl: Give BioindexUrl (https://) or InsecureBioindexUrl (http://), not both."]
+    assert any(e.startswith("InsecureBioindexUrl") for e in _refused(template, InsecureBioindexUrl="https://x"))
+    assert any(e.startswith("HttpNeedsTheServer") for e in _refused(template, FlagBackend="http"))
+    assert _refused(template, FlagBackend="http", InsecureBioindexUrl="http://10.0.0.5") == []
+    assert any(e.startswith("FargateMemoryFor4Vcpu") for e in _refused(template, JobVcpus="4", JobMemoryMiB="4096"))
+    assert any(e.startswith("AllowedPrefix") for e in _refused(template, AllowedPrefix="no-slash"))
+
+
+def test_spot_falls_back_to_on_demand_fargate(template):
+    resources = template["Resources"]
+    spot, on_demand = resources["ComputeEnvironment"], resources["OnDemandComputeEnvironment"]
+    assert spot["Properties"]["ComputeResources"]["Type"] == {"Fn::If": ["Spot", "FARGATE_SPOT", "FARGATE"]}
+    assert on_demand["Condition"] == "Spot" and on_demand["Properties"]["ComputeResources"]["Type"] == "FARGATE"
+    order = resources["JobQueue"]["Properties"]["ComputeEnvironmentOrder"]
+    assert order[0] == {"Order": 1, "ComputeEnvironment": {"Ref": "ComputeEnvironment"}}
+    assert order[1]["Fn::If"][0] == "Spot" and order[1]["Fn::If"][1]["Order"] == 2
+
+
+def test_a_kms_key_is_granted_through_s3_only_to_the_roles_that_touch_data_objects(transformed):
+    granted = set()
+    for role, statement in _statements(transformed["Resources"]):
+        if "kms:Decrypt" in _listify(statement["Action"]):
+            assert _listify(statement["Action"]) == ["kms:Decrypt", "kms:GenerateDataKey"]
+            assert statement["Resource"] == {"Ref": "DataBucketKmsKeyArn"}
+            assert statement["Condition"] == {
+                "StringEquals": {"kms:ViaService": {"Fn::Sub": "s3.${AWS::Region}.amazonaws.com"}}
+            }
+            granted.add(role)
+    jobs = {f"{step}JobRole" for step in ("Compress", "Verify", "Delete", "Decompress", "RemoveCompressed")}
+    functions = {f"{name}FunctionRole" for name in ("Plan", "SetCompressed", "ProveReaders", "Report")}
+    assert granted == jobs | functions
+
+
+def test_every_batch_step_waits_no_longer_than_plan_allows():
+    for path in ("statemachine/compress.asl.json", "statemachine/rollback.asl.json"):
+        tasks = [s for s in asl(path)["States"].values() if s.get("Resource", "").endswith("submitJob.sync")]
+        assert len(tasks) == 6
+        for task in tasks:
+            assert re.fullmatch(r"\$\.plan\.timeouts\.[a-z_]+", task["TimeoutSecondsPath"]), task

@@ -248,3 +248,27 @@ def test_jobs_are_submitted_to_the_latest_job_definition_so_a_redeploy_strands_n
     ]
     definitions = [job["jobDefinition"] for job in batch.describe_jobs(jobs=submitted)["jobs"]]
     assert len(definitions) == 3 and all(arn.endswith(":2") for arn in definitions), definitions
+
+
+def test_a_batch_step_past_the_timeout_plan_sized_fails_the_run_saying_so(offline_aws, tmp_path, mariadb):
+    """Plan gives every `.sync` task a TimeoutSeconds sized from the run (here shrunk to 3 s); a job
+    that does not finish within it - never started, or hung - fails the run and frees the prefix
+    instead of holding both for up to a year."""
+    release = threading.Event()
+    limits = {"STEP_TIMEOUT_FLOOR_SECONDS": "3", "RUNNABLE_TIMEOUT_SECONDS": "0", "JOB_ATTEMPTS": "1"}
+    d = Deployment(offline_aws, tmp_path, mariadb, lambda_env=limits)
+
+    def never_starts(job_name: str) -> None:
+        if job_name.endswith("-compress"):
+            release.wait(120)
+
+    offline_aws.runner.before_job = never_starts
+    try:
+        result = d.run()
+        assert result["status"] == "FAILED"
+        cause = result["cause"]
+        assert "Compress failed. Its jobs did not finish within 3 s (the bound Plan sized" in cause, cause
+        assert d.originals_intact() and not d.flag() and d.locks() == []
+    finally:
+        release.set()
+        d.close()

@@ -50,7 +50,7 @@ class BioindexServer:
         if scheme == "http" and not self.allow_insecure:
             raise InsecureBioindexUrl(
                 f"refusing plain http:// bioindex URL {self.base_url!r}; use https:// "
-                "or deploy with AllowInsecureBioindex=true"
+                "or deploy with the URL as InsecureBioindexUrl"
             )
         self.base_url = self.base_url.rstrip("/")
         self._http = urllib3.PoolManager(

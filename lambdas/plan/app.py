@@ -23,6 +23,7 @@ from batch_job.errors import BadInput
 from batch_job.keys import s3_prefix
 from batch_job.locations import check_prefix, parse_location
 from batch_job.locks import Locks
+from batch_job.rates import JobLimits, step_timeouts
 from batch_job.runfolder import RunFolder
 from batch_job.steps.plan import make_plan, preview
 from bioindex import config
@@ -94,6 +95,19 @@ def dry_run(target: str, rollback: bool, shards: int | None, row: IndexRow) -> d
     }
 
 
+def job_limits() -> JobLimits:
+    """The stack's job sizes and limits, from the template (the defaults are its defaults)."""
+    defaults = JobLimits()
+    return JobLimits(
+        job_vcpus=float(os.environ.get("JOB_VCPUS", defaults.job_vcpus)),
+        max_vcpus=int(os.environ.get("MAX_VCPUS", defaults.max_vcpus)),
+        attempts=int(os.environ.get("JOB_ATTEMPTS", defaults.attempts)),
+        attempt_seconds=int(os.environ.get("JOB_ATTEMPT_SECONDS", defaults.attempt_seconds)),
+        runnable_seconds=int(os.environ.get("RUNNABLE_TIMEOUT_SECONDS", defaults.runnable_seconds)),
+        floor_seconds=int(os.environ.get("STEP_TIMEOUT_FLOOR_SECONDS", defaults.floor_seconds)),
+    )
+
+
 def check_allowed(key_prefix: str) -> None:
     """The stack's AllowedPrefix: its roles reach no data outside it, so a run there would fail at
     its first read. Refused here instead, before the bioindex is asked or anything is written."""
@@ -148,4 +162,6 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict:
         "bytes": plan.total_bytes,
         # Batch job Parameters must be strings.
         "level": str(event.input.level),
+        # Each Batch step's TimeoutSeconds, from this plan's bytes and the stack's job sizes.
+        "timeouts": step_timeouts(plan, job_limits()),
     }

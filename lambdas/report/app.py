@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from batch_job import states
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
+from batch_job.rates import timeout_key
 from batch_job.records import CanaryStatus, FileRecord, Mode, ReadersCheck, Step
 from batch_job.runfolder import RunFolder
 from batch_job.sizes import human_bytes
@@ -180,8 +181,21 @@ def _job_errors(event: ReportEvent) -> str:
     return "; ".join(said)
 
 
+def _timed_out(event: ReportEvent) -> str:
+    """A Batch step past its TimeoutSeconds: Step Functions stopped its jobs."""
+    step = states.STATE_STEPS.get(event.step)
+    bound = (event.plan.get("timeouts") or {}).get(timeout_key(step)) if step else None
+    within = f" within {bound} s (the bound Plan sized from this run's bytes and the job sizes)" if bound else ""
+    return (
+        f"Its jobs did not finish{within}, so Step Functions stopped them. Jobs that never started point at the "
+        "job queue (subnets without a route to ECR, no capacity); a start of the same run resumes where they stopped"
+    )
+
+
 def explain(event: ReportEvent) -> dict:
-    parts = [f"{event.step} failed", _describe_cause(str(event.error.get("Cause", "")))]
+    timed_out = event.error.get("Error") == "States.Timeout"
+    cause = _timed_out(event) if timed_out else _describe_cause(str(event.error.get("Cause", "")))
+    parts = [f"{event.step} failed", cause]
     parts += [_job_errors(event), _failed_files(event)]
     gone = _canary_gone(event)
     if gone:
