@@ -9,7 +9,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -17,7 +17,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batch_job.errors import AccessDenied, BadInput, FileFailed, ObjectChanged, Refused, StoreError
 from batch_job.locations import Location, parse_location
 from batch_job.locks import Locks
-from batch_job.progress import Progress, uninterrupted, waiting_on_workers
+from batch_job.progress import STOP, Interrupted, Progress, uninterrupted, waiting_on_workers
 from batch_job.records import CanaryStatus, FileRecord, Manifest, Mode, Plan, PlannedFile, Step, now
 from batch_job.runfolder import RunFolder
 from batch_job.stores import is_denied
@@ -117,6 +117,8 @@ def run_step(
                 spent = spent_by_this_run(run, plan, k) if step in REDONE_AFTER_DELETION else set()
 
                 def one(planned: PlannedFile, earlier_records=earlier_records, spent=spent) -> FileRecord:
+                    if STOP.is_set():  # interrupted while this file waited for a worker
+                        raise Interrupted
                     if planned.key in spent:  # this run deleted its source side: the earlier record stands
                         ctx.progress.file_done(planned.key, True, "")
                         return earlier_records.get(planned.key) or FileRecord(planned.key, True)
@@ -125,7 +127,9 @@ def run_step(
                 futures = [file_pool.submit(one, planned) for planned in plan.files_of(k)]
                 with waiting_on_workers():
                     _wait_awake(futures)
-                records = [future.result() for future in futures]
+                if STOP.is_set():
+                    raise Interrupted
+                records = [future.result() for future in futures]  # the first failure, in plan order
                 with uninterrupted():  # what finish_shard deletes is in the manifest before any Ctrl-C
                     if finish_shard is not None:
                         finish_shard(ctx, k, records)
@@ -151,11 +155,17 @@ def run_step(
 
 def _wait_awake(futures: list[Future]) -> None:
     """Wait for the file workers, waking four times a second: the kernel may deliver Ctrl-C or SIGTERM
-    to a worker thread, and Python runs the handler (which stops the workers) only when the main
-    thread wakes - else only once a whole file is done."""
+    to a worker thread, and Python runs the handler (which sets STOP) only when the main thread wakes.
+    Once STOP is set or a file raised (a fatal error: access denied, a refusal), the files still
+    queued are cancelled and the running ones end at their next chunk, as Executor.map does."""
     pending = set(futures)
     while pending:
-        _, pending = wait(pending, timeout=0.25)
+        done, pending = wait(pending, timeout=0.25, return_when=FIRST_EXCEPTION)
+        if STOP.is_set() or any(not f.cancelled() and f.exception() is not None for f in done):
+            for future in pending:
+                future.cancel()
+            wait(pending)
+            return
 
 
 # Steps whose work needs the side a later step of the same run deletes (compress and verify need the
