@@ -17,8 +17,9 @@ MB_PER_S = {"compress": 136.0, "verify": 445.0, "decompress": 837.0}
 BENCH_VCPUS = 2
 # A rollback's plan counts compressed bytes; JSON lines rarely compress more than 10 to 1.
 MOST_EXPANSION = 10
-# Delete steps check and delete file by file: a generous time per file.
-DELETE_SECONDS_PER_FILE = 0.5
+# Every step's requests per file (HEADs, the run folder, the .gzi; about 70 a file in a compress run):
+# a generous time per file, on top of the bytes. The delete steps have nothing else.
+SECONDS_PER_FILE = 0.5
 SAFETY = 4  # S3 slower than the benchmark, Spot interruptions: the bound is far above the estimate
 FLOOR_SECONDS = 900  # start-up, listing, run-folder I/O: no step is bounded tighter than this
 
@@ -36,14 +37,15 @@ class JobLimits:
 
 
 def _work_seconds(step: Step, plan: Plan, shard_bytes: int, shard_files: int, vcpus: float) -> float:
-    speed = vcpus / BENCH_VCPUS
-    uncompressed = shard_bytes * (MOST_EXPANSION if plan.mode == Mode.ROLLBACK else 1)
+    """One shard's expected time for `step` at the benchmark's rate."""
+    requests = shard_files * SECONDS_PER_FILE
     if step in (Step.DELETE, Step.REMOVE_COMPRESSED):
-        return shard_files * DELETE_SECONDS_PER_FILE
-    rate = MB_PER_S["verify" if step == Step.VERIFY else step.value]
+        return requests
+    uncompressed = shard_bytes * (MOST_EXPANSION if plan.mode == Mode.ROLLBACK else 1)
     if step == Step.VERIFY:
-        uncompressed = uncompressed + uncompressed  # it reads both sides
-    return uncompressed / 1e6 / (rate * speed)
+        uncompressed *= 2  # it reads both sides
+    rate = MB_PER_S["verify" if step == Step.VERIFY else step.value] * vcpus / BENCH_VCPUS
+    return uncompressed / 1e6 / rate + requests
 
 
 def timeout_key(step: Step) -> str:
@@ -52,15 +54,14 @@ def timeout_key(step: Step) -> str:
 
 
 def step_timeouts(plan: Plan, limits: JobLimits) -> dict[str, int]:
-    """Seconds each Batch step of this run may take, waiting and retries included: the largest
-    shard's time at the benchmark's rate, SAFETY times over, for every wave of shards the stack's
-    MaxvCpus runs one after another, and every attempt; never less than the floor per attempt,
-    never more than Batch would allow anyway."""
+    """Seconds each Batch step of this run may take, waiting and retries included: the slowest
+    shard's time at the benchmark's rate (its bytes and its files), SAFETY times over, for every
+    wave of shards the stack's MaxvCpus runs one after another, and every attempt; never less than
+    the floor per attempt, never more than Batch would allow anyway."""
     by_shard: dict[int, tuple[int, int]] = {}
     for f in plan.files:
         size, count = by_shard.get(f.shard, (0, 0))
         by_shard[f.shard] = (size + f.size, count + 1)
-    largest = max(by_shard.values(), default=(0, 0))
     parallel = max(1, int(limits.max_vcpus // limits.job_vcpus))
     waves = math.ceil(max(plan.shards, 1) / parallel)
     steps = (
@@ -70,7 +71,8 @@ def step_timeouts(plan: Plan, limits: JobLimits) -> dict[str, int]:
     )
     timeouts = {}
     for step in steps:
-        per_attempt = max(limits.floor_seconds, SAFETY * _work_seconds(step, plan, *largest, limits.job_vcpus))
+        slowest = max((_work_seconds(step, plan, *shard, limits.job_vcpus) for shard in by_shard.values()), default=0)
+        per_attempt = max(limits.floor_seconds, SAFETY * slowest)
         per_attempt = min(per_attempt, limits.attempt_seconds)
         timeouts[timeout_key(step)] = int(limits.runnable_seconds + waves * limits.attempts * per_attempt)
     return timeouts
