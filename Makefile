@@ -8,10 +8,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test test-fast lint asl bench sam-build clean
 
-$(STAMP): pyproject.toml requirements/lock.txt
+$(STAMP): pyproject.toml batch_job/requirements/lock.txt
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --upgrade pip
-	$(PYTHON) -m pip install --quiet -e '.[dev]' -c requirements/lock.txt
+	$(PYTHON) -m pip install --quiet -e '.[dev]' -c batch_job/requirements/lock.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -39,20 +39,6 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PYTHON) bench/run.py
 
-# The Lambdas' layer, for `sam build` (BuildMethod: makefile, with ARTIFACTS_DIR set): the engine and
-# the pinned dependencies as wheels for the Lambda runtime's Python and architecture, whichever Python
-# runs the build (in `sam build --use-container`, the build image's). LAMBDA_PYTHON=3.11 builds a copy
-# this machine's Python can import (tests/check_build.py does).
-LAMBDA_PYTHON   ?= 3.12
-LAMBDA_PLATFORM ?= manylinux2014_x86_64
-PIP_PYTHON      ?= python3
-
-build-EngineLayer:
-	$(PIP_PYTHON) -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-compile --no-deps --only-binary=:all: \
-	  --platform $(LAMBDA_PLATFORM) --python-version $(LAMBDA_PYTHON) --implementation cp \
-	  --target "$(ARTIFACTS_DIR)/python" -r requirements/lambda.txt -c requirements/lock.txt
-	tar --exclude=__pycache__ --exclude=Dockerfile -cf - batch_job | tar -xf - -C "$(ARTIFACTS_DIR)/python"
-
 # What CI runs before the tests: the template through SAM CLI's own validation and linter, a build
 # without Docker or a local python3.12, and a check that the built package holds and imports what it must.
 SAM_VERSION := 1.170.0
@@ -61,9 +47,11 @@ SAM ?= .venv-sam/bin/sam
 	python3 -m venv .venv-sam
 	.venv-sam/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==$(SAM_VERSION)
 
-sam-build: $(STAMP) $(SAM)
+# As `sam build --use-container` does inside the build image: each function's and the layer's folder
+# copied, then built with make (the Makefiles in lambdas/ and batch_job/).
+sam-build: $(STAMP) $(filter .venv-sam/bin/sam,$(SAM))
 	SAM_CLI_TELEMETRY=0 $(SAM) validate --lint --region us-east-1
-	SAM_CLI_TELEMETRY=0 $(SAM) build --region us-east-1 --build-in-source --no-cached
+	SAM_CLI_TELEMETRY=0 $(SAM) build --region us-east-1 --no-cached
 	$(PYTHON) tests/check_build.py .aws-sam/build
 
 clean:

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 import boto3
+import botocore
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from batch_job.errors import AccessDenied, ObjectChanged, StoreError
+from batch_job.errors import AccessDenied, ObjectChanged, Refused, StoreError
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -104,8 +105,21 @@ class Store:
         return self.write(key, [data], metadata or {})
 
 
+# Conditional writes (PutObject If-None-Match) and per-object ETags in DeleteObjects: botocore 1.36.
+# The image pins its own; the Lambdas use the runtime's, which AWS updates on its own schedule.
+MIN_BOTOCORE = (1, 36)
+
+
+def check_botocore(version: str) -> None:
+    """Refuse an SDK without the conditional requests every lock and delete relies on."""
+    if tuple(int(part) for part in version.split(".")[:2]) < MIN_BOTOCORE:
+        wanted = ".".join(map(str, MIN_BOTOCORE))
+        raise Refused(f"botocore {version} is older than {wanted}, which S3's conditional writes and deletes need")
+
+
 def s3_client():
     """A boto3 S3 client honouring the standard environment, with adaptive retries for throttling."""
+    check_botocore(botocore.__version__)
     config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=64)
     return boto3.session.Session().client("s3", config=config)
 
@@ -188,8 +202,8 @@ class S3Store(Store):
         return info
 
     def copy(self, key: str, etag: str, to: S3Store, to_key: str) -> ObjectInfo:
-        """Server-side copy of exactly version `etag` of `key`, metadata included (multipart above
-        5 GB, as boto3's managed copy does it); the bytes never pass through this process."""
+        """Server-side copy of exactly version `etag` of `key`, metadata included (in parts above
+        8 MiB, as boto3's managed copy does it); the bytes never pass through this process."""
         try:
             self.client.copy(
                 {"Bucket": self.bucket, "Key": key}, to.bucket, to_key, ExtraArgs={"CopySourceIfMatch": f'"{etag}"'}

@@ -22,8 +22,9 @@ from samtranslator.translator.transform import transform
 from offline.intrinsics import Intrinsics
 from offline.recorder import Call
 
-# The one condition the roles use: a delete must name the ETag the object must still have.
-IF_MATCH_REQUIRED = {"Null": {"s3:if-match": "false"}}
+# The one condition the roles use: a delete must name the ETag the object must still have (an
+# If-Match that is present and not "*").
+IF_MATCH_REQUIRED = {"Null": {"s3:if-match": "false"}, "StringNotEquals": {"s3:if-match": "*"}}
 # What Step Functions itself does for a `.sync` task besides the calls it makes in the execution's
 # name (the AWS Step Functions developer guide, "IAM policies for" AWS Batch / Step Functions).
 SYNC_RULES = {
@@ -38,10 +39,14 @@ class Request:
 
     action: str
     resource: str
-    if_match: bool = False  # the request carries s3:if-match
+    if_match: str | None = None  # the request's s3:if-match, if it has one
+
+    @property
+    def names_an_etag(self) -> bool:
+        return self.if_match not in (None, "", "*")
 
     def __str__(self) -> str:
-        return f"{self.action} on {self.resource}" + (" with s3:if-match" if self.if_match else "")
+        return f"{self.action} on {self.resource}" + (f" with s3:if-match {self.if_match}" if self.if_match else "")
 
 
 def _s3_object(bucket: str, key: str) -> str:
@@ -78,10 +83,15 @@ def _s3_requests(call: Call) -> list[Request]:
         return [Request("s3:ListBucket", bucket)]
     if op == "ListMultipartUploads":
         return [Request("s3:ListBucketMultipartUploads", bucket)]
-    if op == "DeleteObject":
-        return [Request("s3:DeleteObject", key, if_match="IfMatch" in p)]
-    if op == "DeleteObjects":  # authorized as a DeleteObject of each key
-        return [Request("s3:DeleteObject", _s3_object(p["Bucket"], o["Key"]), o["ETag"]) for o in p["Objects"]]
+    if op in ("DeleteObject", "DeleteObjects"):  # a batch is authorized as a DeleteObject of each key
+        objects = p["Objects"] if op == "DeleteObjects" else [{"Key": p["Key"], "ETag": p.get("IfMatch")}]
+        requests = []
+        for o in objects:
+            target = _s3_object(p["Bucket"], o["Key"])
+            requests.append(Request("s3:DeleteObject", target, if_match=o["ETag"]))
+            if o["ETag"]:  # a conditional delete also needs s3:GetObject (S3 user guide)
+                requests.append(Request("s3:GetObject", target))
+        return requests
     if op in ("CopyObject", "UploadPartCopy"):
         return [Request("s3:GetObject", _copy_source(p["CopySource"])), Request("s3:PutObject", key)]
     raise AssertionError(f"no IAM mapping for s3:{op}: add it to offline/authorization.py")
@@ -175,16 +185,19 @@ class Role:
 
     def decide(self, request: Request) -> bool:
         """Allowed by some statement and denied by none (moto's engine), the if-match condition decided
-        here: a statement that requires it applies only to a request that carries it."""
+        here: a statement that requires it applies only to a request that names an ETag. A statement
+        this check cannot decide fails it, rather than being read as allowing."""
         allowed = False
         for document in self.documents:
             statements = []
             for statement in document["Statement"]:
+                if "Resource" not in statement:  # moto would read it as a trust policy: allowing
+                    raise AssertionError(f"{self.name}: the check cannot decide a statement without Resource")
                 condition = statement.get("Condition")
                 if condition is not None:
                     if condition != IF_MATCH_REQUIRED:
                         raise AssertionError(f"{self.name}: the check cannot decide the condition {condition}")
-                    if not request.if_match:
+                    if not request.names_an_etag:
                         continue
                     statement = {k: v for k, v in statement.items() if k != "Condition"}
                 statements.append(statement)

@@ -2,7 +2,8 @@
 (offline/authorization.py): which component, which operation, on what, and with what outcome.
 
 Jobs and Lambdas run in their own processes: with BGZIP_CALL_LOG set, `install()` makes each append
-one JSON line per call to a file of its own in that folder, named by BGZIP_COMPONENT. The state
+one JSON line per call to that folder, in a file per component and process (so one stack's calls are
+read without the others'), the component named by BGZIP_COMPONENT. The state
 machines' service integrations run in the moto server's threads: `acting_as` names the component
 for the calls made in one thread.
 """
@@ -64,7 +65,7 @@ def acting_as(component: str) -> Iterator[None]:
 def _naming(params: dict[str, Any]) -> dict[str, Any]:
     kept = {name: params[name] for name in NAMING if name in params}
     if "Delete" in params:  # DeleteObjects: each key, and whether it carries the ETag it must still have
-        kept["Objects"] = [{"Key": o["Key"], "ETag": bool(o.get("ETag"))} for o in params["Delete"]["Objects"]]
+        kept["Objects"] = [{"Key": o["Key"], "ETag": o.get("ETag")} for o in params["Delete"]["Objects"]]
     return kept
 
 
@@ -77,7 +78,7 @@ def install(folder: str | Path, component: str | None = None) -> None:
     if getattr(BaseClient, "_bgzip_recorded", None) is not None:
         return
     original = BaseClient._make_api_call
-    path = Path(folder) / f"calls-{os.getpid()}.jsonl"
+    folder = Path(folder)
 
     def _make_api_call(self, operation_name: str, api_params: dict) -> Any:
         who = getattr(_thread, "component", None) or component
@@ -91,6 +92,7 @@ def install(folder: str | Path, component: str | None = None) -> None:
             raise
         finally:
             call = Call(who, self.meta.service_model.service_name, operation_name, _naming(api_params), error)
+            path = folder / f"calls-{who.replace(':', '_')}-{os.getpid()}.jsonl"
             with _lock, path.open("a") as out:
                 out.write(json.dumps(call.__dict__) + "\n")
 
@@ -104,9 +106,11 @@ def install_from_environment() -> None:
         install(os.environ[CALL_LOG], os.environ[COMPONENT])
 
 
-def read(folder: str | Path) -> list[Call]:
+def read(folder: str | Path, stack: str = "") -> list[Call]:
+    """The calls recorded in `folder`; with `stack`, only those of that offline stack's components
+    (named "<kind>:<stack>-<name>")."""
     calls = []
-    for path in sorted(Path(folder).glob("calls-*.jsonl")):
+    for path in sorted(Path(folder).glob(f"calls-*_{stack}-*.jsonl" if stack else "calls-*.jsonl")):
         for line in path.read_text().splitlines():
             if line.strip():
                 calls.append(Call(**json.loads(line)))

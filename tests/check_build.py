@@ -70,7 +70,7 @@ def check_imports(build: Path, handlers: dict[str, str]) -> None:
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         subprocess.run(
             ["make", "-s", "build-EngineLayer", f"ARTIFACTS_DIR={local_layer}", f"LAMBDA_PYTHON={version}"],
-            cwd=ROOT,
+            cwd=ROOT / "batch_job",
             check=True,
         )
         runtime = Path(scratch) / "runtime"

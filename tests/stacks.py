@@ -121,7 +121,7 @@ class Deployment:
 
     def calls(self) -> list[Call]:
         """Every AWS call this stack's jobs, Lambdas and state machines made so far."""
-        return [c for c in recorder.read(self.aws.calls) if c.component.split(":", 1)[1].startswith(f"{self.name}-")]
+        return recorder.read(self.aws.calls, self.name)
 
     def denied(self) -> list[str]:
         """The calls their roles would not allow on AWS (offline/authorization.py)."""

@@ -591,3 +591,13 @@ def test_the_reader_check_record_keeps_its_json_form():
         "objects": [{"key": "k", "etag": "e", "size": 3, "aside": "a", "aside_etag": "f"}],
     }
     assert ReadersCheck.from_json(check.to_json()) == check
+
+
+def test_an_sdk_without_conditional_requests_is_refused_before_any_call():
+    """The Lambdas use the runtime's botocore: one older than 1.36 would send deletes and lock writes
+    without their conditions (or fail on them); refused with the reason, exit 2."""
+    stores.check_botocore("1.36.0")
+    stores.check_botocore("1.44.8")
+    with pytest.raises(errors.Refused, match=r"botocore 1\.35\.99 is older than 1\.36") as refused:
+        stores.check_botocore("1.35.99")
+    assert refused.value.exit_code == 2

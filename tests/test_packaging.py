@@ -30,11 +30,11 @@ def test_dockerfile_entrypoint_is_the_job_command_and_runs():
 
 
 def test_image_installs_what_the_job_imports():
-    """The image installs requirements/job.txt: the job's imports must need nothing more."""
+    """The image installs batch_job/requirements/job.txt: the job's imports must need nothing more."""
     code = "import batch_job.cli, batch_job.steps.verify, batch_job.steps.decompress, batch_job.htslib_reader"
     subprocess.run([sys.executable, "-c", code], check=True)
     text = DOCKERFILE.read_text()
-    assert "-r requirements/job.txt -c requirements/lock.txt" in text
+    assert "-r batch_job/requirements/job.txt -c batch_job/requirements/lock.txt" in text
     assert {"deflate", "pysam", "boto3"} <= _names("job.txt")
 
 
@@ -42,21 +42,21 @@ def test_base_image_is_pinned_and_the_build_context_holds_only_the_engine():
     images = re.findall(r"^FROM (\S+)", DOCKERFILE.read_text(), re.M)
     assert images and all(re.fullmatch(r"python:3\.12\.\d+-slim-bookworm( AS \w+)?", i) for i in images), images
     ignored = (ROOT / ".dockerignore").read_text().split()
-    assert ignored[ignored.index("*") + 1 :][:4] == ["!pyproject.toml", "!README.md", "!requirements/", "!batch_job/"]
+    assert ignored[ignored.index("*") + 1 :][:3] == ["!pyproject.toml", "!README.md", "!batch_job/"]
 
 
 def _names(path: str) -> set[str]:
-    lines = (ROOT / "requirements" / path).read_text().splitlines()
+    lines = (ROOT / "batch_job" / "requirements" / path).read_text().splitlines()
     return {line.split("==")[0].strip().lower() for line in lines if line.strip() and not line.startswith("#")}
 
 
 def _lock() -> dict[str, str]:
-    lines = (ROOT / "requirements" / "lock.txt").read_text().splitlines()
+    lines = (ROOT / "batch_job" / "requirements" / "lock.txt").read_text().splitlines()
     return dict(line.lower().split("==") for line in lines if line.strip() and not line.startswith("#"))
 
 
 def test_one_lock_pins_the_layer_the_image_and_the_test_environment():
-    """Everything the Lambda layer and the image install is pinned in requirements/lock.txt, within
+    """Everything the Lambda layer and the image install is pinned in batch_job/requirements/lock.txt, within
     pyproject.toml's ranges, and is what the tests run with (make installs with the lock)."""
     from importlib.metadata import version
 

@@ -159,7 +159,7 @@ def test_only_the_delete_steps_and_the_canary_delete_data_each_its_suffixes_and_
             continue
         resources = [json.dumps(r) for r in _listify(statement["Resource"])]
         if any("DataBucket" in r for r in resources):
-            assert statement.get("Condition") == {"Null": {"s3:if-match": "false"}}, (role, statement)
+            assert statement.get("Condition") == authorization.IF_MATCH_REQUIRED, (role, statement)
             deleters.setdefault(role, []).extend(resources)
     suffixes = {role: sorted(_tail(r) for r in found) for role, found in deleters.items()}
     assert suffixes == {
