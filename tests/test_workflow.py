@@ -5,6 +5,7 @@ bioindex stand-in's server processes on loopback."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import threading
 import time
@@ -251,7 +252,7 @@ def test_jobs_are_submitted_to_the_latest_job_definition_so_a_redeploy_strands_n
 
 
 def test_a_batch_step_past_the_timeout_plan_sized_fails_the_run_saying_so(offline_aws, tmp_path, mariadb):
-    """Plan gives every `.sync` task a TimeoutSeconds sized from the run (here shrunk to 3 s); a job
+    """Plan gives every `.sync` task a TimeoutSeconds sized from the run (here shrunk to seconds); a job
     that does not finish within it - never started, or hung - fails the run and frees the prefix
     instead of holding both for up to a year."""
     release = threading.Event()
@@ -267,7 +268,8 @@ def test_a_batch_step_past_the_timeout_plan_sized_fails_the_run_saying_so(offlin
         result = d.run()
         assert result["status"] == "FAILED"
         cause = result["cause"]
-        assert "Compress failed. Its jobs did not finish within 3 s (the bound Plan sized" in cause, cause
+        bound = re.search(r"Compress failed\. Its jobs did not finish within (\d+) s \(the bound Plan sized", cause)
+        assert bound and 3 <= int(bound.group(1)) <= 30, cause  # the floor, or 4x the five files' requests
         assert d.originals_intact() and not d.flag() and d.locks() == []
     finally:
         release.set()
