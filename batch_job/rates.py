@@ -24,6 +24,11 @@ SAFETY = 4  # S3 slower than the benchmark, Spot interruptions: the bound is far
 FLOOR_SECONDS = 900  # start-up, listing, run-folder I/O: no step is bounded tighter than this
 
 
+def rate_seconds(rate: str, uncompressed_bytes: float, vcpus: float) -> float:
+    """Seconds one job of `vcpus` takes for `uncompressed_bytes` at the benchmark's `rate`."""
+    return uncompressed_bytes / 1e6 / (MB_PER_S[rate] * vcpus / BENCH_VCPUS)
+
+
 @dataclass(frozen=True)
 class JobLimits:
     """What the stack gives the jobs (its parameters): the bound of a step covers them all."""
@@ -44,8 +49,7 @@ def _work_seconds(step: Step, plan: Plan, shard_bytes: int, shard_files: int, vc
     uncompressed = shard_bytes * (MOST_EXPANSION if plan.mode == Mode.ROLLBACK else 1)
     if step == Step.VERIFY:
         uncompressed *= 2  # it reads both sides
-    rate = MB_PER_S["verify" if step == Step.VERIFY else step.value] * vcpus / BENCH_VCPUS
-    return uncompressed / 1e6 / rate + requests
+    return rate_seconds("verify" if step == Step.VERIFY else step.value, uncompressed, vcpus) + requests
 
 
 def timeout_key(step: Step) -> str:

@@ -11,7 +11,7 @@ import zlib
 from dataclasses import dataclass
 
 from batch_job import bgzf
-from batch_job.rates import BENCH_VCPUS, MB_PER_S
+from batch_job.rates import rate_seconds
 
 STARTUP_S_PER_STEP = 90  # a Fargate task takes about a minute to start; three steps per run
 VCPU_HOUR = 0.04048  # Fargate on-demand, us-east-1
@@ -57,8 +57,7 @@ def estimate(mode: str, source_bytes: int, target_bytes: int, shards: int, sizin
     steps = ["compress", "verify"] if mode == "compress" else ["decompress", "verify"]
     uncompressed = source_bytes if mode == "compress" else target_bytes
     parallel = max(1, min(shards, int(sizing.max_vcpus // sizing.job_vcpus)))
-    speed = sizing.job_vcpus / BENCH_VCPUS
-    job_seconds = sum(uncompressed / 1e6 / (MB_PER_S[s] * speed) for s in steps)
+    job_seconds = sum(rate_seconds(s, uncompressed, sizing.job_vcpus) for s in steps)
     wall = job_seconds / parallel + STARTUP_S_PER_STEP * (len(steps) + 1)
     hours = job_seconds / 3600
     cost = hours * (sizing.job_vcpus * VCPU_HOUR + sizing.job_memory_mib / 1024 * GB_HOUR)

@@ -54,7 +54,7 @@ from cfnlint.decode import decode_str
 from moto.server import ThreadedMotoServer
 
 from offline import recorder
-from offline.intrinsics import Intrinsics, parameter_errors
+from offline.intrinsics import Intrinsics, parameter_errors, parameter_values
 
 ROOT = Path(__file__).resolve().parent.parent
 PINNED_MOTO = "5.2.5"
@@ -430,12 +430,8 @@ class OfflineAWS:
         resources = template["Resources"]
         s3, batch, lam, sfn, iam = (self.client(n) for n in ("s3", "batch", "lambda", "stepfunctions", "iam"))
         run_bucket = f"{stack}-runs"
-        refs: dict[str, Any] = {}
-        for name, spec in template["Parameters"].items():
-            value = parameters.get(name, str(spec.get("Default", "")))
-            list_type = spec["Type"] == "CommaDelimitedList" or spec["Type"].startswith("List<")
-            refs[name] = value.split(",") if list_type else value
-        refs["DataBucket"] = data_bucket
+        refs = parameter_values(template, {**parameters, "DataBucket": data_bucket})
+        names = Intrinsics(refs, template["Conditions"])  # resolves with refs as they fill in below
         refused = parameter_errors(template, refs)
         if refused:  # as CloudFormation would, before creating anything
             raise ValueError(f"stack {stack} refused: " + "; ".join(refused))
@@ -447,14 +443,13 @@ class OfflineAWS:
             "AWS::Region": REGION,
             "AWS::AccountId": ACCOUNT,
             "AWS::Partition": "aws",
-            "DataBucket": data_bucket,
             "RunBucket": run_bucket,
             "RunBucket.Arn": f"arn:aws:s3:::{run_bucket}",
         }
         logs = self.client("logs")
         for name, res in resources.items():
             if res["Type"] == "AWS::Logs::LogGroup" and "Condition" not in res:
-                refs[name] = resolve(res["Properties"]["LogGroupName"], refs)
+                refs[name] = names.resolve(res["Properties"]["LogGroupName"])
                 refs[f"{name}.Arn"] = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{refs[name]}:*"
                 with contextlib.suppress(logs.exceptions.ResourceAlreadyExistsException):
                     logs.create_log_group(logGroupName=refs[name])
@@ -477,7 +472,7 @@ class OfflineAWS:
             props = res["Properties"]
             container = props["ContainerProperties"]
             refs[name] = batch.register_job_definition(
-                jobDefinitionName=resolve(props["JobDefinitionName"], refs),
+                jobDefinitionName=names.resolve(props["JobDefinitionName"]),
                 type="container",
                 parameters=props.get("Parameters", {}),
                 containerProperties={
@@ -485,7 +480,7 @@ class OfflineAWS:
                     "command": container["Command"],
                     "logConfiguration": {
                         "logDriver": container["LogConfiguration"]["LogDriver"],
-                        "options": {k: resolve(v, refs) for k, v in container["LogConfiguration"]["Options"].items()},
+                        "options": names.resolve(container["LogConfiguration"]["Options"]),
                     },
                     "resourceRequirements": [{"type": "VCPU", "value": "2"}, {"type": "MEMORY", "value": "4096"}],
                 },
@@ -501,7 +496,7 @@ class OfflineAWS:
             props = res["Properties"]
             variables = dict(template["Globals"]["Function"]["Environment"]["Variables"])
             variables.update(props.get("Environment", {}).get("Variables", {}))
-            variables = {k: str(resolve(v, refs, template["Conditions"])) for k, v in variables.items()}
+            variables = {k: str(v) for k, v in names.resolve(variables).items()}
             variables.update(parameters.get("Function.Environment", {}))
             variables.update(parameters.get(f"{name}.Environment", {}))
             fn = lam.create_function(
@@ -515,7 +510,7 @@ class OfflineAWS:
             )
             refs[name] = fn["FunctionName"]
             refs[f"{name}.Arn"] = fn["FunctionArn"]
-            self.runner.log_groups[fn["FunctionName"]] = resolve(props["LoggingConfig"]["LogGroup"], refs)
+            self.runner.log_groups[fn["FunctionName"]] = names.resolve(props["LoggingConfig"]["LogGroup"])
 
         arns = {}
         for name, res in resources.items():
@@ -524,9 +519,9 @@ class OfflineAWS:
             props = res["Properties"]
             definition = (ROOT / props["DefinitionUri"]).read_text()
             for key, value in props["DefinitionSubstitutions"].items():
-                definition = definition.replace(f"${{{key}}}", resolve(value, refs))
+                definition = definition.replace(f"${{{key}}}", names.resolve(value))
             arns[name] = refs[name] = sfn.create_state_machine(
-                name=resolve(props["Name"], refs), definition=definition, roleArn=role
+                name=names.resolve(props["Name"]), definition=definition, roleArn=role
             )["stateMachineArn"]
         repository = self.client("ecr").create_repository(repositoryName=f"{stack}-job")["repository"]
         outputs = {

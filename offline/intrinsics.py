@@ -75,6 +75,16 @@ class Intrinsics:
         return {key: item for key, item in resolved.items() if item is not NO_VALUE}
 
 
+def parameter_values(template: dict, given: dict[str, str]) -> dict[str, Any]:
+    """Each parameter's value as a Ref gives it: the given one or its Default, a list for list types."""
+    values: dict[str, Any] = {}
+    for name, spec in template["Parameters"].items():
+        value = given.get(name, str(spec.get("Default", "")))
+        list_type = spec["Type"] == "CommaDelimitedList" or spec["Type"].startswith("List<")
+        values[name] = value.split(",") if list_type else value
+    return values
+
+
 def parameter_errors(template: dict, refs: dict[str, Any]) -> list[str]:
     """What CloudFormation refuses before it creates anything, for these parameter values: each
     parameter's AllowedPattern, AllowedValues and MinValue/MaxValue, and the template's Rules."""

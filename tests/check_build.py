@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-import yaml
+from cfnlint.decode import decode_str
 
 ROOT = Path(__file__).resolve().parent.parent
 # What the python3.12 runtime brings: boto3 and what it needs.
@@ -31,13 +31,10 @@ def fail(message: str) -> None:
 
 
 def functions(build: Path) -> dict[str, str]:
-    """Function logical id -> Handler, from the built template."""
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((build / "template.yaml").read_text(), Loader=Loader)
+    """Function logical id -> Handler, from the built template (read as cfn-lint reads templates)."""
+    template, errors = decode_str((build / "template.yaml").read_text())
+    if errors:
+        fail(f"the built template does not parse: {errors}")
     return {
         name: res["Properties"]["Handler"]
         for name, res in template["Resources"].items()

@@ -15,7 +15,7 @@ import pytest
 from batch_job import states
 from offline import authorization
 from offline.aws import load_template
-from offline.intrinsics import parameter_errors
+from offline.intrinsics import parameter_errors, parameter_values
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = {
@@ -341,12 +341,8 @@ def test_jobs_get_no_public_ip_unless_asked_and_s3_can_skip_the_nat(template):
 
 
 def _refused(template, **values) -> list[str]:
-    refs = {
-        name: (str(spec.get("Default", "")).split(",") if "List" in spec["Type"] else str(spec.get("Default", "")))
-        for name, spec in template["Parameters"].items()
-    }
-    refs |= {"DataBucket": "data", "BioindexDatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:x"}
-    return parameter_errors(template, refs | values)
+    required = {"DataBucket": "data", "BioindexDatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:x"}
+    return parameter_errors(template, parameter_values(template, required | values))
 
 
 def test_the_template_refuses_plain_http_and_invalid_sizes_before_creating_anything(template):
