@@ -113,17 +113,17 @@ def requests_of(call: Call, region: str, account: str) -> list[Request]:
             return [Request(f"states:{op}", p["executionArn"])]
         if op == "ListExecutions":
             return [Request("states:ListExecutions", p["stateMachineArn"])]
+
+    def arn(name_or_arn: str, service: str, kind: str) -> str:  # an API takes either
+        prefix = f"arn:aws:{service}:{region}:{account}:{kind}"
+        return name_or_arn if name_or_arn.startswith("arn:") else prefix + name_or_arn
+
     if call.service == "lambda" and op == "Invoke":
-        name = p["FunctionName"]
-        arn = name if name.startswith("arn:") else f"arn:aws:lambda:{region}:{account}:function:{name}"
-        return [Request("lambda:InvokeFunction", arn)]
+        return [Request("lambda:InvokeFunction", arn(p["FunctionName"], "lambda", "function:"))]
     if call.service == "batch":
         if op == "SubmitJob":
-            queue, definition = p["jobQueue"], p["jobDefinition"]
-            if not queue.startswith("arn:"):
-                queue = f"arn:aws:batch:{region}:{account}:job-queue/{queue}"
-            if not definition.startswith("arn:"):
-                definition = f"arn:aws:batch:{region}:{account}:job-definition/{definition}"
+            queue = arn(p["jobQueue"], "batch", "job-queue/")
+            definition = arn(p["jobDefinition"], "batch", "job-definition/")
             requests = [Request("batch:SubmitJob", queue), Request("batch:SubmitJob", definition)]
             return requests + _sync_requests("batch", region, account, [("batch:TerminateJob", "*")])
         if op in ("DescribeJobs", "TerminateJob"):
