@@ -63,6 +63,12 @@ class Intrinsics:
             if fn == "Fn::Contains":  # Rules only
                 values, value = self.resolve(arg)
                 return value in values
+            if fn == "Fn::EachMemberEquals":  # Rules only
+                values, value = self.resolve(arg)
+                return all(v == value for v in values)
+            if fn == "Fn::EachMemberIn":  # Rules only
+                values, allowed = self.resolve(arg)
+                return all(v in allowed for v in values)
             if fn == "Fn::Join":
                 return arg[0].join(str(v) for v in self.resolve(arg[1]))
             if fn == "Fn::Split":
@@ -85,10 +91,46 @@ def parameter_values(template: dict, given: dict[str, str]) -> dict[str, Any]:
     return values
 
 
+# What CloudFormation accepts inside Rules (RuleCondition and Assert); anything else - Fn::Join, Fn::Sub,
+# and in practice Fn::If - fails change-set creation for the whole template, whatever the parameters.
+RULE_FUNCTIONS = {
+    "Fn::And",
+    "Fn::Contains",
+    "Fn::EachMemberEquals",
+    "Fn::EachMemberIn",
+    "Fn::Equals",
+    "Fn::Not",
+    "Fn::Or",
+    "Fn::RefAll",
+    "Fn::ValueOf",
+    "Fn::ValueOfAll",
+    "Ref",
+}
+
+
+def rule_function_errors(template: dict) -> list[str]:
+    """Each function a rule uses that CloudFormation refuses in Rules, in words."""
+    errors = []
+
+    def walk(rule: str, value: Any) -> None:
+        if isinstance(value, list):
+            for item in value:
+                walk(rule, item)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                if (key.startswith("Fn::") or key in ("Ref", "Condition")) and key not in RULE_FUNCTIONS:
+                    errors.append(f"rule {rule} uses {key}, which CloudFormation does not accept in Rules")
+                walk(rule, item)
+
+    for name, rule in template.get("Rules", {}).items():
+        walk(name, [rule.get("RuleCondition"), [a.get("Assert") for a in rule.get("Assertions", [])]])
+    return errors
+
+
 def parameter_errors(template: dict, refs: dict[str, Any]) -> list[str]:
     """What CloudFormation refuses before it creates anything, for these parameter values: each
     parameter's AllowedPattern, AllowedValues and MinValue/MaxValue, and the template's Rules."""
-    errors = []
+    errors = rule_function_errors(template)
     for name, spec in template.get("Parameters", {}).items():
         value = refs[name]
         for item in value if isinstance(value, list) else [value]:

@@ -15,7 +15,7 @@ import pytest
 from batch_job import states
 from offline import authorization
 from offline.aws import load_template
-from offline.intrinsics import parameter_errors, parameter_values
+from offline.intrinsics import parameter_errors, parameter_values, rule_function_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = {
@@ -359,6 +359,20 @@ def test_the_template_refuses_plain_http_and_invalid_sizes_before_creating_anyth
     assert _refused(template, FlagBackend="http", InsecureBioindexUrl="http://10.0.0.5") == []
     assert any(e.startswith("FargateMemoryFor4Vcpu") for e in _refused(template, JobVcpus="4", JobMemoryMiB="4096"))
     assert any(e.startswith("AllowedPrefix") for e in _refused(template, AllowedPrefix="no-slash"))
+
+
+@pytest.mark.parametrize(
+    ("function", "argument"),
+    [("Fn::Join", ["", {"Ref": "SubnetIds"}]), ("Fn::Sub", "${VpcId}"), ("Fn::If", ["Spot", "a", "b"])],
+)
+def test_rules_use_only_what_cloudformation_accepts_in_rules(template, function, argument):
+    """Anything but the rule functions in a rule fails change-set creation for the whole template,
+    whatever the parameters (cfn-lint does not see it): the offline evaluator refuses it too."""
+    assert rule_function_errors(template) == []
+    probe = copy.deepcopy(template)
+    condition = {"Fn::Not": [{"Fn::Equals": [{function: argument}, ""]}]}
+    probe["Rules"]["Probe"] = {"RuleCondition": condition, "Assertions": [{"Assert": {"Fn::Equals": ["a", "a"]}}]}
+    assert _refused(probe) == [f"rule Probe uses {function}, which CloudFormation does not accept in Rules"]
 
 
 def test_spot_falls_back_to_on_demand_fargate(template):
