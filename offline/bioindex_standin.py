@@ -1,24 +1,39 @@
 """A bioindex stand-in on loopback: several server processes over the bioindex's tables and S3.
 
-Each process (offline/bioindex_worker.py) caches the index flags as the real server does, so a test
-can see what a running bioindex serves while a run flips its flag. The processes share one port
-(SO_REUSEPORT): each new connection goes to one of them, as behind the real server's balancer.
+It takes connections as the real server does (`bioindex serve`, uvicorn with `--workers N`, FACTS.md
+section 1.1): N processes accept from **one shared listening socket**, and each handles one request
+at a time, blocking while it reads. A new connection goes to whichever process is idle and wins the
+accept, not to each in turn, so a series of requests is not a way to reach every process. Each process
+caches the index flags as the real server does (offline/bioindex_worker.py), so a test can see what a
+running bioindex serves while a run flips its flag.
+
+A restart replaces the processes one at a time (a new one started, then an old one stopped), as a
+rolling deployment does; the listening socket stays open in between, so no request is refused. The
+offline stack restarts it when the workflow asks (`request_restart`, from the restart hook or the
+ECS deployment mapping).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
 from pathlib import Path
 
 from offline.bioindex_db import BioindexDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
+HOLD_PATH = "/_standin/hold"  # test control: the process that accepts it serves nothing until released
+RESTART_REQUEST = "restart-request-"  # control files: a restart asked for, and its answer
+RESTART_DONE = "restart-done-"
 
 
 class BioindexStandin:
@@ -39,53 +54,144 @@ class BioindexStandin:
         self.set_endpoint = set_endpoint
         self.env = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
         self.control = Path(tempfile.mkdtemp(prefix="bioindex-standin-"))
-        self._reserve = socket.socket()
-        self._reserve.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        self._reserve.bind(("127.0.0.1", 0))
-        self.port = self._reserve.getsockname()[1]
-        self._procs: list[subprocess.Popen] = []
+        # The one listening socket every process accepts from (uvicorn's master opens it the same way).
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=256)
+        self._listener.set_inheritable(True)
+        self.port = self._listener.getsockname()[1]
+        self._procs: list[int] = []  # the server processes' pids
+        self._forker: subprocess.Popen | None = None
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self.restarts = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, frozen: int = 0) -> BioindexStandin:
-        """Start the processes; the first `frozen` of them never reload their cached flags."""
-        for ready in self.control.glob("ready-*"):
-            ready.unlink()
-        for n in range(self.workers):
-            command = [sys.executable, "-m", "offline.bioindex_worker", "--port", str(self.port), "--db", self.db.url]
-            command += ["--bucket", self.bucket, "--control", str(self.control)]
+    def _zygote(self) -> subprocess.Popen:
+        """The process that forks the server processes (offline/bioindex_worker.py's zygote)."""
+        if self._forker is None or self._forker.poll() is not None:
+            command = [
+                sys.executable,
+                "-m",
+                "offline.bioindex_worker",
+                "--zygote",
+                "--fd",
+                str(self._listener.fileno()),
+            ]
+            command += ["--db", self.db.url, "--bucket", self.bucket, "--control", str(self.control)]
             if self.token:
                 command += ["--token", self.token]
             if self.set_endpoint:
                 command.append("--set-endpoint")
-            if n < frozen:
-                command.append("--frozen")
-            self._procs.append(subprocess.Popen(command, env=self.env, cwd=ROOT))
+            self._forker = subprocess.Popen(
+                command,
+                env=self.env,
+                cwd=ROOT,
+                pass_fds=(self._listener.fileno(),),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+        return self._forker
+
+    def _spawn(self, frozen: bool = False) -> int:
+        forker = self._zygote()
+        forker.stdin.write("spawn frozen\n" if frozen else "spawn\n")
+        forker.stdin.flush()
+        return int(forker.stdout.readline())
+
+    def _wait_ready(self, pids: list[int]) -> None:
         deadline = time.monotonic() + 30
-        while len(list(self.control.glob("ready-*"))) < self.workers:
-            if time.monotonic() > deadline or any(p.poll() is not None for p in self._procs):
-                self.stop()
+        while not all((self.control / f"ready-{pid}").exists() for pid in pids):
+            if time.monotonic() > deadline or not all(_alive(pid) for pid in pids):
                 raise RuntimeError("the bioindex stand-in's processes did not start")
-            time.sleep(0.05)
+            time.sleep(0.01)
+
+    def start(self, frozen: int = 0) -> BioindexStandin:
+        """Start the processes; the first `frozen` of them never reload their cached flags."""
+        with self._lock:
+            new = [self._spawn(frozen=n < frozen) for n in range(self.workers)]
+            self._procs += new
+            try:
+                self._wait_ready(new)
+            except RuntimeError:
+                self._stop(self._procs)
+                self._procs = []
+                raise
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._serve_restart_requests, daemon=True)
+            self._watcher.start()
         return self
 
-    def stop(self) -> None:
-        for proc in self._procs:
-            proc.terminate()
-        for proc in self._procs:
-            proc.wait(timeout=10)
-        self._procs = []
+    @staticmethod
+    def _stop(pids: list[int]) -> None:
+        """SIGTERM (each answers the request it is serving, then exits), SIGKILL after 10 s."""
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for pid in pids:
+            while _alive(pid):
+                if time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                time.sleep(0.01)
 
-    def restart(self) -> None:
-        """What an operator does after a stale-reader failure: every process reloads its flags."""
-        self.stop()
-        self.start()
+    def stop(self) -> None:
+        with self._lock:
+            self._stop(self._procs)
+            self._procs = []
+
+    def restart(self, pause: float = 0.0) -> None:
+        """Replace every process, one at a time: every process serving afterwards started now, and
+        loaded the flags as they are now. `pause` seconds pass between two replacements."""
+        if (self.control / "restart-fails").exists():
+            raise RuntimeError("the new bioindex processes did not start (a test made them fail)")
+        with self._lock:
+            for n, old in enumerate(list(self._procs)):
+                if n and pause:
+                    time.sleep(pause)
+                new = self._spawn()
+                self._wait_ready([new])
+                self._procs.append(new)
+                self._stop([old])
+                self._procs.remove(old)
+            self.restarts += 1
+
+    def pids(self) -> set[int]:
+        return set(self._procs)
 
     def close(self) -> None:
+        self._closing.set()
         self.stop()
-        self._reserve.close()
+        if self._forker is not None:
+            self._forker.stdin.close()
+            self._forker.wait(timeout=10)
+            self._forker.stdout.close()
+        self._listener.close()
+
+    # ---- restarts asked for by the workflow's refresh (a hook Lambda, an ECS deployment) ----------
+
+    def request_restart(self, timeout: float = 120) -> None:
+        """Ask for a restart from another process, and wait until it is done."""
+        token = uuid.uuid4().hex
+        (self.control / f"{RESTART_REQUEST}{token}").touch()
+        wait_for_restart(self.control, token, timeout)
+
+    def _serve_restart_requests(self) -> None:
+        while not self._closing.is_set():
+            for request in sorted(self.control.glob(f"{RESTART_REQUEST}*")):
+                token = request.name.removeprefix(RESTART_REQUEST)
+                request.unlink()
+                try:
+                    self.restart()
+                    answer = "ok"
+                except Exception as exc:  # told to the asker, who fails its step
+                    answer = f"restart failed: {exc}"
+                (self.control / f"{RESTART_DONE}{token}").write_text(answer)
+            time.sleep(0.05)
 
     # ---- test controls ---------------------------------------------------------------------------
 
@@ -96,17 +202,75 @@ class BioindexStandin:
         marker = self.control / "ignore-updates"
         marker.touch() if ignore else marker.unlink(missing_ok=True)
 
+    def fail_restarts(self, failing: bool = True) -> None:
+        """Every restart fails before replacing any process, as a deployment whose tasks cannot start."""
+        marker = self.control / "restart-fails"
+        marker.touch() if failing else marker.unlink(missing_ok=True)
+
+    def break_bgzip(self, broken: bool = True) -> None:
+        """Every read of a `.json.gz` fails, as on a host whose bgzip cannot open the files."""
+        marker = self.control / "bgzip-fails"
+        marker.touch() if broken else marker.unlink(missing_ok=True)
+
+    def hold(self) -> int:
+        """Keep one process busy (as a long query would) until `release`; returns its pid."""
+        (self.control / "release").unlink(missing_ok=True)
+        conn = socket.create_connection(("127.0.0.1", self.port))
+        conn.sendall(f"GET {HOLD_PATH} HTTP/1.1\r\nHost: standin\r\nConnection: close\r\n\r\n".encode())
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            held = list(self.control.glob("held-*"))
+            if held:
+                conn.close()  # the process stays busy until released, whatever the client does
+                return int(held[0].name.removeprefix("held-"))
+            time.sleep(0.02)
+        conn.close()
+        raise RuntimeError("no stand-in process took the hold request")
+
+    def release(self) -> None:
+        (self.control / "release").touch()
+        deadline = time.monotonic() + 30
+        while list(self.control.glob("held-*")) and time.monotonic() < deadline:
+            if not any(int(h.name.removeprefix("held-")) in self.pids() for h in self.control.glob("held-*")):
+                break  # the held process was replaced by a restart
+            time.sleep(0.02)
+        for held in self.control.glob("held-*"):
+            held.unlink(missing_ok=True)
+
     def _log(self) -> list[dict]:
         path = self.control / "requests.jsonl"
         return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
     @property
     def requests(self) -> list[str]:
-        return [entry["request"] for entry in self._log()]
+        return [entry["request"] for entry in self._log() if not entry["request"].endswith(HOLD_PATH)]
 
     @property
     def authorization(self) -> list[str | None]:
-        return [entry["auth"] for entry in self._log()]
+        return [entry["auth"] for entry in self._log() if not entry["request"].endswith(HOLD_PATH)]
 
     def pids_answering(self, path_prefix: str) -> set[int]:
         return {entry["pid"] for entry in self._log() if entry["request"].split(" ", 1)[1].startswith(path_prefix)}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_for_restart(control: Path, token: str, timeout: float) -> None:
+    """Wait for the stand-in's answer to restart request `token`; raise if it failed or never came."""
+    done = control / f"{RESTART_DONE}{token}"
+    deadline = time.monotonic() + timeout
+    while not done.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the bioindex stand-in did not restart within {timeout} s")
+        time.sleep(0.05)
+    answer = done.read_text()
+    with contextlib.suppress(OSError):
+        done.unlink()
+    if answer != "ok":
+        raise RuntimeError(answer)

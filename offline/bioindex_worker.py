@@ -1,6 +1,6 @@
 """One process of the bioindex stand-in: serves the bioindex's read API over its tables and S3.
 
-    python -m offline.bioindex_worker --port P --db URL --bucket B --control DIR [--token T]
+    python -m offline.bioindex_worker --fd N --db URL --bucket B --control DIR [--token T]
         [--set-endpoint] [--frozen]
 
 Like one process of the real server it caches every index row (with its `compressed` flag) when it
@@ -11,8 +11,15 @@ has no S3 support, so the pair is fetched first). A missing `X.json` gives fewer
 200, as the real server does; a failed bgzip read gives HTTP 500. `--frozen` makes a process that
 never reloads its cache: one that refresh requests never reach.
 
+It accepts from the listening socket it inherits as file descriptor N, shared with the other
+processes, and serves one request at a time (the real server's handlers block their event loop
+while they read): while it is busy, new connections go to the others.
+
 Every request is appended to DIR/requests.jsonl; DIR/failures.json holds HTTP statuses to answer
-with, one per request, before working again; DIR/ignore-updates makes the set endpoint change nothing.
+with, one per request, before working again; DIR/ignore-updates makes the set endpoint change nothing;
+DIR/bgzip-fails makes every `.json.gz` read fail. `GET /_standin/hold` keeps the process that takes it
+busy (DIR/held-PID) until DIR/release exists, as a long query would; `GET /_standin/sleep?ms=N` takes
+N ms, as a query reading S3 does.
 """
 
 from __future__ import annotations
@@ -22,9 +29,13 @@ import contextlib
 import fcntl
 import json
 import os
+import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -36,6 +47,9 @@ from botocore.exceptions import ClientError
 from offline.bioindex_db import BioindexDatabase, Schema
 
 SET_PREFIX = "/api/bio/bgcompress/set-compressed/"
+HOLD_PATH = "/_standin/hold"
+SLEEP_PATH = "/_standin/sleep"
+STOPPING = threading.Event()
 
 
 class Failed(Exception):
@@ -143,6 +157,8 @@ class Worker:
 
     def _read_compressed(self, key: str, start: int, end: int) -> bytes:
         gz = key if key.endswith(".gz") else key + ".gz"
+        if (self.control / "bgzip-fails").exists():
+            raise Failed(500, f"bgzip failed on s3://{self.args.bucket}/{gz}: [E::hts_open_format] fail to open file")
         with tempfile.TemporaryDirectory(prefix="standin-") as tmp:
             local = Path(tmp) / "object.json.gz"
             try:
@@ -166,11 +182,24 @@ class Worker:
             self.db.set_compressed(index, prefix, value == "true")
         return {}
 
+    def hold(self) -> tuple[int, dict]:
+        held = self.control / f"held-{os.getpid()}"
+        held.touch()
+        while not (self.control / "release").exists() and not STOPPING.is_set():
+            time.sleep(0.02)
+        held.unlink(missing_ok=True)
+        return 200, {}
+
     # ---- HTTP -----------------------------------------------------------------------------------
 
     def answer(self, method: str, target: str, authorization: str | None) -> tuple[int, dict | None]:
         with open(self.control / "requests.jsonl", "a") as log:
             log.write(json.dumps({"pid": os.getpid(), "request": f"{method} {target}", "auth": authorization}) + "\n")
+        if target == HOLD_PATH:
+            return self.hold()
+        if target.startswith(SLEEP_PATH):  # a query that takes this long (bench/reader_reach.py's load)
+            time.sleep(int(parse_qs(urlsplit(target).query).get("ms", ["50"])[0]) / 1000)
+            return 200, {}
         injected = _locked_pop(self.control / "failures.json")
         if injected is not None:
             return injected, {"detail": "injected failure"}
@@ -188,6 +217,8 @@ class Worker:
             if method == "GET" and path.startswith("/api/bio/keys/"):
                 _, index, arity = path.rsplit("/", 2)
                 return 200, self.keys(unquote(index), int(arity))
+            if self.args.set_endpoint and path.startswith(SET_PREFIX):
+                return 405, {"detail": "Method Not Allowed"}  # as FastAPI answers a route of another method
         except Failed as exc:
             return exc.status, {"detail": str(exc)}
         return 404, {"detail": "Not Found"}
@@ -216,28 +247,61 @@ def serve(args: argparse.Namespace) -> None:
 
         do_GET = do_POST = _handle
 
-    class Server(HTTPServer):
-        def server_bind(self) -> None:
-            # Several processes listen on one port; the kernel spreads new connections over them.
-            self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-            super().server_bind()
+    # The listening socket is inherited, shared by every process: each process that is idle waits
+    # for it to be readable, and whichever wins the accept serves the connection.
+    listener = socket.socket(fileno=args.fd)
+    listener.setblocking(False)  # a process that loses the accept race goes back to waiting
 
-    server = Server(("127.0.0.1", args.port), Handler)
+    class Server(HTTPServer):
+        def handle_error(self, request, client_address) -> None:
+            if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up: nothing to say
+                super().handle_error(request, client_address)
+
+    server = Server(listener.getsockname(), Handler, bind_and_activate=False)
+    server.socket.close()
+    server.socket = listener
+    server.timeout = 0.1
+    # SIGTERM stops it gracefully, as uvicorn's workers stop: no new connection is accepted, the one
+    # being served is answered (the other processes take the queued ones).
+    signal.signal(signal.SIGTERM, lambda *_: STOPPING.set())
     (Path(args.control) / f"ready-{os.getpid()}").touch()
     with contextlib.suppress(KeyboardInterrupt):
-        server.serve_forever()
+        while not STOPPING.is_set():
+            server.handle_request()
+
+
+def zygote(args: argparse.Namespace) -> None:
+    """Start server processes on request: each line `spawn` (or `spawn frozen`) on stdin forks one,
+    whose pid is the answer on stdout. A fork of this process, which has imported everything, starts
+    in milliseconds where a new interpreter takes a second: the stand-in restarts often. Each process
+    still loads the flags when it starts, as a new one of the real server does."""
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # exited server processes are reaped by the kernel
+    for line in sys.stdin:
+        frozen = line.split()[1:] == ["frozen"]
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            sys.stdin.close()
+            args.frozen = frozen
+            try:
+                serve(args)
+            finally:
+                os._exit(0)
+        print(pid, flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--fd", type=int, required=True, help="the inherited listening socket")
     parser.add_argument("--db", required=True)
     parser.add_argument("--bucket", required=True)
     parser.add_argument("--control", required=True)
     parser.add_argument("--token")
     parser.add_argument("--set-endpoint", action="store_true")
     parser.add_argument("--frozen", action="store_true")
-    serve(parser.parse_args())
+    parser.add_argument("--zygote", action="store_true", help="fork server processes on request (see zygote)")
+    args = parser.parse_args()
+    zygote(args) if args.zygote else serve(args)
 
 
 if __name__ == "__main__":
