@@ -332,17 +332,72 @@ class CanaryRecord:
     objects: list[CanaryObject] = field(default_factory=list)
 
 
+class RefreshMode(StrEnum):
+    """How the bioindex processes are made to load the flag once it changed (the stack's ReaderRefresh)."""
+
+    CONFIRM = "confirm"  # the run waits until an operator says every process has restarted
+    ECS_SERVICE = "ecs-service"  # a new deployment of the bioindex's ECS services, awaited to completion
+    HOOK = "hook"  # the operator's Lambda restarts the bioindex and returns when every process has
+    REQUESTS = "requests"  # GET /api/bio/indexes bursts: reaches the processes that happen to be idle
+
+    @property
+    def restarts(self) -> bool:
+        """Whether every process serving afterwards is known to have loaded the flag: it started since."""
+        return self is not RefreshMode.REQUESTS
+
+
+@dataclass
+class Refresh:
+    """refresh.json (refresh-revert.json when the flag was set back): how the bioindex processes were
+    made to load the flag `compressed` - the ECS deployments this run started, or the task token an
+    operator's `bgz confirm` resumes the run with - and when that was done."""
+
+    mode: RefreshMode
+    compressed: bool
+    execution: str
+    started: str = field(default_factory=now)
+    deployments: dict[str, str] = field(default_factory=dict)  # ECS service -> the deployment this run started
+    task_token: str | None = None
+    asked: str | None = None  # what the operator was asked to do
+    done: str | None = None
+    confirmed_by: str | None = None
+
+    NAME = "refresh.json"
+    REVERT_NAME = "refresh-revert.json"
+
+    def to_json(self) -> bytes:
+        return json.dumps(_without_none(self), indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, name: str = NAME) -> Refresh:
+        body = json_object(data, name)
+        with malformed(name):
+            body["mode"] = RefreshMode(body["mode"])
+            return cls(**body)
+
+
 @dataclass
 class ReadersCheck:
-    """readers-check.json: what ProveReaders did: refreshes, answers compared, the canary's fate."""
+    """readers-check.json: what ProveReaders did: refreshes, answers compared, the canary's fate.
+
+    `proven` is true only when the refresh restarted every process (RefreshMode.restarts) and every
+    answer matched; `unreadable` is the first error or difference seen with the new flag before the
+    canary was deleted, after which the flag was set back (`reverted`) and the old answers proven
+    back (`old_answers_back`)."""
 
     execution: str
     started: str = field(default_factory=now)
     checked: bool | None = None
-    reason: str | None = None  # why the readers were not checked
+    proven: bool | None = None
+    refresh: str | None = None  # the RefreshMode that ran before the check
+    reason: str | None = None  # why the readers were not checked, or not proven
     refreshed: int | None = None
     requests: int | None = None
     differences: list[str] | None = None
+    errors: list[str] | None = None
+    unreadable: str | None = None
+    reverted: str | None = None
+    old_answers_back: str | None = None
     canary: CanaryRecord | None = None
     finished: str | None = None
 

@@ -5,6 +5,8 @@
     <step>/shard-K.error.json  why the step's job for shard K exited non-zero (gone once it succeeds)
     readers.json               the bioindex's answers to sample queries before the run, and the canary
     flag.json                  the bioindex flag as read back after setting it (the delete receipt)
+    refresh.json               how the bioindex processes were made to load the new flag (refresh-revert.json:
+                               the old flag again, after the bioindex could not read the new side)
     readers-check.json         what ProveReaders did: refreshes, answers compared, the canary's fate
     canary/<key>               a copy of the canary file while it is deleted, to restore it from
 
@@ -19,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from batch_job.errors import BadInput, StoreError
 from batch_job.locations import Location
-from batch_job.records import Flag, JobError, Manifest, Plan, Readers, ReadersCheck, Step
+from batch_job.records import Flag, JobError, Manifest, Plan, Readers, ReadersCheck, Refresh, Step
 
 CANARY_FOLDER = "canary/"
 
@@ -132,6 +134,14 @@ class RunFolder:
 
     def write_readers_check(self, check: ReadersCheck) -> None:
         self._write(ReadersCheck.NAME, check.to_json())
+
+    def read_refresh(self, revert: bool = False) -> Refresh | None:
+        name = Refresh.REVERT_NAME if revert else Refresh.NAME
+        data = self._read(name)
+        return None if data is None else Refresh.from_json(data, name)
+
+    def write_refresh(self, refresh: Refresh, revert: bool = False) -> None:
+        self._write(Refresh.REVERT_NAME if revert else Refresh.NAME, refresh.to_json())
 
     def canary_key(self, key: str) -> str:
         """Where the canary's copy of `key` lives while it is deleted."""

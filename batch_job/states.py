@@ -15,6 +15,7 @@ SET_COMPRESSED = "SetCompressed"
 DECOMPRESS = "Decompress"
 VERIFY_RESTORED = "VerifyRestored"
 SET_UNCOMPRESSED = "SetUncompressed"
+REFRESH_READERS = "RefreshReaders"
 PROVE_READERS = "ProveReaders"
 DELETE_ORIGINALS = "DeleteOriginals"
 REMOVE_COMPRESSED = "RemoveCompressed"
@@ -23,9 +24,27 @@ EXPLAIN_FAILURE = "ExplainFailure"
 
 # The states each run passes in order; the last one is the only destructive one.
 SEQUENCE = {
-    Mode.COMPRESS: (PLAN, COMPRESS, VERIFY, SET_COMPRESSED, PROVE_READERS, DELETE_ORIGINALS),
-    Mode.ROLLBACK: (PLAN, DECOMPRESS, VERIFY_RESTORED, SET_UNCOMPRESSED, PROVE_READERS, REMOVE_COMPRESSED),
+    Mode.COMPRESS: (PLAN, COMPRESS, VERIFY, SET_COMPRESSED, REFRESH_READERS, PROVE_READERS, DELETE_ORIGINALS),
+    Mode.ROLLBACK: (
+        PLAN,
+        DECOMPRESS,
+        VERIFY_RESTORED,
+        SET_UNCOMPRESSED,
+        REFRESH_READERS,
+        PROVE_READERS,
+        REMOVE_COMPRESSED,
+    ),
 }
+
+# When ProveReaders finds that the bioindex cannot read the new side, it sets the flag back; the
+# processes then reload the old flag (as RefreshReaders made them load the new one) and ProveOldAnswers
+# shows the answers are as before. The run then fails, having deleted nothing.
+RELOAD_OLD_FLAG = "ReloadOldFlag"
+PROVE_OLD_ANSWERS = "ProveOldAnswers"
+AFTER_UNREADABLE = (RELOAD_OLD_FLAG, PROVE_OLD_ANSWERS)
+
+# The states of one refresh of the bioindex processes, by ReaderRefresh mode, as "<RefreshReaders> <suffix>".
+REFRESH_SUFFIXES = (" ECS deployment", " wait", " ECS check", " done?", " hook", " confirmation")
 
 # States that run an engine step -> that step (whose manifests say what it did).
 STATE_STEPS = {
@@ -45,9 +64,11 @@ JOB_STATE_SUFFIXES = (" array job", " job")
 
 
 def step_state(state: str) -> str:
-    """The step state a helper state belongs to ("Compress array job" -> "Compress")."""
-    for suffix in JOB_STATE_SUFFIXES:
-        state = state.removesuffix(suffix)
+    """The step state a helper state belongs to ("Compress array job" -> "Compress",
+    "RefreshReaders confirmation" -> "RefreshReaders")."""
+    for suffix in JOB_STATE_SUFFIXES + REFRESH_SUFFIXES:
+        if state.endswith(suffix) and state.removesuffix(suffix) in (*STATE_STEPS, REFRESH_READERS, RELOAD_OLD_FLAG):
+            return state.removesuffix(suffix)
     return state
 
 

@@ -5,6 +5,7 @@
     bgz rollback --index NAME --prefix PREFIX/ [--wait]   start a rollback run (or --all, --include)
     bgz plan     --index NAME --prefix PREFIX/ | --all ...  dry run: pre-flight, size, time, cost; starts nothing
     bgz watch EXECUTION                                    follow a run to its end
+    bgz confirm EXECUTION | --bulk NAME                    the bioindex was restarted: a waiting run goes on
     bgz stop EXECUTION                                     stop a run and its jobs, free its prefix
     bgz logs EXECUTION [--step S] [--follow]               the CloudWatch lines of its jobs and Lambdas
     bgz list [--index NAME]                                recent runs of both state machines
@@ -131,6 +132,17 @@ def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
     return 2 if any(p.refused for p in previews) else 0
 
 
+def cmd_confirm(args: argparse.Namespace, stack: Stack) -> int:
+    from bgz.confirm import confirm, confirm_bulk
+
+    if bool(args.execution) == bool(args.bulk):
+        raise BadInput("give the waiting run's EXECUTION, or --bulk NAME for every waiting index run of a bulk run")
+    lines = confirm_bulk(stack, args.bulk) if args.bulk else [confirm(stack, runs.find(stack, args.execution))]
+    for line in lines:
+        print(line)
+    return 0
+
+
 def cmd_stop(args: argparse.Namespace, stack: Stack) -> int:
     from bgz.stop import stop
 
@@ -254,6 +266,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("execution", help="execution name or ARN")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between updates")
     p.set_defaults(func=cmd_watch)
+    p = sub.add_parser(
+        "confirm",
+        parents=[common],
+        help="after restarting every bioindex process: let a run waiting for that go on (ReaderRefresh=confirm)",
+    )
+    p.add_argument("execution", nargs="?", help="the waiting run's execution name or ARN")
+    p.add_argument("--bulk", metavar="NAME", help="every waiting index run of this bulk run, after one restart")
+    p.set_defaults(func=cmd_confirm)
     p = sub.add_parser("stop", parents=[common], help="stop a run and its Batch jobs, free its prefix, say where it is")
     p.add_argument("execution", help="execution name or ARN (a bulk run: its index runs too)")
     p.add_argument("--reason", default="stopped by the operator", help="recorded as the execution's cause")

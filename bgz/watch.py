@@ -28,6 +28,7 @@ class Snapshot:
     bytes_done: int = 0
     children: dict[str, int] | None = None
     running: list[str] | None = None  # a bulk execution's indexes being converted now
+    asked: str = ""  # what the run waits for the operator to do (ReaderRefresh=confirm)
 
     def line(self) -> str:
         parts = [f"{self.status.lower()}: {self.state}"]
@@ -45,6 +46,8 @@ class Snapshot:
             )
         if self.files_failed:
             parts.append(f"{self.files_failed} files failed")
+        if self.asked:
+            parts.append(f"WAITING FOR YOU: {self.asked}")
         return " | ".join(parts)
 
 
@@ -93,6 +96,9 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
         cache["plan"] = run.read_plan()
     plan = cache["plan"]
     snap.shards, snap.files, snap.bytes_total = plan.shards, len(plan.files), plan.total_bytes
+    if state.endswith(" confirmation") and description["status"] == "RUNNING":
+        refresh = run.read_refresh(revert=step_state == states.RELOAD_OLD_FLAG)
+        snap.asked = refresh.asked if refresh is not None and not refresh.done else ""
     step = states.STATE_STEPS.get(step_state)
     if step is not None and description["status"] == "RUNNING":
         snap.step = True

@@ -130,6 +130,10 @@ def requests_of(call: Call, region: str, account: str) -> list[Request]:
             return [Request(f"batch:{op}", "*")]
     if call.service == "secretsmanager" and op == "GetSecretValue":
         return [Request("secretsmanager:GetSecretValue", p["SecretId"])]
+    if call.service == "ecs" and op in ("UpdateService", "DescribeServices"):
+        cluster = p.get("cluster", "default").rsplit("/", 1)[-1]
+        services = [p["service"]] if op == "UpdateService" else p["services"]
+        return [Request(f"ecs:{op}", arn(s, "ecs", f"service/{cluster}/")) for s in services]
     if call.service == "sns" and op == "Publish":
         return [Request("sns:Publish", p["TopicArn"])]
     raise AssertionError(f"no IAM mapping for {call.service}:{op}: add it to offline/authorization.py")

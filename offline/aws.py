@@ -3,7 +3,7 @@
 
 What comes from the repository, unchanged: statemachine/*.asl.json, the handlers and their
 Handler strings and environment, and each job definition's command and parameters from
-template.yaml. What moto stands in for: the AWS APIs. Four hooks into moto's internals make that
+template.yaml. What moto stands in for: the AWS APIs. Six hooks into moto's internals make that
 work (FACTS.md section 3); they touch private code, so moto is pinned exactly and
 tests/test_offline_aws.py fails loudly when an upgrade breaks them:
 
@@ -20,6 +20,10 @@ tests/test_offline_aws.py fails loudly when an upgrade breaks them:
    ETag differs is kept and reported with the error code PreconditionFailed.
 5. A state's service integration calls are recorded as its state machine's (offline/recorder.py),
    as the jobs' and the Lambdas' own calls are, for the least-privilege check.
+6. ECS UpdateService with forceNewDeployment starts a deployment as ECS does - IN_PROGRESS beside the
+   old one, which keeps its tasks - and has the runner replace the service's processes
+   (`Runner.restart_service`, e.g. the bioindex stand-in's rolling restart); then the deployment is
+   COMPLETED and the old one gone, or FAILED (a circuit breaker) if the restart failed.
 """
 
 from __future__ import annotations
@@ -104,6 +108,9 @@ class Runner:
     before_invoke: Callable[[str], None] | None = None
     # Function name -> its CloudWatch log group (the template's LoggingConfig), set by deploy.
     log_groups: dict[str, str] = field(default_factory=dict)
+    # Called with an ECS service's name when a new deployment of it starts: replaces its processes,
+    # returning when every one has been replaced (raising if the deployment fails).
+    restart_service: Callable[[str], None] | None = None
 
     def _log(self, group: str, stream: str, text: str) -> None:
         """Write a process's output to CloudWatch Logs (moto's), one event per line, as AWS does."""
@@ -226,6 +233,36 @@ def _invoke_for_real(self, function_name, qualifier, body, headers, response_hea
     return payload
 
 
+def _ecs_deployments(original):
+    def update_service(self, service_properties):
+        force = service_properties.get("force_new_deployment", False)
+        service = original(self, service_properties)
+        if not force or not service.deployments or _runner.restart_service is None:
+            return service
+        new = service.deployments[0]  # moto gave it a new id in place
+        old = dict(new, id=f"ecs-svc/{uuid.uuid4().int % 10**18}", status="ACTIVE", rolloutState="COMPLETED")
+        old.update(runningCount=service.desired_count, pendingCount=0)
+        new.update(rolloutState="IN_PROGRESS", runningCount=0, pendingCount=service.desired_count)
+        new["rolloutStateReason"] = f"ECS deployment {new['id']} in progress."
+        service.deployments = [new, old]
+
+        def roll() -> None:
+            try:
+                _runner.restart_service(service.name)
+            except Exception as exc:  # as a deployment circuit breaker: the old deployment stays
+                new.update(rolloutState="FAILED", failedTasks=service.desired_count, pendingCount=0)
+                new["rolloutStateReason"] = f"ECS deployment circuit breaker: tasks failed to start ({exc})."
+                return
+            new.update(runningCount=service.desired_count, pendingCount=0, rolloutState="COMPLETED")
+            new["rolloutStateReason"] = f"ECS deployment {new['id']} completed."
+            service.deployments = [new]
+
+        threading.Thread(target=roll, daemon=True).start()
+        return service
+
+    return update_service
+
+
 _precondition_failed = threading.local()
 
 
@@ -342,6 +379,14 @@ def install_hooks(runner: Runner) -> None:
     BatchSimpleBackend._mark_job_as_finished = _finish_job_for_real
     LambdaSimpleBackend.invoke = _invoke_for_real
 
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    if not hasattr(EC2ContainerServiceBackend, "_bgzip_original_update_service"):
+        EC2ContainerServiceBackend._bgzip_original_update_service = EC2ContainerServiceBackend.update_service
+    EC2ContainerServiceBackend.update_service = _ecs_deployments(
+        EC2ContainerServiceBackend._bgzip_original_update_service
+    )
+
     from moto.s3.models import S3Backend
     from moto.s3.responses import S3Response
 
@@ -423,12 +468,33 @@ class OfflineAWS:
     def client(self, service: str):
         return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
 
+    def create_function(
+        self, name: str, handler: str, variables: dict[str, str], timeout: int = 60, role: str | None = None
+    ) -> dict:
+        """A Lambda function whose invokes run `handler` (found from lambdas/, or the repository root)."""
+        if role is None:
+            trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+            role = self.client("iam").create_role(RoleName=f"{name}-offline", AssumeRolePolicyDocument=trust)["Role"]
+            role = role["Arn"]
+        code = io.BytesIO()
+        with zipfile.ZipFile(code, "w") as zf:
+            zf.writestr("README", "the offline runner loads the handler from lambdas/")
+        return self.client("lambda").create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role,
+            Handler=handler,
+            Code={"ZipFile": code.getvalue()},
+            Environment={"Variables": variables},
+            Timeout=timeout,
+        )
+
     def deploy(self, stack: str, data_bucket: str, parameters: dict[str, str]) -> DeployedStack:
         """Create the template's resources in moto: buckets, Batch, the Lambdas, the state machines (in the
         template's order: the bulk machine, which names the other two, comes after them)."""
         template = load_template()
         resources = template["Resources"]
-        s3, batch, lam, sfn, iam = (self.client(n) for n in ("s3", "batch", "lambda", "stepfunctions", "iam"))
+        s3, batch, sfn, iam = (self.client(n) for n in ("s3", "batch", "stepfunctions", "iam"))
         run_bucket = f"{stack}-runs"
         refs = parameter_values(template, {**parameters, "DataBucket": data_bucket})
         names = Intrinsics(refs, template["Conditions"])  # resolves with refs as they fill in below
@@ -487,9 +553,6 @@ class OfflineAWS:
                 platformCapabilities=props.get("PlatformCapabilities", []),
             )["jobDefinitionArn"]
 
-        code = io.BytesIO()
-        with zipfile.ZipFile(code, "w") as zf:
-            zf.writestr("README", "the offline runner loads the handler from lambdas/")
         for name, res in resources.items():
             if res["Type"] != "AWS::Serverless::Function" or "Condition" in res:
                 continue  # the offline stack deploys the defaults: optional parts (notifications) are left out
@@ -499,15 +562,7 @@ class OfflineAWS:
             variables = {k: str(v) for k, v in names.resolve(variables).items()}
             variables.update(parameters.get("Function.Environment", {}))
             variables.update(parameters.get(f"{name}.Environment", {}))
-            fn = lam.create_function(
-                FunctionName=f"{stack}-{name}",
-                Runtime=template["Globals"]["Function"]["Runtime"],
-                Role=role,
-                Handler=props["Handler"],
-                Code={"ZipFile": code.getvalue()},
-                Environment={"Variables": variables},
-                Timeout=props.get("Timeout", 3),
-            )
+            fn = self.create_function(f"{stack}-{name}", props["Handler"], variables, props.get("Timeout", 3), role)
             refs[name] = fn["FunctionName"]
             refs[f"{name}.Arn"] = fn["FunctionArn"]
             self.runner.log_groups[fn["FunctionName"]] = names.resolve(props["LoggingConfig"]["LogGroup"])

@@ -35,6 +35,9 @@ NAMING = (
     "executionArn",
     "SecretId",
     "TopicArn",
+    "cluster",
+    "service",
+    "services",
 )
 
 

@@ -1,4 +1,5 @@
-"""Writes compress.asl.json and rollback.asl.json, the two Step Functions state machines, from one description.
+"""Writes compress.asl.json, rollback.asl.json and bulk.asl.json, the Step Functions state machines, from one
+description.
 
 The two machines are one sequence of states run in opposite directions (batch_job/states.py names them).
 The ASL stays plain JSON, which SAM (DefinitionUri + DefinitionSubstitutions), the AWS console and moto read;
@@ -23,7 +24,7 @@ sys.path.insert(0, str(HERE.parent))  # so that `python statemachine/build.py` f
 
 from batch_job import states  # noqa: E402
 from batch_job.rates import timeout_key  # noqa: E402
-from batch_job.records import Mode, Step  # noqa: E402
+from batch_job.records import Mode, RefreshMode, Step  # noqa: E402
 
 State = dict[str, Any]
 
@@ -132,9 +133,9 @@ def lambda_task(
     return task
 
 
-def failed(state: str) -> State:
+def failed(state: str, error_path: str = "$.error") -> State:
     """The Pass state "<state> failed": records the failed step and its error for ExplainFailure."""
-    parameters: State = {"step": state, "error.$": "$.error"}
+    parameters: State = {"step": state, "error.$": error_path}
     if state == states.PLAN:
         parameters["plan"] = {}  # there is no plan yet
     else:
@@ -190,9 +191,92 @@ def batch_step(state: str, next_state: str) -> dict[str, State]:
     }
 
 
+def refresh_step(step: str, compressed: bool, revert: bool, next_state: str) -> dict[str, State]:
+    """Make every bioindex process load the flag `compressed`, by the stack's ReaderRefresh mode (Plan
+    returns it in $.plan.refresh), then go on to next_state. Every error goes to "<step> failed"."""
+    payload: State = {
+        "run.$": "$.plan.run",
+        "execution.$": "$$.Execution.Name",
+        "compressed": compressed,
+        "revert": revert,
+    }
+    catch = catch_all(f"{step} failed")
+    flag = str(compressed).lower()
+    ecs, wait, check, done = (f"{step} ECS deployment", f"{step} wait", f"{step} ECS check", f"{step} done?")
+    hook, confirmation = f"{step} hook", f"{step} confirmation"
+    return {
+        step: {
+            "Type": "Choice",
+            "Comment": f"Every bioindex process must load compressed={flag}: a process loads the flag only when it "
+            "starts (or when it happens to serve GET /api/bio/indexes), so it is restarted - by a new ECS deployment, "
+            "the operator's hook, or the operator after being asked. ReaderRefresh=requests goes straight on.",
+            "Choices": [
+                {"Variable": "$.plan.refresh.mode", "StringEquals": RefreshMode.ECS_SERVICE.value, "Next": ecs},
+                {"Variable": "$.plan.refresh.mode", "StringEquals": RefreshMode.HOOK.value, "Next": hook},
+                {"Variable": "$.plan.refresh.mode", "StringEquals": RefreshMode.CONFIRM.value, "Next": confirmation},
+            ],
+            "Default": next_state,
+        },
+        ecs: lambda_task(
+            comment="Force a new deployment of each of the bioindex's ECS services (BioindexEcsServices).",
+            function="${RefreshReadersFunctionArn}",
+            payload={"action": "restart", **payload},
+            result_selector={"done.$": "$.Payload.done", "waiting.$": "$.Payload.waiting"},
+            result_path="$.refresh",
+            catch=catch,
+            next_state=wait,
+        ),
+        wait: {
+            "Type": "Wait",
+            "Comment": "Bounded polling: the check fails the step once ReaderRefreshTimeoutSeconds have passed.",
+            "SecondsPath": "$.plan.refresh.pollSeconds",
+            "Next": check,
+        },
+        check: lambda_task(
+            comment="Done when each service's new deployment completed and no older deployment runs a task.",
+            function="${RefreshReadersFunctionArn}",
+            payload={"action": "check", **payload},
+            result_selector={"done.$": "$.Payload.done", "waiting.$": "$.Payload.waiting"},
+            result_path="$.refresh",
+            catch=catch,
+            next_state=done,
+        ),
+        done: {
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.refresh.done", "BooleanEquals": True, "Next": next_state}],
+            "Default": wait,
+        },
+        hook: lambda_task(
+            comment="The operator's ReaderRefreshHookArn restarts every bioindex process and returns when it has.",
+            function="${ReaderRefreshHookArn}",
+            payload={"index.$": "$.plan.index", "prefix.$": "$.plan.prefix", **payload},
+            result_selector={"done": True},
+            result_path="$.refresh",
+            catch=catch,
+            next_state=next_state,
+        ),
+        confirmation: {
+            "Type": "Task",
+            "Comment": "Pause until the operator restarted the bioindex and typed `bgz confirm <run>` (which sends "
+            "this task's token back); past ReaderConfirmTimeoutSeconds the run fails, nothing deleted.",
+            "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
+            "Parameters": {
+                "FunctionName": "${RefreshReadersFunctionArn}",
+                "Payload": {"action": "await", "taskToken.$": "$$.Task.Token", **payload},
+            },
+            "TimeoutSecondsPath": "$.plan.refresh.confirmTimeoutSeconds",
+            "ResultPath": "$.refresh",
+            "Retry": [LAMBDA_RETRY],
+            "Catch": catch,
+            "Next": next_state,
+        },
+        f"{step} failed": failed(step),
+    }
+
+
 def definition(mode: Mode) -> State:
     """The state machine of one mode, as a dict in ASL."""
-    plan, convert, verify, set_flag, prove_readers, delete = states.SEQUENCE[mode]
+    plan, convert, verify, set_flag, refresh, prove_readers, delete = states.SEQUENCE[mode]
     compressed = mode == Mode.COMPRESS
     machine: dict[str, State] = {}
 
@@ -216,6 +300,7 @@ def definition(mode: Mode) -> State:
             "bytes.$": "$.Payload.bytes",
             "level.$": "$.Payload.level",
             "timeouts.$": "$.Payload.timeouts",
+            "refresh.$": "$.Payload.refresh",
         },
         result_path="$.plan",
         catch=catch_all(f"{plan} failed"),
@@ -240,24 +325,47 @@ def definition(mode: Mode) -> State:
         result_selector={"compressed.$": "$.Payload.compressed", "confirmedAt.$": "$.Payload.confirmedAt"},
         result_path="$.flag",
         catch=catch_all(f"{set_flag} failed"),
-        next_state=prove_readers,
+        next_state=refresh,
         bioindex=True,
     )
     machine[f"{set_flag} failed"] = failed(set_flag)
+    machine.update(refresh_step(refresh, compressed, revert=False, next_state=prove_readers))
 
     old_files = "uncompressed .json" if compressed else "compressed .json.gz"
+    prove_payload = {"run.$": "$.plan.run", "compressed": compressed, "execution.$": "$$.Execution.Name"}
     machine[prove_readers] = lambda_task(
-        comment=f"Re-read the flag, refresh the bioindex processes, and prove they no longer read the {old_files} "
-        "files: compare sample answers before and after deleting one canary file (restored if any answer differs).",
+        comment=f"Re-read the flag and prove the bioindex processes no longer read the {old_files} files: the sample "
+        "answers must not change, neither now (else the flag is set back: ConvertedFilesUnreadable) nor once one "
+        "canary file is deleted (restored if any answer differs).",
         function="${ProveReadersFunctionArn}",
-        payload={"run.$": "$.plan.run", "compressed": compressed, "execution.$": "$$.Execution.Name"},
-        result_selector={"checked.$": "$.Payload.checked"},
+        payload=prove_payload,
+        result_selector={"checked.$": "$.Payload.checked", "proven.$": "$.Payload.proven"},
         result_path="$.readers",
-        catch=catch_all(f"{prove_readers} failed"),
+        catch=[
+            {"ErrorEquals": ["ConvertedFilesUnreadable"], "ResultPath": "$.error", "Next": states.RELOAD_OLD_FLAG},
+            *catch_all(f"{prove_readers} failed"),
+        ],
         next_state=delete,
         bioindex=True,
     )
     machine[f"{prove_readers} failed"] = failed(prove_readers)
+
+    # The bioindex could not read the new side, and ProveReaders set the flag back: the processes
+    # reload the old flag, the old answers are proven back, and the run fails with ProveReaders' error.
+    machine.update(
+        refresh_step(states.RELOAD_OLD_FLAG, not compressed, revert=True, next_state=states.PROVE_OLD_ANSWERS)
+    )
+    machine[states.PROVE_OLD_ANSWERS] = lambda_task(
+        comment="The flag is back as before the run: every sample answers as before it, or the Cause says to restart.",
+        function="${ProveReadersFunctionArn}",
+        payload={**prove_payload, "revert": True},
+        result_selector={"oldAnswersBack.$": "$.Payload.oldAnswersBack"},
+        result_path="$.oldAnswers",
+        catch=catch_all(f"{states.PROVE_OLD_ANSWERS} failed", result_path="$.revertError"),
+        next_state=f"{prove_readers} failed",
+        bioindex=True,
+    )
+    machine[f"{states.PROVE_OLD_ANSWERS} failed"] = failed(states.PROVE_OLD_ANSWERS, error_path="$.revertError")
 
     machine.update(batch_step(delete, next_state=states.SUMMARIZE))
 

@@ -4,9 +4,13 @@ bioindex's tables (MariaDB), and the bioindex stand-in serving them from several
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
+from batch_job import states
+from bgz.confirm import confirm
+from bgz.stack import Stack
 from offline import authorization, recorder
 from offline.aws import ACCOUNT, REGION
 from offline.bioindex_db import BioindexDatabase
@@ -36,6 +40,7 @@ class Deployment:
         token: str | None = None,
         workers: int = 3,
         frozen: int = 0,
+        refresh: str = "hook",
         parameters: dict | None = None,
         lambda_env: dict | None = None,
     ) -> None:
@@ -51,6 +56,8 @@ class Deployment:
         self.bioindex = BioindexStandin(
             self.db, data_bucket, workers=workers, token=token, set_endpoint=backend == "http", env=aws.env
         )
+        self.refresh = refresh
+        self.confirmations: list[str] = []  # what `bgz confirm` said, ReaderRefresh=confirm
         secret = aws.client("secretsmanager").create_secret(
             Name=f"{self.name}-rds", SecretString=json.dumps(mariadb.secret())
         )
@@ -60,10 +67,10 @@ class Deployment:
             "BioindexDatabaseSchema": self.name,
             "BioindexS3Subdir": subdir,
             "InsecureBioindexUrl": self.bioindex.url,  # the stand-in serves plain http on loopback
-            # Three stand-in processes: 32 requests miss one with probability 3 * (2/3)^32 < 1e-5.
             "ReaderRefreshRequests": "32",
             "ReaderCheckRequests": "8",
             "Function.Environment": {"BIOINDEX_RETRY_BASE_SECONDS": "0.02", **(lambda_env or {})},
+            **self._refresh_parameters(refresh),
             **(parameters or {}),
         }
         self.s3 = aws.client("s3")
@@ -75,6 +82,56 @@ class Deployment:
         self.build(INDEX, self.json_keys, arity=self.schema.count(",") + 1)
         self.bioindex.start(frozen=frozen)
         self.states: list[str] = []
+        self.confirm_automatically = True
+
+    def _refresh_parameters(self, refresh: str) -> dict:
+        """How the stack restarts the stand-in's processes after a flag change (ReaderRefresh)."""
+        if refresh == "hook":  # the operator's Lambda: here, one that restarts the stand-in
+            hook = self.aws.create_function(
+                f"hook-{self.name}", "offline.standin_hook.handler", {"STANDIN_CONTROL": str(self.bioindex.control)}
+            )
+            return {"ReaderRefresh": "hook", "ReaderRefreshHookArn": hook["FunctionArn"]}
+        if refresh == "ecs-service":  # the bioindex as an ECS service; a new deployment restarts the stand-in
+            ecs = self.aws.client("ecs")
+            ecs.create_cluster(clusterName=f"{self.name}-bioindex")
+            ecs.register_task_definition(
+                family="bioindex", containerDefinitions=[{"name": "bioindex", "image": "bioindex", "memory": 512}]
+            )
+            ecs.create_service(
+                cluster=f"{self.name}-bioindex",
+                serviceName="bioindex",
+                taskDefinition="bioindex",
+                desiredCount=self.bioindex.workers,
+            )
+            self.aws.runner.restart_service = lambda service: self.bioindex.restart(pause=0.2)
+            return {
+                "ReaderRefresh": "ecs-service",
+                "BioindexEcsCluster": f"{self.name}-bioindex",
+                "BioindexEcsServices": "bioindex",
+                "ReaderRefreshPollSeconds": "1",
+            }
+        return {"ReaderRefresh": refresh}
+
+    def confirm_when_asked(self, state: str) -> None:
+        """ReaderRefresh=confirm: what the operator does when asked - restart the bioindex, `bgz confirm`."""
+        if not state.endswith(" confirmation"):
+            return
+        stack = Stack(self.name, "us-east-1")
+        arn = next(
+            e["executionArn"]
+            for e in self.aws.client("stepfunctions").list_executions(
+                stateMachineArn=self.stack.compress_arn if self.machine == "compress" else self.stack.rollback_arn
+            )["executions"]
+            if e["name"] == self.execution
+        )
+        description = self.aws.client("stepfunctions").describe_execution(executionArn=arn)
+        revert = states.step_state(state) == states.RELOAD_OLD_FLAG
+        deadline = time.monotonic() + 60
+        while (found := stack.run_folder(self.execution).read_refresh(revert)) is None or not found.task_token:
+            assert time.monotonic() < deadline, "the confirmation state recorded no task token"
+            time.sleep(0.1)
+        self.bioindex.restart()
+        self.confirmations.append(confirm(stack, description))
 
     def build(self, index: str, keys: list[str], arity: int = 2) -> None:
         """Index these objects in the bioindex's tables, as the bioindex CLI `index` does."""
@@ -104,8 +161,14 @@ class Deployment:
     def run(self, machine: str = "compress", index: str = INDEX, prefix: str = PREFIX, **extra) -> dict:
         arn = self.stack.compress_arn if machine == "compress" else self.stack.rollback_arn
         execution_input = {"index": index, "prefix": prefix, **extra}
-        name = f"{machine}-{uuid.uuid4().hex[:8]}"
-        return self.aws.run(arn, execution_input, name, on_state=self.states.append)
+        self.machine, self.execution = machine, f"{machine}-{uuid.uuid4().hex[:8]}"
+
+        def on_state(state: str) -> None:
+            self.states.append(state)
+            if self.refresh == "confirm" and self.confirm_automatically:
+                self.confirm_when_asked(state)
+
+        return self.aws.run(arn, execution_input, self.execution, on_state=on_state)
 
     def locks(self) -> list[str]:
         """The prefix locks held in the data bucket."""
@@ -131,5 +194,6 @@ class Deployment:
         self.bioindex.close()
         self.aws.runner.before_job = None
         self.aws.runner.before_invoke = None
+        self.aws.runner.restart_service = None
         denied = self.denied()  # every test's runs, failures included, stay within their roles
         assert not denied, "calls the stack's roles do not allow:\n" + "\n".join(denied)

@@ -20,7 +20,7 @@ ASL = {
     Mode.COMPRESS: ROOT / "statemachine" / "compress.asl.json",
     Mode.ROLLBACK: ROOT / "statemachine" / "rollback.asl.json",
 }
-RUNS_SOMETHING = {"Task", "Choice"}
+RUNS_SOMETHING = {"Task", "Choice", "Wait"}
 FAILED_SUFFIX = " failed"
 
 
@@ -70,10 +70,11 @@ def test_build_writes_both_files_and_check_names_the_stale_one(build, tmp_path, 
 @pytest.mark.parametrize("mode", Mode)
 def test_states_that_run_something_are_named_in_batch_job_states(mode):
     machine = asl(mode)
-    expected = set(states.SEQUENCE[mode]) | {states.SUMMARIZE, states.EXPLAIN_FAILURE}
+    expected = set(states.SEQUENCE[mode]) | set(states.AFTER_UNREADABLE) | {states.SUMMARIZE, states.EXPLAIN_FAILURE}
     assert machine["StartAt"] == states.SEQUENCE[mode][0]
 
-    # Tasks and Choices, with the Batch helpers (" array job", " job") taken back to their step state
+    # Tasks, Choices and Waits, with the Batch helpers (" array job", " job") and the refresh helpers
+    # (" hook", " confirmation", ...) taken back to their step state
     running = {states.step_state(name) for name, state in machine["States"].items() if state["Type"] in RUNS_SOMETHING}
     assert running == expected
 
@@ -114,10 +115,16 @@ def test_each_step_records_its_failure_under_its_state_name(mode):
             assert name == step + FAILED_SUFFIX
             assert state["Next"] == states.EXPLAIN_FAILURE
             recorded[name] = step
-    assert set(recorded.values()) == set(states.SEQUENCE[mode])
+    assert set(recorded.values()) == set(states.SEQUENCE[mode]) | set(states.AFTER_UNREADABLE)
 
-    # and each step's Tasks (a Lambda, or the Batch jobs) catch into that step's own record
+    # and each step's Tasks (a Lambda, or the Batch jobs) catch into that step's own record - but
+    # ProveReaders, which goes to ReloadOldFlag first when it had to set the flag back
     for name, state in machine["States"].items():
         step = states.step_state(name)
-        if state["Type"] == "Task" and step in states.SEQUENCE[mode]:
-            assert [catch["Next"] for catch in state["Catch"]] == [step + FAILED_SUFFIX], name
+        if state["Type"] == "Task" and step in recorded.values():
+            nexts = [catch["Next"] for catch in state["Catch"]]
+            if step == states.PROVE_READERS:
+                assert nexts == [states.RELOAD_OLD_FLAG, step + FAILED_SUFFIX], name
+                assert state["Catch"][0]["ErrorEquals"] == ["ConvertedFilesUnreadable"]
+            else:
+                assert nexts == [step + FAILED_SUFFIX], name

@@ -1,7 +1,7 @@
 """What the bioindex must never see, through the real ASL in the offline stack, a real MariaDB
 holding the bioindex's tables, and the stand-in's server processes reading through bgzip:
-a changed answer during a run, a flag confirmed for the wrong prefix, a deletion while a process
-still reads the old side."""
+a flag confirmed for the wrong prefix, a deletion while a process still reads the old side.
+(Answers asked all through a compress and a rollback: tests/test_reader_refresh.py.)"""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import time
 
 import pymysql
 import pytest
-import urllib3
 
 from tests.stacks import INDEX, PREFIX, Deployment
 
@@ -21,63 +20,6 @@ def deployment(offline_aws, tmp_path, mariadb):
     d = Deployment(offline_aws, tmp_path, mariadb)
     yield d
     d.close()
-
-
-def _queries(d: Deployment, count: int = 40) -> list[str]:
-    """Queries spread over every file: every k-th (phenotype, chromosome, locus bucket) of the table."""
-    rows = d.db.run("SELECT DISTINCT `phenotype`, `chromosome`, `position` FROM `associations_2` ORDER BY 1, 2, 3")
-    return [f"{p},{c}:{pos}-{pos + 19_999}" for p, c, pos in rows[:: max(1, len(rows) // count)]]
-
-
-class QueryLoop(threading.Thread):
-    """Asks the bioindex every query again and again, each on a new connection, and keeps every
-    answer that differs from the one given before the run."""
-
-    def __init__(self, d: Deployment) -> None:
-        super().__init__(daemon=True)
-        self.url = d.bioindex.url
-        self.http = urllib3.PoolManager(retries=False)
-        self.queries = _queries(d)
-        self.expected = {q: self.ask(q) for q in self.queries}
-        self.asked = 0
-        self.differed: list[tuple[str, object]] = []
-        self.stopping = threading.Event()
-
-    def ask(self, q: str):
-        resp = self.http.request(
-            "GET", f"{self.url}/api/bio/query/{INDEX}", fields={"q": q}, headers={"Connection": "close"}
-        )
-        return resp.status, json.loads(resp.data).get("data")
-
-    def run(self) -> None:
-        while not self.stopping.is_set():
-            for q in self.queries:
-                answer = self.ask(q)
-                self.asked += 1
-                if answer != self.expected[q]:
-                    self.differed.append((q, answer[0]))
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.join(timeout=60)
-
-
-def test_the_bioindex_answers_every_query_the_same_through_a_compress_and_a_rollback(deployment):
-    loop = QueryLoop(deployment)
-    assert len(loop.queries) >= 30 and all(status == 200 and data for status, data in loop.expected.values())
-    loop.start()
-    try:
-        compress = deployment.run(shards=2)
-        assert compress["status"] == "SUCCEEDED", compress.get("cause")
-        assert not any(k.endswith(".json") for k in deployment.data_keys()), "the originals were deleted"
-        rollback = deployment.run("rollback")
-        assert rollback["status"] == "SUCCEEDED", rollback.get("cause")
-    finally:
-        loop.stop()
-    assert loop.differed == []
-    assert loop.asked > 10 * len(loop.queries), "the loop asked every query many times through both runs"
-    assert len(deployment.bioindex.pids_answering("/api/bio/query/")) == deployment.bioindex.workers
-    assert deployment.originals_intact() and deployment.flag() is False
 
 
 def _refused_at_plan(d: Deployment, result: dict, error: str, *words: str) -> None:
@@ -148,7 +90,8 @@ def test_the_pre_flight_refuses_at_plan(deployment, setup, error, words):
 
 
 def test_a_stale_server_process_is_caught_by_the_canary_and_nothing_is_lost(offline_aws, tmp_path, mariadb):
-    d = Deployment(offline_aws, tmp_path, mariadb, frozen=1)  # one process never sees the refresh
+    # ReaderRefresh=requests, and one process that never reloads its flag: the canary is the backstop
+    d = Deployment(offline_aws, tmp_path, mariadb, frozen=1, refresh="requests")
     try:
         result = d.run()
         assert result["status"] == "FAILED" and result["error"] == "ProveReadersFailed", result.get("cause")
@@ -307,7 +250,7 @@ def test_set_compressed_refuses_when_the_run_no_longer_holds_its_prefix(deployme
 def test_a_retried_proof_whose_canary_is_already_deleted_still_catches_a_stale_process(offline_aws, tmp_path, mariadb):
     """As if an earlier attempt of ProveReaders died right after deleting its canary: the retry goes
     straight to the check after deletion, and restores the canary when a process reads the old side."""
-    d = Deployment(offline_aws, tmp_path, mariadb, frozen=1)
+    d = Deployment(offline_aws, tmp_path, mariadb, frozen=1, refresh="requests")
 
     def earlier_attempt_died(function: str) -> None:
         if not function.endswith("ProveReadersFunction"):

@@ -42,6 +42,8 @@ def without(template: dict, role: str, sid: str, action: str) -> dict:
     """The transformed template with one action taken out of one statement of one role."""
     changed = copy.deepcopy(template)
     for policy in changed["Resources"][role]["Properties"]["Policies"]:
+        if "Fn::If" in policy:  # an optional policy (e.g. the restart hook's): its statements, when present
+            policy = policy["Fn::If"][1]
         for statement in policy["PolicyDocument"]["Statement"]:
             if statement.get("Sid") == sid:
                 actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]

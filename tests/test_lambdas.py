@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from batch_job.locations import parse_location
-from batch_job.records import Flag
+from batch_job.records import Flag, RefreshMode
 from batch_job.runfolder import Receipts
 from bioindex.errors import (
     BioindexRejected,
@@ -24,7 +24,9 @@ from bioindex.errors import (
     FlagAlreadySet,
     FlagNotConfirmed,
     IndexNotBuilt,
+    IndexNotServed,
     InsecureBioindexUrl,
+    NoSetEndpoint,
     UnknownIndex,
 )
 from bioindex.http_flag import HttpBackend
@@ -155,6 +157,44 @@ def test_http_backend_pre_flight_refusals(bioindex, tmp_path):
         b.preflight("variants", "variants/", "variants/", rollback=False)
 
 
+def test_http_backend_refuses_a_bioindex_without_the_set_route(bioindex, tmp_path):
+    """Today's bioindex has no set-compressed route: refused at Plan, not after both Batch steps."""
+    assert backend(bioindex, tmp_path).preflight("genes", "genes/", "genes/", rollback=False).name == "genes"
+    without = BioindexStandin(bioindex.db, "unused-bucket", workers=1, token="s3cret").start()
+    try:
+        with pytest.raises(NoSetEndpoint, match=r"no set-compressed route .* answers 404.*FlagBackend=mysql"):
+            backend(without, tmp_path).preflight("genes", "genes/", "genes/", rollback=False)
+        assert not [r for r in without.requests if r.startswith("POST")], "nothing was set to find out"
+    finally:
+        without.close()
+
+
+def test_plan_refuses_a_bioindex_url_that_does_not_serve_the_index(bioindex):
+    """One stack is one portal: the BioindexUrl must list the index (another portal's would not)."""
+    from plan.app import check_served
+
+    check_served(server(bioindex), "genes")
+    with pytest.raises(IndexNotServed, match=r"does not list index 'other' .*the portal whose database holds it"):
+        check_served(server(bioindex), "other")
+
+
+def test_reader_refresh_settings_come_from_the_stack(monkeypatch):
+    from bioindex import config
+
+    monkeypatch.delenv("READER_REFRESH", raising=False)
+    assert config.reader_refresh().mode == RefreshMode.CONFIRM
+    monkeypatch.setenv("READER_REFRESH", "ecs-service")
+    monkeypatch.setenv("BIOINDEX_ECS_SERVICES", "a, b,")
+    monkeypatch.setenv("READER_REFRESH_POLL_SECONDS", "5")
+    settings = config.reader_refresh()
+    assert (settings.mode, settings.ecs_services) == (RefreshMode.ECS_SERVICE, ("a", "b"))
+    assert settings.state() == {"mode": "ecs-service", "pollSeconds": 5, "confirmTimeoutSeconds": 86400}
+    assert [m.restarts for m in RefreshMode] == [True, True, True, False]
+    monkeypatch.setenv("READER_REFRESH", "sometimes")
+    with pytest.raises(ValueError, match="READER_REFRESH must be one of"):
+        config.reader_refresh()
+
+
 def test_http_samples_need_a_schema_without_a_locus(bioindex, tmp_path):
     b = backend(bioindex, tmp_path)
     row = IndexRow(None, "genes", "genes/", "gene,chromosome:position", "", "2026-11-01", False)
@@ -168,6 +208,8 @@ def test_http_samples_need_a_schema_without_a_locus(bioindex, tmp_path):
         ("phenotype", ["phenotype"], False, 20_000, ["T2D"]),
         ("phenotype,chromosome:position", ["phenotype"], True, 20_000, ["T2D", "8:40000-59999"]),
         ("chr:start-stop;locus_step=500", [], True, 500, ["8:40000-40499"]),
+        # the bioindex refuses a region whose stop is not after its start ("Stop must be > start")
+        ("phenotype,chromosome:position;locus_step=1", ["phenotype"], True, 1, ["T2D", "8:40000-40001"]),
     ],
 )
 def test_sample_queries_from_index_table_values(schema, keys, locus, step, query):
@@ -194,7 +236,8 @@ def test_the_packaged_handlers_use_the_layers_engine_and_never_load_the_codec(tm
     assert not (package / "batch_job").exists(), "the engine comes in the layer, once"
     shutil.copytree(ROOT / "batch_job", layer / "batch_job", ignore=shutil.ignore_patterns("__pycache__"))
     probe = (
-        "import sys, plan.app, set_compressed.app, prove_readers.app, report.app, batch_job, bioindex;"
+        "import sys, plan.app, set_compressed.app, prove_readers.app, refresh_readers.app, report.app, batch_job,"
+        " bioindex;"
         "print(batch_job.__file__);"
         "print(bioindex.__file__);"
         "print(sorted(m for m in ('deflate', 'pysam') if m in sys.modules))"
@@ -243,10 +286,11 @@ def test_every_lambda_event_model_refuses_unknown_fields():
     """A misspelt field in a state's payload is an error, never silently ignored."""
     from plan.app import ExecutionInput, PlanEvent
     from prove_readers.app import ProveReadersEvent
+    from refresh_readers.app import RefreshEvent
     from report.app import ReportEvent
     from set_compressed.app import SetCompressedEvent
 
-    for model in (ExecutionInput, PlanEvent, ProveReadersEvent, ReportEvent, SetCompressedEvent):
+    for model in (ExecutionInput, PlanEvent, ProveReadersEvent, RefreshEvent, ReportEvent, SetCompressedEvent):
         assert model.model_config.get("extra") == "forbid", model.__name__
 
 

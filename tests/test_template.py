@@ -242,9 +242,14 @@ def test_no_path_deletes_without_the_confirmed_flag_and_the_reader_proof(name, g
 def test_the_reader_proof_sits_between_the_flag_and_the_deletion(name):
     path, flag_state, delete_state = MACHINES[name]
     machine = asl(path)["States"]
-    prove = states.PROVE_READERS
-    assert machine[flag_state]["Next"] == prove and machine[prove]["Next"] == delete_state
+    prove, refresh = states.PROVE_READERS, states.REFRESH_READERS
+    assert machine[flag_state]["Next"] == refresh and machine[prove]["Next"] == delete_state
     assert machine[prove]["Parameters"]["Payload"]["compressed"] is (flag_state == states.SET_COMPRESSED)
+    # every refresh mode ends in ProveReaders, or its failure
+    assert machine[refresh]["Default"] == prove
+    ends = {s.get("Next") for n, s in machine.items() if states.step_state(n) == refresh and s["Type"] == "Task"}
+    ends |= {c["Next"] for n, s in machine.items() if n == f"{refresh} done?" for c in s["Choices"]}
+    assert ends == {prove, f"{refresh} wait", f"{refresh} done?"}, ends
 
 
 @pytest.mark.parametrize("name", MACHINES)
@@ -373,6 +378,24 @@ def test_rules_use_only_what_cloudformation_accepts_in_rules(template, function,
     condition = {"Fn::Not": [{"Fn::Equals": [{function: argument}, ""]}]}
     probe["Rules"]["Probe"] = {"RuleCondition": condition, "Assertions": [{"Assert": {"Fn::Equals": ["a", "a"]}}]}
     assert _refused(probe) == [f"rule Probe uses {function}, which CloudFormation does not accept in Rules"]
+
+
+def test_each_refresh_mode_needs_what_it_uses(template):
+    assert any(e.startswith("EcsRefreshNeedsTheServices") for e in _refused(template, ReaderRefresh="ecs-service"))
+    ecs = {"ReaderRefresh": "ecs-service", "BioindexEcsCluster": "c"}
+    assert _refused(template, **ecs) == [
+        "EcsRefreshNeedsTheServices: ReaderRefresh=ecs-service needs BioindexEcsServices."
+    ]
+    assert _refused(template, **ecs, BioindexEcsServices="bioindex,bioindex-b") == []
+    assert _refused(template, ReaderRefresh="hook") == [
+        "HookRefreshNeedsTheHook: ReaderRefresh=hook needs ReaderRefreshHookArn."
+    ]
+    hook = "arn:aws:lambda:us-east-1:123456789012:function:restart-bioindex"
+    assert _refused(template, ReaderRefresh="hook", ReaderRefreshHookArn=hook) == []
+    assert _refused(template, ReaderRefresh="sometimes")
+    routes = {"S3GatewayEndpointRouteTableIds": "rtb-1,rtb-2"}
+    assert [e.split(":")[0] for e in _refused(template, **routes)] == ["S3GatewayEndpointNeedsTheVpc"]
+    assert _refused(template, **routes, VpcId="vpc-1") == []
 
 
 def test_spot_falls_back_to_on_demand_fargate(template):

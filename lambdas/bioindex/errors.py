@@ -56,9 +56,26 @@ class CannotList(BioindexRefused):
     """The backend cannot list the bioindex's indexes with their prefixes (the http listing has none)."""
 
 
+class IndexNotServed(BioindexRefused):
+    """The bioindex server at BioindexUrl does not list the index: another portal's URL, or none."""
+
+
+class NoSetEndpoint(BioindexRefused):
+    """FlagBackend=http, but the bioindex server has no set-compressed route."""
+
+
 class CannotSample(BioindexRefused):
     """No sample queries can be formed to prove what the bioindex serves."""
 
 
 class ReadersStale(Exception):
     """A bioindex process answered differently from before the run once the canary was deleted."""
+
+
+class ConvertedFilesUnreadable(Exception):
+    """With the new flag the bioindex answered a sample query with an error or other records before
+    anything was deleted: it cannot read the converted side. The flag was set back."""
+
+
+class OldAnswersNotBack(Exception):
+    """After the flag was set back and the processes refreshed, the bioindex still answers differently."""

@@ -13,7 +13,16 @@ from batch_job.records import Flag, PlannedFile
 from batch_job.runfolder import Receipts
 
 from .backend import FlagChange
-from .errors import CannotList, CannotSample, FlagAlreadySet, FlagChanged, FlagNotConfirmed, IndexNotBuilt, UnknownIndex
+from .errors import (
+    CannotList,
+    CannotSample,
+    FlagAlreadySet,
+    FlagChanged,
+    FlagNotConfirmed,
+    IndexNotBuilt,
+    NoSetEndpoint,
+    UnknownIndex,
+)
 from .rows import IndexRow, is_built, query_columns
 from .server import BioindexServer
 
@@ -47,6 +56,12 @@ class HttpBackend:
 
     def preflight(self, index: str, prefix: str, s3_prefix: str, rollback: bool) -> IndexRow:
         entries = self._entries(index)
+        if not self.server.has_set_route(index, prefix):
+            raise NoSetEndpoint(
+                f"the bioindex at {self.server.base_url} has no set-compressed route "
+                f"({self.server.set_path.split('?')[0]} answers 404; today's bioindex has none): deploy with "
+                "FlagBackend=mysql, which sets the flag as its CLI update-compressed-status does"
+            )
         unbuilt = [e for e in entries if not is_built(e.get("built"))]
         if unbuilt:
             raise IndexNotBuilt(f"index {index!r} (schema {unbuilt[0].get('schema')!r}) is not built; build it first")

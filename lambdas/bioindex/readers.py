@@ -7,6 +7,8 @@ process reads a side of the data that is not what its flag should make it read.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from batch_job.records import Plan, Readers
 
 from .backend import FlagBackend
@@ -31,16 +33,41 @@ def capture(bioindex: BioindexServer, backend: FlagBackend, row: IndexRow, plan:
     return Readers(row.name, row.arity, canary.key, answers, tied)
 
 
-def differences(bioindex: BioindexServer, readers: Readers, requests: int) -> list[str]:
-    """Ask every sample `requests` times, one attempt each, and describe each answer that differs."""
-    found = []
+@dataclass
+class Comparison:
+    """Sample answers asked again: those that differ from before the run, and those that failed.
+    An error is not a stale answer: a process that reads a side it cannot read answers with one."""
+
+    asked: int = 0
+    differing: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.differing or self.errors)
+
+    def first(self) -> str:
+        return (self.errors or self.differing)[0]
+
+    def described(self, shown: int = 3) -> str:
+        parts = []
+        for what, found in (("errors", self.errors), ("differing answers", self.differing)):
+            if found:
+                more = f" (and {len(found) - shown} more)" if len(found) > shown else ""
+                parts.append(f"{len(found)} {what}: " + "; ".join(found[:shown]) + more)
+        return " and ".join(parts)
+
+
+def compare(bioindex: BioindexServer, readers: Readers, requests: int) -> Comparison:
+    """Ask every sample `requests` times, one attempt each, and keep each answer that differs or fails."""
+    found = Comparison()
     for sample in readers.samples:
         for _ in range(requests):
+            found.asked += 1
             try:
                 now = bioindex.answer(readers.index, sample.q, attempts=1)
             except (BioindexUnavailable, BioindexRejected) as exc:
-                found.append(f"query {sample.q}: {exc}")
+                found.errors.append(f"query {sample.q}: {exc}")
                 continue
             if now != sample:
-                found.append(f"query {sample.q}: {now.count} records where there were {sample.count}")
+                found.differing.append(f"query {sample.q}: {now.count} records where there were {sample.count}")
     return found

@@ -70,7 +70,9 @@ class QueryColumns:
         q = [str(v) for v in values[: len(self.keys)]]
         if self.locus:
             chromosome, position = values[len(self.keys)], int(values[len(self.keys) + 1])
-            q.append(f"{chromosome}:{position}-{position + self.step - 1}")
+            # One locus bucket; at least two positions, since the bioindex refuses a region whose stop is
+            # not after its start ("Stop must be > start", as `;locus_step=1` would otherwise give).
+            q.append(f"{chromosome}:{position}-{position + max(self.step, 2) - 1}")
         return q
 
 

@@ -13,6 +13,7 @@ import hashlib
 import json
 import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit
 
@@ -75,7 +76,7 @@ class BioindexServer:
                     return resp.data
                 if resp.status != 429 and resp.status < 500:
                     raise BioindexRejected(f"{what} answered {resp.status}: {resp.data[:300]!r}")
-                last = f"{what} answered {resp.status}"
+                last = f"{what} answered {resp.status} {resp.data[:200].decode(errors='replace')}"
             if attempt < attempts:
                 delay = min(self.backoff_seconds * 2 ** (attempt - 1), 30.0)
                 time.sleep(random.uniform(delay / 2, delay))
@@ -97,16 +98,33 @@ class BioindexServer:
         """The `compressed` flag of every arity of the index (the listing does not show prefixes)."""
         return [bool(entry.get("compressed")) for entry in self.listing() if entry.get("index") == index]
 
-    def refresh(self, times: int) -> None:
-        """Ask `times` times for the listing, each on a new connection, to reach every process."""
-        for _ in range(times):
-            self._request("GET", INDEXES_PATH)
+    def refresh(self, times: int, burst: int = 1) -> None:
+        """Ask `times` times for the listing, each on a new connection, `burst` at once. Each request
+        reloads the flags of the one process that takes it: whichever is idle. Requests in flight
+        together keep the processes that took them busy, so the next ones go to others - which is why
+        bursts reach more processes than a series (bench/reader_reach.py) - but nothing makes a
+        process that is busy with a long query take one: this is never a proof."""
+        with ThreadPoolExecutor(max_workers=max(1, burst)) as pool:
+            for _ in pool.map(lambda _: self._request("GET", INDEXES_PATH), range(times)):
+                pass
 
-    def set_compressed(self, index: str, prefix: str, compressed: bool) -> None:
-        path = self.set_path.format(
+    def _set_path(self, index: str, prefix: str, compressed: bool) -> str:
+        return self.set_path.format(
             index=quote(index, safe=""), value=str(compressed).lower(), prefix=quote(prefix, safe="")
         )
-        self._request("POST", path)
+
+    def set_compressed(self, index: str, prefix: str, compressed: bool) -> None:
+        self._request("POST", self._set_path(index, prefix, compressed))
+
+    def has_set_route(self, index: str, prefix: str) -> bool:
+        """Whether the set-compressed route exists, without calling it: a GET of a route that takes
+        only POST answers 405 (FastAPI, the bioindex's framework); a route that is not there, 404."""
+        path = self._set_path(index, prefix, True)
+        try:
+            self._request("GET", path)
+        except BioindexRejected as exc:
+            return " answered 404" not in str(exc)
+        return True
 
     def keys(self, index: str, arity: int) -> list[list[str]]:
         """`GET /api/bio/keys/{index}/{arity}`: the distinct key values of the index's key columns."""

@@ -27,8 +27,10 @@ from batch_job.rates import JobLimits, step_timeouts
 from batch_job.runfolder import RunFolder
 from batch_job.steps.plan import make_plan, preview
 from bioindex import config
+from bioindex.errors import IndexNotServed
 from bioindex.readers import capture
 from bioindex.rows import IndexRow
+from bioindex.server import BioindexServer
 
 logger = Logger()
 tracer = Tracer()
@@ -119,6 +121,18 @@ def check_allowed(key_prefix: str) -> None:
         )
 
 
+def check_served(bioindex: BioindexServer, index: str) -> None:
+    """The server the reader proof asks must be the one that serves this index: a bioindex serves
+    several portals, each with its own database, at /<portal>/api/bio/..., and one stack is one portal."""
+    listed = {entry.get("index") for entry in bioindex.listing()}
+    if index not in listed:
+        raise IndexNotServed(
+            f"the bioindex at {bioindex.base_url} does not list index {index!r} in GET /api/bio/indexes "
+            f"({len(listed)} indexes listed): BioindexUrl must be the URL of the portal whose database holds it, "
+            "e.g. https://host/<portal>"
+        )
+
+
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
 @tracer.capture_lambda_handler
 @event_parser(model=PlanEvent)
@@ -130,6 +144,8 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict:
     bioindex = config.server()
     backend = config.backend(bioindex)
     row = backend.preflight(index, prefix, key_prefix, rollback)
+    if bioindex is not None:
+        check_served(bioindex, index)
     logger.info("pre-flight passed", extra={"backend": backend.name, "row": row.receipt()})
 
     target = f"s3://{os.environ['DATA_BUCKET']}/{key_prefix}"
@@ -164,4 +180,6 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict:
         "level": str(event.input.level),
         # Each Batch step's TimeoutSeconds, from this plan's bytes and the stack's job sizes.
         "timeouts": step_timeouts(plan, job_limits()),
+        # How RefreshReaders makes every bioindex process load the new flag, and its bounds.
+        "refresh": config.reader_refresh().state(),
     }

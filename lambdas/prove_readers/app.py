@@ -1,12 +1,18 @@
 """ProveReaders state: before anything is deleted, prove that the bioindex reads the new side.
 
+It runs after RefreshReaders made every bioindex process load the new flag (or, with
+ReaderRefresh=requests, here: GET /api/bio/indexes in bursts, which reach only the processes that
+happen to be idle, so that mode never counts as a proof).
+
 1. The flag is re-read through the backend: still what flag.json recorded, or nothing is deleted.
-2. The serving processes are refreshed: `GET /api/bio/indexes` on new connections, so that each
-   process reloads its cached flag (the bioindex refreshes one process per request).
-3. Every sample query captured at Plan is asked again: the answers must not have changed.
-4. The canary's spent side is deleted and the samples asked again, many times each, to reach every
-   process: a process that still reads the spent side now answers differently. Then the canary is
-   restored, the run fails saying to restart or refresh the bioindex, and nothing else is deleted.
+2. Every sample query captured at Plan is asked again. Any error or other answer now comes from a
+   process that loaded the new flag and cannot read the new side (the old side is all still there):
+   the flag is set back, flag.json says so, and the run fails with ConvertedFilesUnreadable; the state
+   machine then refreshes the processes again and calls this with `revert` to prove the old answers
+   are back.
+3. The canary's spent side is deleted and the samples asked again, many times each: a process that
+   still reads the spent side now answers differently. Then the canary is restored, the run fails
+   saying to restart the bioindex, and nothing else is deleted.
 
 Without a BioindexUrl there is no server to ask: only step 1 runs, and the record says so.
 """
@@ -20,12 +26,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from batch_job.locations import parse_location
-from batch_job.records import CanaryStatus, Mode, ReadersCheck, now
+from batch_job.records import CanaryStatus, Flag, Mode, Plan, Readers, ReadersCheck, RefreshMode, now
 from batch_job.runfolder import RunFolder
 from batch_job.steps.delete import check_flag
 from bioindex import config
-from bioindex.errors import ReadersStale
-from bioindex.readers import differences
+from bioindex.backend import FlagBackend
+from bioindex.errors import ConvertedFilesUnreadable, OldAnswersNotBack, ReadersStale
+from bioindex.readers import Comparison, compare
+from bioindex.server import BioindexServer
 
 from .canary import Canary
 
@@ -33,7 +41,12 @@ logger = Logger()
 tracer = Tracer()
 # The engine's own log lines (locks, plan) come out in the same structured form.
 copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
-SHOWN = 3
+
+SIDES = {True: "compressed .json.gz files", False: "uncompressed .json files"}
+NOT_PROVEN = (
+    "ReaderRefresh=requests: the bioindex's answers do not say which process gave them, so no series of "
+    "requests can show that every process loaded the flag"
+)
 
 
 class ProveReadersEvent(BaseModel):
@@ -42,20 +55,63 @@ class ProveReadersEvent(BaseModel):
     run: str
     execution: str
     compressed: bool
+    revert: bool = False  # prove the old answers are back after the flag was set back
 
 
-def _stale(found: list[str], side: str, canary: str | None) -> ReadersStale:
-    shown = "; ".join(found[:SHOWN]) + (f" (and {len(found) - SHOWN} more)" if len(found) > SHOWN else "")
-    where = (
-        f"once canary {canary} was deleted; the canary was restored byte for byte and nothing else was deleted"
-        if canary
-        else "before anything was deleted"
-    )
+def _stale(found: Comparison, compressed: bool, canary: str) -> ReadersStale:
     return ReadersStale(
-        f"{len(found)} bioindex answers differed from before the run {where}: {shown}. A bioindex process still "
-        f"reads the {side}: restart the bioindex service (or send GET /api/bio/indexes to every process), "
-        "then start a new execution"
+        f"bioindex answers changed once canary {canary} was deleted ({found.described()}); the canary was restored "
+        f"byte for byte and nothing else was deleted. A bioindex process still reads the {SIDES[not compressed]}: "
+        "restart the bioindex service, then start a new execution"
     )
+
+
+def _set_back(run: RunFolder, plan: Plan, flag: Flag, backend: FlagBackend, found: Comparison) -> None:
+    """The bioindex cannot read the new side: put the flag back as it was before this run set it, and
+    record that flag.json no longer allows deletion."""
+    back = not flag.compressed
+    change = backend.set_flag(plan.index, plan.prefix, back)
+    reverted = Flag(
+        flag.index,
+        flag.prefix,
+        back,
+        flag.bioindex_url,
+        backend=backend.name,
+        before=change.before,
+        row=change.row.receipt(),
+        target=plan.target,
+        execution=flag.execution,
+    )
+    run.write_flag(reverted)
+    config.receipts().write(reverted)
+    logger.warning("flag set back", extra={"first": found.first(), "compressed": back})
+
+
+def _refresh_here(bioindex: BioindexServer, record: ReadersCheck) -> None:
+    """ReaderRefresh=requests: the only refresh there is, and no proof."""
+    settings, refresh = config.reader_check(), config.reader_refresh()
+    if refresh.mode == RefreshMode.REQUESTS:
+        bioindex.refresh(settings.refresh_requests, refresh.burst)
+        record.refreshed = settings.refresh_requests
+
+
+def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, readers: Readers) -> dict:
+    """After the flag was set back and the processes refreshed: every sample answers as before the run."""
+    flag = run.read_flag()
+    if flag is None or flag.compressed is event.compressed:
+        raise OldAnswersNotBack(f"{Flag.NAME} in {run.uri} does not show the flag set back; restart the bioindex")
+    bioindex = config.server()
+    record = run.read_readers_check() or ReadersCheck(event.execution)
+    _refresh_here(bioindex, record)
+    found = compare(bioindex, readers, config.reader_check().check_requests)
+    if found:
+        raise OldAnswersNotBack(
+            f"the flag was set back to compressed={str(flag.compressed).lower()}, but the bioindex still answers "
+            f"differently from before the run ({found.described()}): restart the bioindex service"
+        )
+    record.old_answers_back = now()
+    run.write_readers_check(record)
+    return {"checked": True, "oldAnswersBack": True}
 
 
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
@@ -66,40 +122,56 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     plan = run.read_plan()
     if (plan.mode == Mode.COMPRESS) is not event.compressed:
         raise ValueError(f"run {run.uri} is a {plan.mode} run; refusing a check for compressed={event.compressed}")
+    readers = run.read_readers()
+    if event.revert:
+        return prove_old_answers(run, plan, event, readers)
     check_flag(run, plan)
     bioindex = config.server()
-    config.backend(bioindex).check_unchanged(run.read_flag())
+    backend = config.backend(bioindex)
+    flag = run.read_flag()
+    backend.check_unchanged(flag)
     record = run.read_readers_check() or ReadersCheck(event.execution)
-    readers = run.read_readers()
+    refresh = config.reader_refresh().mode
+    record.refresh = refresh.value
     if bioindex is None or readers is None:
         reason = "no BioindexUrl configured" if bioindex is None else "no sample answers were captured at Plan"
-        record.checked, record.reason, record.finished = False, reason, now()
+        record.checked, record.proven, record.reason, record.finished = False, False, reason, now()
         run.write_readers_check(record)
         logger.warning("readers not proven", extra={"reason": reason})
-        return {"checked": False, "reason": reason}
+        return {"checked": False, "proven": False, "reason": reason}
 
-    side = "uncompressed .json files" if event.compressed else "compressed .json.gz files"
     settings = config.reader_check()
     canary = Canary(run, plan, readers.canary, record)
-    if canary.status == CanaryStatus.RESTORED:
-        raise _stale(record.differences or ["an earlier attempt"], side, readers.canary)
+    if canary.status == CanaryStatus.RESTORED:  # an earlier attempt found a stale process
+        raise _stale(
+            Comparison(differing=record.differences or ["an earlier attempt"]), event.compressed, readers.canary
+        )
     if canary.status != CanaryStatus.RELEASED:
-        bioindex.refresh(settings.refresh_requests)
-        record.refreshed = settings.refresh_requests
+        _refresh_here(bioindex, record)
         if canary.status is None:  # a retried attempt may have deleted the canary already: then only after
-            found = differences(bioindex, readers, 1)
+            found = compare(bioindex, readers, 1)
             if found:
-                record.checked, record.differences, record.finished = True, found, now()
+                record.checked, record.unreadable, record.errors = True, found.first(), found.errors or None
+                record.differences = found.differing or None
+                _set_back(run, plan, flag, backend, found)
+                record.reverted = now()
                 run.write_readers_check(record)
-                raise _stale(found, side, None)
+                raise ConvertedFilesUnreadable(
+                    f"the bioindex cannot read the converted {SIDES[event.compressed]}: with the new flag it answered "
+                    f"{found.described()}, before anything was deleted. The flag was set back to "
+                    f"compressed={str(not event.compressed).lower()}; first error or difference: {found.first()}"
+                )
         canary.delete()
-        found = differences(bioindex, readers, settings.check_requests)
-        record.requests, record.differences = settings.check_requests * len(readers.samples), found
+        found = compare(bioindex, readers, settings.check_requests)
+        record.requests, record.differences, record.errors = found.asked, found.differing, found.errors or None
         if found:
             canary.restore()
-            raise _stale(found, side, readers.canary)
+            raise _stale(found, event.compressed, readers.canary)
         canary.release()
-    record.checked, record.finished = True, now()
+    record.checked, record.proven, record.finished = True, refresh.restarts, now()
+    record.reason = None if refresh.restarts else NOT_PROVEN
     run.write_readers_check(record)
-    logger.info("readers proven", extra={"canary": canary.keys, "samples": len(readers.samples)})
-    return {"checked": True, "canary": canary.keys, "samples": len(readers.samples)}
+    logger.info(
+        "readers checked", extra={"canary": canary.keys, "samples": len(readers.samples), "proven": refresh.restarts}
+    )
+    return {"checked": True, "proven": refresh.restarts, "canary": canary.keys, "samples": len(readers.samples)}

@@ -91,7 +91,8 @@ def summary(event: ReportEvent) -> dict:
         "bytesCompressed": compressed,
         "ratio": round(compressed / original, 4) if original else None,
         "objectsDeleted": removed,
-        "readersProven": bool(check.checked),
+        # Only a refresh that restarted every process, then matching answers, prove the readers.
+        "readersProven": bool(check.proven),
     }
 
 
@@ -192,15 +193,52 @@ def _timed_out(event: ReportEvent) -> str:
     )
 
 
+def _refresh_failed(event: ReportEvent) -> str:
+    """RefreshReaders failed after the flag was committed: where that leaves the bioindex."""
+    if event.step != states.REFRESH_READERS:
+        return ""
+    flag = str(event.mode == Mode.COMPRESS).lower()
+    return (
+        f"The bioindex flag is compressed={flag} and both copies of every file are kept, so each process answers "
+        "as before whichever flag it loaded. Restart every bioindex process, then start a new run of the same index "
+        "and prefix to finish (bgz start), or roll back"
+    )
+
+
+def _confirm_timed_out(event: ReportEvent) -> str:
+    bound = (event.plan.get("refresh") or {}).get("confirmTimeoutSeconds")
+    return (
+        f"Nobody confirmed that the bioindex was restarted within {bound} s (ReaderConfirmTimeoutSeconds; "
+        "`bgz confirm RUN` confirms)"
+    )
+
+
+def _unreadable(event: ReportEvent) -> str:
+    """The flag was set back because the bioindex could not read the converted files: what came of that."""
+    if event.error.get("Error") != "ConvertedFilesUnreadable" and event.step not in states.AFTER_UNREADABLE:
+        return ""
+    if event.step == states.PROVE_READERS:
+        return (
+            "Every bioindex process reloaded the old flag and answers as before the run. Find out why it cannot "
+            "read the converted files (a bgzip without S3 support, no access to the objects), then start a new run"
+        )
+    return "This was after the bioindex could not read the converted files and the flag was set back"
+
+
 def explain(event: ReportEvent) -> dict:
     timed_out = event.error.get("Error") == "States.Timeout"
-    cause = _timed_out(event) if timed_out else _describe_cause(str(event.error.get("Cause", "")))
-    parts = [f"{event.step} failed", cause]
+    if timed_out and event.step == states.REFRESH_READERS:
+        cause = _confirm_timed_out(event)
+    elif timed_out:
+        cause = _timed_out(event)
+    else:
+        cause = _describe_cause(str(event.error.get("Cause", "")))
+    parts = [f"{event.step} failed", cause, _unreadable(event), _refresh_failed(event)]
     parts += [_job_errors(event), _failed_files(event)]
     gone = _canary_gone(event)
     if gone:
         parts.append(gone)
-    elif event.step in states.BEFORE_DELETION[event.mode]:
+    elif event.step in states.BEFORE_DELETION[event.mode] or event.step in states.AFTER_UNREADABLE:
         parts.append(NOTHING_DELETED[event.mode])
     if event.plan.get("index"):
         parts.append(f"index {event.plan['index']!r} prefix {event.plan['prefix']!r} at {event.plan['target']}")

@@ -1,0 +1,57 @@
+"""`bgz confirm`: tell a run waiting in RefreshReaders (ReaderRefresh=confirm) that the bioindex was restarted.
+
+The run's confirmation state recorded its task token in the run folder (refresh.json, or
+refresh-revert.json when the flag was set back); sending it back resumes the run, which then proves
+what the restarted processes read before anything is deleted.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+
+from batch_job.errors import BadInput
+from batch_job.records import Refresh, now
+from bgz import runs
+from bgz.stack import Stack
+
+
+def waiting(stack: Stack, description: dict) -> tuple[Refresh, bool] | None:
+    """The confirmation a running execution waits for (and whether it is for the flag set back), if any."""
+    if description["status"] != "RUNNING":
+        return None
+    run = stack.run_folder(description["name"])
+    for revert in (True, False):
+        refresh = run.read_refresh(revert)
+        if refresh is not None and refresh.task_token and not refresh.done:
+            return refresh, revert
+    return None
+
+
+def confirm(stack: Stack, description: dict) -> str:
+    """Resume one waiting run; returns what was done, in words."""
+    found = waiting(stack, description)
+    if found is None:
+        state = "has ended" if description["status"] != "RUNNING" else "is not waiting for a bioindex restart"
+        raise BadInput(f"run {description['name']} {state} ({description['status']}); nothing to confirm")
+    refresh, revert = found
+    who = getpass.getuser()
+    output = {"confirmedBy": who, "at": now()}
+    stack.client("stepfunctions").send_task_success(taskToken=refresh.task_token, output=json.dumps(output))
+    refresh.done, refresh.confirmed_by = output["at"], who
+    stack.run_folder(description["name"]).write_refresh(refresh, revert)
+    flag = str(refresh.compressed).lower()
+    return f"{description['name']}: confirmed that every bioindex process restarted with compressed={flag}; it goes on"
+
+
+def confirm_bulk(stack: Stack, bulk_name: str) -> list[str]:
+    """Resume every index run of a bulk run that waits for a restart: one restart serves them all."""
+    lines = []
+    for child in runs.children(stack, bulk_name):
+        if child["status"] == "RUNNING":
+            description = stack.client("stepfunctions").describe_execution(executionArn=child["executionArn"])
+            if waiting(stack, description) is not None:
+                lines.append(confirm(stack, description))
+    if not lines:
+        raise BadInput(f"no index run of bulk run {bulk_name} waits for a bioindex restart")
+    return lines

@@ -1,0 +1,163 @@
+"""RefreshReaders states: make every bioindex process load the flag SetCompressed just committed.
+
+A bioindex process loads `__Indexes` when it starts and keeps it; a request reaches whichever of its
+processes is idle, so no series of requests is sure to reach them all (FACTS.md section 1.1). A
+process started after the flag was committed is sure to serve it. So the refresh restarts them:
+
+- `restart` + `check` (ReaderRefresh=ecs-service): force a new deployment of each named ECS service,
+  then, polled by the state machine's Wait loop, report whether every service's new deployment has
+  completed with no other deployment left running tasks. A failed or replaced deployment, or one not
+  done by the stack's timeout, fails the step: both copies of the data are still there.
+- `await` (ReaderRefresh=confirm): record the task token that `bgz confirm` resumes the run with, and
+  tell the operator exactly what to do (the notification topic, and `bgz watch`).
+
+The `hook` mode invokes the operator's own Lambda directly from the state machine.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import boto3
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ConfigDict, Field
+
+from batch_job.locations import parse_location
+from batch_job.records import Refresh, RefreshMode, now
+from batch_job.runfolder import RunFolder
+from bioindex import config
+
+logger = Logger()
+tracer = Tracer()
+
+SUBJECT_LIMIT = 99  # SNS: subjects under 100 characters
+
+
+class RefreshFailed(Exception):
+    """An ECS deployment failed, was replaced, or a named service does not exist: the processes may
+    still serve the old flag. Nothing was deleted; both copies of the data are kept."""
+
+
+class RefreshTimedOut(Exception):
+    """The ECS deployments did not complete within the stack's ReaderRefreshTimeoutSeconds."""
+
+
+class RefreshEvent(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["restart", "check", "await"]
+    run: str
+    execution: str
+    compressed: bool  # the flag every process must load
+    revert: bool = False  # the flag was set back after the bioindex could not read the new side
+    task_token: str | None = Field(default=None, alias="taskToken")
+
+
+def _ecs_deployments(settings: config.ReaderRefresh) -> dict[str, str]:
+    """Force a new deployment of every service; return each service's new deployment id."""
+    if not settings.ecs_cluster or not settings.ecs_services:
+        raise RefreshFailed("ReaderRefresh=ecs-service needs BioindexEcsCluster and BioindexEcsServices")
+    ecs = boto3.client("ecs")
+    started = {}
+    for service in settings.ecs_services:
+        try:
+            described = ecs.update_service(cluster=settings.ecs_cluster, service=service, forceNewDeployment=True)
+        except ecs.exceptions.ClientError as exc:
+            raise RefreshFailed(f"cannot start a new deployment of ECS service {service}: {exc}") from exc
+        primary = [d for d in described["service"].get("deployments", []) if d.get("status") == "PRIMARY"]
+        if not primary:
+            raise RefreshFailed(f"ECS service {service} shows no PRIMARY deployment after the update")
+        started[service] = primary[0]["id"]
+        logger.info("new deployment", extra={"service": service, "deployment": primary[0]["id"]})
+    return started
+
+
+def _ecs_waiting(settings: config.ReaderRefresh, refresh: Refresh) -> list[str]:
+    """What each service still waits for; [] when every one's new deployment is the only one, completed,
+    with all its tasks running. Raises RefreshFailed when one cannot complete."""
+    ecs = boto3.client("ecs")
+    found = ecs.describe_services(cluster=settings.ecs_cluster, services=list(refresh.deployments))
+    for failure in found.get("failures", []):
+        raise RefreshFailed(f"ECS service {failure.get('arn')}: {failure.get('reason')}")
+    waiting = []
+    for service in found["services"]:
+        name = service["serviceName"]
+        ours = refresh.deployments.get(name) or refresh.deployments.get(service["serviceArn"])
+        deployments = service.get("deployments", [])
+        primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
+        if primary is None or primary["id"] != ours:
+            replaced_by = primary["id"] if primary else "none"
+            raise RefreshFailed(
+                f"the new deployment {ours} of ECS service {name} is no longer the primary one ({replaced_by} is: "
+                "rolled back, or someone deployed): its processes may still serve the old flag"
+            )
+        state = primary.get("rolloutState", "COMPLETED")
+        if state == "FAILED":
+            raise RefreshFailed(
+                f"the new deployment {ours} of ECS service {name} failed: {primary.get('rolloutStateReason', '')}"
+            )
+        old = [d["id"] for d in deployments if d is not primary and d.get("runningCount", 0) + d.get("pendingCount", 0)]
+        running, desired = primary.get("runningCount", 0), primary.get("desiredCount", 0)
+        if state != "COMPLETED" or old or running < desired:
+            waiting.append(
+                f"{name}: deployment {state.lower()}, {running} of {desired} new tasks running"
+                + (f", {len(old)} older deployments still running tasks" if old else "")
+            )
+    return waiting
+
+
+def _ask(refresh: Refresh, index: str, prefix: str, revert: bool) -> str:
+    """What the operator must do, in the words the notification and `bgz watch` show."""
+    flag = str(refresh.compressed).lower()
+    why = " (set back: the bioindex could not read the converted files)" if revert else ""
+    return (
+        f"Run {refresh.execution} set the bioindex flag of index {index!r} prefix {prefix!r} to compressed={flag}"
+        f"{why}. Restart every process of the bioindex serving it (every worker of every host or task), so that "
+        f"each loads the new flag; then type: bgz confirm {refresh.execution}"
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
+@tracer.capture_lambda_handler
+@event_parser(model=RefreshEvent)
+def handler(event: RefreshEvent, context: LambdaContext) -> dict:
+    run = RunFolder(parse_location(event.run))
+    settings = config.reader_refresh()
+    refresh = run.read_refresh(event.revert)
+    if event.action == "restart":
+        if refresh is None or refresh.done or not refresh.deployments:  # a retry reuses the deployments started
+            refresh = Refresh(RefreshMode.ECS_SERVICE, event.compressed, event.execution)
+            refresh.deployments = _ecs_deployments(settings)
+            run.write_refresh(refresh, event.revert)
+        return {"done": False, "waiting": f"{len(refresh.deployments)} ECS deployments started"}
+    if event.action == "check":
+        if refresh is None:
+            raise RefreshFailed(f"no {Refresh.NAME} in {run.uri}: no deployment was started")
+        waiting = _ecs_waiting(settings, refresh)
+        if not waiting:
+            refresh.done = now()
+            run.write_refresh(refresh, event.revert)
+            logger.info("every process restarted", extra={"deployments": refresh.deployments})
+            return {"done": True, "waiting": ""}
+        started = datetime.strptime(refresh.started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        if datetime.now(UTC) > started + timedelta(seconds=settings.timeout_seconds):
+            raise RefreshTimedOut(
+                f"the ECS deployments did not complete within {settings.timeout_seconds} s "
+                f"(ReaderRefreshTimeoutSeconds): {'; '.join(waiting)}"
+            )
+        logger.info("waiting for the deployments", extra={"waiting": waiting})
+        return {"done": False, "waiting": "; ".join(waiting)}
+    # await: the run pauses until `bgz confirm` sends this token back.
+    plan = run.read_plan()
+    refresh = Refresh(RefreshMode.CONFIRM, event.compressed, event.execution, task_token=event.task_token)
+    refresh.asked = _ask(refresh, plan.index, plan.prefix, event.revert)
+    run.write_refresh(refresh, event.revert)
+    topic = config.notify_topic()
+    if topic:
+        subject = f"bgzip-workflow: {event.execution} waits for a bioindex restart"[:SUBJECT_LIMIT]
+        boto3.client("sns").publish(TopicArn=topic, Subject=subject, Message=refresh.asked)
+    logger.info("waiting for the operator", extra={"asked": refresh.asked})
+    return {"asked": refresh.asked}

@@ -1,0 +1,22 @@
+"""An operator's restart hook (ReaderRefreshHookArn) for the offline stack: restarts every process
+of the bioindex stand-in and returns when all have, as a real hook does for its bioindex.
+
+The stand-in lives in the process that started it; this handler, run as a Lambda in its own
+process, asks it through the stand-in's control folder (STANDIN_CONTROL) and waits for its answer.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from offline.bioindex_standin import RESTART_REQUEST, wait_for_restart
+
+
+def handler(event: dict, context: object) -> dict:
+    control = Path(os.environ["STANDIN_CONTROL"])
+    token = uuid.uuid4().hex
+    (control / f"{RESTART_REQUEST}{token}").touch()
+    wait_for_restart(control, token, timeout=float(os.environ.get("STANDIN_RESTART_TIMEOUT", "120")))
+    return {"restarted": True, "compressed": event.get("compressed")}
