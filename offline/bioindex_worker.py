@@ -29,6 +29,7 @@ import contextlib
 import fcntl
 import json
 import os
+import selectors
 import signal
 import socket
 import subprocess
@@ -260,14 +261,15 @@ def serve(args: argparse.Namespace) -> None:
     server = Server(listener.getsockname(), Handler, bind_and_activate=False)
     server.socket.close()
     server.socket = listener
-    server.timeout = 0.1
     # SIGTERM stops it gracefully, as uvicorn's workers stop: no new connection is accepted, the one
     # being served is answered (the other processes take the queued ones).
     signal.signal(signal.SIGTERM, lambda *_: STOPPING.set())
     (Path(args.control) / f"ready-{os.getpid()}").touch()
-    with contextlib.suppress(KeyboardInterrupt):
+    with contextlib.suppress(KeyboardInterrupt), selectors.PollSelector() as selector:
+        selector.register(listener, selectors.EVENT_READ)
         while not STOPPING.is_set():
-            server.handle_request()
+            if selector.select(0.1):  # (handle_request would spin: a non-blocking socket's timeout is 0)
+                server._handle_request_noblock()  # accepts, or returns if another process won the race
 
 
 def zygote(args: argparse.Namespace) -> None:

@@ -360,3 +360,42 @@ def test_plan_says_when_the_prefix_is_locked(deployment, capsys):
     assert rc == 0, out + err
     assert f"lock: s3://{deployment.stack.data_bucket}/{PREFIX} is locked by execution busy-run" in out
     assert locks.read() is not None, "a dry run clears nothing"
+
+
+def test_a_run_waiting_for_a_restart_says_what_to_do_and_bgz_confirm_resumes_it(offline_aws, tmp_path, mariadb, capsys):
+    """ReaderRefresh=confirm, the default: the run pauses after setting the flag until the operator has
+    restarted the bioindex and typed `bgz confirm RUN`."""
+    from bgz.stack import Stack
+    from bgz.watch import snapshot
+
+    d = Deployment(offline_aws, tmp_path, mariadb, refresh="confirm")
+    try:
+        d.confirm_automatically = False
+        rc, out, _ = bgz(capsys, d, "start", "--index", INDEX, "--prefix", PREFIX)
+        name = out.splitlines()[0].split()[-1].rsplit(":", 1)[-1]
+        rc, _, err = bgz(capsys, d, "confirm", name)
+        assert rc == 2 and "is not waiting for a bioindex restart" in err, err
+        stack = Stack(d.stack.name, "us-east-1")
+        sfn = d.aws.client("stepfunctions")
+        description = sfn.describe_execution(
+            executionArn=f"{d.stack.compress_arn.replace(':stateMachine:', ':execution:')}:{name}"
+        )
+        deadline = time.monotonic() + 120
+        while "WAITING FOR YOU" not in (line := snapshot(stack, description).line()):
+            assert time.monotonic() < deadline, line
+            time.sleep(0.3)
+        assert "running: RefreshReaders confirmation" in line
+        assert "Restart every process of the bioindex serving it" in line and f"type: bgz confirm {name}" in line
+        assert all(k in d.data_keys() for k in d.json_keys), "nothing is deleted while it waits"
+
+        d.bioindex.restart()
+        rc, out, _ = bgz(capsys, d, "confirm", name)
+        assert rc == 0 and "confirmed that every bioindex process restarted with compressed=true" in out
+        rc, out, _ = bgz(capsys, d, "watch", name, "--interval", "0.3")
+        assert rc == 0 and "SUCCEEDED" in out and d.flag() is True
+        rc, _, err = bgz(capsys, d, "confirm", name)
+        assert rc == 2 and "has ended" in err
+        rc, _, err = bgz(capsys, d, "confirm")
+        assert rc == 2 and "give the waiting run's EXECUTION" in err
+    finally:
+        d.close()
