@@ -119,7 +119,9 @@ def test_no_answer_changes_through_a_compress_and_a_rollback_unless_processes_ar
             # has the old flag and reads the removed .json.gz: it answers errors until restarted.
             assert [s["readersProven"] for s in summaries] == [False, False]
             assert d.held in d.bioindex.pids()
-            assert loop.differed and {state for state, _, _ in loop.differed} == {"after"}, loop.differed[:3]
+            assert loop.differed, "the busy process, released with the old flag, answers errors"
+            ended = {"Done", "after"}  # none while the runs ran: the old side was there until the end
+            assert {state for state, _, _ in loop.differed} <= ended, loop.differed[:3]
             assert {status for _, _, status in loop.differed} == {500}
         else:
             assert loop.differed == [], loop.differed[:5]

@@ -32,6 +32,7 @@ from batch_job.steps.delete import check_flag
 from bioindex import config
 from bioindex.backend import FlagBackend
 from bioindex.errors import ConvertedFilesUnreadable, OldAnswersNotBack, ReadersStale
+from bioindex.flag_record import set_and_record
 from bioindex.readers import Comparison, compare
 from bioindex.server import BioindexServer
 
@@ -70,20 +71,7 @@ def _set_back(run: RunFolder, plan: Plan, flag: Flag, backend: FlagBackend, foun
     """The bioindex cannot read the new side: put the flag back as it was before this run set it, and
     record that flag.json no longer allows deletion."""
     back = not flag.compressed
-    change = backend.set_flag(plan.index, plan.prefix, back)
-    reverted = Flag(
-        flag.index,
-        flag.prefix,
-        back,
-        flag.bioindex_url,
-        backend=backend.name,
-        before=change.before,
-        row=change.row.receipt(),
-        target=plan.target,
-        execution=flag.execution,
-    )
-    run.write_flag(reverted)
-    config.receipts().write(reverted)
+    set_and_record(backend, run, plan, back, flag.bioindex_url, flag.execution)
     logger.warning("flag set back", extra={"first": found.first(), "compressed": back})
 
 

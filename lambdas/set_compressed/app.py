@@ -16,9 +16,10 @@ from pydantic import BaseModel, ConfigDict
 
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
-from batch_job.records import Flag, Mode, Plan, Step
+from batch_job.records import Mode, Plan, Step
 from batch_job.runfolder import RunFolder
 from bioindex import config
+from bioindex.flag_record import set_and_record
 
 logger = Logger()
 tracer = Tracer()
@@ -67,19 +68,6 @@ def handler(event: SetCompressedEvent, context: LambdaContext) -> dict:
     Locks(parse_location(plan.target)).check_held_by(run.uri)  # no other run may be converting this prefix
     bioindex = config.server()
     backend = config.backend(bioindex)
-    change = backend.set_flag(event.index, event.prefix, event.compressed)
-    flag = Flag(
-        event.index,
-        event.prefix,
-        event.compressed,
-        bioindex.base_url if bioindex else "",
-        backend=backend.name,
-        before=change.before,
-        row=change.row.receipt(),
-        target=plan.target,
-        execution=event.execution,
-    )
-    run.write_flag(flag)
-    config.receipts().write(flag)
+    flag = set_and_record(backend, run, plan, event.compressed, bioindex.base_url if bioindex else "", event.execution)
     logger.info("flag confirmed", extra={"flag": flag.__dict__})
     return {"index": flag.index, "prefix": flag.prefix, "compressed": flag.compressed, "confirmedAt": flag.confirmed_at}
