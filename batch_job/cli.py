@@ -142,10 +142,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _guarded_delete(args: argparse.Namespace, step: Step, mode: Mode) -> int:
-    from batch_job.steps.delete import GuardedDelete, check_flag, release_when_done
+    from batch_job.steps.delete import GuardedDelete, check_deletable, release_when_done
 
     guard = GuardedDelete()
-    status = _step(args, step, mode, guard.check_file, finish_shard=guard.finish_shard, check=check_flag)
+    status = _step(args, step, mode, guard.check_file, finish_shard=guard.finish_shard, check=check_deletable)
     run = _run_folder(args.run)
     if status == 0 and release_when_done(run, run.read_plan(), step):
         log.info("%s: every file done; released the lock of the prefix", step)

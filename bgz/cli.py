@@ -5,7 +5,7 @@
     bgz rollback --index NAME --prefix PREFIX/ [--wait]   start a rollback run (or --all, --include)
     bgz plan     --index NAME --prefix PREFIX/ | --all ...  dry run: pre-flight, size, time, cost; starts nothing
     bgz watch EXECUTION                                    follow a run to its end
-    bgz confirm EXECUTION | --bulk NAME                    the bioindex was restarted: a waiting run goes on
+    bgz confirm EXECUTION | --bulk NAME --restarted-at T   the bioindex was restarted: a waiting run goes on
     bgz stop EXECUTION                                     stop a run and its jobs, free its prefix
     bgz logs EXECUTION [--step S] [--follow]               the CloudWatch lines of its jobs and Lambdas
     bgz list [--index NAME]                                recent runs of both state machines
@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from batch_job import version
@@ -132,12 +133,27 @@ def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
     return 2 if any(p.refused for p in previews) else 0
 
 
+def _utc_time(text: str) -> datetime:
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UTC time like 2026-12-01T10:05:00Z") from None
+
+
 def cmd_confirm(args: argparse.Namespace, stack: Stack) -> int:
     from bgz.confirm import confirm, confirm_bulk
 
     if bool(args.execution) == bool(args.bulk):
         raise BadInput("give the waiting run's EXECUTION, or --bulk NAME for every waiting index run of a bulk run")
-    lines = confirm_bulk(stack, args.bulk) if args.bulk else [confirm(stack, runs.find(stack, args.execution))]
+    if args.bulk and args.restarted_at is None:
+        raise BadInput(
+            "--bulk needs --restarted-at TIME (UTC, e.g. 2026-12-01T10:05:00Z): when the restart began; runs that "
+            "asked later are left waiting"
+        )
+    if args.bulk:
+        lines = confirm_bulk(stack, args.bulk, args.restarted_at)
+    else:
+        lines = [confirm(stack, runs.find(stack, args.execution))]
     for line in lines:
         print(line)
     return 0
@@ -273,6 +289,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("execution", nargs="?", help="the waiting run's execution name or ARN")
     p.add_argument("--bulk", metavar="NAME", help="every waiting index run of this bulk run, after one restart")
+    p.add_argument(
+        "--restarted-at",
+        type=_utc_time,
+        metavar="TIME",
+        help="with --bulk: when the restart began (UTC, 2026-12-01T10:05:00Z); only runs that asked before it go on",
+    )
     p.set_defaults(func=cmd_confirm)
     p = sub.add_parser("stop", parents=[common], help="stop a run and its Batch jobs, free its prefix, say where it is")
     p.add_argument("execution", help="execution name or ARN (a bulk run: its index runs too)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import json
+from datetime import UTC, datetime
 
 from batch_job.errors import BadInput
 from batch_job.records import Refresh, now
@@ -23,9 +24,13 @@ def waiting(stack: Stack, description: dict) -> tuple[Refresh, bool] | None:
     run = stack.run_folder(description["name"])
     for revert in (True, False):
         refresh = run.read_refresh(revert)
-        if refresh is not None and refresh.task_token and not refresh.done:
+        if refresh is not None and refresh.task_token and not refresh.done and refresh.execution == description["name"]:
             return refresh, revert
     return None
+
+
+def asked_at(refresh: Refresh) -> datetime:
+    return datetime.strptime(refresh.started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
 
 
 def confirm(stack: Stack, description: dict) -> str:
@@ -44,14 +49,26 @@ def confirm(stack: Stack, description: dict) -> str:
     return f"{description['name']}: confirmed that every bioindex process restarted with compressed={flag}; it goes on"
 
 
-def confirm_bulk(stack: Stack, bulk_name: str) -> list[str]:
-    """Resume every index run of a bulk run that waits for a restart: one restart serves them all."""
-    lines = []
+def confirm_bulk(stack: Stack, bulk_name: str, restarted_at: datetime) -> list[str]:
+    """Resume every index run of a bulk run that asked for a restart before `restarted_at`: one restart
+    serves them all. A run that asked later set its flag after that restart began, so the restart may not
+    have loaded it: it is left waiting, and said so."""
+    lines, later = [], []
     for child in runs.children(stack, bulk_name):
         if child["status"] == "RUNNING":
             description = stack.client("stepfunctions").describe_execution(executionArn=child["executionArn"])
-            if waiting(stack, description) is not None:
+            found = waiting(stack, description)
+            if found is None:
+                continue
+            if asked_at(found[0]) < restarted_at:
                 lines.append(confirm(stack, description))
+            else:
+                later.append(description["name"])
+    if later:
+        lines.append(
+            f"not confirmed, asked after {restarted_at:%Y-%m-%dT%H:%M:%SZ}: {', '.join(later)}; restart the bioindex "
+            "again, then confirm them"
+        )
     if not lines:
         raise BadInput(f"no index run of bulk run {bulk_name} waits for a bioindex restart")
     return lines

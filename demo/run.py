@@ -19,6 +19,7 @@ import sys
 import tempfile
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from bgz import runs
@@ -75,9 +76,10 @@ class Operator:
             if not self._any_child_waiting(bulk_name):
                 continue
             print("     $ <restart every bioindex process>   (the demo restarts the stand-in's processes)")
+            restarted_at = datetime.now(UTC).replace(microsecond=0)
             self.bioindex.restart()
-            print(f"     $ bgz confirm --bulk {bulk_name}")
-            print("\n".join(f"     {line}" for line in confirm_bulk(self.stack, bulk_name)), flush=True)
+            print(f"     $ bgz confirm --bulk {bulk_name} --restarted-at {restarted_at:%Y-%m-%dT%H:%M:%SZ}")
+            print("\n".join(f"     {line}" for line in confirm_bulk(self.stack, bulk_name, restarted_at)), flush=True)
 
     def _any_child_waiting(self, bulk_name: str) -> bool:
         return any(

@@ -332,7 +332,12 @@ def definition(mode: Mode) -> State:
     machine.update(refresh_step(refresh, compressed, revert=False, next_state=prove_readers))
 
     old_files = "uncompressed .json" if compressed else "compressed .json.gz"
-    prove_payload = {"run.$": "$.plan.run", "compressed": compressed, "execution.$": "$$.Execution.Name"}
+    prove_payload = {
+        "run.$": "$.plan.run",
+        "compressed": compressed,
+        "execution.$": "$$.Execution.Name",
+        "refresh.$": "$.plan.refresh.mode",
+    }
     machine[prove_readers] = lambda_task(
         comment=f"Re-read the flag and prove the bioindex processes no longer read the {old_files} files: the sample "
         "answers must not change, neither now (else the flag is set back: ConvertedFilesUnreadable) nor once one "

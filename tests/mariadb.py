@@ -43,21 +43,30 @@ class MariaDB:
     def socket_path(self) -> str:
         return str(self.root / "mysqld.sock")
 
+    @staticmethod
+    def _install(data: Path, user: list[str]) -> None:
+        """The system tables in a new data folder. Tried three times: in one CI run of two test
+        workers one install failed once (status 1, no other server running); its error is shown."""
+        command = [
+            _binary("mariadb-install-db"),
+            "--no-defaults",
+            f"--datadir={data}",
+            "--skip-test-db",
+            "--auth-root-authentication-method=normal",
+            *user,
+        ]
+        for attempt in range(3):
+            shutil.rmtree(data, ignore_errors=True)
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode == 0:
+                return
+            time.sleep(1 + attempt)
+        raise RuntimeError(f"mariadb-install-db failed 3 times: {(done.stdout + done.stderr)[-2000:]}")
+
     def start(self) -> MariaDB:
         data = self.root / "data"
         user = ["--user=root"] if os.geteuid() == 0 else []
-        subprocess.run(
-            [
-                _binary("mariadb-install-db"),
-                "--no-defaults",
-                f"--datadir={data}",
-                "--skip-test-db",
-                "--auth-root-authentication-method=normal",
-                *user,
-            ],
-            check=True,
-            capture_output=True,
-        )
+        self._install(data, user)
         self._proc = subprocess.Popen(
             [
                 _binary("mariadbd"),

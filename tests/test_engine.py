@@ -197,6 +197,37 @@ def test_delete_refuses_without_a_matching_flag(target, capsys):
     assert target.names() == before
 
 
+def test_delete_by_hand_refuses_a_workflow_run_whose_refresh_or_reader_proof_did_not_pass(target, capsys):
+    """A workflow run that failed at RefreshReaders or ProveReaders cannot be finished by starting its
+    delete step by hand: the step reads the run's own refresh and reader-proof records."""
+    from batch_job.locations import parse_location
+    from batch_job.records import CanaryRecord, CanaryStatus, ReadersCheck, Refresh, RefreshMode
+    from batch_job.runfolder import RunFolder
+
+    compress_and_verify(target, capsys)
+    write_flag(target.run, "genes", target.prefix, True)
+    before = target.names()
+    run = RunFolder(parse_location(target.run))
+    run.write_refresh(Refresh(RefreshMode.CONFIRM, True, "test-run", task_token="t"))  # never confirmed
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2 and "never restarted" in err
+    run.write_refresh(Refresh(RefreshMode.CONFIRM, True, "test-run", task_token="t", done="2026-12-01T10:00:00Z"))
+    restored = ReadersCheck("test-run", checked=True, finished=None, canary=CanaryRecord(CanaryStatus.RESTORED, "now"))
+    run.write_readers_check(restored)
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2 and "reader proof of this run did not pass (canary restored" in err
+    run.write_readers_check(ReadersCheck("test-run", checked=True, unreadable="500", reverted="now", finished=None))
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2 and "flag set back: True" in err
+    assert target.names() == before
+    passed = ReadersCheck("test-run", checked=True, finished="now", canary=CanaryRecord(CanaryStatus.RELEASED, "now"))
+    run.write_readers_check(passed)
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 0, err
+    deleted = before - target.names()
+    assert deleted and all(n.endswith(".json") for n in deleted), "the originals, and only they, were deleted"
+
+
 def test_delete_refuses_files_not_verified(target, capsys):
     job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
     job(capsys, "compress", "--run", target.run)

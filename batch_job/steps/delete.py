@@ -20,7 +20,7 @@ import threading
 from batch_job.errors import FileFailed, Refused
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
-from batch_job.records import FileRecord, Flag, Mode, Plan, PlannedFile, Status, Step
+from batch_job.records import CanaryStatus, FileRecord, Flag, Mode, Plan, PlannedFile, RefreshMode, Status, Step
 from batch_job.runfolder import RunFolder
 from batch_job.steps.runner import StepContext
 from batch_job.stores import Store
@@ -42,6 +42,27 @@ def check_flag(run: RunFolder, plan: Plan) -> None:
         )
     if flag.compressed is not wanted:
         raise Refused(f"{Flag.NAME} says compressed={str(flag.compressed).lower()}; nothing is deleted")
+
+
+def check_deletable(run: RunFolder, plan: Plan) -> None:
+    """flag.json (check_flag), and - for a workflow run, whose ProveReaders leaves readers-check.json -
+    a reader proof that ended well: a run that failed at RefreshReaders or ProveReaders cannot be
+    finished by starting its delete step by hand. (A run by hand has no such record.)"""
+    check_flag(run, plan)
+    refresh = run.read_refresh()
+    if refresh is not None and refresh.mode != RefreshMode.REQUESTS and not refresh.done:
+        raise Refused(f"{refresh.NAME} shows the bioindex was never restarted for this flag; nothing is deleted")
+    check = run.read_readers_check()
+    if check is None:
+        return
+    passed = check.finished is not None and not check.reverted and check.checked is not None
+    if check.checked and check.canary is not None:
+        passed = passed and check.canary_status == CanaryStatus.RELEASED
+    if not passed:
+        raise Refused(
+            f"{check.NAME} shows the reader proof of this run did not pass (canary {check.canary_status or 'none'}, "
+            f"flag set back: {bool(check.reverted)}); nothing is deleted: start a new execution instead"
+        )
 
 
 def release_when_done(run: RunFolder, plan: Plan, step: Step) -> bool:

@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from batch_job.locations import parse_location
-from batch_job.records import CanaryStatus, Flag, Mode, Plan, Readers, ReadersCheck, RefreshMode, now
+from batch_job.records import CanaryStatus, Flag, Mode, Plan, Readers, ReadersCheck, Refresh, RefreshMode, now
 from batch_job.runfolder import RunFolder
 from batch_job.steps.delete import check_flag
 from bioindex import config
@@ -56,6 +56,7 @@ class ProveReadersEvent(BaseModel):
     run: str
     execution: str
     compressed: bool
+    refresh: RefreshMode  # the ReaderRefresh mode this run took (Plan's), whatever the stack says now
     revert: bool = False  # prove the old answers are back after the flag was set back
 
 
@@ -75,12 +76,28 @@ def _set_back(run: RunFolder, plan: Plan, flag: Flag, backend: FlagBackend, foun
     logger.warning("flag set back", extra={"first": found.first(), "compressed": back})
 
 
-def _refresh_here(bioindex: BioindexServer, record: ReadersCheck) -> None:
+def _refresh_here(bioindex: BioindexServer, record: ReadersCheck, mode: RefreshMode) -> None:
     """ReaderRefresh=requests: the only refresh there is, and no proof."""
-    settings, refresh = config.reader_check(), config.reader_refresh()
-    if refresh.mode == RefreshMode.REQUESTS:
-        bioindex.refresh(settings.refresh_requests, refresh.burst)
+    if mode == RefreshMode.REQUESTS:
+        settings = config.reader_check()
+        bioindex.refresh(settings.refresh_requests, config.reader_refresh().burst)
         record.refreshed = settings.refresh_requests
+
+
+def _restarted(run: RunFolder, mode: RefreshMode) -> bool:
+    """RefreshReaders of this run restarted the bioindex. Its state machine reaches ProveReaders only
+    then; the record is checked too where one is kept: the ECS deployments completed; the operator's
+    confirmation (which `bgz confirm` marks done, and a task token sent back any other way is marked
+    done here)."""
+    if mode == RefreshMode.HOOK:
+        return True  # the hook's success is the state machine's: it records nothing
+    refresh = run.read_refresh()
+    if refresh is None or refresh.mode != mode:
+        return False
+    if mode == RefreshMode.CONFIRM and refresh.done is None:
+        refresh.done, refresh.confirmed_by = now(), "the task token, sent back"
+        run.write_refresh(refresh)
+    return refresh.done is not None
 
 
 def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, readers: Readers) -> dict:
@@ -90,7 +107,7 @@ def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, read
         raise OldAnswersNotBack(f"{Flag.NAME} in {run.uri} does not show the flag set back; restart the bioindex")
     bioindex = config.server()
     record = run.read_readers_check() or ReadersCheck(event.execution)
-    _refresh_here(bioindex, record)
+    _refresh_here(bioindex, record, event.refresh)
     found = compare(bioindex, readers, config.reader_check().check_requests)
     if found:
         raise OldAnswersNotBack(
@@ -119,7 +136,9 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     flag = run.read_flag()
     backend.check_unchanged(flag)
     record = run.read_readers_check() or ReadersCheck(event.execution)
-    refresh = config.reader_refresh().mode
+    refresh = event.refresh
+    if refresh.restarts and not _restarted(run, refresh):
+        raise ReadersStale(f"the run's {Refresh.NAME} does not show the bioindex restarted ({refresh} mode)")
     record.refresh = refresh.value
     if bioindex is None or readers is None:
         reason = "no BioindexUrl configured" if bioindex is None else "no sample answers were captured at Plan"
@@ -135,15 +154,24 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
             Comparison(differing=record.differences or ["an earlier attempt"]), event.compressed, readers.canary
         )
     if canary.status != CanaryStatus.RELEASED:
-        _refresh_here(bioindex, record)
+        _refresh_here(bioindex, record, refresh)
         if canary.status is None:  # a retried attempt may have deleted the canary already: then only after
             found = compare(bioindex, readers, 1)
             if found:
                 record.checked, record.unreadable, record.errors = True, found.first(), found.errors or None
                 record.differences = found.differing or None
-                _set_back(run, plan, flag, backend, found)
-                record.reverted = now()
-                run.write_readers_check(record)
+                run.write_readers_check(record)  # from here on the delete steps refuse this run
+                try:
+                    _set_back(run, plan, flag, backend, found)
+                    record.reverted = now()
+                    run.write_readers_check(record)
+                except Exception as exc:  # the processes are still refreshed and the answers compared
+                    logger.exception("could not set the flag back")
+                    raise ConvertedFilesUnreadable(
+                        f"the bioindex cannot read the converted {SIDES[event.compressed]} ({found.first()}), and "
+                        f"setting the flag back failed: {type(exc).__name__}: {exc}. Set __Indexes.compressed back "
+                        f"to {str(not event.compressed).lower()} for this index and prefix, then restart the bioindex"
+                    ) from exc
                 raise ConvertedFilesUnreadable(
                     f"the bioindex cannot read the converted {SIDES[event.compressed]}: with the new flag it answered "
                     f"{found.described()}, before anything was deleted. The flag was set back to "

@@ -79,25 +79,36 @@ def _ecs_waiting(settings: config.ReaderRefresh, refresh: Refresh) -> list[str]:
     """What each service still waits for; [] when every one's new deployment is the only one, completed,
     with all its tasks running. Raises RefreshFailed when one cannot complete."""
     ecs = boto3.client("ecs")
-    found = ecs.describe_services(cluster=settings.ecs_cluster, services=list(refresh.deployments))
-    for failure in found.get("failures", []):
+    names = list(refresh.deployments)
+    services, failures = [], []
+    for start in range(0, len(names), 10):  # DescribeServices takes at most 10
+        found = ecs.describe_services(cluster=settings.ecs_cluster, services=names[start : start + 10])
+        services += found["services"]
+        failures += found.get("failures", [])
+    for failure in failures:
         raise RefreshFailed(f"ECS service {failure.get('arn')}: {failure.get('reason')}")
+    started = datetime.strptime(refresh.started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
     waiting = []
-    for service in found["services"]:
+    for service in services:
         name = service["serviceName"]
         ours = refresh.deployments.get(name) or refresh.deployments.get(service["serviceArn"])
         deployments = service.get("deployments", [])
         primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
-        if primary is None or primary["id"] != ours:
-            replaced_by = primary["id"] if primary else "none"
+        if primary is None:
+            raise RefreshFailed(f"ECS service {name} has no PRIMARY deployment: its processes may serve the old flag")
+        if primary["id"] != ours and primary["createdAt"] < started:
             raise RefreshFailed(
-                f"the new deployment {ours} of ECS service {name} is no longer the primary one ({replaced_by} is: "
-                "rolled back, or someone deployed): its processes may still serve the old flag"
+                f"the new deployment {ours} of ECS service {name} is no longer the primary one ({primary['id']}, "
+                "older than this run's flag, is): its processes may still serve the old flag"
             )
+        # A newer deployment than ours (another run's, a circuit breaker's rollback) also starts every
+        # task after the flag was committed: its completion is as good.
+        # Services without rollout states (a Classic Load Balancer's) are judged by the counts below alone.
         state = primary.get("rolloutState", "COMPLETED")
         if state == "FAILED":
             raise RefreshFailed(
-                f"the new deployment {ours} of ECS service {name} failed: {primary.get('rolloutStateReason', '')}"
+                f"the new deployment {primary['id']} of ECS service {name} failed: "
+                f"{primary.get('rolloutStateReason', '')}"
             )
         old = [d["id"] for d in deployments if d is not primary and d.get("runningCount", 0) + d.get("pendingCount", 0)]
         running, desired = primary.get("runningCount", 0), primary.get("desiredCount", 0)
@@ -128,14 +139,15 @@ def handler(event: RefreshEvent, context: LambdaContext) -> dict:
     settings = config.reader_refresh()
     refresh = run.read_refresh(event.revert)
     if event.action == "restart":
-        if refresh is None or refresh.done or not refresh.deployments:  # a retry reuses the deployments started
+        ours = refresh is not None and (refresh.execution, refresh.compressed) == (event.execution, event.compressed)
+        if not ours or refresh.done or not refresh.deployments:  # a retry reuses the deployments it started
             refresh = Refresh(RefreshMode.ECS_SERVICE, event.compressed, event.execution)
             refresh.deployments = _ecs_deployments(settings)
             run.write_refresh(refresh, event.revert)
         return {"done": False, "waiting": f"{len(refresh.deployments)} ECS deployments started"}
     if event.action == "check":
-        if refresh is None:
-            raise RefreshFailed(f"no {Refresh.NAME} in {run.uri}: no deployment was started")
+        if refresh is None or (refresh.execution, refresh.compressed) != (event.execution, event.compressed):
+            raise RefreshFailed(f"no {Refresh.NAME} of this execution in {run.uri}: no deployment was started")
         waiting = _ecs_waiting(settings, refresh)
         if not waiting:
             refresh.done = now()
