@@ -322,3 +322,65 @@ def test_index_runs_get_unique_valid_names_whatever_the_index_names():
     assert len(set(names)) == len(names)
     assert all(re.fullmatch(r"[A-Za-z0-9_-]{1,80}", n) and n.endswith(bulk) for n in names), names
     assert child_names(["genes"], "bulk-compress-20261129T000000Z") == ["genes-bulk-compress-20261129T000000Z"]
+
+
+def _ecs_service(deployments: list[dict]):
+    """moto's ECS with one service whose deployments are as given (as ECS would show them mid-rollout)."""
+    import boto3
+    from moto.backends import get_backend
+
+    ecs = boto3.client("ecs")
+    ecs.create_cluster(clusterName="bio")
+    ecs.register_task_definition(family="bio", containerDefinitions=[{"name": "b", "image": "b", "memory": 512}])
+    ecs.create_service(cluster="bio", serviceName="bioindex", taskDefinition="bio", desiredCount=2)
+    get_backend("ecs")["123456789012"]["us-east-1"].services["bio:bioindex"].deployments = deployments
+
+
+@pytest.mark.parametrize(
+    ("shown", "outcome"),
+    [
+        ([("ours", "PRIMARY", "COMPLETED", 2, 0)], "done"),
+        ([("ours", "PRIMARY", "IN_PROGRESS", 1, 0), ("old", "ACTIVE", "COMPLETED", 1, -60)], "waiting"),
+        ([("ours", "PRIMARY", "COMPLETED", 2, 0), ("old", "ACTIVE", "COMPLETED", 1, -60)], "waiting"),
+        ([("newer", "PRIMARY", "COMPLETED", 2, 30), ("ours", "ACTIVE", "COMPLETED", 0, 0)], "done"),
+        ([("old", "PRIMARY", "COMPLETED", 2, -60), ("ours", "ACTIVE", "FAILED", 0, 0)], "no longer the primary"),
+        ([("ours", "PRIMARY", "FAILED", 0, 0)], "circuit breaker"),
+        ([("ours", "PRIMARY", None, 2, 0)], "done"),
+    ],
+    ids=["completed", "in-progress", "old-tasks-left", "newer-deployment", "rolled-back", "failed", "no-rollout-state"],
+)
+def test_the_ecs_refresh_is_done_only_when_every_task_started_after_the_flag(monkeypatch, shown, outcome):
+    """RefreshReaders' check against ECS's own answers (moto's ECS API): a deployment this run started,
+    or a newer one, completed with all its tasks and no older deployment running any."""
+    from datetime import UTC, datetime, timedelta
+
+    from moto import mock_aws
+    from refresh_readers.app import RefreshFailed, _ecs_waiting
+
+    from batch_job.records import Refresh
+    from bioindex import config
+
+    for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    started = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)
+    deployments = []
+    for name, status, rollout, running, offset in shown:
+        deployment = {"id": f"ecs-svc/{name}", "status": status, "desiredCount": 2, "runningCount": running}
+        deployment |= {"pendingCount": 0, "createdAt": started + timedelta(seconds=offset)}
+        if rollout:
+            deployment |= {
+                "rolloutState": rollout,
+                "rolloutStateReason": "ECS deployment circuit breaker: tasks failed",
+            }
+        deployments.append(deployment)
+    refresh = Refresh(RefreshMode.ECS_SERVICE, True, "run", started="2026-12-01T10:00:00Z")
+    refresh.deployments = {"bioindex": "ecs-svc/ours"}
+    settings = config.ReaderRefresh(RefreshMode.ECS_SERVICE, "bio", ("bioindex",))
+    with mock_aws():
+        _ecs_service(deployments)
+        if outcome in ("done", "waiting"):
+            assert bool(_ecs_waiting(settings, refresh)) is (outcome == "waiting")
+        else:
+            with pytest.raises(RefreshFailed, match=outcome):
+                _ecs_waiting(settings, refresh)
