@@ -74,8 +74,10 @@ def execution_is_running(lock: Lock) -> bool:
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
+    region = lock.execution.split(":")[3]  # the execution's own region, whatever the caller's is
     try:
-        status = boto3.client("stepfunctions").describe_execution(executionArn=lock.execution)["status"]
+        status = boto3.client("stepfunctions", region_name=region).describe_execution(executionArn=lock.execution)
+        status = status["status"]
     except ClientError as exc:
         return exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist"
     except BotoCoreError:

@@ -311,6 +311,8 @@ def test_notify_says_a_bulk_runs_table_and_a_timeout_in_plain_words():
         {"name": "n", "status": "TIMED_OUT", "stateMachineArn": "arn:aws:states:r:1:stateMachine:s-compress"}
     )
     assert subject.endswith("n TIMED_OUT") and "no error given: no cause given" in body and "bgz logs n" in body
+    subject, _ = message({"name": "x" * 80, "status": "SUCCEEDED", "stateMachineArn": "a:b"})
+    assert len(subject) == 99, "SNS refuses e-mail subjects of 100 characters or more"
 
 
 def test_index_runs_get_unique_valid_names_whatever_the_index_names():

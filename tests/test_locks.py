@@ -72,6 +72,30 @@ def test_a_stale_lock_of_an_ended_execution_is_cleared(target, capsys, caplog, m
     assert _lock_of(target.uri).run == parse_location(target.run).uri
 
 
+def test_a_running_execution_in_another_region_holds_its_lock(moto_server, monkeypatch):
+    """The holder is asked in its execution's own region: from a caller in us-west-2, a RUNNING
+    us-east-1 execution was once taken for ended, and its prefix taken."""
+    import boto3
+
+    from batch_job.locks import execution_is_running
+
+    sfn = boto3.client("stepfunctions", region_name="us-east-1")
+    waits = {"StartAt": "Wait", "States": {"Wait": {"Type": "Wait", "Seconds": 300, "End": True}}}
+    machine = sfn.create_state_machine(
+        name="holder", definition=json.dumps(waits), roleArn="arn:aws:iam::123456789012:role/holder"
+    )["stateMachineArn"]
+    running = sfn.start_execution(stateMachineArn=machine, name="running")["executionArn"]
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    lock = Lock("p/", "s3://d/p/", "s3://runs/runs/running/", running, "compress", "genes")
+    try:
+        assert execution_is_running(lock)
+        gone = Lock("p/", "s3://d/p/", "s3://r/", running.replace(":running", ":gone"), "compress", "genes")
+        assert not execution_is_running(gone)
+    finally:
+        sfn.stop_execution(executionArn=running)
+
+
 def test_a_run_by_hand_releases_its_lock_when_its_last_destructive_step_is_done(target, capsys):
     compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)

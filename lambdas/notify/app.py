@@ -20,7 +20,7 @@ from batch_job.sizes import human_bytes
 logger = Logger()
 tracer = Tracer()
 
-SUBJECT_LIMIT = 100  # SNS's limit on e-mail subjects
+SUBJECT_LIMIT = 99  # SNS: e-mail subjects must be under 100 characters
 
 
 def _summary(summary: dict[str, Any]) -> str:
