@@ -48,8 +48,16 @@ class Status(StrEnum):
     FAILED = "failed"
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"  # every time a record holds: UTC, to the second
+
+
 def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.now(UTC).strftime(TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """A record's time (or an operator's, in the same form) as an aware UTC datetime; ValueError if not one."""
+    return datetime.strptime(text, TIME_FORMAT).replace(tzinfo=UTC)
 
 
 @contextlib.contextmanager

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 from batch_job import version
 from batch_job.errors import BadInput
 from batch_job.locations import check_prefix
+from batch_job.records import parse_time
 from batch_job.sizes import human_bytes
 from bgz import runs
 from bgz.errors import explain
@@ -135,7 +136,7 @@ def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
 
 def _utc_time(text: str) -> datetime:
     try:
-        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return parse_time(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a UTC time like 2026-12-01T10:05:00Z") from None
 

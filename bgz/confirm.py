@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import getpass
 import json
-from datetime import UTC, datetime
+from datetime import datetime
 
 from batch_job.errors import BadInput
-from batch_job.records import Refresh, now
+from batch_job.records import TIME_FORMAT, Refresh, now, parse_time
 from bgz import runs
 from bgz.stack import Stack
 
@@ -30,7 +30,7 @@ def waiting(stack: Stack, description: dict) -> tuple[Refresh, bool] | None:
 
 
 def asked_at(refresh: Refresh) -> datetime:
-    return datetime.strptime(refresh.started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    return parse_time(refresh.started)
 
 
 def confirm(stack: Stack, description: dict) -> str:
@@ -66,8 +66,8 @@ def confirm_bulk(stack: Stack, bulk_name: str, restarted_at: datetime) -> list[s
                 later.append(description["name"])
     if later:
         lines.append(
-            f"not confirmed, asked after {restarted_at:%Y-%m-%dT%H:%M:%SZ}: {', '.join(later)}; restart the bioindex "
-            "again, then confirm them"
+            f"not confirmed, asked after {restarted_at.strftime(TIME_FORMAT)}: {', '.join(later)}; "
+            "restart the bioindex again, then confirm them"
         )
     if not lines:
         raise BadInput(f"no index run of bulk run {bulk_name} waits for a bioindex restart")

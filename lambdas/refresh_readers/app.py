@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
 from batch_job.locations import parse_location
-from batch_job.records import Refresh, RefreshMode, now
+from batch_job.records import Refresh, RefreshMode, now, parse_time
 from batch_job.runfolder import RunFolder
 from bioindex import config
 
@@ -87,7 +87,7 @@ def _ecs_waiting(settings: config.ReaderRefresh, refresh: Refresh) -> list[str]:
         failures += found.get("failures", [])
     for failure in failures:
         raise RefreshFailed(f"ECS service {failure.get('arn')}: {failure.get('reason')}")
-    started = datetime.strptime(refresh.started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    started = parse_time(refresh.started)
     waiting = []
     for service in services:
         name = service["serviceName"]
@@ -154,7 +154,7 @@ def handler(event: RefreshEvent, context: LambdaContext) -> dict:
             run.write_refresh(refresh, event.revert)
             logger.info("every process restarted", extra={"deployments": refresh.deployments})
             return {"done": True, "waiting": ""}
-        started = datetime.strptime(refresh.started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        started = parse_time(refresh.started)
         if datetime.now(UTC) > started + timedelta(seconds=settings.timeout_seconds):
             raise RefreshTimedOut(
                 f"the ECS deployments did not complete within {settings.timeout_seconds} s "
