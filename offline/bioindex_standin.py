@@ -9,8 +9,8 @@ running bioindex serves while a run flips its flag.
 
 A restart replaces the processes one at a time (a new one started, then an old one stopped), as a
 rolling deployment does; the listening socket stays open in between, so no request is refused. The
-offline stack restarts it when the workflow asks (`request_restart`, from the restart hook or the
-ECS deployment mapping).
+offline stack restarts it when the workflow asks: the restart hook, from its own process, through
+`request_restart`; the ECS deployment mapping directly.
 """
 
 from __future__ import annotations
@@ -174,12 +174,6 @@ class BioindexStandin:
 
     # ---- restarts asked for by the workflow's refresh (a hook Lambda, an ECS deployment) ----------
 
-    def request_restart(self, timeout: float = 120) -> None:
-        """Ask for a restart from another process, and wait until it is done."""
-        token = uuid.uuid4().hex
-        (self.control / f"{RESTART_REQUEST}{token}").touch()
-        wait_for_restart(self.control, token, timeout)
-
     def _serve_restart_requests(self) -> None:
         while not self._closing.is_set():
             for request in sorted(self.control.glob(f"{RESTART_REQUEST}*")):
@@ -261,8 +255,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def wait_for_restart(control: Path, token: str, timeout: float) -> None:
-    """Wait for the stand-in's answer to restart request `token`; raise if it failed or never came."""
+def request_restart(control: Path, timeout: float) -> None:
+    """From another process: ask the stand-in whose control folder this is for a restart, and wait
+    for its answer; raise if it failed or never came."""
+    token = uuid.uuid4().hex
+    (control / f"{RESTART_REQUEST}{token}").touch()
     done = control / f"{RESTART_DONE}{token}"
     deadline = time.monotonic() + timeout
     while not done.exists():

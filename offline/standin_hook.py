@@ -8,15 +8,12 @@ process, asks it through the stand-in's control folder (STANDIN_CONTROL) and wai
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
-from offline.bioindex_standin import RESTART_REQUEST, wait_for_restart
+from offline.bioindex_standin import request_restart
 
 
 def handler(event: dict, context: object) -> dict:
     control = Path(os.environ["STANDIN_CONTROL"])
-    token = uuid.uuid4().hex
-    (control / f"{RESTART_REQUEST}{token}").touch()
-    wait_for_restart(control, token, timeout=float(os.environ.get("STANDIN_RESTART_TIMEOUT", "120")))
+    request_restart(control, timeout=float(os.environ.get("STANDIN_RESTART_TIMEOUT", "120")))
     return {"restarted": True, "compressed": event.get("compressed")}
