@@ -25,7 +25,7 @@ from batch_job.bgzf import DEFAULT_LEVEL
 from batch_job.errors import EngineError, FilesFailed, StoreError
 from batch_job.locations import check_prefix, parse_location
 from batch_job.progress import STOP, Interrupted, interrupt_now
-from batch_job.records import JobError, Mode, Step
+from batch_job.records import JobError, Mode, Plan, Step
 from batch_job.runfolder import RunFolder
 from batch_job.sizes import human_bytes, parse_bytes
 from batch_job.steps.runner import default_shard, run_step
@@ -121,18 +121,30 @@ def record_outcome(args: argparse.Namespace, code: int, message: str, failed: li
         log.warning("could not record the step's outcome in %s: %s", args.run, exc)
 
 
+def _reach_bioindex(run: RunFolder, plan: Plan) -> None:
+    """Before converting: Plan's pre-flight again, from the jobs' own network, which the delete
+    step will need to re-read the flag (a run by hand outside a stack has none to reach)."""
+    from batch_job.bioindex.live_flag import LiveFlag
+
+    live = LiveFlag.from_environment(run.receipts())
+    if live is not None:
+        live.preflight(plan)
+
+
 def cmd_compress(args: argparse.Namespace) -> int:
     from batch_job.bgzf import libdeflate_level
     from batch_job.steps.compress import compress_file
 
     libdeflate_level(args.level)  # refuse a bad level before touching anything
-    return _step(args, Step.COMPRESS, Mode.COMPRESS, lambda ctx, f: compress_file(ctx, f, args.level))
+    return _step(
+        args, Step.COMPRESS, Mode.COMPRESS, lambda ctx, f: compress_file(ctx, f, args.level), check=_reach_bioindex
+    )
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
     from batch_job.steps.decompress import decompress_file
 
-    return _step(args, Step.DECOMPRESS, Mode.ROLLBACK, decompress_file)
+    return _step(args, Step.DECOMPRESS, Mode.ROLLBACK, decompress_file, check=_reach_bioindex)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -142,10 +154,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _guarded_delete(args: argparse.Namespace, step: Step, mode: Mode) -> int:
-    from batch_job.steps.delete import GuardedDelete, check_deletable, release_when_done
+    from batch_job.steps.delete import GuardedDelete, release_when_done
 
     guard = GuardedDelete()
-    status = _step(args, step, mode, guard.check_file, finish_shard=guard.finish_shard, check=check_deletable)
+    try:
+        status = _step(args, step, mode, guard.check_file, finish_shard=guard.finish_shard, check=guard.check)
+    except FilesFailed:
+        if guard.stopped is not None:  # the flag changed: that is the reason, whatever else failed
+            raise guard.stopped from None
+        raise
+    if guard.stopped is not None:
+        raise guard.stopped
     run = _run_folder(args.run)
     if status == 0 and release_when_done(run, run.read_plan(), step):
         log.info("%s: every file done; released the lock of the prefix", step)

@@ -67,3 +67,15 @@ class ObjectChanged(StoreError):
     """The object is not the version the caller expected (ETag differs or it is gone): final."""
 
     exit_code = 2
+
+
+class FlagMoved(Refused):
+    """The bioindex flag is no longer what this run set: the delete step stopped, and what this run
+    had deleted was put back. Final: someone must decide what the flag should be."""
+
+
+class BioindexUnreachable(EngineError):
+    """The job could not read the bioindex flag (its database or server did not answer): nothing
+    more is deleted until it can. Retried."""
+
+    exit_code = 3

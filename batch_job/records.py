@@ -124,6 +124,11 @@ class Plan:
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
 
+    @property
+    def destructive_step(self) -> Step:
+        """The step that deletes the side this run makes redundant."""
+        return Step.DELETE if self.mode == Mode.COMPRESS else Step.REMOVE_COMPRESSED
+
     def files_of(self, shard: int | None) -> list[PlannedFile]:
         if shard is None:
             return list(self.files)

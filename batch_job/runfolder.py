@@ -3,6 +3,7 @@
     plan.json                  what to convert, with every source's size and ETag, and shard numbers
     <step>/shard-K.json        what each step did to each file of shard K
     <step>/shard-K.error.json  why the step's job for shard K exited non-zero (gone once it succeeds)
+    <step>/shard-K.restored.json  what a delete step put back when the bioindex flag changed under it
     readers.json               the bioindex's answers to sample queries before the run, and the canary
     flag.json                  the bioindex flag as read back after setting it (the delete receipt)
     refresh.json               how the bioindex processes were made to load the new flag (refresh-revert.json:
@@ -20,14 +21,19 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 from batch_job.errors import BadInput, StoreError
-from batch_job.locations import Location
-from batch_job.records import Flag, JobError, Manifest, Plan, Readers, ReadersCheck, Refresh, Step
+from batch_job.locations import Location, parse_location
+from batch_job.records import FileRecord, Flag, JobError, Manifest, Plan, Readers, ReadersCheck, Refresh, Step
+from batch_job.stores import S3Store
 
 CANARY_FOLDER = "canary/"
 
 
 def manifest_key(step: Step, shard: int) -> str:
     return f"{step}/shard-{shard}.json"
+
+
+def restored_key(step: Step, shard: int) -> str:
+    return f"{step}/shard-{shard}.restored.json"
 
 
 def error_key(step: Step, shard: int | None) -> str:
@@ -97,6 +103,15 @@ class RunFolder:
     def write_manifest(self, manifest: Manifest) -> None:
         self._write(manifest_key(manifest.step, manifest.shard), manifest.to_json())
 
+    def verified_records(self, shard: int) -> dict[str, FileRecord]:
+        """This run's verify records of the shard that say OK, by planned key."""
+        manifest = self.read_manifest(Step.VERIFY, shard)
+        return manifest.by_key(only_ok=True) if manifest else {}
+
+    def write_restored(self, manifest: Manifest) -> None:
+        """What a delete step put back after the flag changed (steps/restore.py)."""
+        self._write(restored_key(manifest.step, manifest.shard), manifest.to_json())
+
     def write_error(self, error: JobError) -> None:
         self._write(error_key(error.step, error.shard), error.to_json())
 
@@ -142,6 +157,11 @@ class RunFolder:
 
     def write_refresh(self, refresh: Refresh, revert: bool = False) -> None:
         self._write(Refresh.REVERT_NAME if revert else Refresh.NAME, refresh.to_json())
+
+    def receipts(self) -> Receipts | None:
+        """The receipts in this run folder's bucket (runs/NAME/ beside receipts/); None for a local run."""
+        store = self.location.store
+        return Receipts(parse_location(f"s3://{store.bucket}/receipts/")) if isinstance(store, S3Store) else None
 
     def canary_key(self, key: str) -> str:
         """Where the canary's copy of `key` lives while it is deleted."""

@@ -2,8 +2,8 @@
 `bgzip-job` and whose Lambda invokes run the real handlers, all against moto's S3.
 
 What comes from the repository, unchanged: statemachine/*.asl.json, the handlers and their
-Handler strings and environment, and each job definition's command and parameters from
-template.yaml. What moto stands in for: the AWS APIs. Six hooks into moto's internals make that
+Handler strings and environment, and each job definition's command, parameters and environment
+from template.yaml. What moto stands in for: the AWS APIs. Six hooks into moto's internals make that
 work (FACTS.md section 3); they touch private code, so moto is pinned exactly and
 tests/test_offline_aws.py fails loudly when an upgrade breaks them:
 
@@ -544,6 +544,10 @@ class OfflineAWS:
                 containerProperties={
                     "image": "bgzip-job:offline",
                     "command": container["Command"],
+                    "environment": [
+                        {"name": e["Name"], "value": str(names.resolve(e["Value"]))}
+                        for e in container.get("Environment", [])
+                    ],
                     "logConfiguration": {
                         "logDriver": container["LogConfiguration"]["LogDriver"],
                         "options": names.resolve(container["LogConfiguration"]["Options"]),

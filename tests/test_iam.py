@@ -83,6 +83,9 @@ def test_large_plans_and_outputs_go_up_in_parts_within_their_roles(recorded_runs
         ("PlanFunctionRole", "FindUnfinishedPlanUploads", "s3:ListBucketMultipartUploads", "ListMultipartUploads"),
         ("DeleteJobRole", "DeleteVerifiedOriginals", "s3:DeleteObject", "DeleteObjects"),
         ("CompressJobRole", "WriteCompressed", "s3:PutObject", "PutObject"),
+        # The jobs read the bioindex flag themselves, with the Lambdas' secret.
+        ("DeleteJobRole", "ReadTheFlagFromTheDatabase", "secretsmanager:GetSecretValue", "GetSecretValue"),
+        ("CompressJobRole", "ReadTheFlagFromTheDatabase", "secretsmanager:GetSecretValue", "GetSecretValue"),
         ("ProveReadersFunctionRole", "ReadTheCanaryAndRestoreItIfNeeded", "s3:GetObject", "HeadObject"),
         ("CompressStateMachineRole", "SubmitJobs", "batch:SubmitJob", "SubmitJob"),
         ("CompressStateMachineRole", "SyncRule", "events:PutRule", "SubmitJob"),

@@ -14,10 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_job.locations import parse_location
-from batch_job.records import Flag, RefreshMode
-from batch_job.runfolder import Receipts
-from bioindex.errors import (
+from batch_job.bioindex.errors import (
     BioindexRejected,
     BioindexUnavailable,
     CannotSample,
@@ -29,9 +26,12 @@ from bioindex.errors import (
     NoSetEndpoint,
     UnknownIndex,
 )
-from bioindex.http_flag import HttpBackend
-from bioindex.rows import IndexRow, query_columns
-from bioindex.server import BioindexServer
+from batch_job.bioindex.http_flag import HttpBackend
+from batch_job.bioindex.rows import IndexRow, query_columns
+from batch_job.bioindex.server import BioindexServer
+from batch_job.locations import parse_location
+from batch_job.records import Flag, RefreshMode
+from batch_job.runfolder import Receipts
 from offline.bioindex_db import BioindexDatabase
 from offline.bioindex_standin import BioindexStandin
 

@@ -7,9 +7,9 @@ import uuid
 import pymysql
 import pytest
 
+from batch_job.bioindex.errors import BioindexUnavailable, CannotSample, FlagChanged, IndexNotBuilt, UnknownIndex
+from batch_job.bioindex.mysql import MysqlBackend
 from batch_job.records import Flag, PlannedFile
-from bioindex.errors import BioindexUnavailable, CannotSample, FlagChanged, IndexNotBuilt, UnknownIndex
-from bioindex.mysql import MysqlBackend
 from offline.bioindex_db import BioindexDatabase
 from offline.sample_index import gwas_lines
 

@@ -19,7 +19,7 @@ import pytest
 import urllib3
 
 from batch_job import states
-from tests.stacks import INDEX, Deployment
+from tests.stacks import INDEX, PREFIX, Deployment
 
 WORKERS = 4
 
@@ -208,3 +208,47 @@ def test_the_template_default_is_the_mode_that_needs_no_infrastructure_knowledge
     parameter = load_template()["Parameters"]["ReaderRefresh"]
     assert parameter["Default"] == "confirm"
     assert set(parameter["AllowedValues"]) == {"confirm", "ecs-service", "hook", "requests"}
+
+
+@pytest.mark.parametrize("machine", ["compress", "rollback"])
+def test_a_flag_changed_between_delete_batches_puts_back_everything_deleted(offline_aws, tmp_path, mariadb, machine):
+    """Someone sets the flag back, as the bioindex CLI's update-compressed-status would, after the
+    first array child of the destructive step has deleted its files: the next child re-reads the
+    flag, stops, and puts back every file this run deleted (the canary's too). The run fails saying
+    so; once the processes load the flag as it now is, every answer is what it was before."""
+    d = Deployment(offline_aws, tmp_path, mariadb, workers=WORKERS)
+    try:
+        if machine == "rollback":
+            assert d.run(shards=2)["status"] == "SUCCEEDED"
+        loop = QueryLoop(d)
+        before = {k: d.read(k) for k in d.data_keys()}
+        step = "deleteoriginals" if machine == "compress" else "removecompressed"
+        children: list[str] = []
+
+        def someone_else(job: str) -> None:
+            if job.endswith(step):
+                children.append(job)
+                if len(children) == 2:
+                    d.db.set_compressed(INDEX, PREFIX, machine == "rollback")
+
+        d.aws.runner.before_job = someone_else
+        result = d.run(machine, shards=2)
+        assert len(children) == 2, children
+        assert result["status"] == "FAILED", result.get("cause")
+        spent = "originals" if machine == "compress" else "compressed files"
+        assert f"the bioindex flag changed while this run deleted {spent}" in result["cause"], result["cause"]
+        assert "are back" in result["cause"]
+        assert d.flag() is (machine == "rollback"), "the flag is left as they set it"
+        after = {k: d.read(k) for k in d.data_keys()}
+        if machine == "compress":
+            assert d.originals_intact() and {k: after[k] for k in d.json_keys} == {k: before[k] for k in d.json_keys}
+        else:
+            assert {k for k in after if k.endswith((".gz", ".gzi"))} == {
+                k for k in before if k.endswith((".gz", ".gzi"))
+            }
+        d.bioindex.restart()  # the processes load the flag as it now is
+        loop.start()
+        loop.after_the_runs()
+        assert loop.asked["after"] >= 2 * len(loop.queries) and loop.differed == [], loop.differed[:5]
+    finally:
+        d.close()

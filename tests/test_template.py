@@ -183,6 +183,9 @@ def test_each_step_writes_only_its_own_side_under_the_allowed_prefix(transformed
     assert writes == {
         "CompressJobRole": {"*.json.gz", "*.json.gz.gzi"},
         "DecompressJobRole": {"*.json"},
+        # Each delete step puts back the side it deleted, if the bioindex flag changes under it.
+        "DeleteJobRole": {"*.json"},
+        "RemoveCompressedJobRole": {"*.json.gz", "*.json.gz.gzi"},
         "ProveReadersFunctionRole": {"*.json", "*.json.gz", "*.json.gz.gzi"},  # restores the canary
     }
 

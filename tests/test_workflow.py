@@ -228,7 +228,8 @@ def test_jobs_are_submitted_to_the_latest_job_definition_so_a_redeploy_strands_n
         name = f"{deployment.stack.name}-{step}"
         (old,) = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE")["jobDefinitions"]
         container = {
-            k: old["containerProperties"][k] for k in ("image", "command", "resourceRequirements", "logConfiguration")
+            k: old["containerProperties"][k]
+            for k in ("image", "command", "environment", "resourceRequirements", "logConfiguration")
         }
         batch.register_job_definition(
             jobDefinitionName=name,

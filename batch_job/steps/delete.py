@@ -6,7 +6,10 @@ Each re-checks everything itself, whatever the workflow did before it:
 - this run's verify manifest records the file OK;
 - the file to keep and the files to delete still have the ETags verify recorded.
 - this run holds the lock of the prefix (checked right before each batch is deleted), so a compress
-  run's delete and a rollback's remove-compressed can never run on one prefix at once.
+  run's delete and a rollback's remove-compressed can never run on one prefix at once;
+- the live bioindex flag is still what flag.json recorded (read right before each batch and after
+  the last; bioindex/live_flag.py). If it changed, deleting stops and what this run deleted is put
+  back (restore.py), so the bioindex reads what its flag says.
 Only keys derived from the plan are deleted, in DeleteObjects batches. A file already deleted by an
 earlier attempt counts as done, so the step can be re-run after any failure. A run by hand releases
 its lock when its last destructive step has done every file; a workflow run's Summarize or failure
@@ -17,13 +20,14 @@ from __future__ import annotations
 
 import threading
 
-from batch_job.errors import FileFailed, Refused
+from batch_job.bioindex.live_flag import LiveFlag
+from batch_job.errors import FileFailed, FlagMoved, Refused
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.records import CanaryStatus, FileRecord, Flag, Mode, Plan, PlannedFile, RefreshMode, Status, Step
-from batch_job.runfolder import RunFolder
+from batch_job.runfolder import RunFolder, restored_key
 from batch_job.steps.runner import StepContext
-from batch_job.stores import Store
+from batch_job.stores import DELETE_BATCH, Store
 
 
 def check_flag(run: RunFolder, plan: Plan) -> None:
@@ -77,12 +81,6 @@ def release_when_done(run: RunFolder, plan: Plan, step: Step) -> bool:
     return locks.release(run.uri)
 
 
-def verified_records(run: RunFolder, shard: int) -> dict[str, FileRecord]:
-    """This run's verify records of the shard that say OK, by planned key."""
-    manifest = run.read_manifest(Step.VERIFY, shard)
-    return manifest.by_key(only_ok=True) if manifest else {}
-
-
 def deletable(store: Store, mode: Mode, planned: PlannedFile, verified: FileRecord) -> list[tuple[str, str]]:
     """The (key, ETag) pairs deleting this file's spent side removes, after checking that the side
     kept and the side removed are still exactly what verify saw. Shared by the delete steps and the
@@ -112,35 +110,105 @@ def deletable(store: Store, mode: Mode, planned: PlannedFile, verified: FileReco
 
 
 class GuardedDelete:
-    """Per-file checks in parallel, then one batched delete per shard of what passed."""
+    """Per-file checks in parallel, then the shard's deletions in batches, each right after a check
+    that this run holds the prefix's lock and a read of the live bioindex flag; one more read of
+    the flag after the last batch. If the flag changed, deleting stops and everything this run
+    deleted is put back (steps/restore.py)."""
 
     def __init__(self) -> None:
         self._verified: dict[int, dict[str, FileRecord]] = {}
         self._lock = threading.Lock()
+        self.live: LiveFlag | None = None
+        self.stopped: FlagMoved | None = None  # the flag changed: no further shard is touched
+
+    def check(self, run: RunFolder, plan: Plan) -> None:
+        """The step's preconditions (check_deletable), and the live flag to re-read before each batch."""
+        check_deletable(run, plan)
+        self.live = LiveFlag.for_deleting(run.read_flag())
 
     def _record_of(self, ctx: StepContext, planned: PlannedFile) -> FileRecord:
         with self._lock:  # files are checked in parallel; read each shard's verify manifest once
             if planned.shard not in self._verified:
-                self._verified[planned.shard] = verified_records(ctx.run, planned.shard)
+                self._verified[planned.shard] = ctx.run.verified_records(planned.shard)
         record = self._verified[planned.shard].get(planned.key)
         if record is None:
             raise FileFailed(f"{planned.key} was not verified OK in this run")
         return record
 
     def check_file(self, ctx: StepContext, planned: PlannedFile) -> FileRecord:
+        if self.stopped is not None:
+            raise self.stopped
         present = deletable(ctx.target.store, ctx.plan.mode, planned, self._record_of(ctx, planned))
         ctx.progress.advance(bytes_in=planned.size)
         status = Status.DELETED if present else Status.ALREADY_DELETED
         return FileRecord(planned.key, True, status=status, deleted=present)
 
+    def _check_live(self, flag: Flag) -> None:
+        if self.live is not None:
+            self.live.check(flag)
+
     def finish_shard(self, ctx: StepContext, shard: int, records: list[FileRecord]) -> None:
-        objects = [(key, etag) for r in records if r.ok for key, etag in r.deleted or []]
-        if objects:  # right before deleting: only the run holding the prefix's lock deletes
-            ctx.locks.check_held_by(ctx.run.uri)
+        deleting = [r for r in records if r.ok and r.deleted]
+        if not deleting:
+            return
+        flag = ctx.run.read_flag()
+        done: list[FileRecord] = []
         try:
-            ctx.target.store.delete(objects)
-        except Exception as exc:  # the manifest must say these were not deleted, not crash the step
-            for record in records:
-                if record.ok and record.deleted:
-                    record.ok, record.status, record.error = False, Status.FAILED, f"delete failed: {exc}"
-                    ctx.progress.failed.append(record.key)
+            for batch in _batches(deleting):
+                ctx.locks.check_held_by(ctx.run.uri)  # only the run holding the prefix's lock deletes
+                self._check_live(flag)
+                try:
+                    ctx.target.store.delete([obj for r in batch for obj in r.deleted])
+                except Exception as exc:  # the manifest must say these were not deleted, not crash the step
+                    for record in deleting[len(done) :]:
+                        record.ok, record.status, record.error = False, Status.FAILED, f"delete failed: {exc}"
+                        ctx.progress.failed.append(record.key)
+                    break
+                done += batch
+            if done:
+                self._check_live(flag)  # a change while the last batch went is undone now
+        except FlagMoved as exc:
+            self.stopped = self._put_back(ctx, shard, done, exc)
+
+    def _put_back(self, ctx: StepContext, shard: int, done: list[FileRecord], moved: FlagMoved) -> FlagMoved:
+        """Re-make what this run deleted; the error the step ends with says what was put back."""
+        from batch_job.steps.restore import restore_spent  # the codec: not loaded by the Lambdas' `deletable`
+
+        step = ctx.plan.destructive_step
+        restored = restore_spent(ctx, step, shard, {r.key for r in done})
+        not_back = {r.key: r.error for r in restored.files if not r.ok}
+        for record in done:
+            record.ok = False
+            if record.key in not_back:
+                record.status, record.error = Status.FAILED, f"deleted; could not be put back: {not_back[record.key]}"
+            else:
+                record.status, record.error = Status.RESTORED, "deleted, then put back: the bioindex flag changed"
+        spent = "originals" if ctx.plan.mode == Mode.COMPRESS else "compressed files"
+        kept = ".gz" if ctx.plan.mode == Mode.COMPRESS else ".json"
+        back = sum(1 for r in restored.files if r.ok)
+        where = ctx.run.location.store.uri(ctx.run.location.key(restored_key(step, shard)))
+        message = (
+            f"the bioindex flag changed while this run deleted {spent}: {moved}. Deleting stopped; the {back} {spent} "
+            f"this run had deleted are back, re-made from their verified {kept} and checked ({where})"
+        )
+        if not_back:
+            message += (
+                f"; {len(not_back)} could not be put back ({next(iter(not_back.values()))}): their verified {kept} "
+                "are still there, and running this step again tries again"
+            )
+        return FlagMoved(
+            message + ". Find out who changed the flag and why, then start a new run (or a rollback) accordingly"
+        )
+
+
+def _batches(records: list[FileRecord]) -> list[list[FileRecord]]:
+    """Records grouped so that each group's objects fit one DeleteObjects request."""
+    batches: list[list[FileRecord]] = [[]]
+    size = 0
+    for record in records:
+        if size + len(record.deleted) > DELETE_BATCH:
+            batches.append([])
+            size = 0
+        batches[-1].append(record)
+        size += len(record.deleted)
+    return batches

@@ -173,16 +173,20 @@ def _wait_awake(futures: list[Future]) -> None:
 REDONE_AFTER_DELETION = {Step.COMPRESS, Step.VERIFY, Step.DECOMPRESS}
 
 
-def spent_by_this_run(run: RunFolder, plan: Plan, shard: int) -> set[str]:
-    """Planned keys whose source side this run itself deleted (its destructive step, or the canary)."""
-    step = Step.DELETE if plan.mode == Mode.COMPRESS else Step.REMOVE_COMPRESSED
-    manifest = run.read_manifest(step, shard)
-    spent = set(manifest.by_key(only_ok=True)) if manifest else set()
+def canary_spent(run: RunFolder) -> set[str]:
+    """The planned key of the canary, if the reader check deleted its spent side."""
     check = run.read_readers_check()
     if check is not None and check.canary_status in (CanaryStatus.DELETED, CanaryStatus.RELEASED):
         readers = run.read_readers()
-        spent |= {readers.canary} if readers else set()
-    return spent
+        return {readers.canary} if readers else set()
+    return set()
+
+
+def spent_by_this_run(run: RunFolder, plan: Plan, shard: int) -> set[str]:
+    """Planned keys whose source side this run itself deleted (its destructive step, or the canary)."""
+    manifest = run.read_manifest(plan.destructive_step, shard)
+    spent = set(manifest.by_key(only_ok=True)) if manifest else set()
+    return spent | canary_spent(run)
 
 
 def _never_worse(record: FileRecord, earlier: FileRecord | None) -> FileRecord:

@@ -1,30 +1,28 @@
-"""The bioindex connection as the stack configures it, from the Lambdas' environment.
-
-Secrets (the database's RDS-format secret, the HTTP bearer token) are read from Secrets Manager
-through Powertools' cache and never logged.
+"""The Lambdas' settings, from the environment the stack gives them: the bioindex connection
+(`batch_job.bioindex.connect`, with secrets through Powertools' cache), the reader check and refresh.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 from aws_lambda_powertools.utilities import parameters
 
+from batch_job.bioindex import connect
+from batch_job.bioindex.backend import FlagBackend
+from batch_job.bioindex.server import BioindexServer
 from batch_job.locations import parse_location
 from batch_job.records import RefreshMode
 from batch_job.runfolder import Receipts
 
-from .backend import FlagBackend
-from .http_flag import HttpBackend
-from .mysql import MysqlBackend
-from .server import BioindexServer
-
-BACKENDS = ("mysql", "http")
-
 
 def _env(name: str, default: str = "") -> str:
-    return os.environ.get(name, default).strip()
+    return connect.env(name, default)
+
+
+def _secret(arn: str) -> str:
+    """A secret's string, cached for five minutes across invocations (Powertools)."""
+    return parameters.get_secret(arn, max_age=300)
 
 
 def s3_subdir() -> str:
@@ -34,17 +32,7 @@ def s3_subdir() -> str:
 
 def server() -> BioindexServer | None:
     """The bioindex server's HTTP client, or None when no BioindexUrl is configured."""
-    url = _env("BIOINDEX_URL")
-    if not url:
-        return None
-    secret_arn = _env("BIOINDEX_TOKEN_SECRET_ARN")
-    return BioindexServer(
-        url,
-        token=parameters.get_secret(secret_arn, max_age=300) if secret_arn else None,
-        set_path=_env("BIOINDEX_SET_PATH") or BioindexServer.set_path,
-        allow_insecure=_env("ALLOW_INSECURE_BIOINDEX", "false").lower() == "true",
-        backoff_seconds=float(_env("BIOINDEX_RETRY_BASE_SECONDS", "1")),
-    )
+    return connect.server(_secret)
 
 
 def receipts() -> Receipts:
@@ -52,18 +40,7 @@ def receipts() -> Receipts:
 
 
 def backend(bioindex: BioindexServer | None) -> FlagBackend:
-    kind = _env("BIOINDEX_FLAG_BACKEND", "mysql")
-    if kind == "mysql":
-        secret_arn = _env("BIOINDEX_DB_SECRET_ARN")
-        if not secret_arn:
-            raise ValueError("FlagBackend=mysql needs BioindexDatabaseSecretArn (the bioindex's RDS secret)")
-        secret = parameters.get_secret(secret_arn, transform="json", max_age=300)
-        return MysqlBackend.from_secret(secret, _env("BIOINDEX_DB_SCHEMA", "bio"))
-    if kind == "http":
-        if bioindex is None:
-            raise ValueError("FlagBackend=http needs BioindexUrl")
-        return HttpBackend(bioindex, receipts())
-    raise ValueError(f"BIOINDEX_FLAG_BACKEND must be one of {BACKENDS}, got {kind!r}")
+    return connect.backend(_secret, bioindex, receipts())
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from batch_job.bioindex.backend import FlagBackend
 from batch_job.records import Flag, Plan
 from batch_job.runfolder import RunFolder
 
 from . import config
-from .backend import FlagBackend
 
 
 def set_and_record(

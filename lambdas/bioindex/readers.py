@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from batch_job.bioindex.backend import FlagBackend
+from batch_job.bioindex.errors import BioindexRejected, BioindexUnavailable, CannotSample
+from batch_job.bioindex.rows import IndexRow
+from batch_job.bioindex.server import BioindexServer
 from batch_job.records import Plan, Readers
-
-from .backend import FlagBackend
-from .errors import BioindexRejected, BioindexUnavailable, CannotSample
-from .rows import IndexRow
-from .server import BioindexServer
 
 
 def capture(bioindex: BioindexServer, backend: FlagBackend, row: IndexRow, plan: Plan, samples: int) -> Readers:

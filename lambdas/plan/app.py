@@ -19,6 +19,9 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from batch_job.bioindex.errors import IndexNotServed
+from batch_job.bioindex.rows import IndexRow
+from batch_job.bioindex.server import BioindexServer
 from batch_job.errors import BadInput
 from batch_job.keys import s3_prefix
 from batch_job.locations import check_prefix, parse_location
@@ -27,10 +30,7 @@ from batch_job.rates import JobLimits, step_timeouts
 from batch_job.runfolder import RunFolder
 from batch_job.steps.plan import make_plan, preview
 from bioindex import config
-from bioindex.errors import IndexNotServed
 from bioindex.readers import capture
-from bioindex.rows import IndexRow
-from bioindex.server import BioindexServer
 
 logger = Logger()
 tracer = Tracer()

@@ -25,16 +25,16 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
+from batch_job.bioindex.backend import FlagBackend
+from batch_job.bioindex.errors import ConvertedFilesUnreadable, OldAnswersNotBack, ReadersStale
+from batch_job.bioindex.server import BioindexServer
 from batch_job.locations import parse_location
 from batch_job.records import CanaryStatus, Flag, Mode, Plan, Readers, ReadersCheck, Refresh, RefreshMode, now
 from batch_job.runfolder import RunFolder
 from batch_job.steps.delete import check_flag
 from bioindex import config
-from bioindex.backend import FlagBackend
-from bioindex.errors import ConvertedFilesUnreadable, OldAnswersNotBack, ReadersStale
 from bioindex.flag_record import set_and_record
 from bioindex.readers import Comparison, compare
-from bioindex.server import BioindexServer
 
 from .canary import Canary
 

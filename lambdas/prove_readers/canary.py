@@ -15,7 +15,7 @@ from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, Plan, ReadersCheck, now
 from batch_job.runfolder import RunFolder
-from batch_job.steps.delete import deletable, verified_records
+from batch_job.steps.delete import deletable
 from batch_job.stores import S3Store
 
 
@@ -54,7 +54,7 @@ class Canary:
         if self.status in (CanaryStatus.DELETED, CanaryStatus.RESTORED, CanaryStatus.RELEASED):
             return
         if self.status is None:
-            verified = verified_records(self.run, self.planned.shard).get(self.planned.key)
+            verified = self.run.verified_records(self.planned.shard).get(self.planned.key)
             if verified is None:
                 raise StoreError(f"canary {self.planned.key} was not verified OK in this run; nothing deleted")
             objects = []

@@ -76,8 +76,7 @@ def summary(event: ReportEvent) -> dict:
     verified = _records(run, Step.VERIFY, plan.shards)
     compressed = sum((r.gz_size or 0) + (r.gzi_size or 0) for r in verified)
     original = sum(r.original_size or 0 for r in verified)
-    step = Step.DELETE if plan.mode == Mode.COMPRESS else Step.REMOVE_COMPRESSED
-    removed = sum(len(r.deleted or []) for r in _records(run, step, plan.shards))
+    removed = sum(len(r.deleted or []) for r in _records(run, plan.destructive_step, plan.shards))
     check = run.read_readers_check() or ReadersCheck("")
     if check.canary_status == CanaryStatus.RELEASED:
         removed += len(check.canary.objects)

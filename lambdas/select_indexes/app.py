@@ -17,11 +17,11 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from batch_job.bioindex.errors import UnknownIndex
+from batch_job.bioindex.rows import IndexRow
 from batch_job.keys import execution_name
 from batch_job.locations import check_prefix
 from bioindex import config
-from bioindex.errors import UnknownIndex
-from bioindex.rows import IndexRow
 
 logger = Logger()
 tracer = Tracer()

@@ -9,11 +9,8 @@ set the flag for this same (index, prefix). The `mysql` backend proves the exact
 
 from __future__ import annotations
 
-from batch_job.records import Flag, PlannedFile
-from batch_job.runfolder import Receipts
-
-from .backend import FlagChange
-from .errors import (
+from batch_job.bioindex.backend import FlagChange
+from batch_job.bioindex.errors import (
     CannotList,
     CannotSample,
     FlagAlreadySet,
@@ -23,8 +20,10 @@ from .errors import (
     NoSetEndpoint,
     UnknownIndex,
 )
-from .rows import IndexRow, is_built, query_columns
-from .server import BioindexServer
+from batch_job.bioindex.rows import IndexRow, is_built, query_columns
+from batch_job.bioindex.server import BioindexServer
+from batch_job.records import Flag, PlannedFile
+from batch_job.runfolder import Receipts
 
 
 def _word(value: bool) -> str:
@@ -34,7 +33,7 @@ def _word(value: bool) -> str:
 class HttpBackend:
     name = "http"
 
-    def __init__(self, server: BioindexServer, receipts: Receipts) -> None:
+    def __init__(self, server: BioindexServer, receipts: Receipts | None) -> None:
         self.server = server
         self.receipts = receipts
 
@@ -45,7 +44,7 @@ class HttpBackend:
         return entries
 
     def _has_receipt(self, index: str, prefix: str, compressed: bool) -> bool:
-        receipt = self.receipts.read(index, prefix)
+        receipt = self.receipts.read(index, prefix) if self.receipts is not None else None
         return receipt is not None and receipt.compressed is compressed
 
     def indexes(self) -> list[IndexRow]:
@@ -99,7 +98,7 @@ class HttpBackend:
         if flag.compressed not in flags:
             raise FlagChanged(
                 f"the bioindex no longer shows index {flag.index!r} compressed={_word(flag.compressed)} on any arity, "
-                "but flag.json recorded it: someone changed it since; nothing is deleted"
+                "but flag.json recorded it: someone changed it since (the bioindex does not record who)"
             )
 
     def samples(self, row: IndexRow, files: list[PlannedFile], count: int) -> tuple[PlannedFile, list[list[str]], bool]:

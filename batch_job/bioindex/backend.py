@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from batch_job.bioindex.rows import IndexRow
 from batch_job.records import Flag, PlannedFile
-
-from .rows import IndexRow
 
 SAMPLE_CANDIDATES = 50  # smallest planned files tried as the canary: bounded work at Plan
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 
-from .errors import CannotSample
+from batch_job.bioindex.errors import CannotSample
 
 ZERO_DATETIME = "0000-00-00 00:00:00"  # MySQL's zero date, which the bioindex also reads as "never built"
 DEFAULT_LOCUS_STEP = 20_000

@@ -12,10 +12,8 @@ from collections.abc import Callable, Iterator
 
 import pymysql
 
-from batch_job.records import Flag, PlannedFile
-
-from .backend import SAMPLE_CANDIDATES, FlagChange
-from .errors import (
+from batch_job.bioindex.backend import SAMPLE_CANDIDATES, FlagChange
+from batch_job.bioindex.errors import (
     AmbiguousIndex,
     BioindexRejected,
     BioindexUnavailable,
@@ -27,7 +25,8 @@ from .errors import (
     RebuiltFromCompressed,
     UnknownIndex,
 )
-from .rows import IndexRow, query_columns
+from batch_job.bioindex.rows import IndexRow, query_columns
+from batch_job.records import Flag, PlannedFile
 
 COLUMNS = "`id`, `name`, `prefix`, `schema`, `table`, `built`, `compressed`"
 _TABLE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
@@ -191,8 +190,8 @@ class MysqlBackend:
             )
             raise FlagChanged(
                 f"__Indexes id {row_id} {seen}, but flag.json recorded {flag.index!r} {flag.prefix!r} "
-                f"compressed={str(flag.compressed).lower()}: someone changed it since; nothing is deleted. "
-                "Find out who, then start a new run"
+                f"compressed={str(flag.compressed).lower()}: someone changed it since "
+                "(the bioindex does not record who)"
             )
 
     def samples(self, row: IndexRow, files: list[PlannedFile], count: int) -> tuple[PlannedFile, list[list[str]], bool]:

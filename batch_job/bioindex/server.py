@@ -19,9 +19,8 @@ from urllib.parse import quote, urlsplit
 
 import urllib3
 
+from batch_job.bioindex.errors import BioindexRejected, BioindexUnavailable, InsecureBioindexUrl
 from batch_job.records import Sample
-
-from .errors import BioindexRejected, BioindexUnavailable, InsecureBioindexUrl
 
 DEFAULT_SET_PATH = "/api/bio/bgcompress/set-compressed/{index}/{value}?prefix={prefix}"
 INDEXES_PATH = "/api/bio/indexes"
