@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pymysql
 
@@ -96,7 +97,8 @@ class Schema:
 
 
 class BioindexDatabase:
-    """`mysql://user:password@host:port/schema` (PyMySQL) or `sqlite:///path`."""
+    """`mysql://user:password@host:port/schema[?ssl_ca=CA.pem]` (PyMySQL; with ssl_ca over TLS,
+    verifying the server against that CA) or `sqlite:///path`."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -110,12 +112,14 @@ class BioindexDatabase:
         if self.sqlite:
             return sqlite3.connect(self._parts.path, timeout=30)
         p = self._parts
+        ca = parse_qs(p.query).get("ssl_ca")
         return pymysql.connect(
             host=p.hostname,
             port=p.port or 3306,
             user=unquote(p.username or ""),
             password=unquote(p.password or ""),
             database=p.path.lstrip("/"),
+            ssl=ssl.create_default_context(cafile=ca[0]) if ca else None,
             autocommit=False,
         )
 

@@ -25,6 +25,13 @@ SCHEMA = "phenotype,chromosome:position"
 HTTP_SCHEMA = "phenotype,chromosome"
 
 
+def upload_ca_bundle(s3, bucket: str, pem: str) -> str:
+    """The test database's CA where an operator puts the RDS bundle: an S3 object; its s3:// URI."""
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="rds/global-bundle.pem", Body=pem.encode())
+    return f"s3://{bucket}/rds/global-bundle.pem"
+
+
 class Deployment:
     """A fresh stack, data bucket, bioindex database and bioindex stand-in for one test."""
 
@@ -43,6 +50,7 @@ class Deployment:
         refresh: str = "hook",
         parameters: dict | None = None,
         lambda_env: dict | None = None,
+        managed_secret: bool = False,
     ) -> None:
         self.aws = aws
         self.name = f"bgz{uuid.uuid4().hex[:8]}"
@@ -58,12 +66,16 @@ class Deployment:
         )
         self.refresh = refresh
         self.confirmations: list[str] = []  # what `bgz confirm` said, ReaderRefresh=confirm
-        secret = aws.client("secretsmanager").create_secret(
-            Name=f"{self.name}-rds", SecretString=json.dumps(mariadb.secret())
-        )
+        login = mariadb.secret()
+        if managed_secret:  # an RDS-managed master user secret: the host comes from parameters
+            login = {k: login[k] for k in ("username", "password")}
+            host = {"BioindexDatabaseHost": "127.0.0.1", "BioindexDatabasePort": str(mariadb.port)}
+        secret = aws.client("secretsmanager").create_secret(Name=f"{self.name}-rds", SecretString=json.dumps(login))
         stack_parameters = {
+            **(host if managed_secret else {}),
             "FlagBackend": backend,
             "BioindexDatabaseSecretArn": secret["ARN"],
+            "BioindexDatabaseCaBundle": upload_ca_bundle(aws.client("s3"), f"{self.name}-config", mariadb.ca_pem),
             "BioindexDatabaseSchema": self.name,
             "BioindexS3Subdir": subdir,
             "InsecureBioindexUrl": self.bioindex.url,  # the stand-in serves plain http on loopback

@@ -19,6 +19,7 @@ from batch_job.records import Flag
 from batch_job.runfolder import RunFolder
 from offline.bioindex_db import BioindexDatabase
 from offline.sample_index import make_sample_index
+from tests.stacks import upload_ca_bundle
 
 INDEX, PREFIX = "associations", "associations/"
 
@@ -38,6 +39,7 @@ class Bioindex:
             "BIOINDEX_FLAG_BACKEND": "mysql",
             "BIOINDEX_DB_SECRET_ARN": arn,
             "BIOINDEX_DB_SCHEMA": name,
+            "BIOINDEX_DB_CA_BUNDLE": upload_ca_bundle(boto3.client("s3"), f"{name}-config", mariadb.ca_pem),
         }.items():
             monkeypatch.setenv(variable, value)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import uuid
 
 import pymysql
@@ -27,7 +28,9 @@ def db(mariadb):
 
 @pytest.fixture
 def backend(db, mariadb):
-    return MysqlBackend.from_secret(mariadb.secret(), db.schema_name)
+    return MysqlBackend.from_secret(
+        mariadb.secret(), db.schema_name, tls=ssl.create_default_context(cadata=mariadb.ca_pem)
+    )
 
 
 def test_sets_exactly_the_one_row_and_reads_it_back(db, backend):
@@ -67,7 +70,9 @@ def test_a_connection_lost_at_commit_changes_nothing(db, backend, monkeypatch):
 def test_an_unreachable_database_is_unavailable(mariadb, db):
     secret = {**mariadb.secret(), "port": 1}
     with pytest.raises(BioindexUnavailable, match="cannot connect"):
-        MysqlBackend.from_secret(secret, db.schema_name, timeout=2).preflight("genes", "genes/", "genes/", False)
+        MysqlBackend.from_secret(secret, db.schema_name, tls=None, timeout=2).preflight(
+            "genes", "genes/", "genes/", False
+        )
 
 
 def test_a_zero_date_means_never_built(db, backend):

@@ -140,6 +140,9 @@ def test_least_privilege_s3(transformed):
             for resource in _listify(statement["Resource"]):
                 text = json.dumps(resource)
                 assert text != '"*"' and "arn:aws:s3:::*" not in text, (role, statement)
+                if statement.get("Sid") == "ReadTheDatabaseCaBundle":  # one object, the operator's
+                    assert actions == ["s3:GetObject"] and 'Ref": "BioindexDatabaseCaBundle' in text, statement
+                    continue
                 assert "DataBucket" in text or "RunBucket" in text, (role, statement)
         if any(write.match(a) for a in actions):
             assert all(json.dumps(r) != '"*"' for r in _listify(statement["Resource"])), role
@@ -349,8 +352,21 @@ def test_jobs_get_no_public_ip_unless_asked_and_s3_can_skip_the_nat(template):
 
 
 def _refused(template, **values) -> list[str]:
-    required = {"DataBucket": "data", "BioindexDatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:x"}
+    required = {
+        "DataBucket": "data",
+        "BioindexDatabaseSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:x",
+        "BioindexDatabaseCaBundle": "s3://config-bucket/rds/global-bundle.pem",
+    }
     return parameter_errors(template, parameter_values(template, required | values))
+
+
+def test_tls_to_the_database_is_the_default_and_needs_its_ca_bundle(template):
+    assert template["Parameters"]["BioindexDatabaseTls"]["Default"] == "verify-full"
+    assert [e.split(":")[0] for e in _refused(template, BioindexDatabaseCaBundle="")] == ["TlsNeedsTheCaBundle"]
+    assert _refused(template, BioindexDatabaseCaBundle="", BioindexDatabaseTls="off") == []
+    assert _refused(template, BioindexDatabaseCaBundle="", FlagBackend="http", InsecureBioindexUrl="http://b") == []
+    assert any(e.startswith("BioindexDatabaseCaBundle") for e in _refused(template, BioindexDatabaseCaBundle="b/k"))
+    assert any(e.startswith("BioindexDatabaseTls") for e in _refused(template, BioindexDatabaseTls="on"))
 
 
 def test_the_template_refuses_plain_http_and_invalid_sizes_before_creating_anything(template):

@@ -20,6 +20,14 @@ class BioindexRefused(Exception):
     """A pre-flight or flag check failed: nothing was changed."""
 
 
+class DatabaseNotConfigured(BioindexRefused):
+    """The stack's database settings cannot make a connection: its secret, host or TLS settings."""
+
+
+class DatabaseNeedsTls(BioindexRejected):
+    """The database refused a connection without TLS, or its certificate did not verify."""
+
+
 class UnknownIndex(BioindexRefused):
     """No `__Indexes` row has this (name, prefix)."""
 

@@ -2,12 +2,14 @@
 
 The flag is changed in one transaction that locks the one row of (name, prefix), updates it by id
 and reads it back by id, so exactly that row flipped or nothing did. The connection uses the
-bioindex's own RDS-format secret (username, password, host, port) and schema name.
+bioindex's login (connect.database_login) and schema name, over TLS that verifies the server's
+certificate and host name unless the stack says BioindexDatabaseTls=off.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Callable, Iterator
 
 import pymysql
@@ -18,6 +20,7 @@ from batch_job.bioindex.errors import (
     BioindexRejected,
     BioindexUnavailable,
     CannotSample,
+    DatabaseNeedsTls,
     FlagChanged,
     FlagNotConfirmed,
     IndexNotBuilt,
@@ -28,6 +31,8 @@ from batch_job.bioindex.errors import (
 from batch_job.bioindex.rows import IndexRow, query_columns
 from batch_job.records import Flag, PlannedFile
 
+ER_ACCESS_DENIED = 1045
+ER_SECURE_TRANSPORT_REQUIRED = 3159  # MySQL (RDS) with require_secure_transport=ON; MariaDB says 1045
 COLUMNS = "`id`, `name`, `prefix`, `schema`, `table`, `built`, `compressed`"
 _TABLE_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
@@ -46,11 +51,15 @@ def _overlap(a: str, b: str) -> str:
 class MysqlBackend:
     name = "mysql"
 
-    def __init__(self, connect: Callable[[], pymysql.connections.Connection]) -> None:
+    def __init__(self, connect: Callable[[], pymysql.connections.Connection], plain: bool = False) -> None:
         self._connect = connect
+        self.plain = plain  # BioindexDatabaseTls=off
 
     @classmethod
-    def from_secret(cls, secret: dict, schema: str, timeout: int = 10) -> MysqlBackend:
+    def from_secret(cls, secret: dict, schema: str, tls: ssl.SSLContext | None, timeout: int = 10) -> MysqlBackend:
+        """`secret`: username, password, host, port (connect.database_login). `tls`: the verifying
+        context, or None for plain TCP - not PyMySQL's default of unverified TLS when offered."""
+
         def connect() -> pymysql.connections.Connection:
             return pymysql.connect(
                 host=secret["host"],
@@ -58,6 +67,8 @@ class MysqlBackend:
                 user=secret["username"],
                 password=secret["password"],
                 database=schema,
+                ssl=tls,
+                ssl_disabled=tls is None,
                 connect_timeout=timeout,
                 read_timeout=60,
                 write_timeout=60,
@@ -65,7 +76,7 @@ class MysqlBackend:
                 charset="utf8mb4",
             )
 
-        return cls(connect)
+        return cls(connect, plain=tls is None)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[pymysql.cursors.Cursor]:
@@ -74,7 +85,29 @@ class MysqlBackend:
         try:
             conn = self._connect()
         except pymysql.err.MySQLError as exc:
-            raise BioindexUnavailable(f"cannot connect to the bioindex database: {exc.args[-1]}") from exc
+            code, reason = exc.args[0] if exc.args else None, str(exc.args[-1]) if exc.args else str(exc)
+            if code == ER_SECURE_TRANSPORT_REQUIRED:
+                raise DatabaseNeedsTls(
+                    f"the bioindex database requires TLS ({reason}): deploy with BioindexDatabaseTls=verify-full "
+                    "and BioindexDatabaseCaBundle"
+                ) from exc
+            if "CERTIFICATE_VERIFY_FAILED" in reason:
+                raise DatabaseNeedsTls(
+                    f"the bioindex database's certificate does not verify against BioindexDatabaseCaBundle, or not "
+                    f"for this host name ({reason}): give the bundle of the CA that signed it (for RDS, the global "
+                    "bundle), and the host name the certificate names"
+                ) from exc
+            if code == ER_ACCESS_DENIED:
+                plain = (
+                    "; with BioindexDatabaseTls=off this is also how MariaDB refuses a plain connection when it "
+                    "requires TLS: then deploy with BioindexDatabaseTls=verify-full"
+                    if self.plain
+                    else ""
+                )
+                raise BioindexRejected(
+                    f"the bioindex database refused the login ({reason}): check BioindexDatabaseSecretArn{plain}"
+                ) from exc
+            raise BioindexUnavailable(f"cannot connect to the bioindex database: {reason}") from exc
         try:
             with conn.cursor() as cursor:
                 yield cursor
