@@ -7,6 +7,7 @@ TimeoutSeconds, so a job that hangs (or never starts) fails its run in hours, no
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -39,6 +40,11 @@ class JobLimits:
     attempt_seconds: int = 43200  # their Timeout.AttemptDurationSeconds
     runnable_seconds: int = 3600  # the queue cancels a job waiting to start longer (RunnableTimeoutSeconds)
     floor_seconds: int = FLOOR_SECONDS
+
+    def shared_by(self, runs: int) -> JobLimits:
+        """What each of `runs` runs at once gets (a bulk run's index runs share one job queue): its
+        steps are timed as if it had MaxvCpus / runs, at least one job's vCPUs."""
+        return dataclasses.replace(self, max_vcpus=max(math.ceil(self.job_vcpus), self.max_vcpus // max(runs, 1)))
 
 
 def _work_seconds(step: Step, plan: Plan, shard_bytes: int, shard_files: int, vcpus: float) -> float:

@@ -360,6 +360,27 @@ class RefreshMode(StrEnum):
 
 
 @dataclass
+class Outcome:
+    """outcome.json: how the run ended, as its last state said - the summary, or the Error and
+    Cause. A bulk run's report reads it instead of carrying every index's summary in its state."""
+
+    status: str  # SUCCEEDED or FAILED
+    summary: dict | None = None
+    error: str = ""
+    cause: str = ""
+
+    NAME = "outcome.json"
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Outcome:
+        with malformed(cls.NAME):
+            return cls(**json_object(data, cls.NAME))
+
+
+@dataclass
 class Refresh:
     """refresh.json (refresh-revert.json when the flag was set back): how the bioindex processes were
     made to load the flag `compressed` - the ECS deployments this run started, or the task token an

@@ -9,6 +9,8 @@
     refresh.json               how the bioindex processes were made to load the new flag (refresh-revert.json:
                                the old flag again, after the bioindex could not read the new side)
     readers-check.json         what ProveReaders did: refreshes, answers compared, the canary's fate
+    outcome.json               how the run ended: its summary, or its Error and Cause
+    bulk-report.json, .txt     a bulk run's table of every index (the run folder of the bulk execution)
     canary/<key>               a copy of the canary file while it is deleted, to restore it from
 
 Beside the run folders, receipts/<index>/<prefix>flag.json keeps the latest flag.json of each
@@ -22,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from batch_job.errors import BadInput, StoreError
 from batch_job.locations import Location, parse_location
-from batch_job.records import FileRecord, Flag, JobError, Manifest, Plan, Readers, ReadersCheck, Refresh, Step
+from batch_job.records import FileRecord, Flag, JobError, Manifest, Outcome, Plan, Readers, ReadersCheck, Refresh, Step
 from batch_job.stores import S3Store
 
 CANARY_FOLDER = "canary/"
@@ -162,6 +164,13 @@ class RunFolder:
         """The receipts in this run folder's bucket (runs/NAME/ beside receipts/); None for a local run."""
         store = self.location.store
         return Receipts(parse_location(f"s3://{store.bucket}/receipts/")) if isinstance(store, S3Store) else None
+
+    def read_outcome(self) -> Outcome | None:
+        data = self._read(Outcome.NAME)
+        return None if data is None else Outcome.from_json(data)
+
+    def write_outcome(self, outcome: Outcome) -> None:
+        self._write(Outcome.NAME, outcome.to_json())
 
     def canary_key(self, key: str) -> str:
         """Where the canary's copy of `key` lives while it is deleted."""

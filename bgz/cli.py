@@ -121,7 +121,7 @@ def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
         }
         chosen = stack.invoke("SelectIndexesFunctionName", payload)
         pairs = [(item["index"], item["prefix"]) for item in chosen["items"]]
-        for skipped in chosen["skipped"]:
+        for skipped in chosen["run"]["skipped"]:
             print(f"{skipped['index']} {skipped['prefix']}: skipped ({skipped['reason']})")
     previews = [preview(stack, mode, index, prefix, getattr(args, "shards", None), size) for index, prefix in pairs]
     for found in previews:

@@ -466,38 +466,36 @@ def bulk_definition() -> State:
                     "index.$": "$.item.index",
                     "prefix.$": "$.item.prefix",
                     "level.$": "$.item.level",
+                    "bulkConcurrency.$": "$.concurrency",  # its steps' timeouts share the queue
                     "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
                 },
             },
-            "ResultSelector": {"summary.$": "$.Output", "execution.$": "$.ExecutionArn"},
+            "ResultSelector": {"execution.$": "$.ExecutionArn"},
             "ResultPath": "$.result",
             "Retry": [SFN_RETRY],
             "Catch": catch_all(states.INDEX_FAILED),
             "Next": states.INDEX_CONVERTED,
         },
+        # Each index's outcome is four short fields: a Map's results are one state, and a state holds at
+        # most 256 KiB. ReportIndexes reads each child's summary or Error and Cause itself.
         states.INDEX_CONVERTED: {
             "Type": "Pass",
             "Parameters": {
                 "index.$": "$.item.index",
                 "prefix.$": "$.item.prefix",
                 "status": "SUCCEEDED",
-                "execution.$": "$.result.execution",
-                "summary.$": "$.result.summary",
+                "execution.$": "$.item.name",
             },
             "End": True,
         },
         states.INDEX_FAILED: {
             "Type": "Pass",
             "Comment": "Kept as this index's outcome; the other indexes go on.",
-            # Small: the child's own Error and Cause are read by ReportIndexes (a Map's results share
-            # the execution's 256 KiB state limit).
             "Parameters": {
                 "index.$": "$.item.index",
                 "prefix.$": "$.item.prefix",
                 "status": "FAILED",
-                "error.$": "$.error.Error",
-                "machine.$": "$.machine",
-                "name.$": "$.item.name",
+                "execution.$": "$.item.name",
             },
             "End": True,
         },
@@ -506,26 +504,33 @@ def bulk_definition() -> State:
         "Type": "Map",
         "Comment": "One child execution per selected index, at most `concurrency` at once.",
         "ItemsPath": "$.items",
-        "MaxConcurrencyPath": "$.concurrency",
-        "ItemSelector": {"item.$": "$$.Map.Item.Value", "machine.$": "$.machine"},
+        "MaxConcurrencyPath": "$.run.concurrency",
+        "ItemSelector": {
+            "item.$": "$$.Map.Item.Value",
+            "machine.$": "$.run.machine",
+            "concurrency.$": "$.run.concurrency",
+        },
         "ItemProcessor": {
             "ProcessorConfig": {"Mode": "INLINE"},
             "StartAt": states.CONVERT_INDEX,
             "States": child,
         },
-        "ResultPath": "$.results",
+        # The results replace the items: no state ever holds both.
+        "ResultPath": "$.items",
         "Catch": catch_all(FAILED_UNEXPLAINED),
         "Next": states.REPORT_INDEXES,
     }
     machine[states.REPORT_INDEXES] = lambda_task(
-        comment="A table of every index: files, bytes before and after, status, cause; and the skipped ones.",
+        comment="A table of every index: files, bytes before and after, status, cause; and the skipped ones. "
+        "The whole table goes to the run bucket; the output holds its head and address.",
         function="${ReportFunctionArn}",
         payload={
             "action": "bulk",
-            "mode.$": "$.mode",
+            "mode.$": "$.run.mode",
             "execution.$": "$$.Execution.Name",
-            "results.$": "$.results",
-            "skipped.$": "$.skipped",
+            "machine.$": "$.run.machine",
+            "results.$": "$.items",
+            "skipped.$": "$.run.skipped",
         },
         result_selector={"report.$": "$.Payload"},
         output_path="$.report",

@@ -198,3 +198,38 @@ def test_a_workflow_runs_flag_is_never_trusted_without_the_live_one(tmp_path, ca
     rc, err = job(capsys, "delete", "--run", run)
     assert rc == 2 and "set by execution compress-test" in err and "no bioindex configured" in err
     assert {k: v for k, v in files(root).items() if k.endswith(".json")} == originals
+
+
+def test_the_retry_of_an_attempt_that_failed_after_deleting_puts_back_its_files(
+    offline_aws, mariadb, monkeypatch, tmp_path, capsys
+):
+    """An attempt deletes a batch and then cannot reach the bioindex (exit 3, its manifest never
+    written); the flag changes; the retry finds nothing left to delete, still re-reads the flag,
+    and puts back what the failed attempt deleted."""
+    from batch_job.bioindex.live_flag import LiveFlag
+    from batch_job.errors import BioindexUnreachable
+
+    root, run, originals = converted(tmp_path, capsys)
+    bioindex = Bioindex(mariadb, monkeypatch)
+    bioindex.set(True, run)
+    check = LiveFlag.check
+    calls = []
+
+    def unreachable_after_the_batch(self, flag):
+        calls.append(flag)
+        if len(calls) == 2:
+            raise BioindexUnreachable("the bioindex database did not answer")
+        check(self, flag)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(LiveFlag, "check", unreachable_after_the_batch)
+        rc, err = job(capsys, "delete", "--run", run, "--shard", "0")
+    assert rc == 3 and "the bioindex database did not answer" in err, err
+    assert not (Path(run) / "delete" / "shard-0.json").exists()
+    gone = set(originals) - set(files(root))
+    assert gone, "the attempt deleted its batch"
+
+    bioindex.db.set_compressed(INDEX, PREFIX, False)
+    rc, err = job(capsys, "delete", "--run", run, "--shard", "0")
+    assert rc == 2 and f"the {len(gone)} originals this run had deleted are back" in err, err
+    assert {k: v for k, v in files(root).items() if k.endswith(".json")} == originals

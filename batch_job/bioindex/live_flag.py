@@ -14,7 +14,13 @@ import boto3
 
 from batch_job.bioindex import connect
 from batch_job.bioindex.backend import FlagBackend
-from batch_job.bioindex.errors import BioindexRefused, BioindexRejected, BioindexUnavailable, FlagChanged
+from batch_job.bioindex.errors import (
+    BioindexRefused,
+    BioindexRejected,
+    BioindexUnavailable,
+    FlagChanged,
+    InsecureBioindexUrl,
+)
 from batch_job.errors import BioindexUnreachable, FlagMoved, Refused
 from batch_job.locations import parse_location
 from batch_job.records import Flag, Mode, Plan
@@ -51,7 +57,10 @@ class LiveFlag:
         if not connect.configured():
             return None
         secret = _secrets_manager()
-        return cls(connect.backend(secret, connect.server(secret), receipts))
+        try:
+            return cls(connect.backend(secret, connect.server(secret), receipts))
+        except (BioindexRefused, InsecureBioindexUrl, ValueError) as exc:  # the settings: no retry helps
+            raise Refused(f"this job's bioindex settings: {type(exc).__name__}: {exc}") from exc
 
     @classmethod
     def for_deleting(cls, flag: Flag) -> LiveFlag | None:
@@ -85,5 +94,5 @@ class LiveFlag:
             raise FlagMoved(str(exc)) from exc
         except BioindexUnavailable as exc:
             raise BioindexUnreachable(UNREACHABLE.format(error=exc)) from exc
-        except BioindexRejected as exc:
+        except (BioindexRejected, BioindexRefused) as exc:
             raise Refused(f"the bioindex refused the flag check ({exc}); nothing more is deleted") from exc

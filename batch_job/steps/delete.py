@@ -149,11 +149,11 @@ class GuardedDelete:
 
     def finish_shard(self, ctx: StepContext, shard: int, records: list[FileRecord]) -> None:
         deleting = [r for r in records if r.ok and r.deleted]
-        if not deleting:
-            return
         flag = ctx.run.read_flag()
         done: list[FileRecord] = []
         try:
+            if not deleting:  # a retry after a failed attempt: what that attempt deleted is checked too
+                self._check_live(flag)
             for batch in _batches(deleting):
                 ctx.locks.check_held_by(ctx.run.uri)  # only the run holding the prefix's lock deletes
                 self._check_live(flag)
@@ -194,7 +194,7 @@ class GuardedDelete:
         if not_back:
             message += (
                 f"; {len(not_back)} could not be put back ({next(iter(not_back.values()))}): their verified {kept} "
-                "are still there, and running this step again tries again"
+                "are still there, and running this step again puts back what it can"
             )
         return FlagMoved(
             message + ". Find out who changed the flag and why, then start a new run (or a rollback) accordingly"
@@ -203,8 +203,8 @@ class GuardedDelete:
 
 def _batches(records: list[FileRecord]) -> list[list[FileRecord]]:
     """Records grouped so that each group's objects fit one DeleteObjects request."""
-    batches: list[list[FileRecord]] = [[]]
-    size = 0
+    batches: list[list[FileRecord]] = []
+    size = DELETE_BATCH
     for record in records:
         if size + len(record.deleted) > DELETE_BATCH:
             batches.append([])

@@ -78,11 +78,12 @@ def _gz_from_original(ctx: StepContext, planned: PlannedFile, verified: FileReco
     return made
 
 
-def deleted_by_this_run(ctx: StepContext, step: Step, deleting_now: set[str]) -> list[PlannedFile]:
-    """The planned files whose spent side this run deleted: what every shard's manifest of `step`
-    records, the canary, and `deleting_now` (this job's, not yet in a manifest). A job still
-    deleting elsewhere re-reads the flag after its last batch and puts back its own."""
-    keys = set(deleting_now) | canary_spent(ctx.run)
+def deleted_by_this_run(ctx: StepContext, step: Step, shard: int, deleting_now: set[str]) -> list[PlannedFile]:
+    """The planned files whose spent side this run may have deleted: every file of this job's shard
+    (an earlier attempt may have deleted some and failed before its manifest was written), what
+    every shard's manifest of `step` records, the canary, and `deleting_now`. A job still deleting
+    elsewhere, or the retry of one that failed, re-reads the flag and puts back its own shard."""
+    keys = set(deleting_now) | canary_spent(ctx.run) | {f.key for f in ctx.plan.files_of(shard)}
     for manifest in ctx.run.read_manifests(step, ctx.plan.shards).values():
         keys |= {r.key for r in manifest.files if r.ok}
     return [f for f in ctx.plan.files if f.key in keys]
@@ -93,7 +94,7 @@ def restore_spent(ctx: StepContext, step: Step, shard: int, deleting_now: set[st
     `<step>/shard-K.restored.json`. Its `ok` is false if any file could not be put back (its record
     says why)."""
     plan, run = ctx.plan, ctx.run
-    files = deleted_by_this_run(ctx, step, deleting_now)
+    files = deleted_by_this_run(ctx, step, shard, deleting_now)
     verified: dict[str, FileRecord] = {}
     for k in sorted({f.shard for f in files}):
         verified |= run.verified_records(k)

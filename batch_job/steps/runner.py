@@ -18,7 +18,7 @@ from batch_job.errors import AccessDenied, BadInput, FileFailed, ObjectChanged, 
 from batch_job.locations import Location, parse_location
 from batch_job.locks import Locks
 from batch_job.progress import STOP, Interrupted, Progress, uninterrupted, waiting_on_workers
-from batch_job.records import CanaryStatus, FileRecord, Manifest, Mode, Plan, PlannedFile, Step, now
+from batch_job.records import CanaryStatus, FileRecord, Manifest, Mode, Plan, PlannedFile, Status, Step, now
 from batch_job.runfolder import RunFolder
 from batch_job.stores import is_denied
 
@@ -192,6 +192,6 @@ def spent_by_this_run(run: RunFolder, plan: Plan, shard: int) -> set[str]:
 def _never_worse(record: FileRecord, earlier: FileRecord | None) -> FileRecord:
     """A re-run never overwrites a success with a failure: the success stays on record, with the
     later failure beside it (the step still fails, so the failure is seen)."""
-    if record.ok or earlier is None or not earlier.ok:
-        return record
+    if record.ok or earlier is None or not earlier.ok or record.status == Status.RESTORED:
+        return record  # a file put back is not "deleted", whatever an earlier attempt recorded
     return dataclasses.replace(earlier, later_failure=record.error or "failed")

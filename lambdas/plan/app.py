@@ -52,6 +52,8 @@ class ExecutionInput(BaseModel):
     level: int = Field(default=-1, ge=-1, le=9)
     # Set by the bulk machine: links this run to it in the console.
     started_by: str | None = Field(default=None, alias="AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID")
+    # Set by the bulk machine: how many index runs share the job queue at once.
+    bulk_concurrency: int | None = Field(default=None, ge=1, alias="bulkConcurrency")
 
     @field_validator("prefix")
     @classmethod
@@ -179,7 +181,7 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict:
         # Batch job Parameters must be strings.
         "level": str(event.input.level),
         # Each Batch step's TimeoutSeconds, from this plan's bytes and the stack's job sizes.
-        "timeouts": step_timeouts(plan, job_limits()),
+        "timeouts": step_timeouts(plan, job_limits().shared_by(event.input.bulk_concurrency or 1)),
         # How RefreshReaders makes every bioindex process load the new flag, and its bounds.
         "refresh": config.reader_refresh().state(),
     }

@@ -3,12 +3,15 @@ The bulk machine's ReportIndexes state: one row per index.
 
 `summary` reads the run's manifests for the Succeed output; `explain` turns a caught error (a Batch
 job description as JSON, a Lambda error, or plain text) and the failed step's manifests into the
-Error and Cause of the execution's Fail state. Either way the run is over: its prefix lock is released.
+Error and Cause of the execution's Fail state. Either way the run is over: its prefix lock is released,
+and its outcome.json written for a bulk run's report, which reads each index run's own.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal
 
 import boto3
@@ -22,7 +25,7 @@ from batch_job import states
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.rates import timeout_key
-from batch_job.records import CanaryStatus, FileRecord, Mode, ReadersCheck, Step
+from batch_job.records import CanaryStatus, FileRecord, Mode, Outcome, ReadersCheck, Step
 from batch_job.runfolder import RunFolder
 from batch_job.sizes import human_bytes
 
@@ -35,6 +38,8 @@ copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 CANARY_GONE = (CanaryStatus.SET_ASIDE, CanaryStatus.DELETED)
 NOTHING_DELETED = {Mode.COMPRESS: "No original was deleted", Mode.ROLLBACK: "No compressed file was removed"}
 SHOWN_FILES = 5
+MAX_CAUSE = 32_000  # a Fail state's Cause holds at most 32,768 characters
+ROW_CAUSE = 600  # a bulk table row, as the output shows it (the report in the run bucket has it all)
 
 
 class ReportEvent(BaseModel):
@@ -46,6 +51,7 @@ class ReportEvent(BaseModel):
     step: str = ""
     error: dict[str, Any] = {}
     plan: dict[str, Any] = {}
+    machine: str = ""  # bulk: the index runs' state machine
     results: list[dict[str, Any]] = []  # bulk: each index's outcome
     skipped: list[dict[str, Any]] = []  # bulk: indexes not converted, and why
 
@@ -243,37 +249,83 @@ def explain(event: ReportEvent) -> dict:
         parts.append(f"index {event.plan['index']!r} prefix {event.plan['prefix']!r} at {event.plan['target']}")
     if event.plan.get("run"):
         parts.append(f"run folder: {event.plan['run']}")
-    return {"error": f"{event.step}Failed", "cause": ". ".join(p for p in parts if p) + "."}
+    cause = ". ".join(p for p in parts if p) + "."
+    return {"error": f"{event.step}Failed", "cause": cap(cause, where=event.plan.get("run", ""))}
 
 
-def _child_cause(result: dict[str, Any]) -> str:
-    """A failed index run's own Error and Cause, read from the run itself."""
-    if not result.get("machine") or not result.get("name"):
-        return str(result.get("error") or "failed")
-    arn = result["machine"].replace(":stateMachine:", ":execution:") + ":" + result["name"]
+def cap(text: str, limit: int = MAX_CAUSE, where: str = "") -> str:
+    """At most `limit` characters (a Fail state's Cause may hold 32,768): the head, then how much
+    was left out and where the rest is."""
+    if len(text) <= limit:
+        return text
+    tail = f" ... ({len(text) - limit:,} characters more{'; all of it: ' + where if where else ''})"
+    return text[: limit - len(tail)] + tail
+
+
+def _run_of(execution: str) -> RunFolder:
+    """The run folder of an execution of this stack, by its name."""
+    return RunFolder(parse_location(f"s3://{os.environ['RUN_BUCKET']}/runs/{execution}/"))
+
+
+def record_outcome(event: ReportEvent, result: dict) -> None:
+    """outcome.json in the run folder, what a bulk run's report reads of this run; best effort, the
+    result stands. A run refused before Plan made its folder writes nothing (Step Functions has it)."""
+    run = _run(event)
+    if run is None:
+        return
+    if event.action == "summary":
+        outcome = Outcome("SUCCEEDED", summary=result)
+    else:
+        outcome = Outcome("FAILED", error=result["error"], cause=result["cause"])
     try:
-        child = boto3.client("stepfunctions").describe_execution(executionArn=arn)
+        run.write_outcome(outcome)
+    except Exception:
+        logger.exception("could not write the run's outcome")
+
+
+def _described(machine: str, result: dict[str, Any]) -> Outcome:
+    """An index run's outcome from Step Functions, when its run folder has none (it ended before
+    its Summarize or ExplainFailure could write one)."""
+    name = result.get("execution", "")
+    arn = machine.replace(":stateMachine:", ":execution:") + ":" + name
+    try:
+        found = boto3.client("stepfunctions").describe_execution(executionArn=arn)
     except Exception:  # the table still names the run, whose page says why
         logger.exception("could not describe an index run")
-        return f"{result.get('error') or 'failed'}; see execution {result['name']}"
-    return f"{child.get('error') or child.get('status')}: {child.get('cause') or ''}".strip()
+        return Outcome(result.get("status", "FAILED"), cause=f"see execution {name}")
+    if found["status"] == "SUCCEEDED":
+        return Outcome("SUCCEEDED", summary=json.loads(found.get("output") or "{}"))
+    return Outcome(found["status"], error=found.get("error", ""), cause=found.get("cause", ""))
+
+
+def _index_outcome(machine: str, result: dict[str, Any]) -> Outcome:
+    try:
+        found = _run_of(result.get("execution", "")).read_outcome()
+    except Exception:  # malformed or unreadable: Step Functions knows too
+        logger.exception("could not read an index run's outcome")
+        found = None
+    return found if found is not None else _described(machine, result)
 
 
 def bulk(event: ReportEvent) -> dict:
-    """Every index's outcome as rows and as a plain-text table (the Cause when any failed)."""
+    """Every index's outcome, read from its own run: the whole table goes to this bulk run's folder
+    (bulk-report.json and .txt); the output holds the counts, the table's head and its address."""
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(lambda r: _index_outcome(event.machine, r), event.results))
     rows = []
-    for result in event.results:
-        summary = result.get("summary") or {}
+    for result, outcome in zip(event.results, outcomes, strict=True):
+        summary = outcome.summary or {}
         failed = result.get("status") != "SUCCEEDED"
         rows.append(
             {
                 "index": result.get("index"),
                 "prefix": result.get("prefix"),
                 "status": "FAILED" if failed else "SUCCEEDED",
+                "execution": result.get("execution"),
                 "files": summary.get("files"),
                 "bytesUncompressed": summary.get("bytesUncompressed"),
                 "bytesCompressed": summary.get("bytesCompressed"),
-                "cause": _child_cause(result) if failed else "",
+                "cause": f"{outcome.error or outcome.status}: {outcome.cause}".strip() if failed else "",
             }
         )
     rows += [
@@ -286,14 +338,19 @@ def bulk(event: ReportEvent) -> dict:
         f"{event.mode} of {len(event.results)} indexes: {converted} succeeded, {failed} failed, "
         f"{len(event.skipped)} skipped"
     )
+    run = _run_of(event.execution)
     table = "\n".join([head, *map(_row_line, rows)])
+    run.location.store.write_bytes(run.location.key("bulk-report.json"), json.dumps(rows, indent=1).encode())
+    run.location.store.write_bytes(run.location.key("bulk-report.txt"), table.encode() + b"\n")
+    where = run.location.store.uri(run.location.key("bulk-report.txt"))
+    shown = "\n".join([head, *(cap(_row_line(r), ROW_CAUSE) for r in rows)])
     return {
         "mode": event.mode,
         "converted": converted,
         "failed": failed,
         "skipped": len(event.skipped),
-        "indexes": rows,
-        "table": table,
+        "table": cap(shown, where=where),
+        "report": where,
     }
 
 
@@ -313,6 +370,8 @@ def handler(event: ReportEvent, context: LambdaContext) -> dict:
     if event.action == "bulk":
         return bulk(event)  # the children released their own locks
     try:
-        return summary(event) if event.action == "summary" else explain(event)
+        result = summary(event) if event.action == "summary" else explain(event)
+        record_outcome(event, result)
+        return result
     finally:
         release_lock(event)

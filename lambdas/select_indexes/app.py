@@ -9,6 +9,7 @@ backend): all of those run, each child's own pre-flight refusing what it must.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Literal
 
@@ -27,6 +28,14 @@ logger = Logger()
 tracer = Tracer()
 
 DEFAULT_CONCURRENCY = 3  # as the bioindex's own bulk tool
+STATE_BUDGET = 240_000  # bytes of items and outcomes in one state, under Step Functions' 262,144
+STATUS_BYTES = 40  # what an index's outcome holds beyond its item
+
+
+class BulkTooLarge(Exception):
+    """More indexes than one bulk execution's state can carry."""
+
+
 MAX_BULK_NAME = 60
 
 
@@ -131,6 +140,11 @@ def child_names(indexes: list[str], execution: str) -> list[str]:
 @tracer.capture_lambda_handler
 @event_parser(model=SelectEvent)
 def handler(event: SelectEvent, context: LambdaContext) -> dict:
+    return selection(event)
+
+
+def selection(event: SelectEvent) -> dict:
+    """The Map's items and the run's settings, checked to fit one state."""
     pairs, skipped = select(event)
     names = child_names([index for index, _ in pairs], event.execution)
     items = [
@@ -140,10 +154,22 @@ def handler(event: SelectEvent, context: LambdaContext) -> dict:
     machine = event.machines[event.input.mode]
     concurrency = event.input.concurrency or int(os.environ.get("BULK_CONCURRENCY", DEFAULT_CONCURRENCY))
     logger.info("selected", extra={"convert": len(items), "skipped": len(skipped), "concurrency": concurrency})
+    check_state_size(items, skipped)
+    # The Map takes `items` and replaces them with each index's outcome; `run` goes through.
     return {
-        "mode": event.input.mode,
-        "machine": machine,
-        "concurrency": concurrency,
         "items": items,
-        "skipped": skipped,
+        "run": {"mode": event.input.mode, "machine": machine, "concurrency": concurrency, "skipped": skipped},
     }
+
+
+def check_state_size(items: list[dict], skipped: list[dict]) -> None:
+    """Refuse a selection whose Map would pass Step Functions' 256 KiB limit of one state's data:
+    its input holds every item and skipped index, its output every outcome (each about an item's
+    size). States.DataLimitExceeded cannot be caught: the run would end with no report."""
+    size = len(json.dumps(items)) + len(json.dumps(skipped)) + STATUS_BYTES * len(items)
+    if size > STATE_BUDGET:
+        most = int(len(items) * STATE_BUDGET / size)
+        raise BulkTooLarge(
+            f"{len(items)} indexes ({len(skipped)} skipped) are {size:,} bytes of state, over the {STATE_BUDGET:,} one "
+            f"bulk run can carry: split it into runs of at most about {most} indexes (include/exclude)"
+        )
