@@ -34,6 +34,16 @@ def manifest_key(step: Step, shard: int) -> str:
     return f"{step}/shard-{shard}.json"
 
 
+def run_folder_uri(bucket: str, execution: str) -> str:
+    """Where an execution's run folder is in the stack's run bucket."""
+    return f"s3://{bucket}/runs/{execution}/"
+
+
+def receipts_uri(bucket: str) -> str:
+    """Where the flag receipts are in the stack's run bucket, beside the run folders."""
+    return f"s3://{bucket}/receipts/"
+
+
 def restored_key(step: Step, shard: int) -> str:
     return f"{step}/shard-{shard}.restored.json"
 
@@ -163,7 +173,7 @@ class RunFolder:
     def receipts(self) -> Receipts | None:
         """The receipts in this run folder's bucket (runs/NAME/ beside receipts/); None for a local run."""
         store = self.location.store
-        return Receipts(parse_location(f"s3://{store.bucket}/receipts/")) if isinstance(store, S3Store) else None
+        return Receipts(parse_location(receipts_uri(store.bucket))) if isinstance(store, S3Store) else None
 
     def read_outcome(self) -> Outcome | None:
         data = self._read(Outcome.NAME)

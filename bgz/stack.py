@@ -13,7 +13,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from batch_job.locations import Location, parse_s3_uri
-from batch_job.runfolder import RunFolder
+from batch_job.runfolder import RunFolder, run_folder_uri
 from batch_job.stores import S3Store
 from bgz.errors import OperatorError
 
@@ -65,7 +65,7 @@ class Stack:
 
     def run_folder(self, execution_name: str) -> RunFolder:
         """An execution's run folder, read with this stack's profile and region (never the default session)."""
-        return RunFolder(self.location(f"s3://{self.outputs()['RunBucketName']}/runs/{execution_name}/"))
+        return RunFolder(self.location(run_folder_uri(self.outputs()["RunBucketName"], execution_name)))
 
     @property
     def region_name(self) -> str:

@@ -13,7 +13,7 @@ from batch_job.bioindex.backend import FlagBackend
 from batch_job.bioindex.server import BioindexServer
 from batch_job.locations import parse_location
 from batch_job.records import RefreshMode
-from batch_job.runfolder import Receipts
+from batch_job.runfolder import Receipts, receipts_uri
 
 
 def _env(name: str, default: str = "") -> str:
@@ -36,7 +36,7 @@ def server() -> BioindexServer | None:
 
 
 def receipts() -> Receipts:
-    return Receipts(parse_location(f"s3://{_env('RUN_BUCKET')}/receipts/"))
+    return Receipts(parse_location(receipts_uri(_env("RUN_BUCKET"))))
 
 
 def backend(bioindex: BioindexServer | None) -> FlagBackend:

@@ -27,7 +27,7 @@ from batch_job.keys import s3_prefix
 from batch_job.locations import check_prefix, parse_location
 from batch_job.locks import Locks
 from batch_job.rates import JobLimits, step_timeouts
-from batch_job.runfolder import RunFolder
+from batch_job.runfolder import RunFolder, run_folder_uri
 from batch_job.steps.plan import make_plan, preview
 from bioindex import config
 from bioindex.readers import capture
@@ -153,7 +153,7 @@ def handler(event: PlanEvent, context: LambdaContext) -> dict:
     target = f"s3://{os.environ['DATA_BUCKET']}/{key_prefix}"
     if event.dry_run:
         return dry_run(target, rollback, event.input.shards, row)
-    run = RunFolder(parse_location(f"s3://{os.environ['RUN_BUCKET']}/runs/{event.execution}/"))
+    run = RunFolder(parse_location(run_folder_uri(os.environ["RUN_BUCKET"], event.execution)))
     plan = make_plan(
         target, index, run, rollback=rollback, shards=event.input.shards, prefix=prefix, execution=event.execution_arn
     )

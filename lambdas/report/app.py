@@ -26,7 +26,7 @@ from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.rates import timeout_key
 from batch_job.records import CanaryStatus, FileRecord, Mode, Outcome, ReadersCheck, Step
-from batch_job.runfolder import RunFolder
+from batch_job.runfolder import RunFolder, run_folder_uri
 from batch_job.sizes import human_bytes
 
 logger = Logger()
@@ -264,7 +264,7 @@ def cap(text: str, limit: int = MAX_CAUSE, where: str = "") -> str:
 
 def _run_of(execution: str) -> RunFolder:
     """The run folder of an execution of this stack, by its name."""
-    return RunFolder(parse_location(f"s3://{os.environ['RUN_BUCKET']}/runs/{execution}/"))
+    return RunFolder(parse_location(run_folder_uri(os.environ["RUN_BUCKET"], execution)))
 
 
 def record_outcome(event: ReportEvent, result: dict) -> None:
