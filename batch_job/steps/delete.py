@@ -30,8 +30,8 @@ from batch_job.steps.runner import StepContext
 from batch_job.stores import DELETE_BATCH, Store
 
 
-def check_flag(run: RunFolder, plan: Plan) -> None:
-    """Refuse the whole step unless flag.json confirms the flag this run's deletions depend on."""
+def check_flag(run: RunFolder, plan: Plan) -> Flag:
+    """flag.json, if it confirms the flag this run's deletions depend on; else refuse the whole step."""
     wanted = plan.mode == Mode.COMPRESS
     flag = run.read_flag()
     if flag is None:
@@ -46,19 +46,20 @@ def check_flag(run: RunFolder, plan: Plan) -> None:
         )
     if flag.compressed is not wanted:
         raise Refused(f"{Flag.NAME} says compressed={str(flag.compressed).lower()}; nothing is deleted")
+    return flag
 
 
-def check_deletable(run: RunFolder, plan: Plan) -> None:
-    """flag.json (check_flag), and - for a workflow run, whose ProveReaders leaves readers-check.json -
+def check_deletable(run: RunFolder, plan: Plan) -> Flag:
+    """flag.json, checked (check_flag), and - for a workflow run, whose ProveReaders leaves readers-check.json -
     a reader proof that ended well: a run that failed at RefreshReaders or ProveReaders cannot be
     finished by starting its delete step by hand. (A run by hand has no such record.)"""
-    check_flag(run, plan)
+    flag = check_flag(run, plan)
     refresh = run.read_refresh()
     if refresh is not None and refresh.mode != RefreshMode.REQUESTS and not refresh.done:
         raise Refused(f"{refresh.NAME} shows the bioindex was never restarted for this flag; nothing is deleted")
     check = run.read_readers_check()
     if check is None:
-        return
+        return flag
     passed = check.finished is not None and not check.reverted and check.checked is not None
     if check.checked and check.canary is not None:
         passed = passed and check.canary_status == CanaryStatus.RELEASED
@@ -67,6 +68,7 @@ def check_deletable(run: RunFolder, plan: Plan) -> None:
             f"{check.NAME} shows the reader proof of this run did not pass (canary {check.canary_status or 'none'}, "
             f"flag set back: {bool(check.reverted)}); nothing is deleted: start a new execution instead"
         )
+    return flag
 
 
 def release_when_done(run: RunFolder, plan: Plan, step: Step) -> bool:
@@ -119,12 +121,13 @@ class GuardedDelete:
         self._verified: dict[int, dict[str, FileRecord]] = {}
         self._lock = threading.Lock()
         self.live: LiveFlag | None = None
+        self.flag: Flag | None = None  # flag.json, read once by check()
         self.stopped: FlagMoved | None = None  # the flag changed: no further shard is touched
 
     def check(self, run: RunFolder, plan: Plan) -> None:
         """The step's preconditions (check_deletable), and the live flag to re-read before each batch."""
-        check_deletable(run, plan)
-        self.live = LiveFlag.for_deleting(run.read_flag())
+        self.flag = check_deletable(run, plan)
+        self.live = LiveFlag.for_deleting(self.flag)
 
     def _record_of(self, ctx: StepContext, planned: PlannedFile) -> FileRecord:
         with self._lock:  # files are checked in parallel; read each shard's verify manifest once
@@ -143,20 +146,19 @@ class GuardedDelete:
         status = Status.DELETED if present else Status.ALREADY_DELETED
         return FileRecord(planned.key, True, status=status, deleted=present)
 
-    def _check_live(self, flag: Flag) -> None:
+    def _check_live(self) -> None:
         if self.live is not None:
-            self.live.check(flag)
+            self.live.check(self.flag)
 
     def finish_shard(self, ctx: StepContext, shard: int, records: list[FileRecord]) -> None:
         deleting = [r for r in records if r.ok and r.deleted]
-        flag = ctx.run.read_flag()
         done: list[FileRecord] = []
         try:
             if not deleting:  # a retry after a failed attempt: what that attempt deleted is checked too
-                self._check_live(flag)
+                self._check_live()
             for batch in _batches(deleting):
                 ctx.locks.check_held_by(ctx.run.uri)  # only the run holding the prefix's lock deletes
-                self._check_live(flag)
+                self._check_live()
                 try:
                     ctx.target.store.delete([obj for r in batch for obj in r.deleted])
                 except Exception as exc:  # the manifest must say these were not deleted, not crash the step
@@ -166,7 +168,7 @@ class GuardedDelete:
                     break
                 done += batch
             if done:
-                self._check_live(flag)  # a change while the last batch went is undone now
+                self._check_live()  # a change while the last batch went is undone now
         except FlagMoved as exc:
             self.stopped = self._put_back(ctx, shard, done, exc)
 

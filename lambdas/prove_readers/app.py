@@ -130,10 +130,9 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     readers = run.read_readers()
     if event.revert:
         return prove_old_answers(run, plan, event, readers)
-    check_flag(run, plan)
+    flag = check_flag(run, plan)
     bioindex = config.server()
     backend = config.backend(bioindex)
-    flag = run.read_flag()
     backend.check_unchanged(flag)
     record = run.read_readers_check() or ReadersCheck(event.execution)
     refresh = event.refresh
