@@ -8,6 +8,7 @@ so that an output records the source it was made from.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import uuid
@@ -117,9 +118,29 @@ def check_botocore(version: str) -> None:
         raise Refused(f"botocore {version} is older than {wanted}, which S3's conditional writes and deletes need")
 
 
+# The environment a client is made from: a process that changes it (a test) gets a new client.
+CLIENT_SETTINGS = (
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "AWS_PROFILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_REGION",
+    "AWS_DEFAULT_REGION",
+    "AWS_ACCESS_KEY_ID",
+)
+
+
 def s3_client():
-    """A boto3 S3 client honouring the standard environment, with adaptive retries for throttling."""
+    """The process's boto3 S3 client, honouring the standard environment, with adaptive retries for
+    throttling. One is shared by every store: clients are thread-safe, and each new one re-reads
+    botocore's models (a bulk report reading a thousand run folders spent minutes making clients)."""
     check_botocore(botocore.__version__)
+    return _s3_client(tuple(os.environ.get(name) for name in CLIENT_SETTINGS))
+
+
+@functools.lru_cache(maxsize=8)
+def _s3_client(settings: tuple[str | None, ...]):
     config = Config(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=64)
     return boto3.session.Session().client("s3", config=config)
 
