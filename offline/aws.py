@@ -12,10 +12,11 @@ tests/test_offline_aws.py fails loudly when an upgrade breaks them:
    normalisation as a stub).
 2. A `.sync` task is given no callback endpoint, so a Retry does not reuse the interrupted
    endpoint of the previous attempt.
-3. A submitted Batch job runs its container command as a subprocess (Ref:: parameters substituted,
+3. A submitted Batch job runs its container command in a fresh process (Ref:: parameters substituted,
    AWS_BATCH_JOB_ARRAY_INDEX set for array children) and ends SUCCEEDED or FAILED by its exit code,
-   with AWS's status reason; a Lambda invoke runs the function's handler in a subprocess with the
-   function's environment.
+   with AWS's status reason; a Lambda invoke runs the function's handler in a fresh process with the
+   function's environment, and its log ends with Lambda's REPORT line (duration, peak memory). The
+   processes are forked from a zygote that has the libraries imported (offline/warm_start.py).
 4. DeleteObjects honours each object's ETag as S3 does (moto 5.2.5 ignores it): an object whose
    ETag differs is kept and reported with the error code PreconditionFailed.
 5. A state's service integration calls are recorded as its state machine's (offline/recorder.py),
@@ -37,14 +38,12 @@ import logging
 import os
 import re
 import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +58,7 @@ from moto.server import ThreadedMotoServer
 
 from offline import recorder
 from offline.intrinsics import Intrinsics, parameter_errors, parameter_values
+from offline.warm_start import Zygote
 
 ROOT = Path(__file__).resolve().parent.parent
 PINNED_MOTO = "5.2.5"
@@ -111,6 +111,8 @@ class Runner:
     # Called with an ECS service's name when a new deployment of it starts: replaces its processes,
     # returning when every one has been replaced (raising if the deployment fails).
     restart_service: Callable[[str], None] | None = None
+    _started: Zygote | None = None
+    _zygote_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def _log(self, group: str, stream: str, text: str) -> None:
         """Write a process's output to CloudWatch Logs (moto's), one event per line, as AWS does."""
@@ -142,21 +144,15 @@ class Runner:
         env[recorder.COMPONENT] = f"job-definition:{job.job_definition.name}"
         if "index" in job.array_properties:
             env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_properties["index"])
-        proc = subprocess.run(  # stdout and stderr in one log, as awslogs keeps them
-            [sys.executable, str(ROOT / "offline" / "job_runtime.py"), *command],
-            env=env,
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.job_logs.append(
-            {"job": job.job_name, "id": job.job_id, "command": command, "exit": proc.returncode, "log": proc.stdout}
-        )
+        with self._files("log") as (log,):  # stdout and stderr in one log, as awslogs keeps them
+            runtime = ROOT / "offline" / "job_runtime.py"
+            code = self._zygote().run(runtime, command, env, ROOT, os.devnull, log, log).code
+            output = Path(log).read_text(errors="replace")
+        self.job_logs.append({"job": job.job_name, "id": job.job_id, "command": command, "exit": code, "log": output})
         if "awslogs-group" in log_options:
-            self._log(log_options["awslogs-group"], job.log_stream_name, proc.stdout)
-        job.exit_code = proc.returncode
-        if proc.returncode:
+            self._log(log_options["awslogs-group"], job.log_stream_name, output)
+        job.exit_code = code
+        if code:
             # What AWS Batch says for any non-zero exit: nothing of what the container printed.
             job.job_stopped_reason = "Essential container in task exited"
 
@@ -168,6 +164,7 @@ class Runner:
         env.update(
             {
                 "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
                 recorder.COMPONENT: f"function:{function.function_name}",
                 "FUNCTION_ARN": function.function_arn,
                 "POWERTOOLS_TRACE_DISABLED": "true",
@@ -175,19 +172,43 @@ class Runner:
                 "PYTHONPATH": f"{ROOT / 'lambdas'}{os.pathsep}{ROOT}",
             }
         )
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "offline" / "lambda_runtime.py"), function.handler],
-            input=body or b"{}",
-            env=env,
-            cwd=ROOT / "lambdas",
-            capture_output=True,
+        with self._files("event", "result", "log") as (event, result, log):
+            Path(event).write_bytes(body or b"{}")
+            runtime = ROOT / "offline" / "lambda_runtime.py"
+            started = time.monotonic()
+            ended = self._zygote().run(runtime, [function.handler], env, ROOT / "lambdas", event, result, log)
+            duration = time.monotonic() - started
+            payload, text = Path(result).read_bytes(), Path(log).read_text(errors="replace")
+        # The line Lambda ends each invoke's log with (the tests read Max Memory Used from it).
+        text += (
+            f"REPORT Duration: {duration * 1000:.2f} ms\tMemory Size: {function.memory_size} MB\t"
+            f"Max Memory Used: {ended.max_rss // 2**20} MB\n"
         )
-        log = proc.stderr.decode(errors="replace")
-        self.lambda_logs.append({"function": function.function_name, "log": log})
+        self.lambda_logs.append({"function": function.function_name, "log": text})
         if function.function_name in self.log_groups:
             stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
-            self._log(self.log_groups[function.function_name], stream, log)
-        return proc.stdout, proc.returncode != 0
+            self._log(self.log_groups[function.function_name], stream, text)
+        return payload, ended.code != 0
+
+    def _zygote(self) -> Zygote:
+        with self._zygote_lock:
+            if self._started is None:
+                self._started = Zygote()
+            return self._started
+
+    @contextlib.contextmanager
+    def _files(self, *names: str) -> Iterator[tuple[str, ...]]:
+        """Paths for one run's standard streams, removed after it."""
+        with tempfile.TemporaryDirectory(prefix="bgzip-run-") as folder:
+            paths = tuple(str(Path(folder) / name) for name in names)
+            for path in paths:
+                Path(path).touch()
+            yield paths
+
+    def close(self) -> None:
+        if self._started is not None:
+            self._started.close()
+            self._started = None
 
 
 _runner: Runner | None = None
@@ -464,12 +485,19 @@ class OfflineAWS:
 
     def stop(self) -> None:
         self._server.stop()
+        self.runner.close()
 
     def client(self, service: str):
         return boto3.client(service, region_name=REGION, endpoint_url=self.endpoint)
 
     def create_function(
-        self, name: str, handler: str, variables: dict[str, str], timeout: int = 60, role: str | None = None
+        self,
+        name: str,
+        handler: str,
+        variables: dict[str, str],
+        timeout: int = 60,
+        role: str | None = None,
+        memory: int = 128,
     ) -> dict:
         """A Lambda function whose invokes run `handler` (found from lambdas/, or the repository root)."""
         if role is None:
@@ -487,6 +515,7 @@ class OfflineAWS:
             Code={"ZipFile": code.getvalue()},
             Environment={"Variables": variables},
             Timeout=timeout,
+            MemorySize=memory,
         )
 
     def deploy(self, stack: str, data_bucket: str, parameters: dict[str, str]) -> DeployedStack:
@@ -566,7 +595,10 @@ class OfflineAWS:
             variables = {k: str(v) for k, v in names.resolve(variables).items()}
             variables.update(parameters.get("Function.Environment", {}))
             variables.update(parameters.get(f"{name}.Environment", {}))
-            fn = self.create_function(f"{stack}-{name}", props["Handler"], variables, props.get("Timeout", 3), role)
+            memory = props.get("MemorySize", template["Globals"]["Function"].get("MemorySize", 128))
+            fn = self.create_function(
+                f"{stack}-{name}", props["Handler"], variables, props.get("Timeout", 3), role, memory
+            )
             refs[name] = fn["FunctionName"]
             refs[f"{name}.Arn"] = fn["FunctionArn"]
             self.runner.log_groups[fn["FunctionName"]] = names.resolve(props["LoggingConfig"]["LogGroup"])

@@ -27,7 +27,7 @@ else:  # a script run from offline/ with only the component's code on the path, 
 @dataclass
 class Context:
     function_name: str
-    memory_limit_in_mb: int = 512
+    memory_limit_in_mb: int = 128
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     invoked_function_arn: str = ""
     deadline: float = field(default_factory=lambda: time.time() + 900)
@@ -38,27 +38,29 @@ class Context:
 
 def main() -> int:
     install_from_environment()
-    result_stream = os.fdopen(os.dup(1), "w")
+    result_fd = os.dup(1)
     os.dup2(2, 1)  # whatever the handler prints goes to the log, not into the result
     sys.stdout = sys.stderr
     module_name, _, func_name = sys.argv[1].rpartition(".")
     event = json.load(sys.stdin)
     name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", module_name)
-    context = Context(name, invoked_function_arn=os.environ.get("FUNCTION_ARN", ""))
+    memory = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+    context = Context(name, memory, invoked_function_arn=os.environ.get("FUNCTION_ARN", ""))
+    failed = False
     try:
         handler = getattr(importlib.import_module(module_name), func_name)
         result = handler(event, context)
     except Exception as exc:
-        error = {
+        failed = True
+        result = {
             "errorMessage": str(exc),
             "errorType": type(exc).__name__,
             "requestId": context.aws_request_id,
             "stackTrace": traceback.format_exception(exc),
         }
-        result_stream.write(json.dumps(error))
-        return 1
-    result_stream.write(json.dumps(result))
-    return 0
+    with os.fdopen(result_fd, "w") as out:
+        out.write(json.dumps(result))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

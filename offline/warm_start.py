@@ -1,0 +1,192 @@
+"""Fresh Python processes without the import cost, for the offline stack's jobs and Lambda invokes.
+
+Every job and every invoke runs in a new process, as on AWS, and most of starting one is importing
+boto3, Powertools, pydantic and the X-Ray SDK (about 0.5 s of a 1 s invoke). A zygote imports those
+libraries once, then forks a child for each run: the child gets the run's environment, working
+folder, argv and standard streams, and runs the script as `python SCRIPT ARGS` would. The zygote
+imports libraries only, never project code, so nothing a child runs was set up by another run.
+
+    zygote = Zygote()                       # starts `python offline/warm_start.py SOCKET`
+    exit = zygote.run(script, args, env, cwd, stdin=PATH, stdout=PATH, stderr=PATH)
+
+The runner connects once per run and sends the request as one JSON line; the zygote forks, and when
+the child has exited (atexit run, standard streams flushed) writes its exit status and peak memory back as
+one line.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import importlib
+import json
+import os
+import runpy
+import selectors
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+
+# Imported once by the zygote: libraries the jobs and handlers use that read no settings at import.
+PRELOAD = (
+    "boto3",
+    "botocore.session",
+    "s3transfer.manager",
+    "pydantic",
+    "aws_lambda_powertools",
+    "aws_lambda_powertools.logging",
+    "aws_lambda_powertools.utilities.parameters",
+    "aws_lambda_powertools.utilities.parser",
+    "aws_xray_sdk.core",
+    "pymysql",
+    "requests",
+)
+REAP_SECONDS = 0.02  # how often the zygote looks for children that have exited
+
+
+@dataclass(frozen=True)
+class Exit:
+    code: int  # negative: killed by that signal
+    max_rss: int  # bytes, the child's peak resident memory (what Lambda reports as Max Memory Used)
+
+
+class Zygote:
+    """The runner's side: one zygote process, shared by the runner's threads."""
+
+    def __init__(self) -> None:
+        self._folder = Path(tempfile.mkdtemp(prefix="bgzip-zygote-"))
+        self.socket_path = str(self._folder / "socket")
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # a child's path is its own run's
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, self.socket_path],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        if self._process.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the offline runtime's zygote did not start (exit {self._process.wait()})")
+
+    def run(
+        self, script: Path, args: list[str], env: dict[str, str], cwd: Path, stdin: str, stdout: str, stderr: str
+    ) -> Exit:
+        """Run `python script *args` in a fresh child, and say how it exited. `stdin`, `stdout` and
+        `stderr` are file paths; the same path for both outputs makes one log."""
+        request = {
+            "script": str(script),
+            "args": args,
+            "env": env,
+            "cwd": str(cwd),
+            "stdin": stdin,
+            "stdout": stdout,
+            "stderr": stderr,
+        }
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(self.socket_path)
+            conn.sendall(json.dumps(request).encode() + b"\n")
+            status = conn.makefile().readline()
+        if not status:
+            raise RuntimeError("the offline runtime's zygote died")
+        code, max_rss_kib = status.split()
+        return Exit(int(code), int(max_rss_kib) * 1024)
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait()
+        with contextlib.suppress(OSError):
+            os.unlink(self.socket_path)
+            self._folder.rmdir()
+
+
+# ---- the zygote's side -----------------------------------------------------------------------
+
+
+def _redirect(request: dict) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+    for fd, path, mode in ((0, request["stdin"], os.O_RDONLY), (1, request["stdout"], flags)):
+        opened = os.open(path, mode, 0o644)
+        os.dup2(opened, fd)
+        os.close(opened)
+    if request["stderr"] == request["stdout"]:
+        os.dup2(1, 2)
+    else:
+        opened = os.open(request["stderr"], flags, 0o644)
+        os.dup2(opened, 2)
+        os.close(opened)
+
+
+def _child(request: dict, site_path: list[str]) -> None:
+    """Become `python SCRIPT ARGS` with the request's environment; exits as that process would."""
+    code: int | str | None = 1
+    try:
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        _redirect(request)
+        script = request["script"]
+        pythonpath = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        sys.path[:] = [os.path.dirname(script), *pythonpath, *site_path]
+        sys.argv = [script, *request["args"]]
+        runpy.run_path(script, run_name="__main__")
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    except BaseException:
+        traceback.print_exc()
+        code = 1
+    if code is not None and not isinstance(code, int):  # sys.exit("message"), as Python reports it
+        print(code, file=sys.stderr)
+        code = 1
+    # What the interpreter's exit does that a run can see - wait for non-daemon threads (and the
+    # executors' exit hooks), run atexit, flush the standard streams - without tearing down every
+    # module the zygote imported, which costs more than the fork. Both calls are CPython's own exit
+    # steps (Py_FinalizeEx), private names, hence the pinned interpreter of the venv.
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code or 0)
+
+
+def serve(socket_path: str) -> None:
+    for name in PRELOAD:
+        importlib.import_module(name)
+    if threading.active_count() != 1:  # a fork copies only the forking thread: nothing may run beside it
+        raise RuntimeError(f"a preloaded library started a thread: {threading.enumerate()}")
+    site_path = sys.path[1:]  # without this script's folder, which a child replaces with its own
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(socket_path)
+    listener.listen(64)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    waiting: dict[int, socket.socket] = {}  # child pid -> the connection its exit status goes to
+    print("ready", flush=True)
+    while True:
+        for _ in selector.select(REAP_SECONDS):
+            conn, _ = listener.accept()
+            request = json.loads(conn.makefile().readline())
+            pid = os.fork()
+            if pid == 0:
+                selector.close()
+                listener.close()
+                conn.close()
+                _child(request, site_path)
+            waiting[pid] = conn
+        while waiting:
+            pid, status, usage = os.wait3(os.WNOHANG)
+            if pid == 0:
+                break
+            conn = waiting.pop(pid)
+            with contextlib.suppress(OSError):
+                conn.sendall(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}\n".encode())
+            conn.close()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
