@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -34,6 +34,10 @@ class Step(StrEnum):
     VERIFY = "verify"
     DELETE = "delete"
     REMOVE_COMPRESSED = "remove-compressed"
+
+
+# The step that deletes the side a run of each mode makes redundant.
+DESTRUCTIVE_STEP = {Mode.COMPRESS: Step.DELETE, Mode.ROLLBACK: Step.REMOVE_COMPRESSED}
 
 
 class Status(StrEnum):
@@ -77,6 +81,27 @@ def json_object(data: bytes, name: str) -> dict:
     if not isinstance(body, dict):
         raise BadInput(f"{name} is malformed: a JSON object was expected, found {type(body).__name__}")
     return body
+
+
+# Plan and manifests are written head first: line one is every field but the file list, ending
+# with HEAD_END, then one file a line. A reader of the head (the run's size, a shard's totals) reads
+# only the first line: a 250,000-file plan is about 30 MB.
+HEAD_END = ', "files": ['
+
+
+def _head_first(head: dict, files: Iterable[dict], tail: dict | None = None) -> bytes:
+    lines = ",\n".join(json.dumps(f, separators=(",", ":")) for f in files)
+    end = "".join(f", {json.dumps(name)}: {json.dumps(value)}" for name, value in (tail or {}).items())
+    return (json.dumps(head)[:-1] + HEAD_END + "\n" + lines + "\n]" + end + "}\n").encode()
+
+
+def _head_of(data: bytes, name: str) -> dict | None:
+    """The head of a head-first record from its first line; None if the line is not a head (a record
+    written before heads, which the caller then reads whole)."""
+    line = data.partition(b"\n")[0].decode(errors="replace")
+    if not line.endswith(HEAD_END):
+        return None
+    return json_object((line[: -len(HEAD_END)] + "}").encode(), name)
 
 
 def _without_none(record: object) -> dict:
@@ -126,8 +151,7 @@ class Plan:
 
     @property
     def destructive_step(self) -> Step:
-        """The step that deletes the side this run makes redundant."""
-        return Step.DELETE if self.mode == Mode.COMPRESS else Step.REMOVE_COMPRESSED
+        return DESTRUCTIVE_STEP[self.mode]
 
     def files_of(self, shard: int | None) -> list[PlannedFile]:
         if shard is None:
@@ -136,27 +160,65 @@ class Plan:
             raise BadInput(f"shard {shard} does not exist: the plan has shards 0..{self.shards - 1}")
         return [f for f in self.files if f.shard == shard]
 
-    def to_json(self) -> bytes:
-        """Compact, one file a line: a 250,000-file plan is about 30 MB, built without copying the
-        plan into dicts first."""
-        head = {name: getattr(self, name) for name in ("mode", "index", "target", "prefix", "shards", "created")}
-        head |= {"version": self.version, "total_bytes": self.total_bytes}
-        lines = (
-            json.dumps({"key": f.key, "size": f.size, "etag": f.etag, "shard": f.shard}, separators=(",", ":"))
-            for f in self.files
+    @property
+    def head(self) -> PlanHead:
+        per_shard = [0] * self.shards
+        for f in self.files:
+            per_shard[f.shard] += 1
+        return PlanHead(
+            self.mode, self.index, self.target, self.prefix, self.shards, self.created, self.total_bytes, per_shard
         )
-        return (json.dumps(head)[:-1] + ', "files": [\n' + ",\n".join(lines) + "\n]}\n").encode()
+
+    def to_json(self) -> bytes:
+        """Head first, compact, one file a line, built without copying the plan into dicts first."""
+        head = asdict(self.head) | {"version": self.version}
+        files = ({"key": f.key, "size": f.size, "etag": f.etag, "shard": f.shard} for f in self.files)
+        return _head_first(head, files)
 
     @classmethod
     def from_json(cls, data: bytes) -> Plan:
         body = json_object(data, cls.NAME)
         if body.get("version") != FORMAT_VERSION:
             raise BadInput(f"{cls.NAME} has format version {body.get('version')}, expected {FORMAT_VERSION}")
-        body.pop("total_bytes", None)
+        for derived in ("total_bytes", "files_per_shard"):
+            body.pop(derived, None)
         with malformed(cls.NAME):
             body["mode"] = Mode(body["mode"])
             body["files"] = [PlannedFile(**f) for f in body["files"]]
             return cls(**body)
+
+
+@dataclass(frozen=True)
+class PlanHead:
+    """plan.json's first line: the plan without its file list, for the readers that need only its size."""
+
+    mode: Mode
+    index: str
+    target: str
+    prefix: str
+    shards: int
+    created: str
+    total_bytes: int
+    files_per_shard: list[int]
+
+    @property
+    def file_count(self) -> int:
+        return sum(self.files_per_shard)
+
+    @property
+    def destructive_step(self) -> Step:
+        return DESTRUCTIVE_STEP[self.mode]
+
+    @classmethod
+    def from_head(cls, data: bytes) -> PlanHead | None:
+        """From plan.json's first line; None for a plan written before its head had files_per_shard."""
+        head = _head_of(data, Plan.NAME)
+        if head is None or "files_per_shard" not in head:
+            return None
+        if head.get("version") != FORMAT_VERSION:
+            raise BadInput(f"{Plan.NAME} has format version {head.get('version')}, expected {FORMAT_VERSION}")
+        with malformed(Plan.NAME):
+            return cls(**{f.name: head[f.name] for f in fields(cls)} | {"mode": Mode(head["mode"])})
 
 
 @dataclass(slots=True)
@@ -200,9 +262,56 @@ class FileRecord:
         return record
 
 
+@dataclass(frozen=True)
+class Totals:
+    """A manifest's sums, written in its first line: Summarize and SetCompressed read these, not
+    every record of a 250,000-file run."""
+
+    files: int = 0
+    ok: int = 0
+    original_bytes: int = 0  # verify: the uncompressed bytes
+    compressed_bytes: int = 0  # verify: the .gz and .gzi bytes
+    deleted: int = 0  # delete steps: the objects removed
+
+    @classmethod
+    def of(cls, records: Iterable[FileRecord]) -> Totals:
+        files = ok = original = compressed = deleted = 0
+        for r in records:
+            files += 1
+            ok += r.ok
+            original += r.original_size or 0
+            compressed += (r.gz_size or 0) + (r.gzi_size or 0)
+            deleted += len(r.deleted or ())
+        return cls(files, ok, original, compressed, deleted)
+
+    def __add__(self, other: Totals) -> Totals:
+        return Totals(*(a + b for a, b in zip(astuple(self), astuple(other), strict=True)))
+
+
+@dataclass(frozen=True)
+class ManifestHead:
+    """A manifest's first line: whose shard it is, from which plan, and its totals."""
+
+    step: Step
+    shard: int
+    plan_created: str
+    ok: bool
+    totals: Totals
+
+    @classmethod
+    def from_head(cls, data: bytes, name: str) -> ManifestHead | None:
+        """None for a manifest written before manifests had heads."""
+        head = _head_of(data, name)
+        if head is None or "totals" not in head:
+            return None
+        with malformed(name):
+            totals = Totals(**head["totals"])
+            return cls(Step(head["step"]), head["shard"], head["plan_created"], head["ok"], totals)
+
+
 @dataclass
 class Manifest:
-    """<step>/shard-K.json: one step's records of every file of one shard."""
+    """<step>/shard-K.json: one step's records of every file of one shard, head first (ManifestHead)."""
 
     step: Step
     shard: int
@@ -216,13 +325,19 @@ class Manifest:
     failed: list[str]
     files: list[FileRecord]
 
+    @property
+    def head(self) -> ManifestHead:
+        return ManifestHead(self.step, self.shard, self.plan_created, self.ok, Totals.of(self.files))
+
     def to_json(self) -> bytes:
-        body = asdict(self) | {"files": [r.to_dict() for r in self.files]}
-        return json.dumps(body, indent=1).encode()
+        names = [f.name for f in fields(self) if f.name not in ("failed", "files")]
+        head = {name: getattr(self, name) for name in names} | {"totals": asdict(self.head.totals)}
+        return _head_first(head, (r.to_dict() for r in self.files), tail={"failed": self.failed})
 
     @classmethod
     def from_json(cls, data: bytes, name: str) -> Manifest:
         body = json_object(data, name)
+        body.pop("totals", None)  # derived from the records
         with malformed(name):
             body["step"] = Step(body["step"])
             body["files"] = [FileRecord.from_dict(r) for r in body["files"]]

@@ -24,10 +24,24 @@ from concurrent.futures import ThreadPoolExecutor
 
 from batch_job.errors import BadInput, StoreError
 from batch_job.locations import Location, parse_location
-from batch_job.records import FileRecord, Flag, JobError, Manifest, Outcome, Plan, Readers, ReadersCheck, Refresh, Step
+from batch_job.records import (
+    FileRecord,
+    Flag,
+    JobError,
+    Manifest,
+    ManifestHead,
+    Outcome,
+    Plan,
+    PlanHead,
+    Readers,
+    ReadersCheck,
+    Refresh,
+    Step,
+)
 from batch_job.stores import S3Store
 
 CANARY_FOLDER = "canary/"
+HEAD_LIMIT = 1024 * 1024  # a head line: a plan's lists a count per shard, up to 10,000 shards
 
 
 def manifest_key(step: Step, shard: int) -> str:
@@ -83,6 +97,14 @@ class RunFolder:
             raise BadInput(f"no plan in run folder {self.uri} (run `bgzip-job plan` first)")
         return Plan.from_json(data)
 
+    def read_plan_head(self) -> PlanHead:
+        """The plan's first line only (Summarize, SetCompressed): not its list of every file."""
+        data = self.location.store.read_head(self.location.key(Plan.NAME), HEAD_LIMIT)
+        if data is None:
+            raise BadInput(f"no plan in run folder {self.uri} (run `bgzip-job plan` first)")
+        head = PlanHead.from_head(data)
+        return head if head is not None else self.read_plan().head
+
     def write_plan(self, plan: Plan) -> None:
         self._write(Plan.NAME, plan.to_json())
 
@@ -97,6 +119,24 @@ class RunFolder:
         with ThreadPoolExecutor(32) as pool:
             bodies = pool.map(lambda k: (k, self.read_manifest(step, k)), sorted(k for k in present if k < shards))
             return {k: body for k, body in bodies if body is not None}
+
+    def read_manifest_head(self, step: Step, shard: int) -> ManifestHead | None:
+        name = manifest_key(step, shard)
+        data = self.location.store.read_head(self.location.key(name), HEAD_LIMIT)
+        if data is None:
+            return None
+        head = ManifestHead.from_head(data, name)
+        if head is None:  # written before manifests had heads: read it whole
+            manifest = self.read_manifest(step, shard)
+            return manifest.head if manifest else None
+        return head
+
+    def read_manifest_heads(self, step: Step, shards: int) -> dict[int, ManifestHead]:
+        """Every manifest head of a step, read in parallel: memory by shards, not by files."""
+        present = self.manifest_shards(step)
+        with ThreadPoolExecutor(32) as pool:
+            heads = pool.map(lambda k: (k, self.read_manifest_head(step, k)), sorted(k for k in present if k < shards))
+            return {k: head for k, head in heads if head is not None}
 
     def manifest_shards(self, step: Step) -> set[int]:
         """Shard numbers with a manifest for the step, from one listing."""

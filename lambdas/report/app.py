@@ -25,7 +25,7 @@ from batch_job import states
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.rates import timeout_key
-from batch_job.records import CanaryStatus, FileRecord, Mode, Outcome, ReadersCheck, Step
+from batch_job.records import CanaryStatus, FileRecord, Mode, Outcome, ReadersCheck, Step, Totals
 from batch_job.runfolder import RunFolder, run_folder_uri
 from batch_job.sizes import human_bytes
 
@@ -76,13 +76,17 @@ def release_lock(event: ReportEvent) -> None:
         logger.exception("could not release the lock")
 
 
+def _totals(run: RunFolder, step: Step, shards: int) -> Totals:
+    return sum((head.totals for head in run.read_manifest_heads(step, shards).values()), Totals())
+
+
 def summary(event: ReportEvent) -> dict:
+    """From the heads of the plan and the manifests alone: memory by shards, not by files."""
     run = _run(event)
-    plan = run.read_plan()
-    verified = _records(run, Step.VERIFY, plan.shards)
-    compressed = sum((r.gz_size or 0) + (r.gzi_size or 0) for r in verified)
-    original = sum(r.original_size or 0 for r in verified)
-    removed = sum(len(r.deleted or []) for r in _records(run, plan.destructive_step, plan.shards))
+    plan = run.read_plan_head()
+    verified = _totals(run, Step.VERIFY, plan.shards)
+    compressed, original = verified.compressed_bytes, verified.original_bytes
+    removed = _totals(run, plan.destructive_step, plan.shards).deleted
     check = run.read_readers_check() or ReadersCheck("")
     if check.canary_status == CanaryStatus.RELEASED:
         removed += len(check.canary.objects)
@@ -91,7 +95,7 @@ def summary(event: ReportEvent) -> dict:
         "prefix": plan.prefix,
         "mode": plan.mode,
         "run": run.uri,
-        "files": len(plan.files),
+        "files": plan.file_count,
         "bytesUncompressed": original,
         "bytesCompressed": compressed,
         "ratio": round(compressed / original, 4) if original else None,
@@ -369,9 +373,7 @@ def _row_line(row: dict) -> str:
 def handler(event: ReportEvent, context: LambdaContext) -> dict:
     if event.action == "bulk":
         return bulk(event)  # the children released their own locks
-    try:
-        result = summary(event) if event.action == "summary" else explain(event)
-        record_outcome(event, result)
-        return result
-    finally:
-        release_lock(event)
+    release_lock(event)  # first: whatever happens to the report, the next run may start
+    result = summary(event) if event.action == "summary" else explain(event)
+    record_outcome(event, result)
+    return result

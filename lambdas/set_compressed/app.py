@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict
 
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
-from batch_job.records import Mode, Plan, Step
-from batch_job.runfolder import RunFolder
+from batch_job.records import Mode, PlanHead, Step
+from batch_job.runfolder import RunFolder, manifest_key
 from bioindex import config
 from bioindex.flag_record import set_and_record
 
@@ -43,19 +43,30 @@ class SetCompressedEvent(BaseModel):
     execution: str
 
 
-def check_run(run: RunFolder, event: SetCompressedEvent) -> Plan:
-    plan = run.read_plan()
+def check_run(run: RunFolder, event: SetCompressedEvent) -> PlanHead:
+    """From the heads of the plan and the verify manifests: each shard's manifest belongs to this
+    plan and counts every planned file of the shard verified OK (memory by shards, not by files)."""
+    plan = run.read_plan_head()
     mode = Mode.COMPRESS if event.compressed else Mode.ROLLBACK
     if (plan.index, plan.prefix, plan.mode) != (event.index, event.prefix, mode):
         raise PlanMismatch(
             f"run {run.uri} is a {plan.mode} plan for {plan.index!r} {plan.prefix!r}; "
             f"refusing to set compressed={str(event.compressed).lower()} for {event.index!r} {event.prefix!r}"
         )
-    manifests = run.read_manifests(Step.VERIFY, plan.shards).values()
-    verified = {key for manifest in manifests for key in manifest.by_key(only_ok=True)}
-    missing = [f.key for f in plan.files if f.key not in verified]
-    if missing:
-        raise NotVerified(f"{len(missing)} planned files are not verified OK in this run, e.g. {missing[0]}")
+    heads = run.read_manifest_heads(Step.VERIFY, plan.shards)
+    short = []
+    for shard, planned in enumerate(plan.files_per_shard):
+        head = heads.get(shard)
+        verified = head.totals.ok if head is not None and head.plan_created == plan.created else 0
+        if verified != planned:
+            short.append((shard, planned - verified))
+    if short:
+        missing = sum(n for _, n in short)
+        shard, _ = short[0]
+        raise NotVerified(
+            f"{missing} planned files are not verified OK in this run, e.g. in shard {shard} "
+            f"({run.uri}{manifest_key(Step.VERIFY, shard)})"
+        )
     return plan
 
 
