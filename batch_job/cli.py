@@ -162,6 +162,8 @@ def _guarded_delete(args: argparse.Namespace, step: Step, mode: Mode) -> int:
     except FilesFailed:
         if guard.stopped is not None:  # the flag changed: that is the reason, whatever else failed
             raise guard.stopped from None
+        if guard.denied is not None:  # S3 refused a delete: final, so Batch does not retry the job
+            raise guard.denied from None
         raise
     if guard.stopped is not None:
         raise guard.stopped

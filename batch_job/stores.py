@@ -292,6 +292,8 @@ class S3Store(Store):
             errors += [e for e in resp.get("Errors", []) if e.get("Code") != "NoSuchKey"]
         if errors:
             named = ", ".join(f"{e['Key']} ({e.get('Code')})" for e in errors[:5])
+            if any(e.get("Code") in DENIED_CODES for e in errors):  # per key: a bucket policy, object ownership
+                raise AccessDenied(f"{len(errors)} objects were not deleted, access denied: {named}; not retried")
             raise StoreError(f"{len(errors)} objects were not deleted: {named}")
 
 

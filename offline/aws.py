@@ -18,7 +18,8 @@ tests/test_offline_aws.py fails loudly when an upgrade breaks them:
    function's environment, and its log ends with Lambda's REPORT line (duration, peak memory). The
    processes are forked from a zygote that has the libraries imported (offline/warm_start.py).
 4. DeleteObjects honours each object's ETag as S3 does (moto 5.2.5 ignores it): an object whose
-   ETag differs is kept and reported with the error code PreconditionFailed.
+   ETag differs is kept and reported with the error code PreconditionFailed; so is a key the bucket
+   policy denies s3:DeleteObject to everyone on, with AccessDenied.
 5. A state's service integration calls are recorded as its state machine's (offline/recorder.py),
    as the jobs' and the Lambdas' own calls are, for the least-privilege check.
 6. ECS UpdateService with forceNewDeployment starts a deployment as ECS does - IN_PROGRESS beside the
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fnmatch
 import html
 import io
 import json
@@ -284,30 +286,55 @@ def _ecs_deployments(original):
     return update_service
 
 
-_precondition_failed = threading.local()
+_precondition_failed = threading.local()  # this thread's DeleteObjects keys kept: key -> (code, message)
+PRECONDITION_FAILED = "At least one of the pre-conditions you specified did not hold"
+
+
+def _denied_deletes(bucket) -> list[str]:
+    """The object ARN patterns the bucket policy denies s3:DeleteObject to everyone on: S3 checks
+    each key of a DeleteObjects against them (moto 5.2.5 does not)."""
+    if not bucket.policy:
+        return []
+    statements = json.loads(bucket.policy).get("Statement", [])
+    patterns = []
+    for st in statements if isinstance(statements, list) else [statements]:
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = st.get("Resource", [])
+        everyone = st.get("Principal") in ("*", {"AWS": "*"}) and "Condition" not in st
+        deletes = any(fnmatch.fnmatchcase("s3:DeleteObject", a) for a in actions)
+        if st.get("Effect") == "Deny" and everyone and deletes:
+            patterns += [resources] if isinstance(resources, str) else resources
+    return patterns
 
 
 def _conditional_delete_objects(original):
     def delete_objects(self, bucket_name, objects, bypass_retention=False):
         bucket = self.get_bucket(bucket_name)
-        kept, failed = [], []
+        denied = _denied_deletes(bucket)
+        kept, failed = [], {}
         for obj in objects:
             key = bucket.keys.get(obj["Key"])
             wanted = str(obj.get("ETag") or "").strip('"')
-            if wanted and key is not None and key.etag.strip('"') != wanted:
-                failed.append(obj["Key"])
+            if any(fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket_name}/{obj['Key']}", p) for p in denied):
+                failed[obj["Key"]] = ("AccessDenied", "Access Denied")
+            elif wanted and key is not None and key.etag.strip('"') != wanted:
+                failed[obj["Key"]] = (
+                    "PreconditionFailed",
+                    "At least one of the pre-conditions you specified did not hold",
+                )
             else:
                 kept.append(obj)
-        _precondition_failed.keys = set(failed)
+        _precondition_failed.keys = failed
         deleted, errored = original(self, bucket_name, kept, bypass_retention)
-        return deleted, errored + failed
+        return deleted, errored + list(failed)
 
     return delete_objects
 
 
 def _precondition_failed_errors(original):
     def delete_keys(self, *args, **kwargs):
-        _precondition_failed.keys = set()
+        _precondition_failed.keys = {}
         status, headers, body = original(self, *args, **kwargs)
         failed = _precondition_failed.keys
         if failed:
@@ -315,15 +342,12 @@ def _precondition_failed_errors(original):
 
             def relabel(match: re.Match) -> str:
                 block = match.group(0)
-                key = re.search(r"<Key>(.*?)</Key>", block).group(1)
-                if html.unescape(key) not in failed:
+                key = html.unescape(re.search(r"<Key>(.*?)</Key>", block).group(1))
+                if key not in failed:
                     return block
-                block = re.sub(r"<Code>.*?</Code>", "<Code>PreconditionFailed</Code>", block)
-                return re.sub(
-                    r"<Message>.*?</Message>",
-                    "<Message>At least one of the pre-conditions you specified did not hold</Message>",
-                    block,
-                )
+                code, message = failed[key]
+                block = re.sub(r"<Code>.*?</Code>", f"<Code>{code}</Code>", block)
+                return re.sub(r"<Message>.*?</Message>", f"<Message>{message}</Message>", block)
 
             text = re.sub(r"<Error>.*?</Error>", relabel, text, flags=re.S)
             body = text.encode() if isinstance(body, bytes) else text

@@ -467,6 +467,36 @@ def test_s3_deletes_are_conditional_on_the_etag(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="b.json")["Body"].read() == b"changed after the check"
 
 
+def test_a_delete_the_bucket_policy_refuses_is_final_and_recorded(tmp_path, request, capsys):
+    """S3 checks DeleteObjects key by key: a key a bucket policy protects comes back AccessDenied
+    inside a successful response. The step exits 2 (Batch does not retry it; retrying cannot help),
+    says access was denied, and its manifest says which files are not deleted."""
+    target = Target("s3", tmp_path, request)
+    compress_and_verify(target, capsys)
+    write_flag(target.run, "genes", target.prefix, True)
+    protected = f"{PREFIX}BMI/part-00001.json"
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "KeepThisOne",
+                "Effect": "Deny",
+                "Principal": "*",
+                "Action": "s3:DeleteObject",
+                "Resource": f"arn:aws:s3:::{target.bucket}/{protected}",
+            }
+        ],
+    }
+    target.s3.put_bucket_policy(Bucket=target.bucket, Policy=json.dumps(policy))
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2, err
+    assert "access denied" in err and f"{protected} (AccessDenied)" in err and "not retried" in err
+    assert protected.removeprefix(PREFIX) in target.names()
+    manifest = target.run_json("delete/shard-0.json")
+    kept = [r for r in manifest["files"] if not r["ok"]]
+    assert kept and all("AccessDenied" in r["error"] for r in kept)
+
+
 @pytest.mark.parametrize(
     ("error", "code"),
     [

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 
 from batch_job.bioindex.live_flag import LiveFlag
-from batch_job.errors import FileFailed, FlagMoved, Refused
+from batch_job.errors import AccessDenied, FileFailed, FlagMoved, Refused
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.records import CanaryStatus, FileRecord, Flag, Mode, Plan, PlannedFile, RefreshMode, Status, Step
@@ -123,6 +123,7 @@ class GuardedDelete:
         self.live: LiveFlag | None = None
         self.flag: Flag | None = None  # flag.json, read once by check()
         self.stopped: FlagMoved | None = None  # the flag changed: no further shard is touched
+        self.denied: AccessDenied | None = None  # S3 refused a delete: the step ends final (exit 2)
 
     def check(self, run: RunFolder, plan: Plan) -> None:
         """The step's preconditions (check_deletable), and the live flag to re-read before each batch."""
@@ -141,6 +142,8 @@ class GuardedDelete:
     def check_file(self, ctx: StepContext, planned: PlannedFile) -> FileRecord:
         if self.stopped is not None:
             raise self.stopped
+        if self.denied is not None:  # retrying cannot help, nor can the next shard
+            raise self.denied
         present = deletable(ctx.target.store, ctx.plan.mode, planned, self._record_of(ctx, planned))
         ctx.progress.advance(bytes_in=planned.size)
         status = Status.DELETED if present else Status.ALREADY_DELETED
@@ -162,6 +165,8 @@ class GuardedDelete:
                 try:
                     ctx.target.store.delete([obj for r in batch for obj in r.deleted])
                 except Exception as exc:  # the manifest must say these were not deleted, not crash the step
+                    if isinstance(exc, AccessDenied):
+                        self.denied = exc
                     for record in deleting[len(done) :]:
                         record.ok, record.status, record.error = False, Status.FAILED, f"delete failed: {exc}"
                         ctx.progress.failed.append(record.key)
