@@ -21,11 +21,12 @@ import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 from batch_job.errors import BadInput, ObjectChanged, PrefixLocked, StoreError
 from batch_job.locations import Location
-from batch_job.records import now
+from batch_job.records import now, parse_time
 from batch_job.stores import LocalStore, S3Store
 
 log = logging.getLogger("bgzip-job")
@@ -33,6 +34,8 @@ log = logging.getLogger("bgzip-job")
 LOCK_FOLDER = ".bgzip-workflow/locks/"
 LOCK_NAME = ".lock"
 LOCKS_ENV = "BGZIP_JOB_LOCKS"
+# How long a lock's execution counts as running although Step Functions says it does not exist.
+JUST_STARTED_SECONDS = 300
 
 
 @dataclass
@@ -65,6 +68,13 @@ def _overlap(a: str, b: str) -> bool:
     return a.startswith(b) or b.startswith(a)
 
 
+def _age_seconds(created: str) -> float:
+    try:
+        return (datetime.now(UTC) - parse_time(created)).total_seconds()
+    except ValueError:  # a lock without a readable time: as old as can be
+        return float("inf")
+
+
 def execution_is_running(lock: Lock) -> bool:
     """Whether the lock's holder may still be working. A run by hand cannot be asked: only its last
     destructive step or `bgzip-job unlock` frees its lock. An execution is asked; when it cannot be
@@ -79,7 +89,10 @@ def execution_is_running(lock: Lock) -> bool:
         status = boto3.client("stepfunctions", region_name=region).describe_execution(executionArn=lock.execution)
         status = status["status"]
     except ClientError as exc:
-        return exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist"
+        if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
+            return True
+        # DescribeExecution is eventually consistent: a just-started execution may not be found yet.
+        return _age_seconds(lock.created) < JUST_STARTED_SECONDS
     except BotoCoreError:
         return True
     return status == "RUNNING"

@@ -18,6 +18,7 @@ from tests.conftest import write_flag
 from tests.test_engine import PREFIX, Target, compress_and_verify, job
 
 ROOT = Path(__file__).resolve().parent.parent
+LONG_AGO = "2026-01-01T00:00:00Z"  # a lock older than JUST_STARTED_SECONDS
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
@@ -64,7 +65,9 @@ def test_a_stale_lock_of_an_ended_execution_is_cleared(target, capsys, caplog, m
     target_location = parse_location(target.uri)
     locks = Locks(target_location)
     gone = "arn:aws:states:us-east-1:123456789012:execution:bgzip-workflow-compress:gone"
-    stale = Lock(locks.key_prefix, target_location.uri, "s3://runs/runs/gone/", gone, "compress", "genes")
+    stale = Lock(
+        locks.key_prefix, target_location.uri, "s3://runs/runs/gone/", gone, "compress", "genes", created=LONG_AGO
+    )
     assert locks.folder.store.create(locks.folder.key(locks.key_prefix + ".lock"), stale.to_json())
     rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
     assert rc == 0, err
@@ -90,8 +93,12 @@ def test_a_running_execution_in_another_region_holds_its_lock(moto_server, monke
     lock = Lock("p/", "s3://d/p/", "s3://runs/runs/running/", running, "compress", "genes")
     try:
         assert execution_is_running(lock)
-        gone = Lock("p/", "s3://d/p/", "s3://r/", running.replace(":running", ":gone"), "compress", "genes")
+        missing = running.replace(":running", ":gone")
+        gone = Lock("p/", "s3://d/p/", "s3://r/", missing, "compress", "genes", created=LONG_AGO)
         assert not execution_is_running(gone)
+        # DescribeExecution is eventually consistent: an execution that took its lock moments ago
+        # and is not found yet is taken as running, not as ended.
+        assert execution_is_running(Lock("p/", "s3://d/p/", "s3://r/", missing, "compress", "genes"))
     finally:
         sfn.stop_execution(executionArn=running)
 
