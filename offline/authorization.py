@@ -125,9 +125,12 @@ def requests_of(call: Call, region: str, account: str) -> list[Request]:
             queue = arn(p["jobQueue"], "batch", "job-queue/")
             definition = arn(p["jobDefinition"], "batch", "job-definition/")
             requests = [Request("batch:SubmitJob", queue), Request("batch:SubmitJob", definition)]
-            return requests + _sync_requests("batch", region, account, [("batch:TerminateJob", "*")])
-        if op in ("DescribeJobs", "TerminateJob"):
-            return [Request(f"batch:{op}", "*")]
+            job = f"arn:aws:batch:{region}:{account}:job/the-submitted-job"  # its ID is made at submit
+            return requests + _sync_requests("batch", region, account, [("batch:TerminateJob", job)])
+        if op == "DescribeJobs":
+            return [Request("batch:DescribeJobs", "*")]
+        if op == "TerminateJob":
+            return [Request("batch:TerminateJob", arn(p["jobId"], "batch", "job/"))]
     if call.service == "secretsmanager" and op == "GetSecretValue":
         return [Request("secretsmanager:GetSecretValue", p["SecretId"])]
     if call.service == "ecs" and op in ("UpdateService", "DescribeServices"):

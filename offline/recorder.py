@@ -31,6 +31,7 @@ NAMING = (
     "FunctionName",
     "jobQueue",
     "jobDefinition",
+    "jobId",
     "stateMachineArn",
     "executionArn",
     "SecretId",

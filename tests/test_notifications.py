@@ -112,3 +112,26 @@ def test_other_machines_and_running_executions_tell_nobody(deployment, notify):
     result = deployment.run()
     assert notify(dict(result, stateMachineArn=result["stateMachineArn"] + "-other")) is None
     assert notify(dict(result, status="RUNNING")) is None
+
+
+def test_an_output_eventbridge_left_out_is_read_from_step_functions(deployment, notify):
+    """Over 248 KiB EventBridge sends the end without the output; the summary is still told."""
+    result = deployment.run()
+    assert result["status"] == "SUCCEEDED"
+    _, message = notify(dict(result, output=None))
+    assert f"compress of index {INDEX} prefix {PREFIX}: 5 files" in message, message
+    assert "{}" not in message
+
+
+def test_the_index_runs_of_a_bulk_run_stay_quiet(deployment, monkeypatch):
+    """A bulk run of 300 indexes sends one notice (its table), not 301: an index run it started
+    (its input carries bulkConcurrency) publishes nothing."""
+    from notify import app
+
+    published = []
+    monkeypatch.setattr(app, "message", lambda detail: published.append(detail) or ("s", "m"))
+    result = deployment.run(bulkConcurrency=3)
+    assert result["status"] == "SUCCEEDED", result.get("cause")
+    detail = json.loads(status_change_event(result)["Detail"])
+    assert app.handler({"detail": detail}, Context("notify")) == {"skipped": result["name"]}
+    assert published == []

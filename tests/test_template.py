@@ -15,7 +15,7 @@ import pytest
 from batch_job import states
 from offline import authorization
 from offline.aws import load_template
-from offline.intrinsics import parameter_errors, parameter_values, rule_function_errors
+from offline.intrinsics import Intrinsics, parameter_errors, parameter_values, rule_function_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = {
@@ -198,6 +198,28 @@ def test_run_bucket_is_private_encrypted_and_expires(template):
     assert all(props["PublicAccessBlockConfiguration"].values())
     assert props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
     assert props["LifecycleConfiguration"]["Rules"][0]["ExpirationInDays"]
+
+
+@pytest.mark.parametrize(
+    ("image", "kept"),
+    [
+        ("123456789012.dkr.ecr.us-east-1.amazonaws.com/bgzip-workflow-job:20261129T120000Z", "20261129T120000Z"),
+        ("placeholder", "none"),  # the first deploy, before an image is published
+    ],
+)
+def test_the_image_the_job_definitions_name_never_expires(template, image, kept):
+    """ECR's lifecycle keeps the 20 newest images, and first of all the deployed one: more than 20 pushes
+    (test images, other branches) must not expire the image every job of the stack starts from."""
+    values = parameter_values(template, {"DataBucket": "data", "JobImageUri": image})
+    text = Intrinsics(values).resolve(template["Resources"]["JobRepository"]["Properties"]["LifecyclePolicy"])
+    rules = sorted(json.loads(text["LifecyclePolicyText"])["rules"], key=lambda r: r["rulePriority"])
+    assert rules[0]["selection"] == {
+        "tagStatus": "tagged",
+        "tagPatternList": [kept],
+        "countType": "imageCountMoreThan",
+        "countNumber": 1,
+    }
+    assert rules[-1]["selection"]["tagStatus"] == "any" and rules[-1]["selection"]["countNumber"] == 20
 
 
 def test_job_definitions_carry_retry_timeout_and_string_parameters(template):
@@ -412,6 +434,12 @@ def test_each_refresh_mode_needs_what_it_uses(template):
     hook = "arn:aws:lambda:us-east-1:123456789012:function:restart-bioindex"
     assert _refused(template, ReaderRefresh="hook", ReaderRefreshHookArn=hook) == []
     assert _refused(template, ReaderRefresh="sometimes")
+    vpc = {"LambdaSubnetIds": "subnet-1,subnet-2", "LambdaSecurityGroupIds": "sg-1"}
+    assert _refused(template, **vpc) == []
+    assert [e.split(":")[0] for e in _refused(template, LambdaSubnetIds="subnet-1")] == ["LambdaVpcNeedsSecurityGroups"]
+    assert [e.split(":")[0] for e in _refused(template, LambdaSecurityGroupIds="sg-1")] == [
+        "LambdaSecurityGroupsNeedSubnets"
+    ]
     routes = {"S3GatewayEndpointRouteTableIds": "rtb-1,rtb-2"}
     assert [e.split(":")[0] for e in _refused(template, **routes)] == ["S3GatewayEndpointNeedsTheVpc"]
     assert _refused(template, **routes, VpcId="vpc-1") == []

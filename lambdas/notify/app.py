@@ -2,7 +2,8 @@
 
 Step Functions sends every execution's status change to EventBridge; the stack's rule passes the
 ends of its three machines here. A success says what the run did (its summary, or a bulk run's
-table); anything else says why (the Error and Cause the failure path wrote) and where to look.
+table); anything else says why (the Error and Cause the failure path wrote) and where to look. The
+index runs of a bulk run stay quiet: the bulk run's own notice covers them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,25 @@ def _summary(summary: dict[str, Any]) -> str:
     )
 
 
+def index_run_of_a_bulk_run(detail: dict[str, Any]) -> bool:
+    """An index run the bulk machine started: the bulk run's own notice names every index, so its
+    300 index runs do not each send one."""
+    try:
+        execution_input = json.loads(detail.get("input") or "{}")
+    except json.JSONDecodeError:
+        return False
+    return isinstance(execution_input, dict) and "bulkConcurrency" in execution_input
+
+
+def _output(detail: dict[str, Any]) -> str:
+    """The execution's output; EventBridge leaves out one over 248 KiB (outputDetails.truncated),
+    and Step Functions still has it."""
+    if detail.get("output") is not None or not detail.get("executionArn"):
+        return detail.get("output") or "{}"
+    found = boto3.client("stepfunctions").describe_execution(executionArn=detail["executionArn"])
+    return found.get("output") or "{}"
+
+
 def message(detail: dict[str, Any]) -> tuple[str, str]:
     """The subject and body for one execution's end."""
     name, status = detail.get("name", "?"), detail.get("status", "?")
@@ -45,7 +65,7 @@ def message(detail: dict[str, Any]) -> tuple[str, str]:
     subject = f"bgzip-workflow: {name} {status}"[:SUBJECT_LIMIT]
     if status == "SUCCEEDED":
         try:
-            output = json.loads(detail.get("output") or "{}")
+            output = json.loads(_output(detail))
         except json.JSONDecodeError:
             output = {"output": detail.get("output")}
         body = f"Run {name} of {machine} SUCCEEDED.\n\n{_summary(output)}"
@@ -60,7 +80,11 @@ def message(detail: dict[str, Any]) -> tuple[str, str]:
 @logger.inject_lambda_context(log_event=False)
 @tracer.capture_lambda_handler
 def handler(event: dict, context: LambdaContext) -> dict:
-    subject, body = message(event.get("detail") or {})
+    detail = event.get("detail") or {}
+    if index_run_of_a_bulk_run(detail):
+        logger.info("an index run of a bulk run: the bulk run tells", extra={"execution": detail.get("name")})
+        return {"skipped": detail.get("name")}
+    subject, body = message(detail)
     boto3.client("sns").publish(TopicArn=os.environ["NOTIFY_TOPIC_ARN"], Subject=subject, Message=body)
     logger.info("notified", extra={"subject": subject})
     return {"subject": subject, "message": body}

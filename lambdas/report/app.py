@@ -192,13 +192,16 @@ def _job_errors(event: ReportEvent) -> str:
 
 
 def _timed_out(event: ReportEvent) -> str:
-    """A Batch step past its TimeoutSeconds: Step Functions stopped its jobs."""
+    """A Batch step past its TimeoutSeconds. Step Functions stops waiting; it is not documented to
+    terminate the jobs, which may run on until their own attempt limit."""
     step = states.STATE_STEPS.get(event.step)
     bound = (event.plan.get("timeouts") or {}).get(timeout_key(step)) if step else None
     within = f" within {bound} s (the bound Plan sized from this run's bytes and the job sizes)" if bound else ""
     return (
-        f"Its jobs did not finish{within}, so Step Functions stopped them. Jobs that never started point at the "
-        "job queue (subnets without a route to ECR, no capacity); a start of the same run resumes where they stopped"
+        f"Its jobs did not finish{within}, so the run stopped waiting for them. Jobs still running go on until "
+        f"they end or reach the job definitions' attempt limit: `bgz stop {event.execution}` terminates them. Jobs "
+        "that never started point at the job queue (subnets without a route to ECR, no capacity); a start of the "
+        "same run resumes where they stopped"
     )
 
 
