@@ -262,3 +262,72 @@ def denied(stack, calls: list[Call], region: str, account: str, template: dict |
             if not role.decide(request):
                 refused.append(f"{role.name} may not {request} ({call.component} called {call.operation})")
     return sorted(set(refused))
+
+
+# ---- every grant, as text, for the reviewed allow-list -------------------------------------------
+
+
+def _text(value: Any) -> str:
+    """A template value as the text an operator reviews: ${Name} for references, Sub strings as
+    written, anything else as its JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1:
+        ((fn, arg),) = value.items()
+        if fn == "Ref":
+            return f"${{{arg}}}"
+        if fn == "Fn::GetAtt":
+            return f"${{{arg if isinstance(arg, str) else '.'.join(arg)}}}"
+        if fn == "Fn::Sub" and isinstance(arg, str):
+            return arg
+        if fn == "Fn::Sub":
+            text, names = arg
+            for name, named in names.items():
+                text = text.replace(f"${{{name}}}", _text(named))
+            return text
+        if fn == "Fn::If":
+            condition, yes, no = arg
+            return f"({condition} ? {_text(yes)} : {_text(no)})"
+    return json.dumps(value, sort_keys=True)
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def grants(template: dict) -> set[str]:
+    """Every permission each role of the transformed template grants, one line each:
+    role, the condition the policy exists under ('-': always), then a managed policy's ARN, or a
+    statement's effect, action, resource and condition. Comparing this set with a reviewed list
+    catches any grant added, not only one a call happens to need."""
+    lines = set()
+    for name, res in template["Resources"].items():
+        if res["Type"] != "AWS::IAM::Role":
+            continue
+        props = res["Properties"]
+        for arn in props.get("ManagedPolicyArns", []):
+            when = "-"
+            if isinstance(arn, dict) and "Fn::If" in arn:
+                when, arn = arn["Fn::If"][0], arn["Fn::If"][1]
+            lines.add(f"{name}\t{when}\tmanaged\t{_text(arn)}")
+        for policy in props.get("Policies", []):
+            when = "-"
+            if "Fn::If" in policy:
+                when, policy = policy["Fn::If"][0], policy["Fn::If"][1]
+            for statement in _listed(policy["PolicyDocument"]["Statement"]):
+                condition = json.dumps(statement["Condition"], sort_keys=True) if "Condition" in statement else "-"
+                targets = [("Resource", r) for r in _listed(statement.get("Resource", []))]
+                targets += [("NotResource", r) for r in _listed(statement.get("NotResource", []))]
+                for action in _listed(statement.get("Action", [])) + [
+                    f"not {a}" for a in _listed(statement.get("NotAction", []))
+                ]:
+                    for kind, resource in targets:
+                        resource_text = _text(resource) if kind == "Resource" else f"not {_text(resource)}"
+                        lines.add(f"{name}\t{when}\t{statement['Effect']}\t{action}\t{resource_text}\t{condition}")
+    return lines
+
+
+if __name__ == "__main__":  # python -m offline.authorization > tests/iam_grants.txt, after review
+    print("# Every grant of template.yaml's roles, reviewed: role, policy condition, effect, action, resource,")
+    print("# statement condition (tab-separated). tests/test_iam.py fails on any difference, either way.")
+    print("\n".join(sorted(grants(transformed()))))

@@ -53,6 +53,51 @@ def without(template: dict, role: str, sid: str, action: str) -> dict:
     raise AssertionError(f"{role} has no statement {sid}")
 
 
+ALLOW_LIST = ROOT / "tests" / "iam_grants.txt"
+
+
+def _allowed() -> set[str]:
+    return {line for line in ALLOW_LIST.read_text().splitlines() if line and not line.startswith("#")}
+
+
+def _differences(template: dict) -> tuple[set[str], set[str]]:
+    """(granted but not on the reviewed list, on the list but no longer granted)."""
+    granted, allowed = authorization.grants(template), _allowed()
+    return granted - allowed, allowed - granted
+
+
+def test_the_roles_grant_exactly_the_reviewed_allow_list():
+    """Both ways: a grant the template adds, or one it drops, is a difference a reviewer must see
+    (regenerate with `python -m offline.authorization > tests/iam_grants.txt`, then review the diff).
+    The runs' calls are checked against the same roles (below and in every Deployment)."""
+    extra, gone = _differences(authorization.transformed())
+    assert not extra, "granted, not on tests/iam_grants.txt:\n" + "\n".join(sorted(extra))
+    assert not gone, "on tests/iam_grants.txt, no longer granted:\n" + "\n".join(sorted(gone))
+
+
+@pytest.mark.parametrize(
+    ("role", "action", "resource"),
+    [
+        ("DeleteJobRole", "s3:DeleteObjectVersion", {"Fn::Sub": "arn:${AWS::Partition}:s3:::${DataBucket}/*"}),
+        ("DeleteJobRole", "s3:PutBucketPolicy", {"Fn::Sub": "arn:${AWS::Partition}:s3:::${DataBucket}"}),
+        ("DeleteJobRole", "s3:PutLifecycleConfiguration", {"Fn::Sub": "arn:${AWS::Partition}:s3:::${DataBucket}"}),
+        ("CompressJobRole", "s3:GetObject", "*"),
+        ("CompressJobRole", "states:*", "*"),
+    ],
+)
+def test_any_grant_added_to_a_role_is_a_difference(role, action, resource):
+    """Grants no call needs passed the call-based check; the allow-list sees every one."""
+    changed = copy.deepcopy(authorization.transformed())
+    policy = {
+        "PolicyName": "added",
+        "PolicyDocument": {"Statement": [{"Effect": "Allow", "Action": action, "Resource": resource}]},
+    }
+    changed["Resources"][role]["Properties"]["Policies"].append(policy)
+    extra, gone = _differences(changed)
+    assert len(extra) == 1 and not gone
+    assert next(iter(extra)).startswith(f"{role}\t-\tAllow\t{action}\t")
+
+
 def test_every_call_of_a_compress_run_is_allowed_by_its_own_role(recorded_runs):
     d, calls = recorded_runs
     seen = {c.component for c in calls}
