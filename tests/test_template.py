@@ -193,6 +193,15 @@ def test_each_step_writes_only_its_own_side_under_the_allowed_prefix(transformed
     }
 
 
+def test_log_groups_outlive_the_stack_with_a_retention(template):
+    """The runs' logs are kept like their run folders (sam delete would otherwise take them)."""
+    groups = {n: r for n, r in template["Resources"].items() if r["Type"] == "AWS::Logs::LogGroup"}
+    assert len(groups) >= 9
+    for name, group in groups.items():
+        assert group.get("DeletionPolicy") == "Retain" == group.get("UpdateReplacePolicy"), name
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+
+
 def test_run_bucket_is_private_encrypted_and_expires(template):
     props = template["Resources"]["RunBucket"]["Properties"]
     assert all(props["PublicAccessBlockConfiguration"].values())
