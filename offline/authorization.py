@@ -1,8 +1,9 @@
 """Least privilege, checked: every AWS call a component made in an offline run (offline/recorder.py)
 against the policies of that component's role, as the SAM transform generates them from
 template.yaml for that stack. moto's IAM policy engine decides (actions and resources, Allow and
-Deny); the one condition the template uses, `Null s3:if-match false` on deletes, is decided here,
-from whether the call carried the ETag the object must still have.
+Deny); the two conditions the template uses are decided here: `Null s3:if-match false` on deletes,
+from whether the call carried the ETag the object must still have, and `kms:ViaService` on the data
+bucket's KMS key, which only the requests S3 makes to KMS for the caller satisfy.
 
 moto enforces no IAM on the calls themselves, so a missing permission would otherwise show only on
 a real account: a role that lacks what the code does fails the offline runs here instead.
@@ -40,13 +41,15 @@ class Request:
     action: str
     resource: str
     if_match: str | None = None  # the request's s3:if-match, if it has one
+    via_service: str | None = None  # kms:ViaService: the service that asked KMS for the caller
 
     @property
     def names_an_etag(self) -> bool:
         return self.if_match not in (None, "", "*")
 
     def __str__(self) -> str:
-        return f"{self.action} on {self.resource}" + (f" with s3:if-match {self.if_match}" if self.if_match else "")
+        text = f"{self.action} on {self.resource}" + (f" with s3:if-match {self.if_match}" if self.if_match else "")
+        return text + (f" via {self.via_service}" if self.via_service else "")
 
 
 def _s3_object(bucket: str, key: str) -> str:
@@ -58,6 +61,35 @@ def _copy_source(source: Any) -> str:
         return _s3_object(source["Bucket"], source["Key"])
     bucket, _, key = source.lstrip("/").partition("/")
     return _s3_object(bucket, key.split("?versionId=")[0])
+
+
+# What S3 asks KMS for, as the caller, on an object of an SSE-KMS bucket (S3 user guide, "Using
+# server-side encryption with AWS KMS keys"): reading decrypts its data key; writing makes one; each
+# part of a multipart upload decrypts the upload's. HEAD and deletes use no key.
+KMS_FOR = {
+    "GetObject": ("kms:Decrypt",),
+    "PutObject": ("kms:GenerateDataKey",),
+    "CreateMultipartUpload": ("kms:GenerateDataKey",),
+    "UploadPart": ("kms:Decrypt",),
+    "CompleteMultipartUpload": ("kms:Decrypt",),
+}
+
+
+def _kms_requests(call: Call, region: str, keys: dict[str, str]) -> list[Request]:
+    """The KMS authorizations S3 needs from the caller for this call; `keys`: bucket -> its KMS key."""
+    p, op = call.params, call.operation
+    via = f"s3.{region}.amazonaws.com"
+    if call.error or op not in (*KMS_FOR, "CopyObject", "UploadPartCopy"):
+        return []
+    if op in ("CopyObject", "UploadPartCopy"):
+        source = _copy_source(p["CopySource"]).removeprefix("arn:aws:s3:::").partition("/")[0]
+        requests = [Request("kms:Decrypt", keys[source], via_service=via)] if source in keys else []
+        if p["Bucket"] in keys:
+            requests.append(Request("kms:GenerateDataKey", keys[p["Bucket"]], via_service=via))
+        return requests
+    if p["Bucket"] not in keys:
+        return []
+    return [Request(action, keys[p["Bucket"]], via_service=via) for action in KMS_FOR[op]]
 
 
 def _s3_requests(call: Call) -> list[Request]:
@@ -97,11 +129,12 @@ def _s3_requests(call: Call) -> list[Request]:
     raise AssertionError(f"no IAM mapping for s3:{op}: add it to offline/authorization.py")
 
 
-def requests_of(call: Call, region: str, account: str) -> list[Request]:
-    """The authorizations AWS checks for this call (the Service Authorization Reference)."""
+def requests_of(call: Call, region: str, account: str, keys: dict[str, str] | None = None) -> list[Request]:
+    """The authorizations AWS checks for this call (the Service Authorization Reference); `keys`
+    names the SSE-KMS buckets' keys, which S3 uses as the caller."""
     p, op = call.params, call.operation
     if call.service == "s3":
-        return _s3_requests(call)
+        return _s3_requests(call) + _kms_requests(call, region, keys or {})
     if call.service == "stepfunctions":
         if op == "StartExecution":
             requests = [Request("states:StartExecution", p["stateMachineArn"])]
@@ -202,9 +235,13 @@ class Role:
                     raise AssertionError(f"{self.name}: the check cannot decide a statement without Resource")
                 condition = statement.get("Condition")
                 if condition is not None:
-                    if condition != IF_MATCH_REQUIRED:
+                    if condition == IF_MATCH_REQUIRED:
+                        applies = request.names_an_etag
+                    elif list(condition) == ["StringEquals"] and list(condition["StringEquals"]) == ["kms:ViaService"]:
+                        applies = request.via_service == condition["StringEquals"]["kms:ViaService"]
+                    else:
                         raise AssertionError(f"{self.name}: the check cannot decide the condition {condition}")
-                    if not request.names_an_etag:
+                    if not applies:
                         continue
                     statement = {k: v for k, v in statement.items() if k != "Condition"}
                 statements.append(statement)
@@ -251,6 +288,8 @@ def roles(stack, template: dict | None = None) -> dict[str, Role]:
 def denied(stack, calls: list[Call], region: str, account: str, template: dict | None = None) -> list[str]:
     """Each call of this stack's components that its role does not allow, in words; [] if none."""
     components = roles(stack, template)
+    key = stack.refs.get("DataBucketKmsKeyArn")
+    keys = {stack.data_bucket: key} if key else {}
     refused = []
     for call in calls:
         role = components.get(call.component)
@@ -258,7 +297,7 @@ def denied(stack, calls: list[Call], region: str, account: str, template: dict |
             if call.component.split(":", 1)[1].startswith(f"{stack.name}-"):
                 raise AssertionError(f"{call.component} of stack {stack.name} has no role in the template")
             continue  # another stack's component
-        for request in requests_of(call, region, account):
+        for request in requests_of(call, region, account, keys):
             if not role.decide(request):
                 refused.append(f"{role.name} may not {request} ({call.component} called {call.operation})")
     return sorted(set(refused))

@@ -51,6 +51,7 @@ class Deployment:
         parameters: dict | None = None,
         lambda_env: dict | None = None,
         managed_secret: bool = False,
+        data_bucket_key: bool = False,
     ) -> None:
         self.aws = aws
         self.name = f"bgz{uuid.uuid4().hex[:8]}"
@@ -85,8 +86,18 @@ class Deployment:
             **self._refresh_parameters(refresh),
             **(parameters or {}),
         }
+        self.data_key = ""  # data_bucket_key: the data bucket is SSE-KMS with this key (Bucket Keys off)
+        if data_bucket_key:
+            self.data_key = aws.client("kms").create_key(Description=f"{self.name} data")["KeyMetadata"]["Arn"]
+            stack_parameters["DataBucketKmsKeyArn"] = self.data_key
         self.s3 = aws.client("s3")
         self.stack = aws.deploy(self.name, data_bucket, stack_parameters)
+        if data_bucket_key:
+            default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": self.data_key}
+            self.s3.put_bucket_encryption(
+                Bucket=data_bucket,
+                ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": default}]},
+            )
         root = tmp_path / "index"
         make_sample_index(root, ascii_keys=True)
         self.originals = dict(upload_tree(self.s3, data_bucket, root, self.key_prefix))

@@ -9,6 +9,7 @@ on the calls of one compress run.
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 import sys
 import textwrap
@@ -195,5 +196,42 @@ def recorded_runs(offline_aws, tmp_path_factory, mariadb):
         write_as(f"job-definition:{d.name}-compress", offline_aws.runner.env, d.stack.data_bucket, output, size)
         d.s3.delete_object(Bucket=d.stack.data_bucket, Key=output)
         yield d, d.calls()
+    finally:
+        d.close()
+
+
+def test_a_data_bucket_encrypted_with_kms_is_used_through_s3_only(offline_aws, tmp_path, mariadb):
+    """DataBucketKmsKeyArn: every object the run reads and writes in the data bucket is SSE-KMS, and
+    each read and write is also a KMS request S3 makes as the role (kms:ViaService s3), which the
+    roles allow only through S3. Without the key statement, or with another ViaService, the same
+    calls are refused."""
+    d = Deployment(offline_aws, tmp_path, mariadb, data_bucket_key=True)
+    try:
+        assert d.run("compress")["status"] == "SUCCEEDED"
+        gz = next(k for k in d.data_keys() if k.endswith(".json.gz"))
+        head = d.s3.head_object(Bucket=d.stack.data_bucket, Key=gz)
+        assert head["ServerSideEncryption"] == "aws:kms" and head["SSEKMSKeyId"] == d.data_key
+        calls = d.calls()
+        keys = {d.stack.data_bucket: d.data_key}
+        kms = {
+            (c.component.split(":", 1)[1].removeprefix(f"{d.name}-"), r.action)
+            for c in calls
+            for r in authorization.requests_of(c, REGION, ACCOUNT, keys)
+            if r.action.startswith("kms:")
+        }
+        assert {("compress", "kms:Decrypt"), ("compress", "kms:GenerateDataKey"), ("verify", "kms:Decrypt")} <= kms
+        assert authorization.denied(d.stack, calls, REGION, ACCOUNT) == []
+
+        template = copy.deepcopy(authorization.transformed())
+        policies = template["Resources"]["CompressJobRole"]["Properties"]["Policies"]
+        policies[:] = [p for p in policies if "data-bucket-key" not in json.dumps(p)]
+        refused = authorization.denied(d.stack, calls, REGION, ACCOUNT, template)
+        assert any("CompressJobRole may not kms:GenerateDataKey on " + d.data_key in r for r in refused), refused
+
+        template = json.loads(
+            json.dumps(authorization.transformed()).replace("s3.${AWS::Region}", "ec2.${AWS::Region}")
+        )
+        refused = authorization.denied(d.stack, calls, REGION, ACCOUNT, template)
+        assert any("VerifyJobRole may not kms:Decrypt" in r for r in refused), refused
     finally:
         d.close()
