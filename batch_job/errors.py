@@ -63,6 +63,21 @@ class AccessDenied(StoreError):
     exit_code = 2
 
 
+class NotDeleted(StoreError):
+    """A delete call kept some of its objects (each changed since it was checked, or gone already
+    counts as deleted); every other object of the call is gone."""
+
+    def __init__(self, message: str, kept: dict[str, str]) -> None:
+        super().__init__(message)
+        self.kept = kept  # key -> why it was kept (S3's error code)
+
+
+class DeletesRefused(NotDeleted, AccessDenied):
+    """S3 refused some keys of a delete call (a bucket policy, object ownership): final."""
+
+    exit_code = 2
+
+
 class ObjectChanged(StoreError):
     """The object is not the version the caller expected (ETag differs or it is gone): final."""
 

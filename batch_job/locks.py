@@ -59,7 +59,7 @@ class Lock:
     @classmethod
     def from_json(cls, data: bytes) -> Lock:
         try:
-            return cls(**json.loads(data))
+            return cls(**({"created": ""} | json.loads(data)))  # no time recorded: as old as can be
         except (ValueError, TypeError) as exc:
             raise BadInput(f"a lock file is not a bgzip-workflow lock: {exc}") from exc
 

@@ -7,6 +7,7 @@ A record read back that has missing, extra or mistyped fields is bad input, said
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, astuple, dataclass, field, fields
@@ -16,7 +17,18 @@ from enum import StrEnum
 from batch_job.errors import BadInput
 from batch_job.keys import COMPRESSED_SUFFIX, compressed_key, gzi_key, original_key
 
-FORMAT_VERSION = 1
+# plan.json's format. 2: head first (files_per_shard), manifests with totals; version 1 run folders
+# (an upgrade mid-run) are read, and an older bgzip-workflow refuses a version 2 one in one line.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
+
+
+def _check_version(version: object) -> None:
+    if version not in READABLE_VERSIONS:
+        raise BadInput(
+            f"{Plan.NAME} has format version {version}; this bgzip-workflow reads versions "
+            f"{READABLE_VERSIONS[0]} to {READABLE_VERSIONS[-1]}: finish the run with the version that planned it"
+        )
 
 
 class Mode(StrEnum):
@@ -96,12 +108,23 @@ def _head_first(head: dict, files: Iterable[dict], tail: dict | None = None) -> 
 
 
 def _head_of(data: bytes, name: str) -> dict | None:
-    """The head of a head-first record from its first line; None if the line is not a head (a record
-    written before heads, which the caller then reads whole)."""
-    line = data.partition(b"\n")[0].decode(errors="replace")
-    if not line.endswith(HEAD_END):
+    """The head of a head-first record from its first line; None if `data` holds no whole first line
+    that is a head (a record written before heads, or a head longer than was read: the caller then
+    reads the record whole)."""
+    line, newline, _ = data.partition(b"\n")
+    line = line.decode(errors="replace")
+    if not newline or not line.endswith(HEAD_END):
         return None
     return json_object((line[: -len(HEAD_END)] + "}").encode(), name)
+
+
+def keys_digest(keys: Iterable[str]) -> str:
+    """Which keys, in 16 hex digits: a shard's planned keys in the plan's head, its verified ones in
+    the verify manifest's, so that SetCompressed compares key sets without reading either whole."""
+    digest = hashlib.sha256()
+    for key in sorted(keys):
+        digest.update(key.encode() + b"\n")
+    return digest.hexdigest()[:16]
 
 
 def _without_none(record: object) -> dict:
@@ -162,25 +185,36 @@ class Plan:
 
     @property
     def head(self) -> PlanHead:
-        per_shard = [0] * self.shards
+        keys: list[list[str]] = [[] for _ in range(self.shards)]
         for f in self.files:
-            per_shard[f.shard] += 1
+            if not 0 <= f.shard < self.shards:
+                raise BadInput(
+                    f"{self.NAME}: {f.key} is in shard {f.shard}, but the plan has shards 0..{self.shards - 1}"
+                )
+            keys[f.shard].append(f.key)
         return PlanHead(
-            self.mode, self.index, self.target, self.prefix, self.shards, self.created, self.total_bytes, per_shard
+            self.mode,
+            self.index,
+            self.target,
+            self.prefix,
+            self.shards,
+            self.created,
+            self.total_bytes,
+            [len(k) for k in keys],
+            [keys_digest(k) for k in keys],
         )
 
     def to_json(self) -> bytes:
         """Head first, compact, one file a line, built without copying the plan into dicts first."""
-        head = asdict(self.head) | {"version": self.version}
+        head = asdict(self.head) | {"version": FORMAT_VERSION}
         files = ({"key": f.key, "size": f.size, "etag": f.etag, "shard": f.shard} for f in self.files)
         return _head_first(head, files)
 
     @classmethod
     def from_json(cls, data: bytes) -> Plan:
         body = json_object(data, cls.NAME)
-        if body.get("version") != FORMAT_VERSION:
-            raise BadInput(f"{cls.NAME} has format version {body.get('version')}, expected {FORMAT_VERSION}")
-        for derived in ("total_bytes", "files_per_shard"):
+        _check_version(body.get("version"))
+        for derived in ("total_bytes", "files_per_shard", "keys_per_shard"):
             body.pop(derived, None)
         with malformed(cls.NAME):
             body["mode"] = Mode(body["mode"])
@@ -200,6 +234,7 @@ class PlanHead:
     created: str
     total_bytes: int
     files_per_shard: list[int]
+    keys_per_shard: list[str]  # keys_digest of each shard's planned keys
 
     @property
     def file_count(self) -> int:
@@ -215,10 +250,12 @@ class PlanHead:
         head = _head_of(data, Plan.NAME)
         if head is None or "files_per_shard" not in head:
             return None
-        if head.get("version") != FORMAT_VERSION:
-            raise BadInput(f"{Plan.NAME} has format version {head.get('version')}, expected {FORMAT_VERSION}")
+        _check_version(head.get("version"))
         with malformed(Plan.NAME):
-            return cls(**{f.name: head[f.name] for f in fields(cls)} | {"mode": Mode(head["mode"])})
+            found = cls(**{f.name: head[f.name] for f in fields(cls)} | {"mode": Mode(head["mode"])})
+            if not len(found.files_per_shard) == len(found.keys_per_shard) == found.shards:
+                raise ValueError(f"{found.shards} shards, but counts and key digests of other numbers")
+            return found
 
 
 @dataclass(slots=True)
@@ -281,7 +318,7 @@ class Totals:
             ok += r.ok
             original += r.original_size or 0
             compressed += (r.gz_size or 0) + (r.gzi_size or 0)
-            deleted += len(r.deleted or ())
+            deleted += len(r.deleted or ()) if r.ok else 0  # a failed or put-back record deleted nothing that stays
         return cls(files, ok, original, compressed, deleted)
 
     def __add__(self, other: Totals) -> Totals:
@@ -297,6 +334,7 @@ class ManifestHead:
     plan_created: str
     ok: bool
     totals: Totals
+    ok_keys: str  # keys_digest of the keys of its OK records
 
     @classmethod
     def from_head(cls, data: bytes, name: str) -> ManifestHead | None:
@@ -306,7 +344,7 @@ class ManifestHead:
             return None
         with malformed(name):
             totals = Totals(**head["totals"])
-            return cls(Step(head["step"]), head["shard"], head["plan_created"], head["ok"], totals)
+            return cls(Step(head["step"]), head["shard"], head["plan_created"], head["ok"], totals, head["ok_keys"])
 
 
 @dataclass
@@ -327,17 +365,21 @@ class Manifest:
 
     @property
     def head(self) -> ManifestHead:
-        return ManifestHead(self.step, self.shard, self.plan_created, self.ok, Totals.of(self.files))
+        ok_keys = keys_digest(r.key for r in self.files if r.ok)
+        return ManifestHead(self.step, self.shard, self.plan_created, self.ok, Totals.of(self.files), ok_keys)
 
     def to_json(self) -> bytes:
         names = [f.name for f in fields(self) if f.name not in ("failed", "files")]
-        head = {name: getattr(self, name) for name in names} | {"totals": asdict(self.head.totals)}
-        return _head_first(head, (r.to_dict() for r in self.files), tail={"failed": self.failed})
+        head = self.head
+        derived = {"totals": asdict(head.totals), "ok_keys": head.ok_keys}
+        body = {name: getattr(self, name) for name in names} | derived
+        return _head_first(body, (r.to_dict() for r in self.files), tail={"failed": self.failed})
 
     @classmethod
     def from_json(cls, data: bytes, name: str) -> Manifest:
         body = json_object(data, name)
-        body.pop("totals", None)  # derived from the records
+        for derived in ("totals", "ok_keys"):  # from the records
+            body.pop(derived, None)
         with malformed(name):
             body["step"] = Step(body["step"])
             body["files"] = [FileRecord.from_dict(r) for r in body["files"]]

@@ -41,7 +41,10 @@ from batch_job.records import (
 from batch_job.stores import S3Store
 
 CANARY_FOLDER = "canary/"
-HEAD_LIMIT = 1024 * 1024  # a head line: a plan's lists a count per shard, up to 10,000 shards
+# How much of a record a head read fetches: a plan's head lists a count and a digest per shard (up to
+# 10,000 shards); a manifest's is under 2 KB. A head longer than that is read whole.
+PLAN_HEAD_LIMIT = 1024 * 1024
+MANIFEST_HEAD_LIMIT = 64 * 1024
 
 
 def manifest_key(step: Step, shard: int) -> str:
@@ -99,7 +102,7 @@ class RunFolder:
 
     def read_plan_head(self) -> PlanHead:
         """The plan's first line only (Summarize, SetCompressed): not its list of every file."""
-        data = self.location.store.read_head(self.location.key(Plan.NAME), HEAD_LIMIT)
+        data = self.location.store.read_head(self.location.key(Plan.NAME), PLAN_HEAD_LIMIT)
         if data is None:
             raise BadInput(f"no plan in run folder {self.uri} (run `bgzip-job plan` first)")
         head = PlanHead.from_head(data)
@@ -122,11 +125,11 @@ class RunFolder:
 
     def read_manifest_head(self, step: Step, shard: int) -> ManifestHead | None:
         name = manifest_key(step, shard)
-        data = self.location.store.read_head(self.location.key(name), HEAD_LIMIT)
+        data = self.location.store.read_head(self.location.key(name), MANIFEST_HEAD_LIMIT)
         if data is None:
             return None
         head = ManifestHead.from_head(data, name)
-        if head is None:  # written before manifests had heads: read it whole
+        if head is None:  # written before manifests had heads, or a head over the limit: read it whole
             manifest = self.read_manifest(step, shard)
             return manifest.head if manifest else None
         return head

@@ -11,6 +11,7 @@ import contextlib
 import functools
 import io
 import os
+import threading
 import uuid
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -24,7 +25,7 @@ import botocore
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from batch_job.errors import AccessDenied, ObjectChanged, Refused, StoreError
+from batch_job.errors import AccessDenied, DeletesRefused, NotDeleted, ObjectChanged, Refused, StoreError
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -136,7 +137,14 @@ CLIENT_SETTINGS = (
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "AWS_ACCESS_KEY_ID",
+    "AWS_SESSION_TOKEN",
+    "AWS_CA_BUNDLE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
 )
+_CLIENT_LOCK = threading.Lock()
 
 
 def s3_client():
@@ -144,7 +152,8 @@ def s3_client():
     throttling. One is shared by every store: clients are thread-safe, and each new one re-reads
     botocore's models (a bulk report reading a thousand run folders spent minutes making clients)."""
     check_botocore(botocore.__version__)
-    return _s3_client(tuple(os.environ.get(name) for name in CLIENT_SETTINGS))
+    with _CLIENT_LOCK:  # threads that start together share one client
+        return _s3_client(tuple(os.environ.get(name) for name in CLIENT_SETTINGS))
 
 
 @functools.lru_cache(maxsize=8)
@@ -291,10 +300,11 @@ class S3Store(Store):
                 raise self._error(exc, batch[0][0]) from exc
             errors += [e for e in resp.get("Errors", []) if e.get("Code") != "NoSuchKey"]
         if errors:
-            named = ", ".join(f"{e['Key']} ({e.get('Code')})" for e in errors[:5])
-            if any(e.get("Code") in DENIED_CODES for e in errors):  # per key: a bucket policy, object ownership
-                raise AccessDenied(f"{len(errors)} objects were not deleted, access denied: {named}; not retried")
-            raise StoreError(f"{len(errors)} objects were not deleted: {named}")
+            kept = {e["Key"]: e.get("Code", "") for e in errors}
+            named = ", ".join(f"{key} ({code})" for key, code in list(kept.items())[:5])
+            if any(code in DENIED_CODES for code in kept.values()):  # per key: a bucket policy, object ownership
+                raise DeletesRefused(f"{len(kept)} objects were not deleted, access denied: {named}; not retried", kept)
+            raise NotDeleted(f"{len(kept)} objects were not deleted: {named}", kept)
 
 
 class _RangedReader(io.RawIOBase):
@@ -522,4 +532,5 @@ class LocalStore(Store):
             except FileNotFoundError:
                 continue
         if changed:
-            raise StoreError(f"{len(changed)} objects changed and were not deleted: {', '.join(changed[:5])}")
+            kept = dict.fromkeys(changed, "changed")
+            raise NotDeleted(f"{len(changed)} objects changed and were not deleted: {', '.join(changed[:5])}", kept)

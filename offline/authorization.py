@@ -84,8 +84,9 @@ def _kms_requests(call: Call, region: str, keys: dict[str, str]) -> list[Request
     if op in ("CopyObject", "UploadPartCopy"):
         source = _copy_source(p["CopySource"]).removeprefix("arn:aws:s3:::").partition("/")[0]
         requests = [Request("kms:Decrypt", keys[source], via_service=via)] if source in keys else []
-        if p["Bucket"] in keys:
-            requests.append(Request("kms:GenerateDataKey", keys[p["Bucket"]], via_service=via))
+        if p["Bucket"] in keys:  # a copy makes the object's data key; a copied part uses the upload's
+            action = "kms:GenerateDataKey" if op == "CopyObject" else "kms:Decrypt"
+            requests.append(Request(action, keys[p["Bucket"]], via_service=via))
         return requests
     if p["Bucket"] not in keys:
         return []
@@ -334,6 +335,16 @@ def _listed(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
+def _when(role: str, value: Any) -> tuple[str, Any]:
+    """(the condition a policy is attached under, '-' for always; the policy)."""
+    if not (isinstance(value, dict) and "Fn::If" in value):
+        return "-", value
+    condition, yes, no = value["Fn::If"]
+    if no != {"Ref": "AWS::NoValue"}:  # listed as text it could not be compared: fail, never pass
+        raise AssertionError(f"{role}: a policy chosen by {condition} either way; list both branches here first")
+    return condition, yes
+
+
 def grants(template: dict) -> set[str]:
     """Every permission each role of the transformed template grants, one line each:
     role, the condition the policy exists under ('-': always), then a managed policy's ARN, or a
@@ -341,18 +352,18 @@ def grants(template: dict) -> set[str]:
     catches any grant added, not only one a call happens to need."""
     lines = set()
     for name, res in template["Resources"].items():
+        if res["Type"] in ("AWS::IAM::Policy", "AWS::IAM::ManagedPolicy", "AWS::IAM::User", "AWS::IAM::Group"):
+            raise AssertionError(f"{name}: a {res['Type']} grants outside the roles; list it here first")
         if res["Type"] != "AWS::IAM::Role":
             continue
+        if "PermissionsBoundary" in res["Properties"]:
+            raise AssertionError(f"{name}: a permissions boundary; list it here first")
         props = res["Properties"]
         for arn in props.get("ManagedPolicyArns", []):
-            when = "-"
-            if isinstance(arn, dict) and "Fn::If" in arn:
-                when, arn = arn["Fn::If"][0], arn["Fn::If"][1]
+            when, arn = _when(name, arn)
             lines.add(f"{name}\t{when}\tmanaged\t{_text(arn)}")
         for policy in props.get("Policies", []):
-            when = "-"
-            if "Fn::If" in policy:
-                when, policy = policy["Fn::If"][0], policy["Fn::If"][1]
+            when, policy = _when(name, policy)
             for statement in _listed(policy["PolicyDocument"]["Statement"]):
                 condition = json.dumps(statement["Condition"], sort_keys=True) if "Condition" in statement else "-"
                 targets = [("Resource", r) for r in _listed(statement.get("Resource", []))]

@@ -4,7 +4,9 @@ Every job and every invoke runs in a new process, as on AWS, and most of startin
 boto3, Powertools, pydantic and the X-Ray SDK (about 0.5 s of a 1 s invoke). A zygote imports those
 libraries once, then forks a child for each run: the child gets the run's environment, working
 folder, argv and standard streams, and runs the script as `python SCRIPT ARGS` would. The zygote
-imports libraries only, never project code, so nothing a child runs was set up by another run.
+imports libraries only, never project code, so nothing a child runs was set up by another run. What
+a child cannot change is the interpreter's own start-up: its hash seed, -X options and PYTHON*
+variables other than PYTHONPATH are the zygote's.
 
     zygote = Zygote()                       # starts `python offline/warm_start.py SOCKET`
     exit = zygote.run(script, args, env, cwd, stdin=PATH, stdout=PATH, stderr=PATH)
@@ -32,7 +34,8 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
-# Imported once by the zygote: libraries the jobs and handlers use that read no settings at import.
+# Imported once by the zygote: the libraries the jobs and handlers use. They read no setting a run
+# gives at import, but for the X-Ray SDK's (the offline stack turns tracing off for every function).
 PRELOAD = (
     "boto3",
     "botocore.session",
@@ -168,14 +171,14 @@ def serve(socket_path: str) -> None:
     waiting: dict[int, socket.socket] = {}  # child pid -> the connection its exit status goes to
     print("ready", flush=True)
     while True:
-        for _ in selector.select(REAP_SECONDS):
+        for _ in selector.select(REAP_SECONDS if waiting else None):  # idle: wait for a runner
             conn, _ = listener.accept()
             request = json.loads(conn.makefile().readline())
             pid = os.fork()
             if pid == 0:
                 selector.close()
-                listener.close()
-                conn.close()
+                for inherited in (listener, conn, *waiting.values()):  # only the zygote answers runners
+                    inherited.close()
                 _child(request, site_path)
             waiting[pid] = conn
         while waiting:

@@ -494,7 +494,10 @@ def test_a_delete_the_bucket_policy_refuses_is_final_and_recorded(tmp_path, requ
     assert protected.removeprefix(PREFIX) in target.names()
     manifest = target.run_json("delete/shard-0.json")
     kept = [r for r in manifest["files"] if not r["ok"]]
-    assert kept and all("AccessDenied" in r["error"] for r in kept)
+    assert [r["key"] for r in kept] == [protected] and kept[0]["error"] == f"not deleted: {protected} (AccessDenied)"
+    gone = [r for r in manifest["files"] if r["ok"]]
+    assert len(gone) == 4 and all(r["status"] == "deleted" for r in gone), "each key's own outcome"
+    assert not any(r["key"].removeprefix(PREFIX) in target.names() for r in gone)
 
 
 @pytest.mark.parametrize(

@@ -183,6 +183,12 @@ def test_set_compressed_refuses_a_failed_record_and_a_manifest_of_another_plan(t
     run.write_manifest(manifest)
     with pytest.raises(NotVerified, match=r"^10 planned files .* in shard 1 "):
         _check_run(run, plan)
+    manifest.plan_created = plan.created
+    manifest.files[3] = _verified(PlannedFile("genes/not-planned.json", 1, "e", 1))  # as many OK, one not planned
+    run.write_manifest(manifest)
+    assert run.read_manifest_head(Step.VERIFY, 1).totals.ok == 10
+    with pytest.raises(NotVerified, match=r"^1 planned files .* in shard 1 "):
+        _check_run(run, plan)
 
 
 def test_heads_are_the_first_line_and_agree_with_the_whole_record(tmp_path):
@@ -194,7 +200,19 @@ def test_heads_are_the_first_line_and_agree_with_the_whole_record(tmp_path):
     manifest = run.read_manifest(Step.DELETE, 2)
     head = run.read_manifest_head(Step.DELETE, 2)
     assert head == manifest.head and head.totals == Totals(10, 10, 0, 0, 10)
+    assert run.read_plan_head().keys_per_shard[2] == head.ok_keys, "the same digest of the same keys"
     assert run.read_manifest(Step.VERIFY, 0).files == [_verified(f) for f in plan.files_of(0)], "the records round trip"
+
+
+def test_a_head_longer_than_a_head_read_is_read_whole(tmp_path, monkeypatch):
+    from batch_job import runfolder
+
+    run, plan = _local_run(tmp_path)
+    _write_run(run, plan)
+    whole = run.read_manifest_head(Step.VERIFY, 1)
+    monkeypatch.setattr(runfolder, "MANIFEST_HEAD_LIMIT", 40)
+    monkeypatch.setattr(runfolder, "PLAN_HEAD_LIMIT", 40)
+    assert run.read_manifest_head(Step.VERIFY, 1) == whole and run.read_plan_head() == plan.head
 
 
 def test_records_written_before_heads_are_read_whole(tmp_path):
@@ -206,6 +224,8 @@ def test_records_written_before_heads_are_read_whole(tmp_path):
         body = json.loads(path.read_text())
         body.pop("totals", None)
         body.pop("files_per_shard", None)
+        if path.name == "plan.json":
+            body["version"] = 1
         path.write_text(json.dumps(body, indent=1))
     assert run.read_plan_head() == plan.head
     assert run.read_manifest_head(Step.VERIFY, 1).totals.ok == 10
@@ -223,3 +243,15 @@ def test_a_malformed_head_is_bad_input_naming_the_record(tmp_path):
     path.write_text('{"step": "verify", "shard": 0, "totals": {"files": 1, "files": [\n' + rest)
     with pytest.raises(BadInput, match=r"^verify/shard-0\.json is not JSON"):
         run.read_manifest_head(Step.VERIFY, 0)
+
+
+def test_a_plan_of_a_newer_format_is_refused_in_one_line(tmp_path):
+    run, plan = _local_run(tmp_path)
+    _write_run(run, plan)
+    path = tmp_path / "run" / "plan.json"
+    path.write_text(path.read_text().replace('"version": 2', '"version": 3', 1))
+    for read in (run.read_plan_head, run.read_plan):
+        with pytest.raises(
+            BadInput, match=r"^plan\.json has format version 3; this bgzip-workflow reads versions 1 to 2"
+        ):
+            read()

@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 
 from batch_job.bioindex.live_flag import LiveFlag
-from batch_job.errors import AccessDenied, FileFailed, FlagMoved, Refused
+from batch_job.errors import AccessDenied, FileFailed, FlagMoved, NotDeleted, Refused
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.records import CanaryStatus, FileRecord, Flag, Mode, Plan, PlannedFile, RefreshMode, Status, Step
@@ -164,11 +164,18 @@ class GuardedDelete:
                 self._check_live()
                 try:
                     ctx.target.store.delete([obj for r in batch for obj in r.deleted])
-                except Exception as exc:  # the manifest must say these were not deleted, not crash the step
+                except Exception as exc:  # the manifest must say what was not deleted, not crash the step
                     if isinstance(exc, AccessDenied):
                         self.denied = exc
+                    kept = exc.kept if isinstance(exc, NotDeleted) else None  # else: no key is known gone
+                    in_batch = {id(r) for r in batch}
                     for record in deleting[len(done) :]:
-                        record.ok, record.status, record.error = False, Status.FAILED, f"delete failed: {exc}"
+                        mine = [f"{k} ({kept[k]})" for k, _ in record.deleted if kept is not None and k in kept]
+                        if kept is not None and id(record) in in_batch and not mine:
+                            done.append(record)  # S3 deleted every object of this one
+                            continue
+                        why = f"not deleted: {', '.join(mine)}" if mine else f"delete failed: {exc}"
+                        record.ok, record.status, record.error = False, Status.FAILED, why
                         ctx.progress.failed.append(record.key)
                     break
                 done += batch

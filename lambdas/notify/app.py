@@ -54,7 +54,11 @@ def _output(detail: dict[str, Any]) -> str:
     and Step Functions still has it."""
     if detail.get("output") is not None or not detail.get("executionArn"):
         return detail.get("output") or "{}"
-    found = boto3.client("stepfunctions").describe_execution(executionArn=detail["executionArn"])
+    try:
+        found = boto3.client("stepfunctions").describe_execution(executionArn=detail["executionArn"])
+    except Exception:  # the notice still goes out, saying where the output is
+        logger.exception("could not read the execution's output")
+        return json.dumps({"output": f"not shown: see the execution {detail['executionArn']}"})
     return found.get("output") or "{}"
 
 

@@ -45,7 +45,8 @@ class SetCompressedEvent(BaseModel):
 
 def check_run(run: RunFolder, event: SetCompressedEvent) -> PlanHead:
     """From the heads of the plan and the verify manifests: each shard's manifest belongs to this
-    plan and counts every planned file of the shard verified OK (memory by shards, not by files)."""
+    plan, and its OK records are exactly the shard's planned keys (their count and a digest of
+    them): memory by shards, not by files."""
     plan = run.read_plan_head()
     mode = Mode.COMPRESS if event.compressed else Mode.ROLLBACK
     if (plan.index, plan.prefix, plan.mode) != (event.index, event.prefix, mode):
@@ -55,11 +56,12 @@ def check_run(run: RunFolder, event: SetCompressedEvent) -> PlanHead:
         )
     heads = run.read_manifest_heads(Step.VERIFY, plan.shards)
     short = []
-    for shard, planned in enumerate(plan.files_per_shard):
+    for shard, (planned, keys) in enumerate(zip(plan.files_per_shard, plan.keys_per_shard, strict=True)):
         head = heads.get(shard)
-        verified = head.totals.ok if head is not None and head.plan_created == plan.created else 0
-        if verified != planned:
-            short.append((shard, planned - verified))
+        ours = head is not None and (head.step, head.shard, head.plan_created) == (Step.VERIFY, shard, plan.created)
+        verified = head.totals.ok if ours else 0
+        if verified != planned or (planned and head.ok_keys != keys):  # the very keys planned, all OK
+            short.append((shard, max(planned - verified, 1)))
     if short:
         missing = sum(n for _, n in short)
         shard, _ = short[0]
