@@ -110,8 +110,8 @@ def record_outcome(args: argparse.Namespace, code: int, message: str, failed: li
     step = STEP_COMMANDS.get(args.command)
     if step is None:
         return
-    shard = default_shard(args.shard)
     try:
+        shard = default_shard(args.shard)
         run = _run_folder(args.run)
         if code == 0:
             run.clear_error(step, shard)

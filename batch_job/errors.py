@@ -63,6 +63,12 @@ class AccessDenied(StoreError):
     exit_code = 2
 
 
+class NoSuchBucket(StoreError):
+    """The bucket does not exist: final (exit 2), not a storage hiccup to retry."""
+
+    exit_code = 2
+
+
 class NotDeleted(StoreError):
     """A delete call kept some of its objects (each changed since it was checked, or gone already
     counts as deleted); every other object of the call is gone."""

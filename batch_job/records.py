@@ -81,6 +81,8 @@ def malformed(name: str) -> Iterator[None]:
     """A record with missing, extra or mistyped fields is bad input, said in one line."""
     try:
         yield
+    except BadInput:  # already says what is wrong, and with which record
+        raise
     except (TypeError, KeyError, ValueError, AttributeError) as exc:
         raise BadInput(f"{name} is malformed: {exc}") from exc
 
@@ -219,7 +221,13 @@ class Plan:
         with malformed(cls.NAME):
             body["mode"] = Mode(body["mode"])
             body["files"] = [PlannedFile(**f) for f in body["files"]]
-            return cls(**body)
+            plan = cls(**body)
+            if not isinstance(plan.shards, int) or plan.shards < 1:  # 0 shards: every step would do nothing, "OK"
+                raise ValueError(f"shards must be a number of at least 1, found {plan.shards!r}")
+            stray = next((f for f in plan.files if not 0 <= f.shard < plan.shards), None)
+            if stray is not None:
+                raise ValueError(f"{stray.key} is in shard {stray.shard}, but the plan has {plan.shards} shards")
+            return plan
 
 
 @dataclass(frozen=True)
@@ -438,7 +446,12 @@ class Flag:
     @classmethod
     def from_json(cls, data: bytes) -> Flag:
         with malformed(cls.NAME):
-            return cls(**json_object(data, cls.NAME))
+            flag = cls(**json_object(data, cls.NAME))
+            if not isinstance(flag.compressed, bool):  # "true" would read as true and "false" too
+                raise TypeError(f"compressed must be true or false, found {flag.compressed!r}")
+            if not isinstance(flag.index, str) or not isinstance(flag.prefix, str):
+                raise TypeError("index and prefix must be strings")
+            return flag
 
 
 @dataclass

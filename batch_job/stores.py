@@ -25,7 +25,7 @@ import botocore
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from batch_job.errors import AccessDenied, DeletesRefused, NotDeleted, ObjectChanged, Refused, StoreError
+from batch_job.errors import AccessDenied, DeletesRefused, NoSuchBucket, NotDeleted, ObjectChanged, Refused, StoreError
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -176,6 +176,8 @@ class S3Store(Store):
             return ObjectChanged(f"{self.uri(key)} is gone or changed ({code})")
         if code in DENIED_CODES:
             return AccessDenied(f"{self.uri(key)}: access denied ({code}): the role may not do this; not retried")
+        if code == "NoSuchBucket":  # a typo or another account's name: waiting cannot help
+            return NoSuchBucket(f"bucket {self.bucket!r} does not exist (or not in this account and region)")
         return StoreError(f"{self.uri(key)}: {code or exc}")
 
     def list_objects(self, prefix: str) -> Iterator[ObjectInfo]:

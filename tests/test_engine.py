@@ -665,3 +665,33 @@ def test_an_sdk_without_conditional_requests_is_refused_before_any_call():
     with pytest.raises(errors.Refused, match=r"botocore 1\.35\.99 is older than 1\.36") as refused:
         stores.check_botocore("1.35.99")
     assert refused.value.exit_code == 2
+
+
+def test_a_bucket_that_does_not_exist_is_final_and_named(s3, run_bucket, capsys):
+    """A typo in the bucket is not a storage hiccup: exit 2 (Batch does not retry), naming the bucket."""
+    rc, _, err = job(
+        capsys, "plan", "s3://no-such-bucket-here/genes/", "--index", "genes", "--run", f"s3://{run_bucket}/r/"
+    )
+    assert rc == 2 and "bucket 'no-such-bucket-here' does not exist" in err, err
+
+
+def test_bad_array_index_and_flag_values_are_one_line_refusals(tmp_path, capsys, monkeypatch):
+    target = Target("local", tmp_path, None)
+    compress_and_verify(target, capsys)
+    monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "abc")
+    rc, _, err = job(capsys, "verify", "--run", target.run)
+    assert rc == 2 and "AWS_BATCH_JOB_ARRAY_INDEX is 'abc', not a shard number" in err and "Traceback" not in err
+    monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX")
+    flag = {"index": "genes", "prefix": target.prefix, "compressed": "true", "bioindex_url": ""}
+    (Path(target.run) / "flag.json").write_text(json.dumps(flag))
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2 and "flag.json is malformed: compressed must be true or false, found 'true'" in err, err
+    (Path(target.run) / "flag.json").write_text("[]")
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2 and err.count("is malformed") == 1, err
+    assert len(target.originals()) == 5, "nothing deleted"
+    plan = json.loads((Path(target.run) / "plan.json").read_text())
+    (Path(target.run) / "plan.json").write_text(json.dumps(plan | {"shards": 0}))
+    for step in ("verify", "delete"):
+        rc, _, err = job(capsys, step, "--run", target.run)
+        assert rc == 2 and "plan.json is malformed: shards must be a number of at least 1, found 0" in err, err

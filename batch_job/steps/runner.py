@@ -85,7 +85,11 @@ def default_shard(shard: int | None) -> int | None:
     if shard is not None:
         return shard
     index = os.environ.get("AWS_BATCH_JOB_ARRAY_INDEX")
-    return int(index) if index not in (None, "") else None
+    if index in (None, ""):
+        return None
+    if not index.isdigit():
+        raise BadInput(f"AWS_BATCH_JOB_ARRAY_INDEX is {index!r}, not a shard number")
+    return int(index)
 
 
 def run_step(
