@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -163,6 +164,47 @@ def test_corrupted_output_is_caught_by_verify_and_blocks_delete(target, capsys):
     assert rc == 1
     assert "T2D/part-00000.json" in target.names(), "an original whose output failed verify is kept"
     assert sum(k.endswith(".json") for k in target.names()) == 1
+
+
+def test_many_files_share_a_few_htslib_readers_and_a_bad_one_spoils_no_other(tmp_path, capsys, monkeypatch):
+    """Verify reads each .gz through htslib in long-lived readers (a process per file made many small
+    files slow): 60 files use a few readers, and three .gz that htslib cannot read each fail alone,
+    whatever file their reader reads next."""
+    from batch_job import htslib_readers
+
+    started = []
+    original_init = htslib_readers.Reader.__init__
+
+    def counted(self, folder):
+        started.append(folder)
+        original_init(self, folder)
+
+    monkeypatch.setattr(htslib_readers.Reader, "__init__", counted)
+    pool = htslib_readers.Readers()  # not the process's, which earlier tests may have warmed
+    monkeypatch.setattr("batch_job.steps.verify.READERS", pool)
+    root = tmp_path / "data"
+    for n in range(60):
+        (root / "p").mkdir(parents=True, exist_ok=True)
+        (root / "p" / f"f{n:02d}.json").write_bytes(gwas_lines(20 + n, seed=n))
+    run = str(tmp_path / "run")
+    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
+    assert job(capsys, "compress", "--run", run)[0] == 0
+    gz = {n: root / "p" / f"f{n:02d}.json.gz" for n in (7, 23, 41)}
+    for n, where in zip(gz, (3, 2, 1.5), strict=True):  # corrupted in place, its ETag (size, mtime) kept
+        before = os.stat(gz[n])
+        spoiled = bytearray(gz[n].read_bytes())
+        spoiled[int(len(spoiled) / where)] ^= 0xFF
+        gz[n].write_bytes(bytes(spoiled))
+        os.utime(gz[n], ns=(before.st_atime_ns, before.st_mtime_ns))
+    rc, out, _ = job(capsys, "verify", "--run", run)
+    assert rc == 1 and "3 failed" in out, out
+    manifest = json.loads((Path(run) / "verify" / "shard-0.json").read_text())
+    failed = sorted(r["key"].rsplit("/", 1)[-1] for r in manifest["files"] if not r["ok"])
+    assert failed == ["f07.json", "f23.json", "f41.json"], failed
+    errors = {r["key"].rsplit("/", 1)[-1]: r["error"] for r in manifest["files"] if not r["ok"]}
+    assert all("htslib" in e for e in errors.values()), errors
+    assert 1 <= len(started) <= 2 + 3, f"{len(started)} readers started for 60 files"
+    pool.close()
 
 
 def test_a_gzi_that_does_not_match_is_caught(target, capsys):

@@ -1,6 +1,6 @@
 """Check every X.json against its X.json.gz and .gzi, independently of the code that wrote them.
 
-The .gz is decompressed by htslib (pysam, in a child process) and compared by size and SHA-256 with a
+The .gz is decompressed by htslib (pysam, in long-lived child processes) and compared by size and SHA-256 with a
 fresh read of X.json; the block index is rebuilt from the .gz and compared byte for byte with the
 stored .gzi; random access through the .gzi is spot-checked against ranges of X.json with Python's
 zlib. The record keeps every object's ETag, so delete can prove nothing changed since.
@@ -10,15 +10,14 @@ Compress and rollback runs verify the same pair; only which side is the planned 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
-import subprocess
-import sys
 import zlib
+from collections.abc import Iterator
 
 from batch_job import bgzf
 from batch_job.codec import iter_stream
 from batch_job.errors import BGZFError, FileFailed
+from batch_job.htslib_readers import READERS
 from batch_job.provenance import why_not_current
 from batch_job.records import FileRecord, Mode, PlannedFile
 from batch_job.steps.runner import StepContext
@@ -41,36 +40,36 @@ def _hash_original(ctx: StepContext, planned: PlannedFile, original: ObjectInfo)
 
 def _read_with_htslib(store: Store, key: str, etag: str) -> tuple[dict, bgzf.BlockIndex]:
     """Stream the .gz into htslib's reader while rebuilding its block index from the same bytes."""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "batch_job.htslib_reader"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
     block_index = bgzf.BlockIndex()
     last = b""
     scan_error = ""
 
-    def tee(stream):
-        for chunk in iter_stream(stream):
-            child.stdin.write(chunk)
-            yield chunk
+    def to_htslib(stream) -> Iterator[bytes]:
+        """The .gz's bytes as read, passed on block by block while the index is rebuilt from them."""
+        nonlocal last, scan_error
+        pending: list[bytes] = []
 
-    try:
-        with store.open(key, etag) as stream:
-            for block in bgzf.iter_blocks(tee(stream)):
+        def read() -> Iterator[bytes]:
+            for chunk in iter_stream(stream):
+                pending.append(chunk)
+                yield chunk
+
+        try:
+            for block in bgzf.iter_blocks(read()):
                 block_index.add_block(len(block), int.from_bytes(block[-4:], "little"))
                 last = block
-    except BGZFError as exc:
-        scan_error = str(exc)
-    except BrokenPipeError:
-        scan_error = "htslib stopped reading"
-    finally:
-        out, err = child.communicate()  # closes stdin; htslib sees the end of the stream
-    result = json.loads(out or b"{}")
-    if child.returncode != 0 or "error" in result:
-        detail = result.get("error") or err.decode(errors="replace").strip().splitlines()[-1:]
-        raise FileFailed(f"{key}: htslib cannot decompress it: {detail}")
+                yield from pending
+                pending.clear()
+        except BGZFError as exc:  # htslib gets what was read, and says what it makes of it
+            scan_error = str(exc)
+        yield from pending
+
+    with store.open(key, etag) as stream, READERS.reader() as reader:
+        result = reader.read(to_htslib(stream))
+    if "error" in result:
+        raise FileFailed(f"{key}: htslib cannot decompress it: {result['error']}")
+    if result.get("stopped"):
+        raise FileFailed(f"{key}: htslib stopped reading")
     if scan_error:
         raise FileFailed(f"{key}: {scan_error}")
     if last != bgzf.EOF_BLOCK:
