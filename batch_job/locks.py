@@ -20,7 +20,7 @@ import logging
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,10 +58,29 @@ class Lock:
 
     @classmethod
     def from_json(cls, data: bytes) -> Lock:
+        """A lock as written by this or a later version: fields this version does not know are
+        ignored; a missing `created` reads as the oldest time there is."""
         try:
-            return cls(**({"created": ""} | json.loads(data)))  # no time recorded: as old as can be
-        except (ValueError, TypeError) as exc:
-            raise BadInput(f"a lock file is not a bgzip-workflow lock: {exc}") from exc
+            body = json.loads(data)
+            known = {f.name for f in fields(cls)}
+            return cls(**({"created": ""} | {k: v for k, v in body.items() if k in known}))
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise BadInput(f"not a bgzip-workflow lock: {exc}") from exc
+
+
+@dataclass
+class UnreadableLock(Lock):
+    """A lock object that does not parse: it holds its prefix (a run may still own it), and names
+    itself and how to remove it. Never written."""
+
+    problem: str = ""
+    where: str = ""  # the lock object's URI
+
+    def holder(self) -> str:
+        return (
+            f"the unreadable lock object {self.where} ({self.problem}); if no run holds it, "
+            f"`bgzip-job unlock {self.target}` removes it"
+        )
 
 
 def _overlap(a: str, b: str) -> bool:
@@ -131,7 +150,15 @@ class Locks:
             data = self.folder.store.read_bytes(key)
         except ObjectChanged:  # released between the HEAD and the GET
             return None
-        return (Lock.from_json(data), info.etag) if data is not None else None
+        if data is None:
+            return None
+        try:
+            return Lock.from_json(data), info.etag
+        except BadInput as exc:
+            prefix = self.key_prefix if key_prefix is None else key_prefix
+            target = self.target.store.uri(prefix) if isinstance(self.target.store, S3Store) else f"/{prefix}"
+            where = self.folder.store.uri(key)
+            return UnreadableLock(prefix, target, run="", created="", problem=str(exc), where=where), info.etag
 
     def held(self) -> list[tuple[Lock, str]]:
         """Every lock in the folder (a handful: one per run in progress)."""

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import threading
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,37 @@ def test_a_re_plan_still_meets_the_overlap_check_and_gives_its_lock_up(target, c
     rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
     assert rc == 2 and "contains" in err and "index 't2d'" in err
     assert _lock_of(target.uri) is None
+
+
+def _plant(uri: str, body: bytes) -> str:
+    """A lock object written as-is at `uri`'s prefix; its URI."""
+    locks = Locks(parse_location(uri))
+    locks.folder.store.write_bytes(locks._key(locks.key_prefix), body)
+    return locks.uri
+
+
+def test_an_unreadable_lock_holds_only_its_own_prefixes_and_unlock_removes_it(target, capsys, tmp_path):
+    """One unparseable object among the locks once made every plan in the bucket fail, unnamed, and
+    `unlock` could not remove it. Now it blocks only the prefixes it overlaps, named, until unlocked."""
+    elsewhere = str(tmp_path / "elsewhere") if target.kind == "local" else target.uri.replace(PREFIX, "elsewhere/")
+    if target.kind == "local":
+        (tmp_path / "elsewhere").mkdir()
+    _plant(elsewhere, b"{not json")
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0, "a disjoint prefix"
+    assert job(capsys, "unlock", target.uri)[0] == 0
+
+    inner = _inside(target, "T2D")
+    where = _plant(inner, b'["a list"]')
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"))
+    assert rc == 2 and f"the unreadable lock object {where}" in err and "bgzip-job unlock" in err, err
+    rc, out, _ = job(capsys, "unlock", inner)
+    assert rc == 0 and "removed the lock of" in out and "unreadable lock object" in out
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"))[0] == 0
+    assert job(capsys, "unlock", target.uri)[0] == 0
+
+    newer = Lock(Locks(parse_location(inner)).key_prefix, inner, "s3://runs/runs/newer/", "", "compress", "t2d")
+    _plant(inner, json.dumps(asdict(newer) | {"lease_until": "2026-12-01T00:00:00Z"}).encode())
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "c"))
+    assert rc == 2 and "contains" in err and "index 't2d'" in err and "unreadable lock object" not in err, (
+        "a newer version's lock"
+    )
