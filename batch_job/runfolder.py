@@ -141,6 +141,11 @@ class RunFolder:
             heads = pool.map(lambda k: (k, self.read_manifest_head(step, k)), sorted(k for k in present if k < shards))
             return {k: head for k, head in heads if head is not None}
 
+    def finished(self, plan: Plan | PlanHead) -> bool:
+        """Whether the run is over: its destructive step is done, OK, in every shard."""
+        heads = self.read_manifest_heads(plan.destructive_step, plan.shards)
+        return len(heads) == plan.shards and all(head.ok for head in heads.values())
+
     def manifest_shards(self, step: Step) -> set[int]:
         """Shard numbers with a manifest for the step, from one listing."""
         folder = self.location.key(f"{step}/")  # a folder: local stores list folders only

@@ -111,6 +111,11 @@ def test_a_run_by_hand_releases_its_lock_when_its_last_destructive_step_is_done(
     assert job(capsys, "delete", "--run", target.run)[0] == 0
     assert _lock_of(target.uri) is None
     assert job(capsys, "delete", "--run", target.run)[0] == 0, "a re-run deletes nothing, so needs no lock"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0, "re-runs exit 0"
+    assert _lock_of(target.uri) is None, "a plan re-run in a finished run folder takes no lock nothing would release"
+    assert (
+        job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "next"), "--rollback")[0] == 0
+    )
 
 
 def test_delete_refuses_unless_its_run_holds_the_lock(target, capsys):

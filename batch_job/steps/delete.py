@@ -77,10 +77,7 @@ def release_when_done(run: RunFolder, plan: Plan, step: Step) -> bool:
     found = locks.read()
     if found is None or found[0].run != run.uri or found[0].execution:
         return False  # not ours, or a workflow run's (its Summarize releases it)
-    manifests = run.read_manifests(step, plan.shards)
-    if len(manifests) < plan.shards or not all(m.ok for m in manifests.values()):
-        return False
-    return locks.release(run.uri)
+    return run.finished(plan) and locks.release(run.uri)
 
 
 def deletable(store: Store, mode: Mode, planned: PlannedFile, verified: FileRecord) -> list[tuple[str, str]]:

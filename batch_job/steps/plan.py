@@ -124,6 +124,9 @@ def make_plan(
             f"run folder {run.uri} already holds a {existing.mode} plan for index {existing.index!r} at "
             f"{existing.target}; use a new run folder"
         )
+    if existing is not None and run.finished(existing):  # its lock is released: never take it again
+        log.info("plan: the run in %s is finished; its plan is kept and no lock is taken", run.uri)
+        return existing
     locks = Locks(target)
     locks.acquire(Lock(locks.key_prefix, target.uri, run.uri, execution, mode, index, bioindex_prefix))
     if existing is not None:
