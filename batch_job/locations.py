@@ -35,6 +35,8 @@ def check_prefix(prefix: str, what: str = "prefix") -> str:
         raise BadInput(f"{what} {prefix!r} must end with '/'")
     if prefix.startswith("/"):
         raise BadInput(f"{what} {prefix!r} must not start with '/'")
+    if "://" in prefix:  # s3://bucket/p/ given where the bioindex's prefix goes
+        raise BadInput(f"{what} {prefix!r} is a URI: give the prefix as the bioindex has it, e.g. 'genes/'")
     for segment in prefix[:-1].split("/"):
         if segment in ("", ".", ".."):
             raise BadInput(f"{what} {prefix!r} has an empty, '.' or '..' path segment")

@@ -737,3 +737,18 @@ def test_bad_array_index_and_flag_values_are_one_line_refusals(tmp_path, capsys,
     for step in ("verify", "delete"):
         rc, _, err = job(capsys, step, "--run", target.run)
         assert rc == 2 and "plan.json is malformed: shards must be a number of at least 1, found 0" in err, err
+
+
+def test_plan_says_which_way_a_prefix_converts_and_that_a_uri_is_not_a_prefix(tmp_path, capsys):
+    from batch_job.locations import check_prefix
+
+    target = Target("local", tmp_path, None)
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--rollback")
+    assert rc == 2 and "no *.json.gz with a .gzi" in err and "it is not compressed (its *.json are there)" in err
+    compress_and_verify(target, capsys)
+    write_flag(target.run, "genes", target.prefix, True)
+    assert job(capsys, "delete", "--run", target.run)[0] == 0
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", str(tmp_path / "again"))
+    assert rc == 2 and "it is compressed already" in err and "a rollback converts it back" in err, err
+    with pytest.raises(errors.BadInput, match=r"'s3://b/genes/' is a URI: give the prefix as the bioindex has it"):
+        check_prefix("s3://b/genes/")

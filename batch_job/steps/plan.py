@@ -85,9 +85,18 @@ def preview(target: Location, rollback: bool, shards: int | None = None) -> tupl
     """What a plan of the target would hold - its sources and shard count - without the lock or a run
     folder: the dry run."""
     mode = Mode.ROLLBACK if rollback else Mode.COMPRESS
-    objects = _select(list(target.store.list_objects(target.prefix)), mode)
+    listed = list(target.store.list_objects(target.prefix))
+    objects = _select(listed, mode)
     if not objects:
         what = "*.json" if mode == Mode.COMPRESS else "*.json.gz with a .gzi"
+        other = Mode.COMPRESS if rollback else Mode.ROLLBACK
+        if _select(listed, other):  # the other side is there: say which way it converts
+            hint = (
+                "it is compressed already (its .json.gz and .gzi are there); a rollback converts it back"
+                if mode == Mode.COMPRESS
+                else "it is not compressed (its *.json are there); a compress run converts it"
+            )
+            raise BadInput(f"nothing to do: no {what} under {target.uri}: {hint}")
         raise BadInput(f"nothing to do: no {what} under {target.uri}")
     return objects, shard_count(objects, shards, None)
 
