@@ -37,6 +37,13 @@ def left_in(run: RunFolder) -> str:
         made = _count(run, Step.DECOMPRESS, plan)
         gone = _count(run, Step.REMOVE_COMPRESSED, plan, DELETED)
         new, old, rerun = "restored .json", ".gz/.gzi", "a new rollback run"
+    if check is not None and check.canary_status == CanaryStatus.RELEASED:  # the proof's canary stays deleted
+        gone += 1
+    if run.finished(plan):
+        return (
+            f"{plan.index} {plan.prefix} at {plan.target}: the run had finished: all {total} files have their {new}, "
+            f"the {old} are deleted, and the bioindex reads the {new} files. Nothing is left to do."
+        )
     said = [f"{plan.index} {plan.prefix} at {plan.target}: {made} of {total} files have their {new} written."]
     if check is not None and check.canary_status in (CanaryStatus.SET_ASIDE, CanaryStatus.DELETED):
         keys = ", ".join(o.key for o in check.canary.objects)

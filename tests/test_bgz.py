@@ -49,6 +49,10 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
     assert rc == 0 and name in out and "SUCCEEDED" in out and "compress" in out
     rc, out, _ = bgz(capsys, deployment, "watch", name)
     assert rc == 0 and out.startswith("SUCCEEDED: compress")
+    rc, out, _ = bgz(capsys, deployment, "stop", name)
+    assert rc == 0 and f"{name} had already ended (SUCCEEDED)" in out, out
+    assert "the run had finished: all 5 files have their .gz/.gzi, the originals are deleted" in out
+    assert "to finish" not in out, "an ended run is not offered a new run to finish it"
 
     rc, out, err = bgz(
         capsys, deployment, "rollback", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3"
