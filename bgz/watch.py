@@ -112,11 +112,21 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
     return snap
 
 
+def _ended(description: dict) -> str:
+    """An end other than success, in words: a stop from the console or the CLI has no error or cause."""
+    status = description["status"]
+    error, cause = description.get("error") or "", description.get("cause") or ""
+    if not error and not cause:
+        said = {"ABORTED": "stopped (from the console, the CLI or bgz stop); bgz stop NAME says what it left"}
+        return f"{status}: {said.get(status, 'no error or cause given')}"
+    return f"{status}: {error}: {cause}" if error and cause else f"{status}: {error or cause}"
+
+
 def outcome(description: dict) -> str:
     if is_bulk(description):
         if description["status"] == "SUCCEEDED":
             return "SUCCEEDED: " + json.loads(description.get("output") or "{}").get("table", "")
-        return f"{description['status']}: {description.get('error', '')}: {description.get('cause', '')}"
+        return _ended(description)
     if description["status"] == "SUCCEEDED":
         summary = json.loads(description.get("output") or "{}")
         if "files" in summary:
@@ -127,7 +137,7 @@ def outcome(description: dict) -> str:
                 f"compressed ({ratio}), {summary['objectsDeleted']} objects deleted; run folder {summary['run']}"
             )
         return "SUCCEEDED"
-    return f"{description['status']}: {description.get('error', '')}: {description.get('cause', '')}"
+    return _ended(description)
 
 
 def watch(stack: Stack, description: dict, interval: float = 5.0, out=None) -> dict:

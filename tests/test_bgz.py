@@ -403,3 +403,16 @@ def test_a_run_waiting_for_a_restart_says_what_to_do_and_bgz_confirm_resumes_it(
         assert rc == 2 and "give the waiting run's EXECUTION" in err
     finally:
         d.close()
+
+
+def test_an_ended_run_without_error_or_cause_is_said_in_words():
+    """A run stopped from the console has no error or cause: not 'ABORTED: : '."""
+    from bgz.watch import outcome
+
+    machine = "arn:aws:states:us-east-1:123456789012:stateMachine:bgzip-workflow-compress"
+    assert outcome({"status": "ABORTED", "stateMachineArn": machine}) == (
+        "ABORTED: stopped (from the console, the CLI or bgz stop); bgz stop NAME says what it left"
+    )
+    assert outcome({"status": "TIMED_OUT", "stateMachineArn": machine}) == "TIMED_OUT: no error or cause given"
+    failed = {"status": "FAILED", "stateMachineArn": machine, "error": "PlanFailed", "cause": "Plan failed."}
+    assert outcome(failed) == "FAILED: PlanFailed: Plan failed."
