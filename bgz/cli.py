@@ -37,6 +37,10 @@ from bgz.watch import outcome, watch
 
 def _selection(args: argparse.Namespace) -> dict | None:
     """The bulk machine's selection (--all, --include, --exclude), or None for one index."""
+    if args.names:  # `bgz start INDEX PREFIX/`, the bioindex CLI's habit
+        if len(args.names) != 2 or args.index or args.prefix:
+            raise BadInput("give INDEX PREFIX/ (two words) or --index INDEX --prefix PREFIX/, not both")
+        args.index, args.prefix = args.names
     chosen = [
         flag for flag, given in (("--index", args.index), ("--all", args.all), ("--include", args.include)) if given
     ]
@@ -255,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_options(common, defaults=False)
     # Which indexes a run, or a dry run, is for: one (--index, --prefix) or many (a bulk run).
     selection = argparse.ArgumentParser(add_help=False)
+    selection.add_argument("names", nargs="*", metavar="INDEX PREFIX", help="as --index INDEX --prefix PREFIX")
     selection.add_argument("--index", help="bioindex index name (one index)")
     selection.add_argument("--prefix", help="with --index: its prefix as __Indexes has it, ending in /")
     selection.add_argument("--all", action="store_true", help="every index of the bioindex (bulk; mysql backend)")

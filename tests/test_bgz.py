@@ -416,3 +416,18 @@ def test_an_ended_run_without_error_or_cause_is_said_in_words():
     assert outcome({"status": "TIMED_OUT", "stateMachineArn": machine}) == "TIMED_OUT: no error or cause given"
     failed = {"status": "FAILED", "stateMachineArn": machine, "error": "PlanFailed", "cause": "Plan failed."}
     assert outcome(failed) == "FAILED: PlanFailed: Plan failed."
+
+
+def test_start_takes_index_and_prefix_as_words_too():
+    """`bgz start INDEX PREFIX/`, as the bioindex CLI takes them, is --index INDEX --prefix PREFIX/."""
+    from batch_job.errors import BadInput
+    from bgz.cli import _selection, build_parser
+
+    for command in ("start", "rollback", "plan"):
+        args = build_parser().parse_args([command, "genes", "genes/"])
+        assert _selection(args) is None and (args.index, args.prefix) == ("genes", "genes/")
+    for words in (["start", "genes"], ["start", "genes", "genes/", "--index", "genes"]):
+        with pytest.raises(BadInput, match=r"give INDEX PREFIX/ \(two words\) or --index INDEX --prefix PREFIX/"):
+            _selection(build_parser().parse_args(words))
+    args = build_parser().parse_args(["start", "--all", "--exclude", "draft"])
+    assert _selection(args) == {"all": True, "exclude": ["draft"]}
