@@ -117,6 +117,15 @@ def execution_is_running(lock: Lock) -> bool:
     return status == "RUNNING"
 
 
+def _how_to_free(lock: Lock) -> str:
+    """What frees a prefix `lock` holds, after a '; ' (an unreadable lock's holder() says it)."""
+    if isinstance(lock, UnreadableLock):
+        return "until then no run may start"
+    if lock.execution:
+        return f"wait for it, or stop it first (bgz stop {lock.execution.rsplit(':', 1)[-1]})"
+    return f"wait for it; if that run is no longer going on, `bgzip-job unlock {lock.target}` frees the prefix"
+
+
 class Locks:
     """The lock folder of a target's store, and the target's lock in it."""
 
@@ -205,7 +214,7 @@ class Locks:
                         )
                         self._remove(existing, etag)
                         continue
-                    raise PrefixLocked(f"{lock.target} is locked by {existing.holder()}; wait for it, or stop it first")
+                    raise PrefixLocked(f"{lock.target} is locked by {existing.holder()}; {_how_to_free(existing)}")
                 # this run holds it already (a re-run of its plan): the overlap check below still applies
             try:
                 self._refuse_overlaps(lock, alive)
@@ -224,8 +233,7 @@ class Locks:
                 continue
             where = "lies inside" if lock.key_prefix.startswith(other.key_prefix) else "contains"
             raise PrefixLocked(
-                f"{lock.target} {where} {other.target}, which is locked by {other.holder()}; wait for it, "
-                "or stop it first"
+                f"{lock.target} {where} {other.target}, which is locked by {other.holder()}; {_how_to_free(other)}"
             )
 
     def release(self, run: str) -> bool:

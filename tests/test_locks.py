@@ -48,6 +48,7 @@ def test_plan_takes_the_lock_and_overlapping_plans_are_refused_naming_the_holder
 
     rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"), "--rollback")
     assert rc == 2 and "is locked by the run by hand" in err and "compress of index 'genes'" in err
+    assert f"if that run is no longer going on, `bgzip-job unlock {parse_location(target.uri).uri}` frees" in err, err
     rc, _, err = job(capsys, "plan", _inside(target, "T2D"), "--index", "t2d", "--run", _other_run(target, "c"))
     assert rc == 2 and "lies inside" in err and "compress of index 'genes'" in err
     assert not any(k.endswith(".gz") for k in target.names())
