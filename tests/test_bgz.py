@@ -33,7 +33,14 @@ def bgz(capsys, deployment, *args: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
+def _compress_takes_a_moment(deployment) -> None:
+    """A compress job starts in 0.02 s offline (a minute on Fargate): give `--wait`'s 0.3 s polls a
+    chance to see the step running, with its progress."""
+    deployment.aws.runner.before_job = lambda job: time.sleep(1.0) if job.endswith("-compress") else None
+
+
 def test_start_wait_list_watch_and_rollback(deployment, capsys):
+    _compress_takes_a_moment(deployment)
     rc, out, err = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3")
     assert rc == 0, out + err
     arn = out.splitlines()[0].split()[-1]
@@ -202,6 +209,7 @@ def test_a_profile_is_used_for_every_call_run_folder_reads_included(deployment, 
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    _compress_takes_a_moment(deployment)
     rc, out, err = bgz(
         capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3",
         "--profile", "operator",
