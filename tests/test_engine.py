@@ -275,8 +275,8 @@ def test_delete_refuses_files_not_verified(target, capsys):
     job(capsys, "compress", "--run", target.run)
     write_flag(target.run, "genes", target.prefix, True)
     before = target.names()
-    rc, out, _ = job(capsys, "delete", "--run", target.run)
-    assert rc == 1 and "5 failed" in out
+    rc, _, err = job(capsys, "delete", "--run", target.run)
+    assert rc == 2 and "verify has not run in" in err and "bgzip-job verify --run" in err, "final, not retried"
     assert target.names() == before
 
 

@@ -124,6 +124,8 @@ class GuardedDelete:
 
     def check(self, run: RunFolder, plan: Plan) -> None:
         """The step's preconditions (check_deletable), and the live flag to re-read before each batch."""
+        if not run.manifest_shards(Step.VERIFY):  # by hand, out of order: say so once, final, not per file
+            raise Refused(f"verify has not run in {run.uri}: run `bgzip-job verify --run {run.uri}` first")
         self.flag = check_deletable(run, plan)
         self.live = LiveFlag.for_deleting(self.flag)
 
