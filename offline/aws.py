@@ -319,10 +319,7 @@ def _conditional_delete_objects(original):
             if any(fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket_name}/{obj['Key']}", p) for p in denied):
                 failed[obj["Key"]] = ("AccessDenied", "Access Denied")
             elif wanted and key is not None and key.etag.strip('"') != wanted:
-                failed[obj["Key"]] = (
-                    "PreconditionFailed",
-                    "At least one of the pre-conditions you specified did not hold",
-                )
+                failed[obj["Key"]] = ("PreconditionFailed", PRECONDITION_FAILED)
             else:
                 kept.append(obj)
         _precondition_failed.keys = failed
