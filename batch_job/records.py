@@ -170,6 +170,15 @@ class Plan:
 
     NAME = "plan.json"
 
+    def __post_init__(self) -> None:
+        """Refused as the plan is made or read (malformed, then): with 0 shards every step would do
+        nothing and say OK; a file in a shard the plan lacks would never be converted."""
+        if not isinstance(self.shards, int) or self.shards < 1:
+            raise ValueError(f"shards must be a number of at least 1, found {self.shards!r}")
+        stray = next((f for f in self.files if not 0 <= f.shard < self.shards), None)
+        if stray is not None:
+            raise ValueError(f"{stray.key} is in shard {stray.shard}, but the plan has {self.shards} shards")
+
     @property
     def total_bytes(self) -> int:
         return sum(f.size for f in self.files)
@@ -188,11 +197,7 @@ class Plan:
     @property
     def head(self) -> PlanHead:
         keys: list[list[str]] = [[] for _ in range(self.shards)]
-        for f in self.files:
-            if not 0 <= f.shard < self.shards:
-                raise BadInput(
-                    f"{self.NAME}: {f.key} is in shard {f.shard}, but the plan has shards 0..{self.shards - 1}"
-                )
+        for f in self.files:  # every shard in range: __post_init__
             keys[f.shard].append(f.key)
         return PlanHead(
             self.mode,
@@ -221,13 +226,7 @@ class Plan:
         with malformed(cls.NAME):
             body["mode"] = Mode(body["mode"])
             body["files"] = [PlannedFile(**f) for f in body["files"]]
-            plan = cls(**body)
-            if not isinstance(plan.shards, int) or plan.shards < 1:  # 0 shards: every step would do nothing, "OK"
-                raise ValueError(f"shards must be a number of at least 1, found {plan.shards!r}")
-            stray = next((f for f in plan.files if not 0 <= f.shard < plan.shards), None)
-            if stray is not None:
-                raise ValueError(f"{stray.key} is in shard {stray.shard}, but the plan has {plan.shards} shards")
-            return plan
+            return cls(**body)
 
 
 @dataclass(frozen=True)
