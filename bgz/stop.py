@@ -29,21 +29,18 @@ def left_in(run: RunFolder) -> str:
         return "The run had not planned: nothing under the prefix was changed."
     plan = run.read_plan()
     total, flag, check = len(plan.files), run.read_flag(), run.read_readers_check()
-    if plan.mode == Mode.COMPRESS:
-        made = _count(run, Step.COMPRESS, plan)
-        gone = _count(run, Step.DELETE, plan, DELETED)
-        new, old, rerun = ".gz/.gzi", "originals", "a new compress run"
-    else:
-        made = _count(run, Step.DECOMPRESS, plan)
-        gone = _count(run, Step.REMOVE_COMPRESSED, plan, DELETED)
-        new, old, rerun = "restored .json", ".gz/.gzi", "a new rollback run"
-    if check is not None and check.canary_status == CanaryStatus.RELEASED:  # the proof's canary stays deleted
-        gone += 1
-    if run.finished(plan):
+    compress = plan.mode == Mode.COMPRESS
+    new, old = (".gz/.gzi", "originals") if compress else ("restored .json", ".gz/.gzi")
+    if run.finished(plan):  # from the manifests' heads, before counting their records
         return (
             f"{plan.index} {plan.prefix} at {plan.target}: the run had finished: all {total} files have their {new}, "
             f"the {old} are deleted, and the bioindex reads the {new} files. Nothing is left to do."
         )
+    made = _count(run, Step.COMPRESS if compress else Step.DECOMPRESS, plan)
+    gone = _count(run, plan.destructive_step, plan, DELETED)
+    rerun = f"a new {plan.mode} run"
+    if check is not None and check.canary_status == CanaryStatus.RELEASED:  # the proof's canary stays deleted
+        gone += 1
     said = [f"{plan.index} {plan.prefix} at {plan.target}: {made} of {total} files have their {new} written."]
     if check is not None and check.canary_status in (CanaryStatus.SET_ASIDE, CanaryStatus.DELETED):
         keys = ", ".join(o.key for o in check.canary.objects)
