@@ -72,7 +72,7 @@ def _set_back(run: RunFolder, plan: Plan, flag: Flag, backend: FlagBackend, foun
     """The bioindex cannot read the new side: put the flag back as it was before this run set it, and
     record that flag.json no longer allows deletion."""
     back = not flag.compressed
-    set_and_record(backend, run, plan.head, back, flag.bioindex_url, flag.execution)
+    set_and_record(backend, run, plan, back, flag.bioindex_url, flag.execution)
     logger.warning("flag set back", extra={"first": found.first(), "compressed": back})
 
 
