@@ -184,7 +184,10 @@ class BioindexStandin:
                     answer = "ok"
                 except Exception as exc:  # told to the asker, who fails its step
                     answer = f"restart failed: {exc}"
-                (self.control / f"{RESTART_DONE}{token}").write_text(answer)
+                # Written whole, then named: the asker waits for the name and must never read it half-written.
+                partial = self.control / f".{RESTART_DONE}{token}"
+                partial.write_text(answer)
+                partial.rename(self.control / f"{RESTART_DONE}{token}")
             time.sleep(0.05)
 
     # ---- test controls ---------------------------------------------------------------------------
