@@ -5,20 +5,23 @@ Deny); the two conditions the template uses are decided here: `Null s3:if-match 
 from whether the call carried the ETag the object must still have, and `kms:ViaService` on the data
 bucket's KMS key, which only the requests S3 makes to KMS for the caller satisfy.
 
-moto enforces no IAM on the calls themselves, so a missing permission would otherwise show only on
-a real account: a role that lacks what the code does fails the offline runs here instead.
+moto enforces no IAM on the calls themselves. So the same decision is made twice: as each job or
+Lambda makes a call (`Enforcer`: a call its role does not allow fails with AccessDenied, as on AWS,
+and changes nothing), and over every recorded call after a run (`denied`), which also sees the
+state machines' own calls and the permissions an error reply needs.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
 from moto.iam.access_control import IAMPolicy, PermissionResult
-from moto.iam.aws_managed_policies import aws_managed_policies_data
-from samtranslator.translator.transform import transform
 
 from offline.intrinsics import Intrinsics
 from offline.recorder import Call
@@ -190,11 +193,19 @@ def _sync_requests(service: str, region: str, account: str, stop: list[tuple[str
 @cache
 def transformed() -> dict:
     """template.yaml after the SAM transform (code locations as `sam package` leaves them)."""
-    import os
-
     from offline.aws import load_template
 
-    template = load_template()
+    return transform(load_template())
+
+
+def transform(template: dict) -> dict:
+    """A SAM template after the SAM transform (code locations as `sam package` leaves them)."""
+    import copy
+    import os
+
+    from samtranslator.translator.transform import transform as sam_transform
+
+    template = copy.deepcopy(template)
     template["Globals"]["Function"]["CodeUri"] = "s3://artifacts/lambdas.zip"
     for res in template["Resources"].values():
         if res["Type"] == "AWS::Serverless::StateMachine":
@@ -207,11 +218,13 @@ def transformed() -> dict:
         def load(self) -> dict:
             return {}
 
-    return transform(template, {}, NoManagedPolicyNames())
+    return sam_transform(template, {}, NoManagedPolicyNames())
 
 
 @cache
 def _managed_policies() -> dict:
+    from moto.iam.aws_managed_policies import aws_managed_policies_data
+
     return json.loads(aws_managed_policies_data)
 
 
@@ -302,6 +315,77 @@ def denied(stack, calls: list[Call], region: str, account: str, template: dict |
             if not role.decide(request):
                 refused.append(f"{role.name} may not {request} ({call.component} called {call.operation})")
     return sorted(set(refused))
+
+
+# ---- the same decision as each call is made -----------------------------------------------------
+
+ROLES_FILE = "roles-{stack}.json"
+
+
+def write_roles(stack, folder: Path, template: dict | None = None) -> None:
+    """What the enforcing recorder of this stack's jobs and Lambdas reads: each component's role,
+    resolved for this stack, and the data bucket's KMS key."""
+    key = stack.refs.get("DataBucketKmsKeyArn")
+    record = {
+        "keys": {stack.data_bucket: key} if key else {},
+        "roles": {component: role.documents for component, role in roles(stack, template).items()},
+        "names": {component: role.name for component, role in roles(stack, template).items()},
+    }
+    (folder / ROLES_FILE.format(stack=stack.name)).write_text(json.dumps(record))
+
+
+class Enforcer:
+    """IAM on the calls of one job or Lambda process, as AWS applies it: a call its role does not
+    allow fails with AccessDenied before it reaches moto; a DeleteObjects batch deletes the keys
+    the role may delete and reports each other one as AccessDenied, as S3 does."""
+
+    def __init__(self, folder: Path, component: str, region: str, account: str) -> None:
+        self.component, self.region, self.account = component, region, account
+        self.role: Role | None = None
+        self.keys: dict[str, str] = {}
+        for path in folder.glob(ROLES_FILE.format(stack="*")):
+            record = json.loads(path.read_text())
+            if component in record["roles"]:
+                self.role = Role(record["names"][component], record["roles"][component])
+                self.keys = record["keys"]
+
+    def _refused(self, call: Call) -> list[Request]:
+        requests = requests_of(call, self.region, self.account, self.keys)
+        return [request for request in requests if not self.role.decide(request)]
+
+    def _message(self, request: Request) -> str:
+        return (
+            f"User: arn:aws:sts::{self.account}:assumed-role/{self.role.name}/{self.component} is not authorized "
+            f'to perform: {request.action} on resource: "{request.resource}" because no identity-based policy '
+            f"allows the {request.action} action"
+        )
+
+    def make(self, call: Call, params: dict, send: Callable[[dict], Any]) -> Any:
+        """Send the call if the role allows it; else refuse it as AWS would."""
+        if self.role is None:  # a function the test harness made itself, outside any stack
+            return send(params)
+        if call.operation == "DeleteObjects":
+            return self._delete_objects(call, params, send)
+        refused = self._refused(call)
+        if refused:
+            error = {"Error": {"Code": "AccessDenied", "Message": self._message(refused[0])}}
+            raise ClientError({**error, "ResponseMetadata": {"HTTPStatusCode": 403}}, call.operation)
+        return send(params)
+
+    def _delete_objects(self, call: Call, params: dict, send: Callable[[dict], Any]) -> Any:
+        bucket, objects = params["Bucket"], params["Delete"]["Objects"]
+        errors, allowed = [], []
+        for o in objects:
+            naming = {"Bucket": bucket, "Key": o["Key"], "IfMatch": o.get("ETag")}
+            refused = self._refused(Call(call.component, "s3", "DeleteObject", naming))
+            if refused:
+                errors.append({"Key": o["Key"], "Code": "AccessDenied", "Message": self._message(refused[0])})
+            else:
+                allowed.append(o)
+        if not errors:
+            return send(params)
+        reply = send({**params, "Delete": {**params["Delete"], "Objects": allowed}}) if allowed else {}
+        return {**reply, "Errors": [*reply.get("Errors", []), *errors]}
 
 
 # ---- every grant, as text, for the reviewed allow-list -------------------------------------------

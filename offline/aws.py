@@ -31,6 +31,7 @@ tests/test_offline_aws.py fails loudly when an upgrade breaks them:
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime
 import fnmatch
 import html
@@ -58,7 +59,7 @@ from botocore.session import get_session
 from cfnlint.decode import decode_str
 from moto.server import ThreadedMotoServer
 
-from offline import recorder
+from offline import authorization, recorder
 from offline.intrinsics import Intrinsics, parameter_errors, parameter_values
 from offline.warm_start import Zygote
 
@@ -67,7 +68,7 @@ PINNED_MOTO = "5.2.5"
 # The stack parameters `bgz plan` reads to estimate time and cost.
 SIZING = ("MaxvCpus", "JobVcpus", "JobMemoryMiB", "UseSpot")
 REGION = "us-east-1"
-ACCOUNT = "123456789012"
+ACCOUNT = recorder.ACCOUNT
 MOTO_CONFIG = {
     "batch": {"use_docker": False},
     "lambda": {"use_docker": False},
@@ -539,10 +540,14 @@ class OfflineAWS:
             MemorySize=memory,
         )
 
-    def deploy(self, stack: str, data_bucket: str, parameters: dict[str, str]) -> DeployedStack:
+    def deploy(
+        self, stack: str, data_bucket: str, parameters: dict[str, str], template: dict | None = None
+    ) -> DeployedStack:
         """Create the template's resources in moto: buckets, Batch, the Lambdas, the state machines (in the
-        template's order: the bulk machine, which names the other two, comes after them)."""
-        template = load_template()
+        template's order: the bulk machine, which names the other two, comes after them). `template`:
+        another than template.yaml, e.g. one whose role grants more, to show what a check catches."""
+        given = template
+        template = copy.deepcopy(given) if given is not None else load_template()
         resources = template["Resources"]
         s3, batch, sfn, iam = (self.client(n) for n in ("s3", "batch", "stepfunctions", "iam"))
         run_bucket = f"{stack}-runs"
@@ -659,9 +664,12 @@ class OfflineAWS:
             ),
             Parameters=[{"ParameterKey": name, "ParameterValue": str(refs[name])} for name in SIZING],
         )
-        return DeployedStack(
+        deployed = DeployedStack(
             stack, data_bucket, run_bucket, arns["CompressStateMachine"], arns["RollbackStateMachine"], refs
         )
+        # Each job's and Lambda's role, which its calls are refused by when it does not allow them.
+        authorization.write_roles(deployed, self.calls, None if given is None else authorization.transform(given))
+        return deployed
 
     def run(self, machine_arn: str, execution_input: dict, name: str, on_state=None, timeout: float = 300) -> dict:
         """Start an execution and wait for its end; `on_state(name)` is called as each state is entered."""

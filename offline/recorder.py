@@ -5,7 +5,8 @@ Jobs and Lambdas run in their own processes: with BGZIP_CALL_LOG set, `install()
 one JSON line per call to that folder, in a file per component and process (so one stack's calls are
 read without the others'), the component named by BGZIP_COMPONENT. The state
 machines' service integrations run in the moto server's threads: `acting_as` names the component
-for the calls made in one thread.
+for the calls made in one thread. A job's or Lambda's calls are also refused, as AWS would, when its
+role does not allow them (offline/authorization.py's Enforcer).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 CALL_LOG = "BGZIP_CALL_LOG"
+ACCOUNT = "123456789012"  # moto's default account, the offline stack's
 COMPONENT = "BGZIP_COMPONENT"
 # The parameters that name what a call acts on (and, for S3, whether a delete is conditional);
 # bodies and payloads are never recorded.
@@ -73,9 +75,10 @@ def _naming(params: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def install(folder: str | Path, component: str | None = None) -> None:
+def install(folder: str | Path, component: str | None = None, enforce: bool = False) -> None:
     """Record every botocore call of this process to `folder`; calls made outside `acting_as` are
-    the `component`'s, or, without one, not recorded (the harness's own calls)."""
+    the `component`'s, or, without one, not recorded (the harness's own calls). With `enforce`, the
+    component's calls are first decided against its role (offline/authorization.py's Enforcer)."""
     from botocore.client import BaseClient
     from botocore.exceptions import ClientError
 
@@ -83,22 +86,29 @@ def install(folder: str | Path, component: str | None = None) -> None:
         return
     original = BaseClient._make_api_call
     folder = Path(folder)
+    enforcer = None
+    if enforce and component is not None:
+        from offline.authorization import Enforcer
+
+        enforcer = Enforcer(folder, component, os.environ.get("AWS_REGION", "us-east-1"), ACCOUNT)
 
     def _make_api_call(self, operation_name: str, api_params: dict) -> Any:
         who = getattr(_thread, "component", None) or component
         if who is None:
             return original(self, operation_name, api_params)
+        call = Call(who, self.meta.service_model.service_name, operation_name, _naming(api_params))
         error = None
         try:
+            if enforcer is not None:
+                return enforcer.make(call, api_params, lambda params: original(self, operation_name, params))
             return original(self, operation_name, api_params)
         except ClientError as exc:
             error = exc.response.get("Error", {}).get("Code", "ClientError")
             raise
         finally:
-            call = Call(who, self.meta.service_model.service_name, operation_name, _naming(api_params), error)
             path = folder / f"calls-{who.replace(':', '_')}-{os.getpid()}.jsonl"
             with _lock, path.open("a") as out:
-                out.write(json.dumps(call.__dict__) + "\n")
+                out.write(json.dumps({**call.__dict__, "error": error}) + "\n")
 
     BaseClient._bgzip_recorded = original
     BaseClient._make_api_call = _make_api_call
@@ -107,7 +117,7 @@ def install(folder: str | Path, component: str | None = None) -> None:
 def install_from_environment() -> None:
     """What a job's or a Lambda's process calls first: records if the offline runner asked for it."""
     if os.environ.get(CALL_LOG):
-        install(os.environ[CALL_LOG], os.environ[COMPONENT])
+        install(os.environ[CALL_LOG], os.environ[COMPONENT], enforce=True)
 
 
 def read(folder: str | Path, stack: str = "") -> list[Call]:

@@ -48,6 +48,7 @@ PRELOAD = (
     "aws_xray_sdk.core",
     "pymysql",
     "requests",
+    "moto.iam.access_control",  # the offline stack's IAM, which decides each call (offline/recorder.py)
 )
 REAP_SECONDS = 0.02  # how often the zygote looks for children that have exited
 

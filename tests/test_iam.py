@@ -235,3 +235,51 @@ def test_a_data_bucket_encrypted_with_kms_is_used_through_s3_only(offline_aws, t
         assert any("VerifyJobRole may not kms:Decrypt" in r for r in refused), refused
     finally:
         d.close()
+
+
+def test_a_call_the_role_does_not_allow_is_refused_as_it_is_made(offline_aws, tmp_path, mariadb):
+    """The offline stack's jobs and Lambdas meet IAM as on AWS (authorization.Enforcer): the Report
+    function may delete a lock naming its ETag, but no original; in one DeleteObjects call S3 deletes
+    the one and reports the other AccessDenied, and a lone DeleteObject of an original fails whole.
+    Both originals stay."""
+    d = Deployment(offline_aws, tmp_path, mariadb)
+    try:
+        lock = ".bgzip-workflow/locks/probe/.lock"
+        etag = d.s3.put_object(Bucket=d.stack.data_bucket, Key=lock, Body=b"{}")["ETag"].strip('"')
+        original, second = d.json_keys[0], d.json_keys[1]
+        head = d.s3.head_object(Bucket=d.stack.data_bucket, Key=original)["ETag"].strip('"')
+        code = textwrap.dedent(f"""
+            import json
+            from offline.recorder import install_from_environment
+            install_from_environment()
+            import boto3
+            s3 = boto3.client("s3")
+            objects = [{{"Key": {lock!r}, "ETag": {etag!r}}}, {{"Key": {original!r}, "ETag": {head!r}}}]
+            reply = s3.delete_objects(Bucket={d.stack.data_bucket!r}, Delete={{"Objects": objects}})
+            print(json.dumps([[o["Key"] for o in reply.get("Deleted", [])], reply.get("Errors", [])]))
+            try:
+                s3.delete_object(Bucket={d.stack.data_bucket!r}, Key={second!r})
+            except s3.exceptions.ClientError as exc:
+                print(exc.response["Error"]["Code"], exc.response["Error"]["Message"])
+        """)
+        env = {**offline_aws.runner.env, recorder.COMPONENT: f"function:{d.name}-ReportFunction"}
+        out = subprocess.run(
+            [sys.executable, "-c", code], env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr
+        batch, single = out.stdout.splitlines()
+        deleted, errors = json.loads(batch)
+        assert deleted == [lock]
+        assert [(e["Key"], e["Code"]) for e in errors] == [(original, "AccessDenied")]
+        assert "ReportFunctionRole" in errors[0]["Message"] and "s3:DeleteObject" in errors[0]["Message"]
+        assert single.startswith("AccessDenied User: arn:aws:sts::123456789012:assumed-role/ReportFunctionRole/")
+        assert d.originals_intact()
+        assert d.locks() == []
+        refused = d.denied()
+        # Each refusal is also in the after-run check: a conditional delete needs s3:GetObject too.
+        assert [line.split(" on ")[0] for line in refused] == ["ReportFunctionRole may not s3:DeleteObject"] * 2 + [
+            "ReportFunctionRole may not s3:GetObject"
+        ], refused
+        d.expected_denials.update(refused)
+    finally:
+        d.close()
