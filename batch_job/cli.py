@@ -12,6 +12,7 @@ Each error of batch_job/errors.py carries its status.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -192,6 +193,24 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """The Batch job of `bgz selftest`: its checks, one line each, and in SCRATCH/selftest.json for bgz."""
+    from batch_job import selftest
+    from batch_job.bioindex.live_flag import secrets_manager
+    from batch_job.steps.selftest import round_trip
+
+    scratch = parse_location(args.run)
+    checks = [
+        selftest.botocore_check("job"),
+        selftest.checked("job compress, verify, restore", lambda: round_trip(scratch, args.threads)),
+        *selftest.configured_bioindex_checks("job", secrets_manager()),
+    ]
+    for check in checks:
+        print(check.line())
+    scratch.store.write_bytes(scratch.key(selftest.RESULT), json.dumps(selftest.to_json(checks)).encode())
+    return 0 if all(c.ok for c in checks) else 2
+
+
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -250,6 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     unlock.add_argument("target", help="s3://bucket/prefix/ or a local folder")
     unlock.set_defaults(func=cmd_unlock)
+
+    check = sub.add_parser(
+        "selftest",
+        help="what `bgz selftest` runs as a Batch job: the image's codec and htslib in a scratch folder, the bioindex",
+        formatter_class=formatter,
+    )
+    check.add_argument("--run", required=True, help="scratch folder: s3://RUN_BUCKET/runs/selftest-NAME/")
+    check.add_argument("--threads", type=_positive, default=os.cpu_count() or 1, help="codec threads")
+    check.set_defaults(func=cmd_selftest)
 
     steps = [
         ("compress", cmd_compress, "X.json -> X.json.gz + X.json.gz.gzi, originals kept"),

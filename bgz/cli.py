@@ -11,6 +11,7 @@
     bgz list [--index NAME]                                recent runs of both state machines
     bgz locks                                              which runs hold which prefixes
     bgz publish-image [--tag TAG]                          build and push the job image
+    bgz selftest                                           after a deploy: roles, image, bioindex, quota
 
 Stack name and region come from --stack/--region (before or after the subcommand), else
 samconfig.toml, as for `sam deploy`.
@@ -229,6 +230,12 @@ def cmd_publish_image(args: argparse.Namespace, stack: Stack) -> int:
     return 0
 
 
+def cmd_selftest(args: argparse.Namespace, stack: Stack) -> int:
+    from bgz.selftest import selftest
+
+    return 0 if selftest(stack, poll_seconds=args.interval) else 1
+
+
 def _stack_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     """--stack, --region, --profile, --config: on `bgz` itself with their defaults, and on every
     subcommand without (so that one given before the subcommand is not reset by it)."""
@@ -321,6 +328,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("publish-image", parents=[common], help="build the job image and push it to the stack's ECR")
     p.add_argument("--tag", help="image tag (default: UTC timestamp; the repository's tags are immutable)")
     p.set_defaults(func=cmd_publish_image)
+    p = sub.add_parser(
+        "selftest",
+        parents=[common],
+        help="after a deploy: the lock primitives as the roles, the image, the bioindex over TLS, the vCPU quota",
+    )
+    p.add_argument("--interval", type=float, default=10.0, help=argparse.SUPPRESS)
+    p.set_defaults(func=cmd_selftest)
     return parser
 
 

@@ -1,5 +1,5 @@
-"""`make demo`: the whole workflow offline - a compress run, then its rollback - on a sample index, then
-a bulk compress of two sample indexes in one execution.
+"""`make demo`: the whole workflow offline - the self test of a new deploy, a compress run, then its
+rollback, on a sample index, then a bulk compress of two sample indexes in one execution.
 
 The real state machines run in moto, their Batch jobs run the real bgzip-job, their Lambdas the real
 handlers. The bioindex is the stand-in: three server processes over its tables in an SQLite file
@@ -24,6 +24,7 @@ from pathlib import Path
 
 from bgz import runs
 from bgz.confirm import confirm, confirm_bulk, waiting
+from bgz.selftest import selftest
 from bgz.stack import Stack
 from offline.aws import OfflineAWS
 from offline.bioindex_db import BioindexDatabase
@@ -163,6 +164,9 @@ def main() -> int:
             bioindex.start()
             print(f"bioindex stand-in: {bioindex.workers} processes at {bioindex.url}, tables in SQLite")
             print(f"offline AWS: moto on {aws.endpoint}")
+            print("\n$ bgz selftest   (once after a deploy: the roles, the image, the bioindex, the vCPU quota)")
+            if not selftest(Stack(STACK, "us-east-1"), say=lambda text: print(f"  {text}"), poll_seconds=0.2):
+                return 1
             show_objects(aws)
             if not run(aws, stack.compress_arn, "associations-compress", operator):
                 return 1

@@ -3,7 +3,7 @@
 
 What comes from the repository, unchanged: statemachine/*.asl.json, the handlers and their
 Handler strings and environment, and each job definition's command, parameters and environment
-from template.yaml. What moto stands in for: the AWS APIs. Six hooks into moto's internals make that
+from template.yaml. What moto stands in for: the AWS APIs. Seven hooks into moto's internals make that
 work (FACTS.md section 3); they touch private code, so moto is pinned exactly and
 tests/test_offline_aws.py fails loudly when an upgrade breaks them:
 
@@ -26,6 +26,8 @@ tests/test_offline_aws.py fails loudly when an upgrade breaks them:
    old one, which keeps its tasks - and has the runner replace the service's processes
    (`Runner.restart_service`, e.g. the bioindex stand-in's rolling restart); then the deployment is
    COMPLETED and the old one gone, or FAILED (a circuit breaker) if the restart failed.
+7. Service Quotas answers for AWS Fargate's vCPU quotas (moto knows only the VPC's): the account's
+   values are `Runner.quotas`, AWS's published defaults unless a test lowers them.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ PINNED_MOTO = "5.2.5"
 SIZING = ("MaxvCpus", "JobVcpus", "JobMemoryMiB", "UseSpot")
 REGION = "us-east-1"
 ACCOUNT = recorder.ACCOUNT
+# AWS Fargate's vCPU quotas, On-Demand and Spot, at AWS's published defaults.
+FARGATE_QUOTAS = {"L-3032A538": 4000.0, "L-36FBB829": 4000.0}
 MOTO_CONFIG = {
     "batch": {"use_docker": False},
     "lambda": {"use_docker": False},
@@ -114,6 +118,8 @@ class Runner:
     # Called with an ECS service's name when a new deployment of it starts: replaces its processes,
     # returning when every one has been replaced (raising if the deployment fails).
     restart_service: Callable[[str], None] | None = None
+    # The account's AWS Fargate quotas (Service Quotas code -> vCPUs), as `bgz selftest` reads them.
+    quotas: dict[str, float] = field(default_factory=lambda: dict(FARGATE_QUOTAS))
     _started: Zygote | None = None
     _zygote_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -136,7 +142,8 @@ class Runner:
         container = job.job_definition.container_properties or {}
         params = {**job.job_definition.parameters, **job.parameters}
         command = [
-            params.get(arg[len("Ref::") :], arg) if arg.startswith("Ref::") else arg for arg in container["command"]
+            params.get(arg[len("Ref::") :], arg) if arg.startswith("Ref::") else arg
+            for arg in job.container_overrides.get("command") or container["command"]
         ]
         env = dict(self.env)
         env.update({e["name"]: e["value"] for e in container.get("environment", [])})
@@ -291,6 +298,22 @@ _precondition_failed = threading.local()  # this thread's DeleteObjects keys kep
 PRECONDITION_FAILED = "At least one of the pre-conditions you specified did not hold"
 
 
+def _fargate_quotas(original):
+    def get_service_quota(self, service_code: str, quota_code: str) -> dict:
+        if service_code == "fargate" and quota_code in _runner.quotas:
+            return {
+                "ServiceCode": service_code,
+                "QuotaCode": quota_code,
+                "QuotaName": "Fargate vCPU resource count",
+                "Value": _runner.quotas[quota_code],
+                "Unit": "None",
+                "Adjustable": True,
+            }
+        return original(self, service_code, quota_code)
+
+    return get_service_quota
+
+
 def _denied_deletes(bucket) -> list[str]:
     """The object ARN patterns the bucket policy denies s3:DeleteObject to everyone on: S3 checks
     each key of a DeleteObjects against them (moto 5.2.5 does not)."""
@@ -438,6 +461,12 @@ def install_hooks(runner: Runner) -> None:
         S3Response._bgzip_original_delete_keys = S3Response._bucket_response_delete_keys
     S3Backend.delete_objects = _conditional_delete_objects(S3Backend._bgzip_original_delete_objects)
     S3Response._bucket_response_delete_keys = _precondition_failed_errors(S3Response._bgzip_original_delete_keys)
+
+    from moto.servicequotas.models import ServiceQuotasBackend
+
+    if not hasattr(ServiceQuotasBackend, "_bgzip_original_get_service_quota"):
+        ServiceQuotasBackend._bgzip_original_get_service_quota = ServiceQuotasBackend.get_service_quota
+    ServiceQuotasBackend.get_service_quota = _fargate_quotas(ServiceQuotasBackend._bgzip_original_get_service_quota)
     _runner = runner
 
 

@@ -33,7 +33,7 @@ UNREACHABLE = (
 )
 
 
-def _secrets_manager() -> connect.SecretReader:
+def secrets_manager() -> connect.SecretReader:
     """Secrets Manager through the job role, each secret read once per job."""
     client = boto3.client("secretsmanager")
     cache: dict[str, str] = {}
@@ -56,7 +56,7 @@ class LiveFlag:
         hand). `receipts` only for the pre-flight over HTTP, which accepts a flag an earlier run set."""
         if not connect.configured():
             return None
-        secret = _secrets_manager()
+        secret = secrets_manager()
         try:
             return cls(connect.backend(secret, connect.server(secret), receipts))
         except (BioindexRefused, InsecureBioindexUrl, ValueError) as exc:  # the settings: no retry helps

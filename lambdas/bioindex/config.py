@@ -20,7 +20,7 @@ def _env(name: str, default: str = "") -> str:
     return connect.env(name, default)
 
 
-def _secret(arn: str) -> str:
+def secret(arn: str) -> str:
     """A secret's string, cached for five minutes across invocations (Powertools)."""
     return parameters.get_secret(arn, max_age=300)
 
@@ -32,7 +32,7 @@ def s3_subdir() -> str:
 
 def server() -> BioindexServer | None:
     """The bioindex server's HTTP client, or None when no BioindexUrl is configured."""
-    return connect.server(_secret)
+    return connect.server(secret)
 
 
 def receipts() -> Receipts:
@@ -40,7 +40,7 @@ def receipts() -> Receipts:
 
 
 def backend(bioindex: BioindexServer | None) -> FlagBackend:
-    return connect.backend(_secret, bioindex, receipts())
+    return connect.backend(secret, bioindex, receipts())
 
 
 @dataclass(frozen=True)

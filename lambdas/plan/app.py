@@ -15,7 +15,7 @@ from typing import Literal
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
-from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -31,6 +31,8 @@ from batch_job.runfolder import RunFolder, run_folder_uri
 from batch_job.steps.plan import make_plan, preview
 from bioindex import config
 from bioindex.readers import capture
+
+from . import selftest
 
 logger = Logger()
 tracer = Tracer()
@@ -137,8 +139,13 @@ def check_served(bioindex: BioindexServer, index: str) -> None:
 
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
 @tracer.capture_lambda_handler
-@event_parser(model=PlanEvent)
-def handler(event: PlanEvent, context: LambdaContext) -> dict:
+def handler(event: dict, context: LambdaContext) -> dict:
+    if isinstance(event, dict) and "selftest" in event:  # `bgz selftest`, after a deploy
+        return selftest.run(parse(event=event, model=selftest.SelfTestEvent))
+    return plan(parse(event=event, model=PlanEvent))
+
+
+def plan(event: PlanEvent) -> dict:
     rollback = event.mode == "rollback"
     index, prefix = event.input.index, event.input.prefix
     key_prefix = check_prefix(s3_prefix(config.s3_subdir(), prefix), "S3 prefix")
