@@ -23,7 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_job import bgzf, version
 from batch_job.bgzf import DEFAULT_LEVEL
-from batch_job.errors import EngineError, FilesFailed, StoreError
+from batch_job.errors import EngineError, FilesFailed, LeaseExpired, StoreError
 from batch_job.locations import check_prefix, parse_location
 from batch_job.progress import STOP, Interrupted, interrupt_now
 from batch_job.records import JobError, Mode, Plan, Step
@@ -165,6 +165,8 @@ def _guarded_delete(args: argparse.Namespace, step: Step, mode: Mode) -> int:
             raise guard.stopped from None
         if guard.denied is not None:  # S3 refused a delete: final, so Batch does not retry the job
             raise guard.denied from None
+        if guard.lease_expired is not None:  # retried: the retry's first lock check decides
+            raise guard.lease_expired from None
         raise
     if guard.stopped is not None:
         raise guard.stopped
@@ -185,7 +187,7 @@ def cmd_remove_compressed(args: argparse.Namespace) -> int:
 def cmd_unlock(args: argparse.Namespace) -> int:
     from batch_job.locks import Locks
 
-    lock = Locks(parse_location(args.target)).unlock()
+    lock = Locks(parse_location(args.target)).unlock(force=args.force)
     if lock is None:
         print(f"{args.target} was not locked")
     else:
@@ -265,9 +267,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(func=cmd_plan)
 
     unlock = sub.add_parser(
-        "unlock", help="remove the lock of a prefix, whoever holds it (when you know better)", formatter_class=formatter
+        "unlock",
+        help="remove the lock of a prefix whose holder has stopped (when you know better)",
+        formatter_class=formatter,
     )
     unlock.add_argument("target", help="s3://bucket/prefix/ or a local folder")
+    unlock.add_argument(
+        "--force",
+        action="store_true",
+        help="also while the holder's lease is live or its execution runs; then wait till nothing it sent is in flight",
+    )
     unlock.set_defaults(func=cmd_unlock)
 
     check = sub.add_parser(
@@ -325,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     except EngineError as exc:
         code, message = exc.exit_code, str(exc)
         failed = exc.failed if isinstance(exc, FilesFailed) else []
-        if isinstance(exc, StoreError) and code == 3:
+        if isinstance(exc, StoreError) and code == 3 and not isinstance(exc, LeaseExpired):
             message = f"cannot access storage: {exc}"
     except (BotoCoreError, ClientError) as exc:
         code, message = (2, f"access denied: {exc}") if is_denied(exc) else (3, f"cannot access storage: {exc}")

@@ -57,6 +57,12 @@ class StoreError(EngineError, RuntimeError):
     exit_code = 3
 
 
+class LeaseExpired(StoreError):
+    """The run's lease on its prefix lock would not cover a delete request, so it was not sent (the
+    lock was taken away, or renewing it failed for too long). Retried: the retry's first check
+    refuses at once if another run holds the prefix now."""
+
+
 class AccessDenied(StoreError):
     """The job's role may not do this (S3 said AccessDenied): final, and never retried per file."""
 

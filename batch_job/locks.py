@@ -1,16 +1,25 @@
-"""One run per prefix: a lock object per target prefix, taken with a conditional create.
+"""One run per prefix: a lock object per target prefix, taken with a conditional create, held
+with a lease.
 
-Locks live in one folder per store, outside every bioindex prefix (the bioindex reads every object
-under a prefix):
-    S3:    s3://<data bucket>/.bgzip-workflow/locks/<key prefix>.lock
-    local: $BGZIP_JOB_LOCKS (default <temp dir>/bgzip-workflow-locks/)<absolute folder path>/.lock
+Locks live with the data, where every run on that data finds them, whatever machine, user or temp
+folder it runs with:
+    S3:    s3://<data bucket>/.bgzip-workflow/locks/<key prefix>.lock  (outside every bioindex
+           prefix: the bioindex reads every object under one)
+    local: <target folder>/.bgzip-workflow.lock  (on the target's own filesystem, NFS included)
 A lock's body names its holder: the run folder, and for a workflow run the execution ARN.
 
 Taking a lock: create ours only if the key is free (S3 `If-None-Match: *`, an exclusive link
-locally), then list every lock and give ours up if another holds a prefix that contains or lies
-inside ours. Of two runs racing on overlapping prefixes each lists after its own create, so each
-sees the other's lock: at most one goes on - possibly neither, which is safe and says so. A lock
-whose execution is no longer RUNNING is stale and is cleared, with a log line.
+locally), then look for every lock of a prefix that contains or lies inside ours (S3: the lock
+folder; locally: the target's parent folders and its subfolders) and give ours up if another run
+holds one. Of two runs racing on overlapping prefixes each looks after its own create, so each
+sees the other's lock: at most one goes on - possibly neither, which is safe and says so.
+
+Holding it: a lock carries a lease. While a step of its run works, the step renews the lease
+(`Lease`, a conditional overwrite of exactly the version it holds) every quarter lease, and a
+delete request is sent only while the lease covers the request's whole time (`Store.fenced`): so
+when a lease has run out, nothing of its holder is in flight. A lock is stale when its lease has run
+out and, for a workflow run, its execution no longer runs; a stale lock is cleared with a log line.
+`bgzip-job unlock` refuses a live lease unless forced, and then waits it out.
 """
 
 from __future__ import annotations
@@ -18,24 +27,36 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from batch_job.errors import BadInput, ObjectChanged, PrefixLocked, StoreError
+from batch_job.errors import BadInput, LeaseExpired, NotDeleted, ObjectChanged, PrefixLocked, StoreError
 from batch_job.locations import Location
 from batch_job.records import now, parse_time
-from batch_job.stores import LocalStore, S3Store
+from batch_job.stores import LocalStore, S3Store, Store
 
 log = logging.getLogger("bgzip-job")
 
 LOCK_FOLDER = ".bgzip-workflow/locks/"
 LOCK_NAME = ".lock"
-LOCKS_ENV = "BGZIP_JOB_LOCKS"
+LOCAL_LOCK_NAME = ".bgzip-workflow.lock"
 # How long a lock's execution counts as running although Step Functions says it does not exist.
 JUST_STARTED_SECONDS = 300
+# A lease: how long a lock stays live without renewal. Its holder renews it every quarter lease and
+# cuts each delete request off within a quarter lease, so a lease covers a quarter for the clocks of
+# two machines and a quarter of retries of the renewal. BGZIP_JOB_LEASE_SECONDS sets the leases of
+# the locks a process takes (the tests use short ones).
+LEASE_SECONDS = 120
+LEASE_ENV = "BGZIP_JOB_LEASE_SECONDS"
+
+
+def lease_seconds() -> int:
+    value = os.environ.get(LEASE_ENV, "")
+    return int(value) if value.isdigit() and int(value) >= 4 else LEASE_SECONDS
 
 
 @dataclass
@@ -48,10 +69,20 @@ class Lock:
     index: str = ""
     prefix: str = ""
     created: str = field(default_factory=now)
+    renewed: str = ""  # the lease's last renewal ("": at `created`)
+    lease_seconds: int = 0  # 0: a lock of a version without leases (only its run or `unlock` frees it)
 
     def holder(self) -> str:
         who = f"execution {self.execution.rsplit(':', 1)[-1]}" if self.execution else f"the run by hand {self.run}"
-        return f"{who} ({self.mode} of index {self.index!r}, since {self.created}; run folder {self.run})"
+        activity = f"; lease renewed {self.renewed}" if self.renewed and self.renewed != self.created else ""
+        return f"{who} ({self.mode} of index {self.index!r}, since {self.created}{activity}; run folder {self.run})"
+
+    def lease_left(self) -> float | None:
+        """Seconds until the lease runs out as other machines see it (negative: it has), allowing for
+        their clocks; None for a lock without a lease."""
+        if not self.lease_seconds:
+            return None
+        return self.lease_seconds + clock_allowance(self.lease_seconds) - _age_seconds(self.renewed or self.created)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1).encode()
@@ -94,6 +125,23 @@ def _age_seconds(created: str) -> float:
         return float("inf")
 
 
+def clock_allowance(lease: float) -> float:
+    """How far two machines' clocks may differ, plus the second records are rounded to."""
+    return min(10.0, lease / 8) + 1
+
+
+def holder_alive(lock: Lock) -> bool:
+    """Whether the lock's holder may still be working: its lease is live, or its execution still runs
+    (between states no process renews it). A run by hand without a lease cannot be asked: only its
+    last destructive step or `bgzip-job unlock` frees its lock."""
+    left = lock.lease_left()
+    if left is not None and left > 0:
+        return True
+    if lock.execution:
+        return execution_is_running(lock)
+    return left is None
+
+
 def execution_is_running(lock: Lock) -> bool:
     """Whether the lock's holder may still be working. A run by hand cannot be asked: only its last
     destructive step or `bgzip-job unlock` frees its lock. An execution is asked; when it cannot be
@@ -123,35 +171,46 @@ def _how_to_free(lock: Lock) -> str:
         return "until then no run may start"
     if lock.execution:
         return f"wait for it, or stop it first (bgz stop {lock.execution.rsplit(':', 1)[-1]})"
+    if lock.lease_left() is not None:
+        return (
+            f"a step of it is working, or was less than {lock.lease_seconds} s ago (it renews its lease while one "
+            f"works); wait for it; if that run is no longer going on, `bgzip-job unlock {lock.target}` frees "
+            "the prefix once the lease has lapsed"
+        )
     return f"wait for it; if that run is no longer going on, `bgzip-job unlock {lock.target}` frees the prefix"
 
 
 class Locks:
-    """The lock folder of a target's store, and the target's lock in it."""
+    """Where a target's store keeps its locks, and the target's lock among them."""
 
     def __init__(self, target: Location) -> None:
         if isinstance(target.store, S3Store):
             bucket = target.store.bucket
             self.folder = Location(target.store, LOCK_FOLDER, f"s3://{bucket}/{LOCK_FOLDER}")
             self.key_prefix = target.prefix
+            self.name = LOCK_NAME
         else:
             assert isinstance(target.store, LocalStore)
-            root = Path(os.environ.get(LOCKS_ENV) or Path(tempfile.gettempdir()) / "bgzip-workflow-locks")
-            root.mkdir(parents=True, exist_ok=True)
-            self.folder = Location(LocalStore(root), "", f"{root.resolve()}/")
-            self.key_prefix = str(target.store.root).lstrip("/") + "/" + target.prefix
+            self.folder = Location(LocalStore("/"), "", "/")  # keys: absolute paths without the leading '/'
+            self.key_prefix = str(target.store.root / target.prefix).strip("/") + "/"
+            self.name = LOCAL_LOCK_NAME
         self.target = target
 
     @property
     def uri(self) -> str:
-        return self.folder.uri + self.key_prefix + LOCK_NAME
+        return self.folder.store.uri(self.key_of(self.key_prefix))
 
-    def _key(self, key_prefix: str) -> str:
-        return self.folder.key(key_prefix + LOCK_NAME)
+    def key_of(self, key_prefix: str) -> str:
+        """The lock object of a key prefix."""
+        return self.folder.key(key_prefix + self.name)
+
+    def _target_uri(self, key_prefix: str) -> str:
+        return self.target.store.uri(key_prefix) if isinstance(self.target.store, S3Store) else f"/{key_prefix}"
 
     def read(self, key_prefix: str | None = None) -> tuple[Lock, str] | None:
-        """A lock and its ETag (to release exactly that version), or None."""
-        key = self._key(self.key_prefix if key_prefix is None else key_prefix)
+        """A lock and its ETag (to renew or release exactly that version), or None."""
+        prefix = self.key_prefix if key_prefix is None else key_prefix
+        key = self.key_of(prefix)
         info = self.folder.store.head(key)
         if info is None:
             return None
@@ -164,24 +223,38 @@ class Locks:
         try:
             return Lock.from_json(data), info.etag
         except BadInput as exc:
-            prefix = self.key_prefix if key_prefix is None else key_prefix
-            target = self.target.store.uri(prefix) if isinstance(self.target.store, S3Store) else f"/{prefix}"
-            where = self.folder.store.uri(key)
-            return UnreadableLock(prefix, target, run="", created="", problem=str(exc), where=where), info.etag
+            unreadable = UnreadableLock(prefix, self._target_uri(prefix), run="", created="", problem=str(exc))
+            unreadable.where = self.folder.store.uri(key)
+            return unreadable, info.etag
+
+    def _lock_prefixes(self) -> Iterator[str]:
+        """The key prefixes that may have a lock bearing on this target's: S3, every lock of the
+        bucket (a handful: one per run in progress); locally, the target, its parent folders and
+        its subfolders."""
+        if isinstance(self.target.store, S3Store):
+            try:
+                infos = list(self.folder.store.list_objects(self.folder.prefix))
+            except StoreError:
+                return
+            for info in infos:
+                if info.key.endswith("/" + LOCK_NAME):
+                    yield info.key[len(self.folder.prefix) : -len(LOCK_NAME)]
+            return
+        parts = self.key_prefix.strip("/").split("/")
+        for depth in range(len(parts)):
+            yield "/".join(parts[:depth]) + "/" if depth else ""
+        root = Path("/") / self.key_prefix
+        for dirpath, _, filenames in os.walk(root):
+            if LOCAL_LOCK_NAME in filenames:
+                yield str(Path(dirpath)).strip("/") + "/"
 
     def held(self) -> list[tuple[Lock, str]]:
-        """Every lock in the folder (a handful: one per run in progress)."""
-        try:
-            infos = list(self.folder.store.list_objects(self.folder.prefix))
-        except StoreError:  # a local lock folder not made yet
-            return []
+        """Every lock that may bear on this target's (S3: every lock of the bucket)."""
         found = []
-        for info in infos:
-            if info.key.endswith("/" + LOCK_NAME):
-                key_prefix = info.key[len(self.folder.prefix) : -len(LOCK_NAME)]
-                lock = self.read(key_prefix)
-                if lock is not None:
-                    found.append(lock)
+        for key_prefix in dict.fromkeys(self._lock_prefixes()):
+            lock = self.read(key_prefix)
+            if lock is not None:
+                found.append(lock)
         return found
 
     def blocking(self) -> Lock | None:
@@ -193,16 +266,17 @@ class Locks:
         return None
 
     def _remove(self, lock: Lock, etag: str) -> None:
-        self.folder.store.delete([(self._key(lock.key_prefix), etag)])
+        self.folder.store.delete([(self.key_of(lock.key_prefix), etag)])
 
     def _clear_stale(self, lock: Lock, etag: str) -> None:
         log.warning("lock: clearing the stale lock of %s held by %s", lock.target, lock.holder())
         self._remove(lock, etag)
 
-    def acquire(self, lock: Lock, alive: Callable[[Lock], bool] = execution_is_running) -> None:
+    def acquire(self, lock: Lock, alive: Callable[[Lock], bool] = holder_alive) -> None:
         """Take the target's lock for `lock.run`, or raise PrefixLocked naming the holder."""
+        lock = replace(lock, lease_seconds=lock.lease_seconds or lease_seconds())
         for _ in range(3):
-            if self.folder.store.create(self._key(lock.key_prefix), lock.to_json()) is None:
+            if self.folder.store.create(self.key_of(lock.key_prefix), lock.to_json()) is None:
                 found = self.read()
                 if found is None:
                     continue  # released in between: try again
@@ -253,9 +327,113 @@ class Locks:
         if found[0].run != run:
             raise PrefixLocked(f"{self.target.uri} is locked by {found[0].holder()}, not by this run")
 
-    def unlock(self) -> Lock | None:
-        """Remove the target's lock whoever holds it (an operator who knows better)."""
-        found = self.read()
-        if found is not None:
-            self._remove(*found)
-        return found[0] if found else None
+    def renew(self, lock: Lock, etag: str) -> tuple[Lock, str] | None:
+        """A new lease on exactly this version of our lock; None if it is no longer that version."""
+        renewed = replace(lock, renewed=now())
+        info = self.folder.store.replace(self.key_of(lock.key_prefix), renewed.to_json(), etag)
+        return (renewed, info.etag) if info is not None else None
+
+    def unlock(self, force: bool = False, say: Callable[[str], None] = print) -> Lock | None:
+        """Remove the target's lock whoever holds it (an operator who knows better). A live lease is
+        refused unless `force`; then the lock is removed and the lease waited out, so that nothing
+        its holder sent is still in flight when this returns."""
+        removed = None
+        for _ in range(10):
+            found = self.read()
+            if found is None:
+                break
+            lock, etag = found
+            if not force and not isinstance(lock, UnreadableLock) and holder_alive(lock):
+                left = lock.lease_left()
+                live = f"its lease is live for {left:.0f} s more" if left and left > 0 else "its execution is running"
+                raise PrefixLocked(
+                    f"{lock.target} is held by {lock.holder()}, and {live}: it may be working. Stop it first; "
+                    "or `bgzip-job unlock --force`, which takes the lock away and waits out the lease"
+                )
+            try:
+                self._remove(lock, etag)
+            except NotDeleted:  # its holder renewed it in between: read it again
+                continue
+            removed = lock
+            break
+        else:
+            raise PrefixLocked(f"{self.uri} kept changing while it was being removed; try again")
+        left = removed.lease_left() if removed is not None else None
+        if left is not None and left > 0:
+            say(
+                f"removed the lock of {removed.target}; a {removed.mode or 'run'} step of {removed.run} may still "
+                f"have a delete request in flight until its lease ends: waiting {left:.0f} s"
+            )
+            time.sleep(left)
+        return removed
+
+
+class Lease:
+    """A step's hold on its run's lock: renewed every quarter lease in the background while the step
+    works, and the `check` its deletes are fenced with (Store.fenced). A step whose run does not hold
+    the lock renews nothing; the delete steps check that it does before every batch anyway."""
+
+    def __init__(self, locks: Locks, run: str) -> None:
+        self.locks, self.run = locks, run
+        self.held: tuple[Lock, str] | None = None
+        self.deadline = 0.0  # monotonic: when the lease runs out as this process counts
+        self.lost = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fenced: dict[int, Store] = {}  # one fenced client per store, made on first use
+
+    @property
+    def budget(self) -> float:
+        """Seconds one fenced request attempt may take."""
+        return self.held[0].lease_seconds / 4 if self.held else 0.0
+
+    def __enter__(self) -> Lease:
+        found = self.locks.read()
+        if found is None or found[0].run != self.run or not found[0].lease_seconds:
+            return self  # not this run's lock, or an older version's lock without a lease
+        self.held = found
+        self._renew()
+        self._thread = threading.Thread(target=self._beat, name="lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def _renew(self) -> None:
+        started = time.monotonic()
+        try:
+            renewed = self.locks.renew(*self.held)
+        except StoreError as exc:  # the lease stands until its deadline; the next beat tries again
+            log.warning("lock: could not renew the lease of %s: %s", self.locks.uri, exc)
+            return
+        if renewed is None:
+            self.lost = "this run's lock was removed or taken over while the step worked"
+            log.warning("lock: %s: %s", self.locks.uri, self.lost)
+            return
+        self.held = renewed
+        self.deadline = started + renewed[0].lease_seconds
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.held[0].lease_seconds / 4) and not self.lost:
+            self._renew()
+
+    def check(self) -> None:
+        """Right before a delete request is sent: the lease must cover the whole attempt."""
+        if self.lost:
+            raise LeaseExpired(f"{self.locks.target.uri}: {self.lost}; this delete was not sent")
+        if time.monotonic() + self.budget > self.deadline:
+            raise LeaseExpired(
+                f"{self.locks.target.uri}: this run's lease on the prefix would run out before this delete request "
+                "could end (its renewals failed, or this process was paused); it was not sent"
+            )
+
+    def store(self, store: Store) -> Store:
+        """`store` fenced by this lease (as is, when this step holds no lease)."""
+        if not self.held:
+            return store
+        if id(store) not in self._fenced:
+            self._fenced[id(store)] = store.fenced(self.check, self.budget)
+        return self._fenced[id(store)]
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()

@@ -14,7 +14,7 @@ import os
 import threading
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +94,16 @@ class Store:
 
     def create(self, key: str, data: bytes) -> ObjectInfo | None:
         """Create `key` only if no object has that key (the lock primitive); None if one has."""
+        raise NotImplementedError
+
+    def replace(self, key: str, data: bytes, etag: str) -> ObjectInfo | None:
+        """Overwrite `key` only if it is still version `etag` (a lock's renewal); None if it is not."""
+        raise NotImplementedError
+
+    def fenced(self, check: Callable[[], None], seconds: float) -> Store:
+        """This store for deleting under a lease: `check` runs right before each delete request is sent
+        (each attempt, retries included) and raises if the lease cannot cover it; each attempt is cut
+        off within `seconds`, so no request of this store outlives the lease it was sent under."""
         raise NotImplementedError
 
     def read_bytes(self, key: str) -> bytes | None:
@@ -278,6 +288,27 @@ class S3Store(Store):
             raise self._error(exc, key) from exc
         return ObjectInfo(key, len(data), resp["ETag"].strip('"'))
 
+    def replace(self, key: str, data: bytes, etag: str) -> ObjectInfo | None:
+        try:
+            resp = self.client.put_object(Bucket=self.bucket, Key=key, Body=data, IfMatch=f'"{etag}"')
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "NoSuchKey", "404"):
+                return None
+            raise self._error(exc, key) from exc
+        return ObjectInfo(key, len(data), resp["ETag"].strip('"'))
+
+    def fenced(self, check: Callable[[], None], seconds: float) -> S3Store:
+        config = Config(
+            connect_timeout=max(1.0, seconds / 3),
+            read_timeout=max(1.0, seconds * 2 / 3),
+            retries={"mode": "standard", "max_attempts": 3},
+        )
+        client = boto3.session.Session().client("s3", config=config)
+        for operation in ("DeleteObjects", "DeleteObject"):
+            client.meta.events.register(f"before-send.s3.{operation}", lambda **_: check())
+        return S3Store(self.bucket, client=client)
+
     def abort_stale_uploads(self, key: str) -> int:
         """Abort unfinished multipart uploads of exactly `key` left by a killed earlier attempt."""
         aborted = 0
@@ -431,8 +462,9 @@ _XATTR = "user.bgzip-workflow."
 class LocalStore(Store):
     """A folder on disk; writes go to a hidden temporary file renamed into place when complete."""
 
-    def __init__(self, root: str | os.PathLike) -> None:
+    def __init__(self, root: str | os.PathLike, fence: Callable[[], None] | None = None) -> None:
         self.root = Path(root).resolve()
+        self._fence = fence  # fenced(): runs before each file is deleted
 
     def _path(self, key: str) -> Path:
         return self.root / key
@@ -522,17 +554,44 @@ class LocalStore(Store):
             tmp.unlink(missing_ok=True)
         return self.head(key)
 
+    def replace(self, key: str, data: bytes, etag: str) -> ObjectInfo | None:
+        """The current version is first renamed away (atomic: of a renewal and a removal racing, one
+        gets it), checked, and the new one linked in only if no other has been created meanwhile."""
+        path = self._path(key)
+        taken = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.taken")
+        try:
+            os.rename(path, taken)
+        except FileNotFoundError:
+            return None
+        try:
+            if self._etag(taken.stat()) != etag:
+                with contextlib.suppress(FileExistsError):
+                    os.link(taken, path)  # not the version we hold: put it back as it was
+                return None
+            return self.create(key, data)
+        finally:
+            taken.unlink(missing_ok=True)
+
+    def fenced(self, check: Callable[[], None], seconds: float) -> LocalStore:
+        return LocalStore(self.root, fence=check)
+
     def delete(self, objects: list[tuple[str, str]]) -> None:
         changed = []
         for key, etag in objects:
             path = self._path(key)
+            if self._fence is not None:
+                self._fence()
+            # Renamed away first (atomic), then compared: a file replaced in between is never removed.
+            taken = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.taken")
             try:
-                if self._etag(path.stat()) != etag:
-                    changed.append(key)
-                    continue
-                path.unlink()
+                os.rename(path, taken)
             except FileNotFoundError:
                 continue
+            if self._etag(taken.stat()) != etag:
+                changed.append(key)
+                with contextlib.suppress(FileExistsError):
+                    os.link(taken, path)
+            taken.unlink()
         if changed:
             kept = dict.fromkeys(changed, "changed")
             raise NotDeleted(f"{len(changed)} objects changed and were not deleted: {', '.join(changed[:5])}", kept)

@@ -113,6 +113,8 @@ def _s3_requests(call: Call) -> list[Request]:
         "AbortMultipartUpload": "s3:AbortMultipartUpload",
         "ListParts": "s3:ListMultipartUploadParts",
     }
+    if op == "PutObject":  # a conditional overwrite (a lock's renewal) names the version it replaces
+        return [Request("s3:PutObject", key, if_match=p.get("IfMatch"))]
     if op in simple:
         return [Request(simple[op], key)]
     if op in ("ListObjectsV2", "ListObjects", "HeadBucket"):

@@ -82,12 +82,6 @@ def write_flag(run_uri: str, index: str, prefix: str, compressed: bool) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _own_lock_folder(monkeypatch, tmp_path):
-    """Local runs keep their prefix locks in one folder per machine; each test gets its own."""
-    monkeypatch.setenv("BGZIP_JOB_LOCKS", str(tmp_path / "locks"))
-
-
-@pytest.fixture(autouse=True)
 def _not_an_array_child(monkeypatch):
     """Steps read the Batch array index from the environment; tests choose shards explicitly."""
     monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX", raising=False)

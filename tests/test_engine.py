@@ -15,6 +15,7 @@ import pytest
 
 from batch_job import cli, errors, stores
 from batch_job.errors import StoreError
+from batch_job.locks import LEASE_ENV, LOCAL_LOCK_NAME
 from batch_job.stores import S3Store
 from offline.sample_index import gwas_lines, make_sample_index, upload_tree
 from tests.conftest import write_flag
@@ -44,8 +45,10 @@ class Target:
             self.prefix = PREFIX
 
     def names(self) -> set[str]:
+        """The data's files (locally, a run's lock lives beside them: not one of them)."""
         if self.kind == "local":
-            return {p.relative_to(self.local_root).as_posix() for p in self.local_root.rglob("*") if p.is_file()}
+            files = (p for p in self.local_root.rglob("*") if p.is_file() and p.name != LOCAL_LOCK_NAME)
+            return {p.relative_to(self.local_root).as_posix() for p in files}
         resp = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=PREFIX)
         return {o["Key"][len(PREFIX) :] for o in resp.get("Contents", [])}
 
@@ -321,14 +324,15 @@ def test_stale_output_from_another_source_version_is_replaced(target, capsys):
     compress_and_verify(target, capsys)
 
 
-def test_rollback_keeps_existing_originals_and_checks_them(target, capsys):
+def test_rollback_keeps_existing_originals_and_checks_them(target, capsys, monkeypatch):
     """Rolling back a run whose originals were never deleted: they are verified, not overwritten."""
+    monkeypatch.setenv(LEASE_ENV, "4")  # `unlock --force` below waits out the compress run's lease
     compress_and_verify(target, capsys)
     target.write("BMI/part-00001.json", b'{"not": "the same"}\n')
     rollback = target.run.rstrip("/") + "-rb/"
     rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")
     assert rc == 2 and "is locked by the run by hand" in err and "compress of index 'genes'" in err
-    rc, out, _ = job(capsys, "unlock", target.uri)  # the operator abandons the unfinished compress run
+    rc, out, _ = job(capsys, "unlock", "--force", target.uri)  # the operator abandons the unfinished compress run
     assert rc == 0 and "removed the lock" in out
     assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
     assert job(capsys, "decompress", "--run", rollback)[0] == 0

@@ -3,23 +3,32 @@ on a local folder and on S3 (moto), including the races the lock exists for."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from batch_job.locations import parse_location
-from batch_job.locks import Lock, Locks
+from batch_job.locks import LEASE_ENV, Lease, Lock, Locks
+from offline.sample_index import make_sample_index
 from tests.conftest import write_flag
 from tests.test_engine import PREFIX, Target, compress_and_verify, job
 
 ROOT = Path(__file__).resolve().parent.parent
 LONG_AGO = "2026-01-01T00:00:00Z"  # a lock older than JUST_STARTED_SECONDS
+
+
+@pytest.fixture(autouse=True)
+def _short_leases(monkeypatch):
+    """Locks taken here carry 4 s leases: `unlock --force` waits one out."""
+    monkeypatch.setenv(LEASE_ENV, "4")
 
 
 @pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
@@ -33,6 +42,14 @@ def _inside(target: Target, folder: str) -> str:
 
 def _other_run(target: Target, name: str) -> str:
     return target.run.rstrip("/") + f"-{name}/"
+
+
+def _drop_lock(uri: str) -> None:
+    """The test's own cleanup between attempts (an operator would `unlock --force` and wait the lease out)."""
+    locks = Locks(parse_location(uri))
+    found = locks.read()
+    if found is not None:
+        locks.folder.store.delete([(locks.key_of(locks.key_prefix), found[1])])
 
 
 def _lock_of(uri: str) -> Lock | None:
@@ -70,7 +87,7 @@ def test_a_stale_lock_of_an_ended_execution_is_cleared(target, capsys, caplog, m
     stale = Lock(
         locks.key_prefix, target_location.uri, "s3://runs/runs/gone/", gone, "compress", "genes", created=LONG_AGO
     )
-    assert locks.folder.store.create(locks.folder.key(locks.key_prefix + ".lock"), stale.to_json())
+    assert locks.folder.store.create(locks.key_of(locks.key_prefix), stale.to_json())
     rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
     assert rc == 0, err
     assert "clearing the stale lock" in caplog.text and "held by execution gone" in caplog.text
@@ -122,7 +139,7 @@ def test_a_run_by_hand_releases_its_lock_when_its_last_destructive_step_is_done(
 def test_delete_refuses_unless_its_run_holds_the_lock(target, capsys):
     compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)
-    assert job(capsys, "unlock", target.uri)[0] == 0
+    assert job(capsys, "unlock", "--force", target.uri)[0] == 0
     assert job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"), "--rollback")[0] == 0
     before = target.originals()
     rc, _, err = job(capsys, "delete", "--run", target.run)
@@ -141,7 +158,7 @@ def test_delete_and_remove_compressed_racing_on_one_prefix_lose_nothing(target, 
     compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)
     rollback = _other_run(target, "rollback")
-    assert job(capsys, "unlock", target.uri)[0] == 0  # the operator forces the rollback in
+    assert job(capsys, "unlock", "--force", target.uri)[0] == 0  # the operator forces the rollback in
     assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
     assert job(capsys, "decompress", "--run", rollback)[0] == 0
     assert job(capsys, "verify", "--run", rollback)[0] == 0
@@ -184,18 +201,21 @@ def test_racing_plans_on_nested_prefixes_never_both_go_on(target, capsys):
         refused = [r for r in results.values() if r.returncode != 0]
         assert all(r.returncode == 2 and "locked by" in r.stderr for r in refused)
         for uri in (target.uri, inner):
-            job(capsys, "unlock", uri)
+            _drop_lock(uri)
 
 
-def test_the_lock_lives_outside_every_prefix(target, capsys):
+def test_the_lock_lives_with_the_data(target, capsys):
+    """S3: outside every prefix (the bioindex reads every object under one); locally: in the target
+    folder itself, on its own filesystem, where every run on it finds it."""
     assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
     uri = Locks(parse_location(target.uri)).uri
     if target.kind == "s3":
         assert uri == f"s3://{target.bucket}/.bgzip-workflow/locks/{PREFIX}.lock"
+        assert not any(".lock" in k for k in target.names())
     else:
-        assert uri == f"{os.environ['BGZIP_JOB_LOCKS']}/{str(target.local_root).lstrip('/')}/.lock"
-        assert json.loads(Path(uri).read_text())["target"].startswith(str(target.local_root))
-    assert not any(".lock" in k for k in target.names())
+        assert uri == f"{target.local_root}/.bgzip-workflow.lock"
+        lock = json.loads(Path(uri).read_text())
+        assert lock["target"].startswith(str(target.local_root)) and lock["lease_seconds"] == 4
 
 
 def test_a_re_plan_still_meets_the_overlap_check_and_gives_its_lock_up(target, capsys):
@@ -204,7 +224,7 @@ def test_a_re_plan_still_meets_the_overlap_check_and_gives_its_lock_up(target, c
     assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
     inner = Locks(parse_location(_inside(target, "T2D")))
     other = Lock(inner.key_prefix, inner.target.uri, _other_run(target, "b"), "", "compress", "t2d")
-    assert inner.folder.store.create(inner.folder.key(inner.key_prefix + ".lock"), other.to_json())
+    assert inner.folder.store.create(inner.key_of(inner.key_prefix), other.to_json())
     rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
     assert rc == 2 and "contains" in err and "index 't2d'" in err
     assert _lock_of(target.uri) is None
@@ -213,7 +233,7 @@ def test_a_re_plan_still_meets_the_overlap_check_and_gives_its_lock_up(target, c
 def _plant(uri: str, body: bytes) -> str:
     """A lock object written as-is at `uri`'s prefix; its URI."""
     locks = Locks(parse_location(uri))
-    locks.folder.store.write_bytes(locks._key(locks.key_prefix), body)
+    locks.folder.store.write_bytes(locks.key_of(locks.key_prefix), body)
     return locks.uri
 
 
@@ -225,7 +245,7 @@ def test_an_unreadable_lock_holds_only_its_own_prefixes_and_unlock_removes_it(ta
         (tmp_path / "elsewhere").mkdir()
     _plant(elsewhere, b"{not json")
     assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0, "a disjoint prefix"
-    assert job(capsys, "unlock", target.uri)[0] == 0
+    assert job(capsys, "unlock", "--force", target.uri)[0] == 0
 
     inner = _inside(target, "T2D")
     where = _plant(inner, b'["a list"]')
@@ -234,7 +254,7 @@ def test_an_unreadable_lock_holds_only_its_own_prefixes_and_unlock_removes_it(ta
     rc, out, _ = job(capsys, "unlock", inner)
     assert rc == 0 and "removed the lock of" in out and "unreadable lock object" in out
     assert job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"))[0] == 0
-    assert job(capsys, "unlock", target.uri)[0] == 0
+    assert job(capsys, "unlock", "--force", target.uri)[0] == 0
 
     newer = Lock(Locks(parse_location(inner)).key_prefix, inner, "s3://runs/runs/newer/", "", "compress", "t2d")
     _plant(inner, json.dumps(asdict(newer) | {"lease_until": "2026-12-01T00:00:00Z"}).encode())
@@ -242,3 +262,139 @@ def test_an_unreadable_lock_holds_only_its_own_prefixes_and_unlock_removes_it(ta
     assert rc == 2 and "contains" in err and "index 't2d'" in err and "unreadable lock object" not in err, (
         "a newer version's lock"
     )
+
+
+def test_runs_by_hand_with_their_own_temp_folders_meet_one_lock(tmp_path, capsys):
+    """The route that lost all 106 originals: two operators on one folder, each with a lock folder of
+    their own (one with BGZIP_JOB_LOCKS set, one without; equally two TMPDIRs, two hosts on one NFS
+    mount). The lock lives in the folder now: whatever their environments, the rollback is refused
+    while the compress run holds it, and the racing steps lose nothing."""
+    root = tmp_path / "data"
+    root.mkdir()
+    make_sample_index(root)
+    originals = {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*.json")}
+    envs = {}
+    for who in ("a", "b"):
+        (tmp_path / who).mkdir()
+        envs[who] = {**os.environ, "TMPDIR": str(tmp_path / who)}
+    envs["a"]["BGZIP_JOB_LOCKS"] = str(tmp_path / "a" / "locks")  # the old setting: ignored
+    compress_run, rollback_run = str(tmp_path / "run-a"), str(tmp_path / "run-b")
+    for args in (["plan", str(root), "--index", "genes", "--run", compress_run], ["compress", "--run", compress_run]):
+        assert _job(envs["a"], *args).returncode == 0
+    assert _job(envs["a"], "verify", "--run", compress_run).returncode == 0
+    write_flag(compress_run, "genes", "data/", True)
+    refused = _job(envs["b"], "plan", str(root), "--index", "genes", "--run", rollback_run, "--rollback")
+    assert refused.returncode == 2 and "is locked by the run by hand" in refused.stderr, refused.stderr
+
+    # At once: the compress run's delete, and the second operator's whole rollback.
+    rollback = [
+        ["plan", str(root), "--index", "genes", "--run", rollback_run, "--rollback"],
+        ["decompress", "--run", rollback_run],
+        ["verify", "--run", rollback_run],
+    ]
+    results: dict[str, list[subprocess.CompletedProcess]] = {"a": [], "b": []}
+
+    def second_operator() -> None:
+        for args in rollback:
+            results["b"].append(_job(envs["b"], *args))
+            if results["b"][-1].returncode:
+                return
+        write_flag(rollback_run, "genes", "data/", False)
+        results["b"].append(_job(envs["b"], "remove-compressed", "--run", rollback_run))
+
+    other = threading.Thread(target=second_operator)
+    other.start()
+    results["a"].append(_job(envs["a"], "delete", "--run", compress_run))
+    other.join()
+    assert results["a"][0].returncode == 0, results["a"][0].stderr
+    # Every record is still there, as X.json or in its verified X.json.gz.
+    for name, data in originals.items():
+        path = root / name
+        kept = path.read_bytes() if path.exists() else gzip.decompress((root / f"{name}.gz").read_bytes())
+        assert kept == data, name
+
+
+HELD_DELETE = """
+import pathlib, sys, time
+from batch_job import stores
+kind, marker, seconds, *args = sys.argv[1:]
+store = stores.S3Store if kind == "s3" else stores.LocalStore
+original = store.delete
+
+def held(self, objects):  # a slow request, a paused container: between the lock check and the send
+    pathlib.Path(marker).touch()
+    time.sleep(float(seconds))
+    return original(self, objects)
+
+store.delete = held
+from batch_job.cli import main
+sys.exit(main(args))
+"""
+
+
+def test_a_delete_held_past_its_lease_is_not_sent(target, capsys, tmp_path):
+    """The route that lost every original and its .gz: a compress run's delete held 55 s, meanwhile
+    `unlock` and a whole rollback by hand; then the held delete landed. Now `unlock` refuses the live
+    lease; forced, it takes the lock away and waits the lease out; the rollback runs; the held delete
+    finds its lease gone and sends nothing. Every original is there."""
+    originals = target.originals()
+    compress_and_verify(target, capsys)
+    write_flag(target.run, "genes", target.prefix, True)
+    marker = tmp_path / "held"
+    held = subprocess.Popen(
+        [sys.executable, "-c", HELD_DELETE, target.kind, str(marker), "20", "delete", "--run", target.run],
+        env=dict(os.environ),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not marker.exists():
+            assert held.poll() is None and time.monotonic() < deadline, held.communicate()
+            time.sleep(0.05)
+        time.sleep(1.5)  # the holder renews its lease while it is held
+        rc, _, err = job(capsys, "unlock", target.uri)
+        assert rc == 2 and "its lease is live for" in err and "--force" in err, err
+        started = time.monotonic()
+        rc, out, _ = job(capsys, "unlock", "--force", target.uri)
+        assert rc == 0 and "may still have a delete request in flight until its lease ends: waiting" in out, out
+        assert time.monotonic() - started >= 3, "the lease was waited out"
+
+        rollback = _other_run(target, "rollback")
+        assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
+        assert job(capsys, "decompress", "--run", rollback)[0] == 0
+        assert job(capsys, "verify", "--run", rollback)[0] == 0
+        write_flag(rollback, "genes", target.prefix, False)
+        assert job(capsys, "remove-compressed", "--run", rollback)[0] == 0
+        assert held.poll() is None, "the held delete is still to come"
+        _, err = held.communicate(timeout=60)
+    finally:
+        if held.poll() is None:
+            held.kill()
+    assert held.returncode == 3, err
+    assert "this run's lock was removed or taken over while the step worked; this delete was not sent" in err
+    assert target.originals() == originals, "every original is there, byte for byte"
+    assert not any(k.endswith((".gz", ".gzi")) for k in target.names())
+
+
+def test_a_step_renews_its_lease_while_it_works_and_a_lapsed_run_by_hand_is_taken_over(target, capsys, caplog):
+    """A run by hand holds its prefix while a step works (here: longer than its lease) and for one lease
+    after; then its lock is stale, and another run takes the prefix."""
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    locks = Locks(parse_location(target.uri))
+    first, _ = locks.read()
+    lease = Lease(locks, parse_location(target.run).uri)
+    with lease:
+        time.sleep(5)  # longer than the 4 s lease
+        rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"), "--rollback")
+        assert rc == 2 and "is locked by the run by hand" in err and "lease renewed" in err, err
+        assert lease.check() is None
+    renewed, _ = locks.read()
+    assert renewed.renewed > first.created and renewed.run == first.run
+    time.sleep(renewed.lease_left() + 0.5)
+    other = _other_run(target, "b")
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", other)
+    assert rc == 0 and "clearing the stale lock" in caplog.text, err
+    assert _lock_of(target.uri).run == parse_location(other).uri

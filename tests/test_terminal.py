@@ -61,7 +61,7 @@ def _plan(tmp_path: Path, env: dict[str, str], size: int) -> tuple[Path, Path]:
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "BGZIP_JOB_LOCKS": str(tmp_path / "locks"), "TERM": "xterm"}
+    return {**os.environ, "TERM": "xterm"}
 
 
 def test_the_progress_line_is_redrawn_whole_and_the_summary_has_its_own_line(tmp_path):

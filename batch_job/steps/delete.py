@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 
 from batch_job.bioindex.live_flag import LiveFlag
-from batch_job.errors import AccessDenied, FileFailed, FlagMoved, NotDeleted, Refused
+from batch_job.errors import AccessDenied, FileFailed, FlagMoved, LeaseExpired, NotDeleted, Refused
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.records import CanaryStatus, FileRecord, Flag, Mode, Plan, PlannedFile, RefreshMode, Status, Step
@@ -121,6 +121,7 @@ class GuardedDelete:
         self.flag: Flag | None = None  # flag.json, read once by check()
         self.stopped: FlagMoved | None = None  # the flag changed: no further shard is touched
         self.denied: AccessDenied | None = None  # S3 refused a delete: the step ends final (exit 2)
+        self.lease_expired: LeaseExpired | None = None  # a delete not sent: the step ends, retried (exit 3)
 
     def check(self, run: RunFolder, plan: Plan) -> None:
         """The step's preconditions (check_deletable), and the live flag to re-read before each batch."""
@@ -143,6 +144,8 @@ class GuardedDelete:
             raise self.stopped
         if self.denied is not None:  # retrying cannot help, nor can the next shard
             raise self.denied
+        if self.lease_expired is not None:  # nothing more is sent under a lease that is gone
+            raise self.lease_expired
         present = deletable(ctx.target.store, ctx.plan.mode, planned, self._record_of(ctx, planned))
         ctx.progress.advance(bytes_in=planned.size)
         status = Status.DELETED if present else Status.ALREADY_DELETED
@@ -161,11 +164,15 @@ class GuardedDelete:
             for batch in _batches(deleting):
                 ctx.locks.check_held_by(ctx.run.uri)  # only the run holding the prefix's lock deletes
                 self._check_live()
+                # Sent only while the run's lease covers the request (locks.Lease, Store.fenced).
+                store = ctx.lease.store(ctx.target.store) if ctx.lease else ctx.target.store
                 try:
-                    ctx.target.store.delete([obj for r in batch for obj in r.deleted])
+                    store.delete([obj for r in batch for obj in r.deleted])
                 except Exception as exc:  # the manifest must say what was not deleted, not crash the step
                     if isinstance(exc, AccessDenied):
                         self.denied = exc
+                    if isinstance(exc, LeaseExpired):
+                        self.lease_expired = exc
                     kept = exc.kept if isinstance(exc, NotDeleted) else None  # else: no key is known gone
                     in_batch = {id(r) for r in batch}
                     for record in deleting[len(done) :]:

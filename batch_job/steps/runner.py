@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_job.errors import AccessDenied, BadInput, FileFailed, ObjectChanged, Refused, StoreError
 from batch_job.locations import Location, parse_location
-from batch_job.locks import Locks
+from batch_job.locks import Lease, Locks
 from batch_job.progress import STOP, Interrupted, Progress, uninterrupted, waiting_on_workers
 from batch_job.records import CanaryStatus, FileRecord, Manifest, Mode, Plan, PlannedFile, Status, Step, now
 from batch_job.runfolder import RunFolder
@@ -35,6 +35,7 @@ class StepContext:
     progress: Progress
     codec_pool: ThreadPoolExecutor
     threads: int
+    lease: Lease | None = None  # the run's lease on its prefix while the step works (locks.Lease)
 
     @property
     def locks(self) -> Locks:
@@ -111,8 +112,10 @@ def run_step(
     shards = [shard] if shard is not None else list(range(plan.shards))
     files = [f for k in shards for f in plan.files_of(k)]
     progress = Progress(step, len(files), sum(f.size for f in files))
-    with ThreadPoolExecutor(threads, thread_name_prefix="codec") as codec_pool:
-        ctx = StepContext(run, plan, target, progress, codec_pool, threads)
+    # Every step renews its run's lease while it works; the delete steps' requests are fenced by it.
+    lease = Lease(Locks(target), run.uri)
+    with lease, ThreadPoolExecutor(threads, thread_name_prefix="codec") as codec_pool:
+        ctx = StepContext(run, plan, target, progress, codec_pool, threads, lease)
         with ThreadPoolExecutor(parallel_files, thread_name_prefix="file") as file_pool:
             for k in shards:
                 started = now()
