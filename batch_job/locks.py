@@ -212,6 +212,9 @@ class Locks:
         prefix = self.key_prefix if key_prefix is None else key_prefix
         key = self.key_of(prefix)
         info = self.folder.store.head(key)
+        if info is None and isinstance(self.folder.store, LocalStore):
+            time.sleep(0.02)  # a renewal takes a local lock away for a few microseconds: look again
+            info = self.folder.store.head(key)
         if info is None:
             return None
         try:
@@ -398,18 +401,35 @@ class Lease:
         return self
 
     def _renew(self) -> None:
-        started = time.monotonic()
-        try:
-            renewed = self.locks.renew(*self.held)
-        except StoreError as exc:  # the lease stands until its deadline; the next beat tries again
-            log.warning("lock: could not renew the lease of %s: %s", self.locks.uri, exc)
+        for _ in range(5):
+            started = time.monotonic()
+            try:
+                renewed = self.locks.renew(*self.held)
+                if renewed is None:  # another version now: a sibling array job of this run renewed it?
+                    found = self._read_ours()
+                    if found is not None:
+                        self.held = found
+                        continue
+            except StoreError as exc:  # the lease stands until its deadline; the next beat tries again
+                log.warning("lock: could not renew the lease of %s: %s", self.locks.uri, exc)
+                return
+            if renewed is None:
+                self.lost = "this run's lock was removed or taken over while the step worked"
+                log.warning("lock: %s: %s", self.locks.uri, self.lost)
+                return
+            self.held = renewed
+            self.deadline = started + renewed[0].lease_seconds
             return
-        if renewed is None:
-            self.lost = "this run's lock was removed or taken over while the step worked"
-            log.warning("lock: %s: %s", self.locks.uri, self.lost)
-            return
-        self.held = renewed
-        self.deadline = started + renewed[0].lease_seconds
+
+    def _read_ours(self) -> tuple[Lock, str] | None:
+        """The lock, if this run holds it. Locally a sibling's renewal takes the file away for a few
+        microseconds: a missing lock is looked for again before it counts as gone."""
+        for attempt in range(4):
+            found = self.locks.read()
+            if found is not None:
+                return found if found[0].run == self.run else None
+            time.sleep(0.05 * (attempt + 1))
+        return None
 
     def _beat(self) -> None:
         while not self._stop.wait(self.held[0].lease_seconds / 4) and not self.lost:
