@@ -69,13 +69,52 @@ def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
 
+def _checked_before_starting(args: argparse.Namespace, stack: Stack, mode: str, selection: dict | None) -> str:
+    """What `bgz plan` checks, before anything starts: one index's pre-flight, listing and lock (with
+    the plan block printed), or a bulk run's selection. Returns what the run will delete, in words;
+    raises BadInput (nothing started) on any refusal."""
+    from bgz.dryrun import preview, select, sizing
+
+    spent = "original .json files" if mode == "compress" else ".json.gz files and their .gzi"
+    if selection is not None:
+        pairs, skipped = select(stack, mode, selection)
+        for line in skipped:
+            print(line)
+        if not pairs:
+            raise BadInput(f"no index to {mode}: every one selected is skipped; nothing was started")
+        print(f"bulk {mode} run of {len(pairs)} indexes: {', '.join(index for index, _ in pairs)}")
+        return f"deletes the {spent} of each of these {len(pairs)} indexes, each after its files are verified"
+    check_prefix(args.prefix)
+    runs.check_not_busy(stack, args.index, args.prefix)
+    found = preview(stack, mode, args.index, args.prefix, getattr(args, "shards", None), sizing(stack))
+    print("\n".join(found.lines))
+    if found.refused:
+        raise BadInput(f"{args.index} {args.prefix}: refused by the pre-flight: {found.refused}; nothing was started")
+    if found.locked:
+        raise BadInput(f"{found.locked}; nothing was started")
+    return f"deletes the {found.files} {spent} of {args.prefix} after every one is verified"
+
+
+def _confirmed(args: argparse.Namespace, mode: str, deletes: str) -> bool:
+    """Ask before a run that ends by deleting (as `sam deploy` asks before a change set); --yes answers."""
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise BadInput(f"this {mode} run {deletes}: give --yes to start it where no terminal can confirm it")
+    answer = input(f"This {mode} run {deletes}. Start it? [y/N] ")
+    return answer.strip().lower() in ("y", "yes")
+
+
 def _start(args: argparse.Namespace, stack: Stack, mode: str) -> int:
     selection = _selection(args)
+    deletes = _checked_before_starting(args, stack, mode, selection)
+    if not _confirmed(args, mode, deletes):
+        print("not started")
+        return 1
     if selection is not None:
         started = runs.start_bulk(stack, mode, selection)
         what = f"bulk {mode} run"
     else:
-        check_prefix(args.prefix)
         execution_input = {"index": args.index, "prefix": args.prefix}
         if getattr(args, "shards", None):
             execution_input["shards"] = args.shards
@@ -110,7 +149,7 @@ def cmd_watch(args: argparse.Namespace, stack: Stack) -> int:
 
 
 def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
-    from bgz.dryrun import preview, sizing
+    from bgz.dryrun import preview, select, sizing
 
     mode = "rollback" if args.rollback else "compress"
     selection = _selection(args)
@@ -119,15 +158,9 @@ def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
         check_prefix(args.prefix)
         pairs = [(args.index, args.prefix)]
     else:
-        payload = {
-            "execution": "dry-run",
-            "input": {"mode": mode, **selection},
-            "machines": {"compress": "", "rollback": ""},
-        }
-        chosen = stack.invoke("SelectIndexesFunctionName", payload)
-        pairs = [(item["index"], item["prefix"]) for item in chosen["items"]]
-        for skipped in chosen["run"]["skipped"]:
-            print(f"{skipped['index']} {skipped['prefix']}: skipped ({skipped['reason']})")
+        pairs, skipped = select(stack, mode, selection)
+        for line in skipped:
+            print(line)
     previews = [preview(stack, mode, index, prefix, getattr(args, "shards", None), size) for index, prefix in pairs]
     for found in previews:
         print("\n".join(found.lines))
@@ -137,6 +170,21 @@ def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
         print(f"all {len(previews)} indexes: {human_bytes(before)} -> {human_bytes(after)}, about ${cost:.2f}")
     print("nothing was started, locked or written (a dry run)")
     return 2 if any(p.refused for p in previews) else 0
+
+
+def _within(low: int, high: int):
+    """An argparse type: a whole number from `low` to `high`, as the state machines' input allows."""
+
+    def number(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be from {low} to {high}, got {value}")
+        return value
+
+    return number
 
 
 def _utc_time(text: str) -> datetime:
@@ -278,18 +326,21 @@ def build_parser() -> argparse.ArgumentParser:
         ("rollback", cmd_rollback, "start a rollback run of one index, or of many (--all, --include)"),
     ):
         p = sub.add_parser(name, parents=[common, selection], help=text)
-        p.add_argument("--concurrency", type=int, help="bulk: indexes converted at once (default: the stack's)")
+        p.add_argument(
+            "--concurrency", type=_within(1, 40), help="bulk: indexes converted at once (default: the stack's)"
+        )
         p.add_argument("--wait", action="store_true", help="follow the run to its end; exit 1 if it fails")
+        p.add_argument("--yes", action="store_true", help="start without asking (needed where no terminal is)")
         p.add_argument("--interval", type=float, default=5.0, help=argparse.SUPPRESS)
         if name == "start":
-            p.add_argument("--shards", type=int, help="number of shards (default: one per 20 GiB)")
-            p.add_argument("--level", type=int, help="compression level as bgzip -l (default -1)")
+            p.add_argument("--shards", type=_within(1, 10_000), help="number of shards (default: one per 20 GiB)")
+            p.add_argument("--level", type=_within(-1, 9), help="compression level as bgzip -l: -1 (default) or 0..9")
         p.set_defaults(func=func)
     p = sub.add_parser(
         "plan", parents=[common, selection], help="dry run: pre-flight, files, bytes, expected size, time, cost"
     )
     p.add_argument("--rollback", action="store_true", help="a rollback instead of a compress run")
-    p.add_argument("--shards", type=int, help="number of shards (default: one per 20 GiB)")
+    p.add_argument("--shards", type=_within(1, 10_000), help="number of shards (default: one per 20 GiB)")
     p.set_defaults(func=cmd_plan, concurrency=None)
     p = sub.add_parser("watch", parents=[common], help="follow a run: state, Batch children, files and bytes")
     p.add_argument("execution", help="execution name or ARN")

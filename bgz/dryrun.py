@@ -23,6 +23,8 @@ class Preview:
     target_bytes: int = 0
     cost: float = 0.0
     refused: str = ""
+    locked: str = ""  # the lock a run would meet: "<target> is locked by <holder>", or ""
+    files: int = 0
 
 
 def sizing(stack: Stack) -> Sizing:
@@ -84,4 +86,15 @@ def preview(stack: Stack, mode: str, index: str, prefix: str, shards: int | None
         ),
         f"  lock: {found['locked'] or 'free'}",
     ]
-    return Preview(index, prefix, lines, source, target, guess.cost)
+    return Preview(index, prefix, lines, source, target, guess.cost, locked=found["locked"], files=found["files"])
+
+
+def select(stack: Stack, mode: str, selection: dict) -> tuple[list[tuple[str, str]], list[str]]:
+    """A bulk run's indexes as SelectIndexes chooses them (unknown names refused), and the lines
+    saying which it skips and why."""
+    machines = {"compress": "", "rollback": ""}
+    payload = {"execution": "dry-run", "input": {"mode": mode, **selection}, "machines": machines}
+    chosen = stack.invoke("SelectIndexesFunctionName", payload)
+    pairs = [(item["index"], item["prefix"]) for item in chosen["items"]]
+    skipped = [f"{s['index']} {s['prefix']}: skipped ({s['reason']})" for s in chosen["run"]["skipped"]]
+    return pairs, skipped

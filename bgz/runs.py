@@ -44,14 +44,19 @@ def running_on(stack: Stack, index: str, prefix: str) -> dict | None:
     return None
 
 
-def start(stack: Stack, mode: str, execution_input: dict) -> dict:
-    busy = running_on(stack, execution_input["index"], execution_input["prefix"])
+def check_not_busy(stack: Stack, index: str, prefix: str) -> None:
+    """Refuse a second run of an (index, prefix) while an execution of it runs, naming that one."""
+    busy = running_on(stack, index, prefix)
     if busy is not None:
         raise OperatorError(
-            f"index {execution_input['index']!r} prefix {execution_input['prefix']!r} is already being converted "
+            f"index {index!r} prefix {prefix!r} is already being converted "
             f"by execution {busy['name']} (started {busy['startDate']:%Y-%m-%d %H:%M} UTC)",
             f"follow it with `bgz watch {busy['name']}`",
         )
+
+
+def start(stack: Stack, mode: str, execution_input: dict) -> dict:
+    check_not_busy(stack, execution_input["index"], execution_input["prefix"])
     return stack.client("stepfunctions").start_execution(
         stateMachineArn=stack.machine_arn(mode),
         name=timestamped_name(execution_input["index"]),

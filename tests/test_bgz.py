@@ -6,8 +6,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import pty
 import re
+import select
 import stat
+import sys
 import threading
 import time
 from pathlib import Path
@@ -15,8 +18,10 @@ from pathlib import Path
 import pytest
 
 from batch_job.locations import parse_location
+from batch_job.locks import Lock, Locks
 from bgz import cli
 from bgz.publish import DOCKERFILE, ROOT
+from offline.aws import REGION
 from tests.stacks import INDEX, PREFIX, Deployment
 
 
@@ -33,6 +38,12 @@ def bgz(capsys, deployment, *args: str) -> tuple[int, str, str]:
     return rc, out, err
 
 
+def started(out: str) -> str:
+    """The ARN `bgz start` printed, after the plan block it shows first."""
+    (line,) = [line for line in out.splitlines() if line.startswith("started ")]
+    return line.split()[-1]
+
+
 def _compress_takes_a_moment(deployment) -> None:
     """A compress job starts in 0.02 s offline (a minute on Fargate): give `--wait`'s 0.3 s polls a
     chance to see the step running, with its progress."""
@@ -41,9 +52,11 @@ def _compress_takes_a_moment(deployment) -> None:
 
 def test_start_wait_list_watch_and_rollback(deployment, capsys):
     _compress_takes_a_moment(deployment)
-    rc, out, err = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3")
+    rc, out, err = bgz(
+        capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3"
+    )
     assert rc == 0, out + err
-    arn = out.splitlines()[0].split()[-1]
+    arn = started(out)
     name = arn.rsplit(":", 1)[-1]
     assert re.fullmatch(rf"{INDEX}-\d{{8}}T\d{{6}}Z", name)
     console = "https://us-east-1.console.aws.amazon.com/states/home?region=us-east-1#/v2/executions/details/"
@@ -62,7 +75,7 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
     assert "to finish" not in out, "an ended run is not offered a new run to finish it"
 
     rc, out, err = bgz(
-        capsys, deployment, "rollback", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3"
+        capsys, deployment, "rollback", "--yes", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3"
     )
     assert rc == 0, out + err
     assert "SUCCEEDED: rollback of associations" in out
@@ -73,19 +86,30 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
     assert "no executions" in out
 
 
-def test_a_failed_run_exits_1_with_the_cause(deployment, capsys):
+def test_a_refused_pre_flight_starts_nothing_and_a_failed_run_exits_1_with_the_cause(deployment, capsys):
     deployment.bioindex.inject_failures([403])
-    rc, out, _ = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3")
+    rc, out, err = bgz(capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX, "--wait")
+    assert rc == 2 and "refused by the pre-flight: BioindexRejected" in err and "nothing was started" in err, err
+    assert not deployment.aws.client("stepfunctions").list_executions(stateMachineArn=deployment.stack.compress_arn)[
+        "executions"
+    ]
+    deployment.bioindex.inject_failures([403])  # the bioindex fails after `bgz start` checked it
+    execution = deployment.aws.client("stepfunctions").start_execution(
+        stateMachineArn=deployment.stack.compress_arn,
+        name="by-the-console",
+        input=json.dumps({"index": INDEX, "prefix": PREFIX}),
+    )
+    rc, out, _ = bgz(capsys, deployment, "watch", execution["executionArn"].rsplit(":", 1)[-1], "--interval", "0.3")
     assert rc == 1
     assert "FAILED: PlanFailed: Plan failed. BioindexRejected" in out
     assert "No original was deleted" in out
 
 
 def test_a_second_start_on_a_running_prefix_is_refused(deployment, capsys):
-    rc, out, _ = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)
+    rc, out, _ = bgz(capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX)
     assert rc == 0 and "follow it with: bgz watch" in out
-    name = out.splitlines()[0].rsplit(":", 1)[-1]
-    rc, _, err = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)
+    name = started(out).rsplit(":", 1)[-1]
+    rc, _, err = bgz(capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX)
     assert rc == 2 and "already being converted" in err and f"hint: follow it with `bgz watch {name}`" in err
     deadline = time.monotonic() + 60
     while not deployment.locks() and time.monotonic() < deadline:
@@ -110,6 +134,71 @@ def test_operator_errors(deployment, capsys, args, message, hint):
     assert rc == 2 and message in err and "Traceback" not in err
     if hint:
         assert "hint: " in err and hint in err
+
+
+def test_start_checks_what_plan_checks_before_starting_anything(deployment, capsys):
+    """Out-of-range inputs, no terminal to confirm on, and a prefix a run by hand holds: each refused in
+    one line, with the plan block shown, and no execution started."""
+    sfn = deployment.aws.client("stepfunctions")
+    one = ["start", "--index", INDEX, "--prefix", PREFIX, "--stack", deployment.stack.name, "--region", "us-east-1"]
+    for extra, message in ((["--level", "12"], "must be from -1 to 9, got 12"), (["--shards", "0"], "from 1 to 10000")):
+        with pytest.raises(SystemExit) as exited:
+            cli.main([*one, *extra])
+        assert exited.value.code == 2 and message in capsys.readouterr().err
+
+    rc, out, err = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)  # stdin: no terminal
+    assert rc == 2 and "pre-flight: passed" in out and "lock: free" in out
+    assert "this compress run deletes the 5 original .json files of associations/ after every one is verified" in err
+    assert "give --yes" in err
+
+    target = parse_location(f"s3://{deployment.stack.data_bucket}/{PREFIX}")
+    locks = Locks(target)
+    locks.acquire(Lock(locks.key_prefix, target.uri, "s3://elsewhere/runs/by-hand/", mode="rollback", index=INDEX))
+    rc, out, err = bgz(capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX)
+    assert rc == 2 and "is locked by the run by hand s3://elsewhere/runs/by-hand/" in err, err
+    assert "nothing was started" in err
+    assert not sfn.list_executions(stateMachineArn=deployment.stack.compress_arn)["executions"]
+    locks.folder.store.delete([(locks.key_of(locks.key_prefix), locks.read()[1])])
+
+
+def _bgz_on_a_terminal(deployment, answer: bytes) -> tuple[bytes, int]:
+    """`bgz start` as the foreground process of a pseudo-terminal, answering its question."""
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.chdir(ROOT)
+        args = ["start", "--index", INDEX, "--prefix", PREFIX, "--stack", deployment.stack.name, "--region", REGION]
+        main = "import sys; from bgz.cli import main; sys.exit(main())"
+        os.execv(sys.executable, [sys.executable, "-c", main, *args])
+    out = b""
+    deadline = time.monotonic() + 60
+    while b"[y/N]" not in out and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            out += os.read(fd, 4096)
+    os.write(fd, answer + b"\n")
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return out, os.waitstatus_to_exitcode(status)
+
+
+def test_start_on_a_terminal_asks_before_a_run_that_deletes(deployment, capsys):
+    sfn = deployment.aws.client("stepfunctions")
+    out, code = _bgz_on_a_terminal(deployment, b"n")
+    assert b"This compress run deletes the 5 original .json files of associations/" in out and code == 1
+    assert b"not started" in out
+    assert not sfn.list_executions(stateMachineArn=deployment.stack.compress_arn)["executions"]
+    out, code = _bgz_on_a_terminal(deployment, b"y")
+    assert code == 0 and b"started compress run" in out, out
+    (execution,) = sfn.list_executions(stateMachineArn=deployment.stack.compress_arn)["executions"]
+    rc, out, _ = bgz(capsys, deployment, "watch", execution["name"], "--interval", "0.3")
+    assert rc == 0 and "SUCCEEDED" in out
 
 
 def test_stack_not_deployed_or_wrong_region(offline_aws, capsys):
@@ -211,7 +300,7 @@ def test_a_profile_is_used_for_every_call_run_folder_reads_included(deployment, 
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     _compress_takes_a_moment(deployment)
     rc, out, err = bgz(
-        capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3",
+        capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3",
         "--profile", "operator",
     )  # fmt: skip
     assert rc == 0, out + err
@@ -261,8 +350,8 @@ def test_stop_ends_the_run_and_its_job_frees_the_prefix_and_says_where_it_is(dep
             raise RuntimeError("the container was killed by TerminateJob")  # it never gets to compress
 
     deployment.aws.runner.before_job = compress_job_runs
-    rc, out, _ = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)
-    name = out.splitlines()[0].rsplit(":", 1)[-1]
+    rc, out, _ = bgz(capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX)
+    name = started(out).rsplit(":", 1)[-1]
     assert running.wait(60), "the compress job started"
     try:
         rc, out, err = bgz(capsys, deployment, "stop", name, "--reason", "wrong prefix")
@@ -285,8 +374,8 @@ def test_stop_ends_the_run_and_its_job_frees_the_prefix_and_says_where_it_is(dep
 
 
 def test_logs_of_a_run_by_state_and_followed(deployment, capsys):
-    rc, out, err = bgz(capsys, deployment, "start", "--index", INDEX, "--prefix", PREFIX)
-    name = out.splitlines()[0].rsplit(":", 1)[-1]
+    rc, out, err = bgz(capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX)
+    name = started(out).rsplit(":", 1)[-1]
     rc = cli.main(
         ["logs", name, "--follow", "--interval", "0.3", "--stack", deployment.stack.name, "--region", "us-east-1"]
     )
@@ -383,8 +472,8 @@ def test_a_run_waiting_for_a_restart_says_what_to_do_and_bgz_confirm_resumes_it(
     d = Deployment(offline_aws, tmp_path, mariadb, refresh="confirm")
     try:
         d.confirm_automatically = False
-        rc, out, _ = bgz(capsys, d, "start", "--index", INDEX, "--prefix", PREFIX)
-        name = out.splitlines()[0].split()[-1].rsplit(":", 1)[-1]
+        rc, out, _ = bgz(capsys, d, "start", "--yes", "--index", INDEX, "--prefix", PREFIX)
+        name = started(out).rsplit(":", 1)[-1]
         rc, _, err = bgz(capsys, d, "confirm", name)
         assert rc == 2 and "is not waiting for a bioindex restart" in err, err
         stack = Stack(d.stack.name, "us-east-1")

@@ -25,6 +25,11 @@ def deployment(offline_aws, tmp_path, mariadb):
     d.close()
 
 
+def started(out: str) -> str:
+    (line,) = [line for line in out.splitlines() if line.startswith("started ")]
+    return line.split()[-1]
+
+
 def bgz(capsys, d: Deployment, *args: str) -> tuple[int, str, str]:
     rc = cli.main([*args, "--stack", d.stack.name, "--region", "us-east-1", "--interval", "0.3"])
     out, err = capsys.readouterr()
@@ -38,7 +43,7 @@ def keys_under(d: Deployment, prefix: str) -> set[str]:
 
 def test_a_bulk_compress_and_rollback_of_a_whole_bioindex(deployment, capsys):
     d = deployment
-    rc, out, err = bgz(capsys, d, "start", "--all", "--concurrency", "2", "--wait")
+    rc, out, err = bgz(capsys, d, "start", "--yes", "--all", "--concurrency", "2", "--wait")
     assert rc == 1, out + err  # one index failed; every other one was converted
     assert "FAILED: IndexesFailed: compress of 3 indexes: 2 succeeded, 1 failed, 2 skipped" in out
     assert "associations associations/: SUCCEEDED, 5 files" in out and "genes genes/: SUCCEEDED, 5 files" in out
@@ -53,7 +58,7 @@ def test_a_bulk_compress_and_rollback_of_a_whole_bioindex(deployment, capsys):
         )
     assert not d.locks(), "every child released its lock"
 
-    rc, out, err = bgz(capsys, d, "rollback", "--include", f"{INDEX},genes", "--wait")
+    rc, out, err = bgz(capsys, d, "rollback", "--yes", "--include", f"{INDEX},genes", "--wait")
     assert rc == 0, out + err
     assert "SUCCEEDED: rollback of 2 indexes: 2 succeeded, 0 failed, 0 skipped" in out
     assert d.flag() is False and d.flag("genes", "genes/") is False
@@ -62,8 +67,10 @@ def test_a_bulk_compress_and_rollback_of_a_whole_bioindex(deployment, capsys):
 
 
 def test_unknown_names_are_refused_before_anything_runs(deployment, capsys):
-    rc, out, _ = bgz(capsys, deployment, "start", "--all", "--exclude", "genez", "--wait")
-    assert rc == 1 and "UnknownIndex" in out and "exclude names indexes the bioindex does not have: 'genez'" in out
+    rc, _, err = bgz(capsys, deployment, "start", "--yes", "--all", "--exclude", "genez", "--wait")
+    assert rc == 2 and "UnknownIndex" in err and "exclude names indexes the bioindex does not have: 'genez'" in err
+    sfn = deployment.aws.client("stepfunctions")
+    assert not sfn.list_executions(stateMachineArn=deployment.stack.bulk_arn)["executions"], "nothing started"
     assert deployment.originals_intact() and deployment.flag() is False and deployment.flag("genes", "genes/") is False
 
 
@@ -92,9 +99,9 @@ def test_stopping_a_bulk_run_stops_its_index_runs(deployment, capsys):
             raise RuntimeError("the container was killed by TerminateJob")
 
     d.aws.runner.before_job = compress_job_runs
-    rc, out, _ = bgz(capsys, d, "start", "--include", INDEX)
+    rc, out, _ = bgz(capsys, d, "start", "--yes", "--include", INDEX)
     assert rc == 0, out
-    name = out.splitlines()[0].rsplit(":", 1)[-1]
+    name = started(out).rsplit(":", 1)[-1]
     assert running.wait(60), "the index run's compress job started"
     try:
         rc = cli.main(["stop", name, "--stack", d.stack.name, "--region", "us-east-1"])
