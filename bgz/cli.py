@@ -28,8 +28,9 @@ from pathlib import Path
 from batch_job import version
 from batch_job.errors import BadInput
 from batch_job.locations import check_prefix
-from batch_job.records import parse_time
+from batch_job.records import Mode, parse_time
 from batch_job.sizes import human_bytes
+from batch_job.states import EXPLAIN_FAILURE, SEQUENCE, SUMMARIZE
 from bgz import runs
 from bgz.errors import explain
 from bgz.stack import Stack
@@ -234,6 +235,12 @@ def cmd_logs(args: argparse.Namespace, stack: Stack) -> int:
         print(line)
     if not found:
         print(f"no log lines for {description['name']}" + (f" in state {args.step}" if args.step else ""))
+        if args.step:
+            rollback = description.get("stateMachineArn", "").endswith("-rollback")
+            mode = Mode.ROLLBACK if rollback else Mode.COMPRESS
+            names = (*SEQUENCE[mode], SUMMARIZE, EXPLAIN_FAILURE)
+            if args.step not in names:
+                print(f"this is a {mode} run; its states: {', '.join(names)}")
     return 0
 
 
@@ -332,8 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--wait", action="store_true", help="follow the run to its end; exit 1 if it fails")
         p.add_argument("--yes", action="store_true", help="start without asking (needed where no terminal is)")
         p.add_argument("--interval", type=float, default=5.0, help=argparse.SUPPRESS)
+        p.add_argument("--shards", type=_within(1, 10_000), help="number of shards (default: one per 20 GiB)")
         if name == "start":
-            p.add_argument("--shards", type=_within(1, 10_000), help="number of shards (default: one per 20 GiB)")
             p.add_argument("--level", type=_within(-1, 9), help="compression level as bgzip -l: -1 (default) or 0..9")
         p.set_defaults(func=func)
     p = sub.add_parser(

@@ -79,6 +79,8 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
     )
     assert rc == 0, out + err
     assert "SUCCEEDED: rollback of associations" in out
+    rc, out, _ = bgz(capsys, deployment, "logs", started(out).rsplit(":", 1)[-1], "--step", "Verify")
+    assert rc == 0 and "this is a rollback run; its states: Plan, Decompress, VerifyRestored," in out, out
     assert deployment.originals_intact()
     rc, out, _ = bgz(capsys, deployment, "list", "--index", INDEX)
     assert out.count("SUCCEEDED") == 2
