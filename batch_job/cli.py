@@ -195,6 +195,21 @@ def cmd_unlock(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_flag(args: argparse.Namespace) -> int:
+    from batch_job.bioindex.by_hand import ATTESTED, set_flag
+
+    flag = set_flag(_run_folder(args.run), args.compressed, args.attest)
+    how = (
+        "as you attest"
+        if flag.backend == ATTESTED
+        else f"through {flag.backend}, read back (was {str(flag.before).lower()}; row {flag.row})"
+    )
+    print(f"flag.json: index {flag.index} prefix {flag.prefix} compressed={str(flag.compressed).lower()}, {how}")
+    step = "delete" if flag.compressed else "remove-compressed"
+    print(f"now restart every process of the bioindex, then: bgzip-job {step} --run {args.run}")
+    return 0
+
+
 def cmd_selftest(args: argparse.Namespace) -> int:
     """The Batch job of `bgz selftest`: its checks, one line each, and in SCRATCH/selftest.json for bgz."""
     from batch_job import selftest
@@ -278,6 +293,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="also while the holder's lease is live or its execution runs; then wait till nothing it sent is in flight",
     )
     unlock.set_defaults(func=cmd_unlock)
+
+    flag = sub.add_parser(
+        "flag",
+        help="set the bioindex flag of a run by hand after verify, as the workflow does, and write RUN/flag.json",
+        formatter_class=formatter,
+    )
+    flag.add_argument("--run", required=True, help="run folder holding plan.json and the verify manifests")
+    which = flag.add_mutually_exclusive_group(required=True)
+    which.add_argument("--compressed", action="store_true", help="a compress run: compressed=true")
+    which.add_argument("--uncompressed", dest="compressed", action="store_false", help="a rollback: compressed=false")
+    flag.add_argument(
+        "--attest", action="store_true", help="no bioindex configured: record that you set the flag yourself"
+    )
+    flag.set_defaults(func=cmd_flag)
 
     check = sub.add_parser(
         "selftest",

@@ -233,3 +233,41 @@ def test_the_retry_of_an_attempt_that_failed_after_deleting_puts_back_its_files(
     rc, err = job(capsys, "delete", "--run", run, "--shard", "0")
     assert rc == 2 and f"the {len(gone)} originals this run had deleted are back" in err, err
     assert {k: v for k, v in files(root).items() if k.endswith(".json")} == originals
+
+
+def test_a_run_by_hand_ends_with_its_own_flag_and_delete(offline_aws, mariadb, monkeypatch, tmp_path, capsys):
+    """`bgzip-job flag` sets the flag through the configured backend, as SetCompressed does, reads it
+    back, and writes the flag.json its delete step requires: a run by hand needs no hand-written record."""
+    root, run, originals = converted(tmp_path, capsys)
+    bioindex = Bioindex(mariadb, monkeypatch)
+    rc, err = job(capsys, "flag", "--run", run, "--uncompressed")
+    assert rc == 2 and "a compress plan: its flag is set with --compressed; nothing was set" in err
+    assert bioindex.db.compressed(INDEX, PREFIX) is False
+    rc = cli.main(["flag", "--run", run, "--compressed"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "compressed=true, through mysql, read back (was false" in out, out
+    assert f"then: bgzip-job delete --run {run}" in out
+    assert bioindex.db.compressed(INDEX, PREFIX) is True
+    flag = RunFolder(parse_location(run)).read_flag()
+    assert flag.backend == "mysql" and flag.row["id"] == bioindex.row and flag.before is False
+    assert job(capsys, "delete", "--run", run)[0] == 0
+    assert not any(k.endswith(".json") and k in originals for k in files(root))
+
+
+def test_flag_by_hand_refuses_before_verify_and_without_a_bioindex_unless_attested(monkeypatch, tmp_path, capsys):
+    monkeypatch.delenv("BIOINDEX_FLAG_BACKEND", raising=False)
+    root = tmp_path / "data" / "associations"
+    make_sample_index(root)
+    run = str(tmp_path / "run")
+    assert job(capsys, "plan", str(root), "--index", INDEX, "--prefix", PREFIX, "--run", run)[0] == 0
+    assert job(capsys, "compress", "--run", run)[0] == 0
+    rc, err = job(capsys, "flag", "--run", run, "--compressed")
+    assert rc == 2 and "verify has not passed in every shard" in err and "(0 of 1)" in err
+    assert job(capsys, "verify", "--run", run)[0] == 0
+    rc, err = job(capsys, "flag", "--run", run, "--compressed")
+    assert rc == 2 and "no bioindex configured" in err and "--attest" in err
+    assert RunFolder(parse_location(run)).read_flag() is None
+    rc = cli.main(["flag", "--run", run, "--compressed", "--attest"])
+    assert rc == 0 and "compressed=true, as you attest" in capsys.readouterr().out
+    assert RunFolder(parse_location(run)).read_flag().backend == "operator"
+    assert job(capsys, "delete", "--run", run)[0] == 0
