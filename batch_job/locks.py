@@ -47,9 +47,9 @@ LOCAL_LOCK_NAME = ".bgzip-workflow.lock"
 # How long a lock's execution counts as running although Step Functions says it does not exist.
 JUST_STARTED_SECONDS = 300
 # A lease: how long a lock stays live without renewal. Its holder renews it every quarter lease and
-# cuts each delete request off within a quarter lease, so a lease covers a quarter for the clocks of
-# two machines and a quarter of retries of the renewal. BGZIP_JOB_LEASE_SECONDS sets the leases of
-# the locks a process takes (the tests use short ones).
+# cuts each delete attempt off within a quarter lease, so a lease outlives two failed renewals and a
+# whole attempt, with room for clocks that differ (clock_allowance). BGZIP_JOB_LEASE_SECONDS sets the
+# leases of the locks a process takes (the tests use short ones).
 LEASE_SECONDS = 120
 LEASE_ENV = "BGZIP_JOB_LEASE_SECONDS"
 
@@ -188,12 +188,12 @@ class Locks:
             bucket = target.store.bucket
             self.folder = Location(target.store, LOCK_FOLDER, f"s3://{bucket}/{LOCK_FOLDER}")
             self.key_prefix = target.prefix
-            self.name = LOCK_NAME
+            self.lock_name = LOCK_NAME
         else:
             assert isinstance(target.store, LocalStore)
             self.folder = Location(LocalStore("/"), "", "/")  # keys: absolute paths without the leading '/'
             self.key_prefix = str(target.store.root / target.prefix).strip("/") + "/"
-            self.name = LOCAL_LOCK_NAME
+            self.lock_name = LOCAL_LOCK_NAME
         self.target = target
 
     @property
@@ -202,7 +202,7 @@ class Locks:
 
     def key_of(self, key_prefix: str) -> str:
         """The lock object of a key prefix."""
-        return self.folder.key(key_prefix + self.name)
+        return self.folder.key(key_prefix + self.lock_name)
 
     def _target_uri(self, key_prefix: str) -> str:
         return self.target.store.uri(key_prefix) if isinstance(self.target.store, S3Store) else f"/{key_prefix}"
