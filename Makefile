@@ -38,7 +38,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PYTHON) bench/run.py
-	$(PYTHON) bench/many_files.py --s3
+	$(PYTHON) bench/many_files.py
+	$(PYTHON) bench/many_files.py --small 1000 --medium 100 --s3
 
 # What CI runs before the tests: the template through SAM CLI's own validation and linter, a build
 # without Docker or a local python3.12, and a check that the built package holds and imports what it must.
