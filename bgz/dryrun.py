@@ -84,7 +84,7 @@ def preview(stack: Stack, mode: str, index: str, prefix: str, shards: int | None
             if guess.monthly_saving >= 0
             else f"added: ${-guess.monthly_saving:.2f} a month"
         ),
-        f"  lock: {found['locked'] or 'free'}",
+        f"  lock: {found['locked'] or 'free'}" + (f" ({found['staleLock']})" if found.get("staleLock") else ""),
     ]
     return Preview(index, prefix, lines, source, target, guess.cost, locked=found["locked"], files=found["files"])
 

@@ -464,6 +464,16 @@ def test_plan_says_when_the_prefix_is_locked(deployment, capsys):
     assert f"lock: s3://{deployment.stack.data_bucket}/{PREFIX} is locked by execution busy-run" in out
     assert locks.read() is not None, "a dry run clears nothing"
 
+    # The lock of an execution that ended long ago: stale, which the run's own Plan clears, so bgz start
+    # goes on (and does not refuse, as for a live holder).
+    locks.folder.store.delete([(locks.key_of(locks.key_prefix), locks.read()[1])])
+    locks.acquire(Lock(**{**lock.__dict__, "created": "2020-01-01T00:00:00Z"}), alive=lambda _: True)
+    rc, out, err = bgz(
+        capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3"
+    )
+    assert rc == 0, out + err
+    assert "lock: free (a stale lock of execution busy-run (compress of index 'associations', since 2020" in out
+
 
 def test_a_run_waiting_for_a_restart_says_what_to_do_and_bgz_confirm_resumes_it(offline_aws, tmp_path, mariadb, capsys):
     """ReaderRefresh=confirm, the default: the run pauses after setting the flag until the operator has

@@ -25,7 +25,7 @@ from batch_job.bioindex.server import BioindexServer
 from batch_job.errors import BadInput
 from batch_job.keys import s3_prefix
 from batch_job.locations import check_prefix, parse_location
-from batch_job.locks import Locks
+from batch_job.locks import Locks, holder_alive
 from batch_job.rates import JobLimits, step_timeouts
 from batch_job.runfolder import RunFolder, run_folder_uri
 from batch_job.steps.plan import make_plan, preview
@@ -89,6 +89,7 @@ def dry_run(target: str, rollback: bool, shards: int | None, row: IndexRow) -> d
     by_size = sorted(objects, key=lambda o: o.size)
     samples = sorted({by_size[i * (len(by_size) - 1) // (SAMPLED - 1)].key for i in range(SAMPLED)})
     blocking = Locks(location).blocking()
+    stale = blocking is not None and not holder_alive(blocking)  # the run's own Plan would clear it
     return {
         "dryRun": True,
         "target": target,
@@ -97,7 +98,8 @@ def dry_run(target: str, rollback: bool, shards: int | None, row: IndexRow) -> d
         "bytes": sum(o.size for o in objects),
         "shards": count,
         "samples": samples,
-        "locked": f"{blocking.target} is locked by {blocking.holder()}" if blocking else "",
+        "locked": f"{blocking.target} is locked by {blocking.holder()}" if blocking and not stale else "",
+        "staleLock": f"a stale lock of {blocking.holder()}, which the run clears" if stale else "",
     }
 
 
