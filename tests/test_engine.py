@@ -324,6 +324,7 @@ def test_stale_output_from_another_source_version_is_replaced(target, capsys):
     compress_and_verify(target, capsys)
 
 
+@pytest.mark.slow  # waits out a lock's lease
 def test_rollback_keeps_existing_originals_and_checks_them(target, capsys, monkeypatch):
     """Rolling back a run whose originals were never deleted: they are verified, not overwritten."""
     monkeypatch.setenv(LEASE_ENV, "4")  # `unlock --force` below waits out the compress run's lease

@@ -136,6 +136,7 @@ def test_a_run_by_hand_releases_its_lock_when_its_last_destructive_step_is_done(
     )
 
 
+@pytest.mark.slow  # waits out a lock's lease
 def test_delete_refuses_unless_its_run_holds_the_lock(target, capsys):
     compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)
@@ -151,6 +152,7 @@ def _job(env: dict, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "batch_job", *args], env=env, cwd=ROOT, capture_output=True, text=True)
 
 
+@pytest.mark.slow  # waits out a lock's lease
 def test_delete_and_remove_compressed_racing_on_one_prefix_lose_nothing(target, capsys):
     """The fault that lost both sides: a compress run's delete and a rollback's remove-compressed at once.
     Only the run holding the lock deletes; the other refuses before deleting anything."""
@@ -241,6 +243,7 @@ def _plant(uri: str, body: bytes) -> str:
     return locks.uri
 
 
+@pytest.mark.slow  # waits out a lock's lease
 def test_an_unreadable_lock_holds_only_its_own_prefixes_and_unlock_removes_it(target, capsys, tmp_path):
     """One unparseable object among the locks once made every plan in the bucket fail, unnamed, and
     `unlock` could not remove it. Now it blocks only the prefixes it overlaps, named, until unlocked."""
@@ -336,6 +339,7 @@ sys.exit(main(args))
 """
 
 
+@pytest.mark.slow  # waits out a lock's lease
 def test_a_delete_held_past_its_lease_is_not_sent(target, capsys, tmp_path):
     """The route that lost every original and its .gz: a compress run's delete held 55 s, meanwhile
     `unlock` and a whole rollback by hand; then the held delete landed. Now `unlock` refuses the live
@@ -383,6 +387,7 @@ def test_a_delete_held_past_its_lease_is_not_sent(target, capsys, tmp_path):
     assert not any(k.endswith((".gz", ".gzi")) for k in target.names())
 
 
+@pytest.mark.slow  # waits out a lock's lease
 def test_a_step_renews_its_lease_while_it_works_and_a_lapsed_run_by_hand_is_taken_over(target, capsys, caplog):
     """A run by hand holds its prefix while a step works (here: longer than its lease) and for one lease
     after; then its lock is stale, and another run takes the prefix."""
@@ -404,6 +409,7 @@ def test_a_step_renews_its_lease_while_it_works_and_a_lapsed_run_by_hand_is_take
     assert _lock_of(target.uri).run == parse_location(other).uri
 
 
+@pytest.mark.slow  # waits out a lock's lease
 def test_the_array_jobs_of_one_run_renew_one_lease_side_by_side(target, capsys):
     """Each shard of a step is its own Batch job: their renewals of the one lock overwrite each
     other's versions, and none may take that for losing the lock (a workflow run failed so)."""
