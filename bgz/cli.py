@@ -9,6 +9,7 @@
     bgz stop EXECUTION                                     stop a run and its jobs, free its prefix
     bgz logs EXECUTION [--step S] [--follow]               the CloudWatch lines of its jobs and Lambdas
     bgz list [--index NAME]                                recent runs of both state machines
+    bgz status INDEX PREFIX/                               its files, flag, last run and lock
     bgz locks                                              which runs hold which prefixes
     bgz publish-image [--tag TAG]                          build and push the job image
     bgz selftest                                           after a deploy: roles, image, bioindex, quota
@@ -258,6 +259,20 @@ def cmd_list(args: argparse.Namespace, stack: Stack) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace, stack: Stack) -> int:
+    from bgz.status import status
+
+    if args.names:  # `bgz status INDEX PREFIX/`
+        if len(args.names) != 2 or args.index or args.prefix:
+            raise BadInput("give INDEX PREFIX/ (two words) or --index INDEX --prefix PREFIX/, not both")
+        args.index, args.prefix = args.names
+    if not (args.index and args.prefix):
+        raise BadInput("give the index and its prefix: bgz status INDEX PREFIX/")
+    for line in status(stack, args.index, check_prefix(args.prefix)):
+        print(line)
+    return 0
+
+
 def cmd_locks(args: argparse.Namespace, stack: Stack) -> int:
     from batch_job.locations import Location
     from batch_job.locks import Locks
@@ -381,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--index", help="only runs of this index")
     p.add_argument("--max", type=int, default=20, help="how many (default 20)")
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser(
+        "status", parents=[common], help="one index's prefix: its files, the flag its last run set, that run, the lock"
+    )
+    p.add_argument("names", nargs="*", metavar="INDEX PREFIX", help="as --index INDEX --prefix PREFIX")
+    p.add_argument("--index", help="bioindex index name")
+    p.add_argument("--prefix", help="its prefix as __Indexes has it, ending in /")
+    p.set_defaults(func=cmd_status)
     p = sub.add_parser("locks", parents=[common], help="which runs hold which prefixes of the data bucket")
     p.set_defaults(func=cmd_locks)
     p = sub.add_parser("publish-image", parents=[common], help="build the job image and push it to the stack's ECR")

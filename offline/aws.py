@@ -67,8 +67,8 @@ from offline.warm_start import Zygote
 
 ROOT = Path(__file__).resolve().parent.parent
 PINNED_MOTO = "5.2.5"
-# The stack parameters `bgz plan` reads to estimate time and cost.
-SIZING = ("MaxvCpus", "JobVcpus", "JobMemoryMiB", "UseSpot")
+# The stack parameters `bgz` reads: sizes, to estimate time and cost; where the bioindex's prefixes are.
+SIZING = ("MaxvCpus", "JobVcpus", "JobMemoryMiB", "UseSpot", "BioindexS3Subdir")
 REGION = "us-east-1"
 ACCOUNT = recorder.ACCOUNT
 # AWS Fargate's vCPU quotas, On-Demand and Spot, at AWS's published defaults.

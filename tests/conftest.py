@@ -1,7 +1,8 @@
 """Shared fixtures: a moto S3 server on loopback, buckets, and sample data.
 
-Every test that uses the moto server or MariaDB, or waits out a lock's lease, is marked `slow`: `make test-fast` leaves them out
-(codec, plan, runner, CLI and template checks on local folders), `make test` runs everything.
+Every test that uses the moto server or MariaDB, or waits out a lock's lease, is marked `slow`:
+`make test-fast` leaves them out (codec, plan, runner, CLI and template checks on local folders),
+`make test` runs everything.
 """
 
 from __future__ import annotations

@@ -67,6 +67,12 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
 
     rc, out, _ = bgz(capsys, deployment, "list")
     assert rc == 0 and name in out and "SUCCEEDED" in out and "compress" in out
+    rc, out, _ = bgz(capsys, deployment, "status", INDEX, PREFIX)
+    lines = out.splitlines()
+    assert rc == 0 and lines[0] == f"{INDEX} {PREFIX} at s3://{deployment.stack.data_bucket}/{PREFIX}", out
+    assert lines[1].startswith("  files: 0 .json (0 B), 5 .json.gz (") and lines[1].endswith(": compressed"), out
+    assert lines[2].startswith(f"  flag: compressed=true, set by execution {name} at ") and "(mysql)" in lines[2]
+    assert lines[3].startswith(f"  last run: {name} (compress) SUCCEEDED, started ") and lines[4] == "  lock: free"
     rc, out, _ = bgz(capsys, deployment, "watch", name)
     assert rc == 0 and out.startswith("SUCCEEDED: compress")
     rc, out, _ = bgz(capsys, deployment, "stop", name)
