@@ -22,7 +22,9 @@ Exit status: 0 success; 1 the run failed; 2 the command could not do what was as
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 
@@ -247,6 +249,10 @@ def cmd_logs(args: argparse.Namespace, stack: Stack) -> int:
 
 def cmd_list(args: argparse.Namespace, stack: Stack) -> int:
     rows = runs.recent(stack, args.index, args.max)
+    if args.json:
+        keys = ("name", "mode", "status", "startDate", "stopDate", "index", "prefix", "executionArn")
+        print(json.dumps([{k: row.get(k) for k in keys} for row in rows], default=str, indent=1))
+        return 0
     if not rows:
         print("no executions" + (f" for index {args.index!r}" if args.index else ""))
         return 0
@@ -260,7 +266,7 @@ def cmd_list(args: argparse.Namespace, stack: Stack) -> int:
 
 
 def cmd_status(args: argparse.Namespace, stack: Stack) -> int:
-    from bgz.status import status
+    from bgz.status import found, lines
 
     if args.names:  # `bgz status INDEX PREFIX/`
         if len(args.names) != 2 or args.index or args.prefix:
@@ -268,8 +274,11 @@ def cmd_status(args: argparse.Namespace, stack: Stack) -> int:
         args.index, args.prefix = args.names
     if not (args.index and args.prefix):
         raise BadInput("give the index and its prefix: bgz status INDEX PREFIX/")
-    for line in status(stack, args.index, check_prefix(args.prefix)):
-        print(line)
+    record = found(stack, args.index, check_prefix(args.prefix))
+    if args.json:
+        print(json.dumps(record, default=str, indent=1))
+    else:
+        print("\n".join(lines(record)))
     return 0
 
 
@@ -282,6 +291,9 @@ def cmd_locks(args: argparse.Namespace, stack: Stack) -> int:
     if not bucket:
         raise BadInput(f"stack {stack.name!r} has no DataBucketName output: deploy this version of it first")
     held = Locks(Location(S3Store(bucket, client=stack.client("s3")), "", f"s3://{bucket}/")).held()
+    if args.json:
+        print(json.dumps([{**asdict(lock), "holder": lock.holder()} for lock, _ in held], indent=1))
+        return 0
     if not held:
         print(f"no prefix of s3://{bucket}/ is locked")
         return 0
@@ -395,6 +407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", parents=[common], help="recent runs of both state machines")
     p.add_argument("--index", help="only runs of this index")
     p.add_argument("--max", type=int, default=20, help="how many (default 20)")
+    p.add_argument("--json", action="store_true", help="the runs as records, for scripts")
     p.set_defaults(func=cmd_list)
     p = sub.add_parser(
         "status", parents=[common], help="one index's prefix: its files, the flag its last run set, that run, the lock"
@@ -402,8 +415,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*", metavar="INDEX PREFIX", help="as --index INDEX --prefix PREFIX")
     p.add_argument("--index", help="bioindex index name")
     p.add_argument("--prefix", help="its prefix as __Indexes has it, ending in /")
+    p.add_argument("--json", action="store_true", help="the record, for scripts")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("locks", parents=[common], help="which runs hold which prefixes of the data bucket")
+    p.add_argument("--json", action="store_true", help="the locks as records, for scripts")
     p.set_defaults(func=cmd_locks)
     p = sub.add_parser("publish-image", parents=[common], help="build the job image and push it to the stack's ECR")
     p.add_argument("--tag", help="image tag (default: UTC timestamp; the repository's tags are immutable)")

@@ -3,6 +3,8 @@ stack set it, the last run, the lock - read from S3 and Step Functions; nothing 
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 from batch_job.keys import COMPRESSED_SUFFIX, GZI_SUFFIX, ORIGINAL_SUFFIX, s3_prefix
 from batch_job.locks import Locks
 from batch_job.runfolder import Receipts, receipts_uri
@@ -33,33 +35,50 @@ def _files(stack: Stack, uri: str) -> tuple[dict[str, tuple[int, int]], str]:
     return {suffix: (count, size) for suffix, (count, size) in found.items()}, state
 
 
-def status(stack: Stack, index: str, prefix: str) -> list[str]:
+RUN_FIELDS = ("name", "mode", "status", "startDate", "stopDate", "executionArn")
+
+
+def found(stack: Stack, index: str, prefix: str) -> dict:
+    """The prefix's state as a record (what `--json` prints; `lines` says it in words)."""
     outputs = stack.outputs()
     key_prefix = s3_prefix(stack.parameters().get("BioindexS3Subdir", ""), prefix)
     uri = f"s3://{outputs['DataBucketName']}/{key_prefix}"
     files, state = _files(stack, uri)
-    counted = ", ".join(f"{count} {suffix} ({human_bytes(size)})" for suffix, (count, size) in files.items())
-    lines = [f"{index} {prefix} at {uri}", f"  files: {counted}: {state}"]
-
     flag = Receipts(stack.location(receipts_uri(outputs["RunBucketName"]))).read(index, prefix)
-    if flag is None:
-        lines.append("  flag: never set by a run of this stack")
-    else:
-        by = f"execution {flag.execution.rsplit(':', 1)[-1]}" if flag.execution else "a run"
-        lines.append(
-            f"  flag: compressed={str(flag.compressed).lower()}, set by {by} at {flag.confirmed_at} ({flag.backend})"
-        )
-
     last = [row for row in runs.recent(stack, index, 20) if row["prefix"] == prefix]
-    if last:
-        row = last[0]
-        lines.append(
-            f"  last run: {row['name']} ({row['mode']}) {row['status']}, started {row['startDate']:%Y-%m-%d %H:%M} "
-            f"UTC, {runs.duration(row)}"
-        )
-    else:
-        lines.append("  last run: none of the 20 latest runs of each machine")
-
     blocking = Locks(stack.location(uri)).blocking()
-    lines.append(f"  lock: {blocking.target} is locked by {blocking.holder()}" if blocking else "  lock: free")
-    return lines
+    return {
+        "index": index,
+        "prefix": prefix,
+        "target": uri,
+        "files": {suffix: {"count": count, "bytes": size} for suffix, (count, size) in files.items()},
+        "state": state,
+        "flag": asdict(flag) if flag else None,
+        "lastRun": {k: last[0].get(k) for k in RUN_FIELDS} if last else None,
+        "lock": {"target": blocking.target, "holder": blocking.holder()} if blocking else None,
+    }
+
+
+def lines(record: dict) -> list[str]:
+    files = record["files"]
+    counted = ", ".join(f"{f['count']} {suffix} ({human_bytes(f['bytes'])})" for suffix, f in files.items())
+    out = [f"{record['index']} {record['prefix']} at {record['target']}", f"  files: {counted}: {record['state']}"]
+    flag = record["flag"]
+    if flag is None:
+        out.append("  flag: never set by a run of this stack")
+    else:
+        by = f"execution {flag['execution'].rsplit(':', 1)[-1]}" if flag["execution"] else "a run"
+        out.append(
+            f"  flag: compressed={str(flag['compressed']).lower()}, set by {by} at {flag['confirmed_at']} "
+            f"({flag['backend']})"
+        )
+    run = record["lastRun"]
+    if run is None:
+        out.append("  last run: none of the 20 latest runs of each machine")
+    else:
+        out.append(
+            f"  last run: {run['name']} ({run['mode']}) {run['status']}, started {run['startDate']:%Y-%m-%d %H:%M} UTC"
+        )
+    lock = record["lock"]
+    out.append(f"  lock: {lock['target']} is locked by {lock['holder']}" if lock else "  lock: free")
+    return out

@@ -73,6 +73,14 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
     assert lines[1].startswith("  files: 0 .json (0 B), 5 .json.gz (") and lines[1].endswith(": compressed"), out
     assert lines[2].startswith(f"  flag: compressed=true, set by execution {name} at ") and "(mysql)" in lines[2]
     assert lines[3].startswith(f"  last run: {name} (compress) SUCCEEDED, started ") and lines[4] == "  lock: free"
+    rc, out, _ = bgz(capsys, deployment, "status", INDEX, PREFIX, "--json")
+    record = json.loads(out)
+    assert rc == 0 and record["state"] == "compressed" and record["files"][".json.gz"]["count"] == 5
+    assert record["flag"]["compressed"] is True and record["lastRun"]["name"] == name and record["lock"] is None
+    rc, out, _ = bgz(capsys, deployment, "list", "--json")
+    assert rc == 0 and [(r["name"], r["status"], r["index"]) for r in json.loads(out)] == [(name, "SUCCEEDED", INDEX)]
+    rc, out, _ = bgz(capsys, deployment, "locks", "--json")
+    assert rc == 0 and json.loads(out) == []
     rc, out, _ = bgz(capsys, deployment, "watch", name)
     assert rc == 0 and out.startswith("SUCCEEDED: compress")
     rc, out, _ = bgz(capsys, deployment, "stop", name)
