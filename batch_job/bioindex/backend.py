@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from batch_job.bioindex.rows import IndexRow
-from batch_job.records import Flag, PlannedFile
+from batch_job.records import Flag, Plan, PlanHead, PlannedFile
 
 SAMPLE_CANDIDATES = 50  # smallest planned files tried as the canary: bounded work at Plan
 
@@ -36,3 +36,22 @@ class FlagBackend(Protocol):
 
     def samples(self, row: IndexRow, files: list[PlannedFile], count: int) -> tuple[PlannedFile, list[list[str]], bool]:
         """The canary file, up to `count` sample queries, and whether their records lie in the canary."""
+
+
+def set_and_prove(
+    backend: FlagBackend, plan: Plan | PlanHead, compressed: bool, bioindex_url: str, execution: str = ""
+) -> Flag:
+    """Set the flag of exactly the plan's (index, prefix) through the backend, which proves it; the
+    flag.json record of what was proven (SetCompressed, ProveReaders, and `bgzip-job flag` by hand)."""
+    change = backend.set_flag(plan.index, plan.prefix, compressed)
+    return Flag(
+        plan.index,
+        plan.prefix,
+        compressed,
+        bioindex_url,
+        backend=backend.name,
+        before=change.before,
+        row=change.row.receipt(),
+        target=plan.target,
+        execution=execution,
+    )

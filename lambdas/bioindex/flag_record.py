@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from batch_job.bioindex.backend import FlagBackend
+from batch_job.bioindex.backend import FlagBackend, set_and_prove
 from batch_job.records import Flag, Plan, PlanHead
 from batch_job.runfolder import RunFolder
 
@@ -14,18 +14,7 @@ def set_and_record(
 ) -> Flag:
     """Set the flag of exactly the plan's (index, prefix) through the backend, which proves it; then
     write what was proven to the run's flag.json and to the (index, prefix)'s latest receipt."""
-    change = backend.set_flag(plan.index, plan.prefix, compressed)
-    flag = Flag(
-        plan.index,
-        plan.prefix,
-        compressed,
-        bioindex_url,
-        backend=backend.name,
-        before=change.before,
-        row=change.row.receipt(),
-        target=plan.target,
-        execution=execution,
-    )
+    flag = set_and_prove(backend, plan, compressed, bioindex_url, execution)
     run.write_flag(flag)
     config.receipts().write(flag)
     return flag
