@@ -212,9 +212,6 @@ class Locks:
         prefix = self.key_prefix if key_prefix is None else key_prefix
         key = self.key_of(prefix)
         info = self.folder.store.head(key)
-        if info is None and isinstance(self.folder.store, LocalStore):
-            time.sleep(0.02)  # a renewal takes a local lock away for a few microseconds: look again
-            info = self.folder.store.head(key)
         if info is None:
             return None
         try:
@@ -315,16 +312,27 @@ class Locks:
 
     def release(self, run: str) -> bool:
         """Remove the target's lock if `run` holds it; whether it did."""
-        found = self.read()
+        found = self.read_own()
         if found is None or found[0].run != run:
             return False
         self._remove(*found)
         log.info("lock: released %s", self.uri)
         return True
 
+    def read_own(self) -> tuple[Lock, str] | None:
+        """The target's lock where one is expected (held by a run checking it is still its own).
+        Locally a renewal takes the file away for an instant: a missing one is looked for again a few
+        times before it counts as gone. (Looking for other prefixes' locks needs no second look.)"""
+        for pause in (0.02, 0.05, 0.1, 0.2):
+            found = self.read()
+            if found is not None or not isinstance(self.folder.store, LocalStore):
+                return found
+            time.sleep(pause)
+        return self.read()
+
     def check_held_by(self, run: str) -> None:
         """Refuse unless `run` holds the target's lock: the destructive steps' precondition."""
-        found = self.read()
+        found = self.read_own()
         if found is None:
             raise PrefixLocked(f"no run holds the lock of {self.target.uri}; this run must plan again to take it")
         if found[0].run != run:
@@ -406,8 +414,8 @@ class Lease:
             try:
                 renewed = self.locks.renew(*self.held)
                 if renewed is None:  # another version now: a sibling array job of this run renewed it?
-                    found = self._read_ours()
-                    if found is not None:
+                    found = self.locks.read_own()
+                    if found is not None and found[0].run == self.run:
                         self.held = found
                         continue
             except StoreError as exc:  # the lease stands until its deadline; the next beat tries again
@@ -420,16 +428,6 @@ class Lease:
             self.held = renewed
             self.deadline = started + renewed[0].lease_seconds
             return
-
-    def _read_ours(self) -> tuple[Lock, str] | None:
-        """The lock, if this run holds it. Locally a sibling's renewal takes the file away for a few
-        microseconds: a missing lock is looked for again before it counts as gone."""
-        for attempt in range(4):
-            found = self.locks.read()
-            if found is not None:
-                return found if found[0].run == self.run else None
-            time.sleep(0.05 * (attempt + 1))
-        return None
 
     def _beat(self) -> None:
         while not self._stop.wait(self.held[0].lease_seconds / 4) and not self.lost:
