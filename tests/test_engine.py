@@ -4,18 +4,21 @@ rollback, and every refusal the safety rules ask for."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import pytest
 
-from batch_job import cli, errors, stores
+from batch_job import bgzf, cli, errors, stores
 from batch_job.errors import StoreError
 from batch_job.locks import LEASE_ENV, LOCAL_LOCK_NAME
+from batch_job.steps import verify
 from batch_job.stores import S3Store
 from offline.sample_index import gwas_lines, make_sample_index, upload_tree
 from tests.conftest import write_flag
@@ -169,22 +172,9 @@ def test_corrupted_output_is_caught_by_verify_and_blocks_delete(target, capsys):
     assert sum(k.endswith(".json") for k in target.names()) == 1
 
 
-def test_many_files_share_a_few_htslib_readers_and_a_bad_one_spoils_no_other(tmp_path, capsys, monkeypatch):
-    """Verify reads each .gz through htslib in long-lived readers (a process per file made many small
-    files slow): 60 files use a few readers, and three .gz that htslib cannot read each fail alone,
-    whatever file their reader reads next."""
-    from batch_job import htslib_readers
-
-    started = []
-    original_init = htslib_readers.Reader.__init__
-
-    def counted(self, folder):
-        started.append(folder)
-        original_init(self, folder)
-
-    monkeypatch.setattr(htslib_readers.Reader, "__init__", counted)
-    pool = htslib_readers.Readers()  # not the process's, which earlier tests may have warmed
-    monkeypatch.setattr("batch_job.steps.verify.READERS", pool)
+def test_a_gz_htslib_cannot_read_fails_alone_among_many(tmp_path, capsys):
+    """Verify reads each .gz through htslib's bgzip: three .gz it cannot read among 60 files each fail
+    with htslib's reason, and every other file passes."""
     root = tmp_path / "data"
     for n in range(60):
         (root / "p").mkdir(parents=True, exist_ok=True)
@@ -205,9 +195,65 @@ def test_many_files_share_a_few_htslib_readers_and_a_bad_one_spoils_no_other(tmp
     failed = sorted(r["key"].rsplit("/", 1)[-1] for r in manifest["files"] if not r["ok"])
     assert failed == ["f07.json", "f23.json", "f41.json"], failed
     errors = {r["key"].rsplit("/", 1)[-1]: r["error"] for r in manifest["files"] if not r["ok"]}
-    assert all("htslib" in e for e in errors.values()), errors
-    assert 1 <= len(started) <= 2 + 3, f"{len(started)} readers started for 60 files"
-    pool.close()
+    assert all("htslib cannot decompress it" in e for e in errors.values()), errors
+
+
+def test_a_gz_of_other_bytes_fails_at_the_first_byte_that_differs(tmp_path, capsys):
+    """A .gz htslib reads without complaint that holds other bytes than X.json (a stored block with one
+    byte changed and its CRC made right; size and ETag kept) fails, naming the first differing byte."""
+    root = tmp_path / "data"
+    (root / "p").mkdir(parents=True)
+    (root / "p" / "f.json").write_bytes(gwas_lines(200_000, seed=3))
+    run = str(tmp_path / "run")
+    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
+    assert job(capsys, "compress", "--run", run, "--level", "0")[0] == 0
+    gz = root / "p" / "f.json.gz"
+    before = os.stat(gz)
+    data = bytearray(gz.read_bytes())
+    second = bgzf.block_size_from_header(bytes(data[: bgzf.HEADER_SIZE]))  # where the second block starts
+    end = second + bgzf.block_size_from_header(bytes(data[second : second + bgzf.HEADER_SIZE]))
+    stored = second + bgzf.HEADER_SIZE + 5  # a stored deflate block: BFINAL/BTYPE, LEN, NLEN, then the bytes
+    data[stored + 100] ^= 0x01
+    data[end - 8 : end - 4] = zlib.crc32(bytes(data[stored : end - 8])).to_bytes(4, "little")
+    gz.write_bytes(bytes(data))
+    os.utime(gz, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert subprocess.run(["bgzip", "-t", str(gz)]).returncode == 0, "htslib reads the changed .gz"
+
+    rc, _, _ = job(capsys, "verify", "--run", run)
+    assert rc == 1
+    (record,) = json.loads((Path(run) / "verify" / "shard-0.json").read_text())["files"]
+    assert (
+        record["error"]
+        == f"FileFailed: content: p/f.json.gz differs from p/f.json at byte {bgzf.BLOCK_DATA_SIZE + 100}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("decoded", "size", "decoded_size", "first_difference", "hashed"),
+    [
+        (b"abcdef", 6, 6, None, True),
+        (b"abcdXf", 4, None, 4, False),  # stops at the difference
+        (b"abc", 4, 3, None, False),  # htslib's output ends inside the first chunk
+        (b"abcdefgh", 6, 8, None, True),  # longer: read to its end to say by how much
+    ],
+)
+def test_compare_reads_both_sides_until_they_differ(decoded, size, decoded_size, first_difference, hashed):
+    advanced: list[int] = []
+    compared = verify.compare(iter([b"abcd", b"ef"]), io.BytesIO(decoded), advanced.append)
+    assert (compared.size, compared.decoded_size, compared.first_difference) == (size, decoded_size, first_difference)
+    assert compared.sha256 == (hashlib.sha256(b"abcdef").hexdigest() if hashed else "")
+    assert sum(advanced) == (6 if hashed else 4 if first_difference else 0)
+
+
+def test_spot_check_windows_keep_the_bytes_at_their_offsets_across_chunks(monkeypatch):
+    """Verify keeps X.json's bytes at the spot-check offsets as it streams by, instead of ranged reads."""
+    monkeypatch.setattr(verify, "SPOT_LENGTH", 5)
+    data = bytes(range(40))
+    windows = verify.Windows([0, 3, 12, 38], len(data))
+    chunks = [data[i : i + 7] for i in range(0, len(data), 7)]  # windows cross chunk boundaries
+    assert list(windows.through(iter(chunks))) == chunks
+    assert windows.kept == {o: bytearray(data[o : o + 5]) for o in (0, 3, 12, 38)}
+    assert windows.spans[-1] == (38, 2), "the last window stops at the end of the file"
 
 
 def test_a_gzi_that_does_not_match_is_caught(target, capsys):
@@ -501,8 +547,6 @@ def test_deletes_are_conditional_on_the_etag(tmp_path):
 def test_s3_deletes_are_conditional_on_the_etag(s3, bucket):
     """Through the S3 API (the offline stack honours DeleteObjects' per-object ETag as S3 does):
     an object changed after its check is kept, and the call names it."""
-    from batch_job.stores import S3Store
-
     store = S3Store(bucket)
     for name in ("a.json", "b.json"):
         s3.put_object(Bucket=bucket, Key=name, Body=name.encode())

@@ -240,7 +240,7 @@ def test_the_packaged_handlers_use_the_layers_engine_and_never_load_the_codec(tm
         " bioindex;"
         "print(batch_job.__file__);"
         "print(bioindex.__file__);"
-        "print(sorted(m for m in ('deflate', 'pysam') if m in sys.modules))"
+        "print(sorted(m for m in ('deflate', 'batch_job.codec', 'batch_job.htslib') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe],

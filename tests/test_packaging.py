@@ -31,11 +31,13 @@ def test_dockerfile_entrypoint_is_the_job_command_and_runs():
 
 def test_image_installs_what_the_job_imports():
     """The image installs batch_job/requirements/job.txt: the job's imports must need nothing more."""
-    code = "import batch_job.cli, batch_job.steps.verify, batch_job.steps.decompress, batch_job.htslib_reader"
+    code = "import batch_job.cli, batch_job.steps.verify, batch_job.steps.decompress, batch_job.htslib"
     subprocess.run([sys.executable, "-c", code], check=True)
     text = DOCKERFILE.read_text()
     assert "-r batch_job/requirements/job.txt -c batch_job/requirements/lock.txt" in text
-    assert {"deflate", "pysam", "boto3"} <= _names("job.txt")
+    assert {"deflate", "boto3", "pymysql"} <= _names("job.txt")
+    # verify reads through htslib's bgzip, Debian 12's (htslib 1.16, as the reference the tests use)
+    assert re.search(r"apt-get install .*\btabix=1\.16\+ds-3\b", text), "the image brings htslib's bgzip"
 
 
 def test_base_image_is_pinned_and_the_build_context_holds_only_the_engine():

@@ -1,10 +1,11 @@
 """Check every X.json against its X.json.gz and .gzi, independently of the code that wrote them.
 
-The .gz is decompressed by htslib (pysam, in long-lived child processes) and compared by size and SHA-256 with a
-fresh read of X.json; the block index is rebuilt from the .gz and compared byte for byte with the
-stored .gzi; random access through the .gzi is spot-checked against ranges of X.json with Python's
-zlib. The record keeps every object's ETag, so delete can prove nothing changed since.
-Compress and rollback runs verify the same pair; only which side is the planned source differs.
+The .gz is decompressed by htslib's own bgzip (the reader the bioindex server runs) and compared byte
+for byte with a fresh read of X.json, whose SHA-256 is recorded; the block index is rebuilt from the
+.gz and compared byte for byte with the stored .gzi; random access through the .gzi is spot-checked
+with Python's zlib against X.json's bytes at those offsets, kept as it streamed by. The record keeps
+every object's ETag, so delete can prove nothing changed since. Compress and rollback runs verify
+the same pair; only which side is the planned source differs.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from __future__ import annotations
 import hashlib
 import random
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from batch_job import bgzf
-from batch_job.codec import iter_stream
+from batch_job.codec import iter_stream, read_exact
 from batch_job.errors import BGZFError, FileFailed
-from batch_job.htslib_readers import READERS
+from batch_job.htslib import BgzipDecompression
 from batch_job.provenance import why_not_current
 from batch_job.records import FileRecord, Mode, PlannedFile
 from batch_job.steps.runner import StepContext
@@ -27,54 +30,105 @@ SPOT_CHECKS = 8
 SPOT_LENGTH = 1000
 
 
-def _hash_original(ctx: StepContext, planned: PlannedFile, original: ObjectInfo) -> tuple[int, str]:
-    digest = hashlib.sha256()
-    size = 0
-    with ctx.target.store.open(planned.original, original.etag) as stream:
-        for chunk in iter_stream(stream):
-            digest.update(chunk)
-            size += len(chunk)
-            ctx.progress.advance(bytes_in=len(chunk))
-    return size, digest.hexdigest()
+class BlockScan:
+    """The .gz's bytes passed on as read, while its block index is rebuilt from them."""
 
+    def __init__(self, stream) -> None:
+        self._stream = stream
+        self.block_index = bgzf.BlockIndex()
+        self.last = b""
+        self.error = ""
 
-def _read_with_htslib(store: Store, key: str, etag: str) -> tuple[dict, bgzf.BlockIndex]:
-    """Stream the .gz into htslib's reader while rebuilding its block index from the same bytes."""
-    block_index = bgzf.BlockIndex()
-    last = b""
-    scan_error = ""
-
-    def to_htslib(stream) -> Iterator[bytes]:
-        """The .gz's bytes as read, passed on block by block while the index is rebuilt from them."""
-        nonlocal last, scan_error
+    def __iter__(self) -> Iterator[bytes]:
         pending: list[bytes] = []
 
         def read() -> Iterator[bytes]:
-            for chunk in iter_stream(stream):
+            for chunk in iter_stream(self._stream):
                 pending.append(chunk)
                 yield chunk
 
         try:
             for block in bgzf.iter_blocks(read()):
-                block_index.add_block(len(block), int.from_bytes(block[-4:], "little"))
-                last = block
+                self.block_index.add_block(len(block), int.from_bytes(block[-4:], "little"))
+                self.last = block
                 yield from pending
                 pending.clear()
         except BGZFError as exc:  # htslib gets what was read, and says what it makes of it
-            scan_error = str(exc)
+            self.error = str(exc)
         yield from pending
 
-    with store.open(key, etag) as stream, READERS.reader() as reader:
-        result = reader.read(to_htslib(stream))
-    if "error" in result:
-        raise FileFailed(f"{key}: htslib cannot decompress it: {result['error']}")
-    if result.get("stopped"):
-        raise FileFailed(f"{key}: htslib stopped reading")
-    if scan_error:
-        raise FileFailed(f"{key}: {scan_error}")
-    if last != bgzf.EOF_BLOCK:
-        raise FileFailed(f"{key}: no BGZF EOF block at the end (truncated)")
-    return result, block_index
+
+@dataclass
+class Comparison:
+    size: int  # bytes of X.json read
+    sha256: str  # of X.json, when it was read to the end
+    decoded_size: int | None  # bytes htslib decompressed; None if reading stopped at a difference
+    first_difference: int | None = None  # offset of the first differing byte both sides hold
+
+
+def compare(original: Iterator[bytes], decoded: BinaryIO, advance: Callable[[int], None]) -> Comparison:
+    """Read X.json and htslib's output side by side; stop at the first byte that differs."""
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in original:
+        other = read_exact(decoded, len(chunk))
+        if other != chunk:
+            at = next((i for i, (a, b) in enumerate(zip(chunk, other, strict=False)) if a != b), None)
+            if at is not None:
+                return Comparison(size, "", None, size + at)
+            return Comparison(size + len(chunk), "", size + len(other))  # htslib's output ended early
+        digest.update(chunk)
+        size += len(chunk)
+        advance(len(chunk))
+    extra = 0
+    while more := decoded.read(1 << 20):  # longer than X.json: say by how much
+        extra += len(more)
+    return Comparison(size, digest.hexdigest(), size + extra)
+
+
+class Windows:
+    """The bytes of X.json at the spot-check offsets, kept as its stream passes by: no ranged reads
+    (on S3 they were most of a small file's requests)."""
+
+    def __init__(self, offsets: list[int], size: int) -> None:
+        self.spans = [(offset, min(SPOT_LENGTH, size - offset)) for offset in offsets]
+        self.kept = {offset: bytearray() for offset in offsets}
+
+    def through(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        at = 0
+        for chunk in chunks:
+            end = at + len(chunk)
+            for offset, length in self.spans:
+                if offset < end and offset + length > at:
+                    self.kept[offset] += chunk[max(offset, at) - at : min(offset + length, end) - at]
+            at = end
+            yield chunk
+
+
+def _check_content(
+    ctx: StepContext, planned: PlannedFile, original: ObjectInfo, gz: ObjectInfo, windows: Windows
+) -> tuple[Comparison, bgzf.BlockIndex]:
+    """X.json against htslib's decompression of X.json.gz; the block index rebuilt from the .gz."""
+    store = ctx.target.store
+    with store.open(planned.compressed, gz.etag) as gz_stream, store.open(planned.original, original.etag) as json:
+        scan = BlockScan(gz_stream)
+        with BgzipDecompression(scan, ctx.threads) as bgzip:
+            chunks = windows.through(iter_stream(json))
+            compared = compare(chunks, bgzip.stdout, lambda n: ctx.progress.advance(bytes_in=n))
+    if bgzip.error:
+        raise FileFailed(f"{planned.compressed}: htslib cannot decompress it: {bgzip.error}")
+    if scan.error:
+        raise FileFailed(f"{planned.compressed}: {scan.error}")
+    if scan.last != bgzf.EOF_BLOCK:
+        raise FileFailed(f"{planned.compressed}: no BGZF EOF block at the end (truncated)")
+    if compared.first_difference is not None:
+        at = compared.first_difference
+        raise FileFailed(f"content: {planned.compressed} differs from {planned.original} at byte {at}")
+    if compared.decoded_size != original.size or compared.size != original.size:
+        raise FileFailed(
+            f"size: {planned.compressed} holds {compared.decoded_size} bytes, {planned.original} {original.size}"
+        )
+    return compared, scan.block_index
 
 
 def _spot_offsets(size: int, entries: list[tuple[int, int]], seed: str) -> list[int]:
@@ -88,11 +142,15 @@ def _spot_offsets(size: int, entries: list[tuple[int, int]], seed: str) -> list[
     return sorted(offsets)
 
 
-def _read_through_gzi(store: Store, gz: ObjectInfo, entries: list[tuple[int, int]], offset: int, length: int) -> bytes:
-    """Uncompressed bytes [offset, offset+length) read the way `bgzip -b -s` does, via the .gzi."""
+def _read_through_gzi(
+    store: Store, gz: ObjectInfo, entries: list[tuple[int, int]], offset: int, length: int, ranges: dict[int, bytes]
+) -> bytes:
+    """Uncompressed bytes [offset, offset+length) read the way `bgzip -b -s` does, via the .gzi.
+    `ranges` keeps each block's ranged read for the other offsets in it."""
     coffset, uoffset = bgzf.block_for_offset(entries, offset)
-    span = min(2 * bgzf.MAX_BLOCK_SIZE, gz.size - coffset)
-    raw = store.read_range(gz.key, coffset, span, gz.etag)
+    if coffset not in ranges:
+        ranges[coffset] = store.read_range(gz.key, coffset, min(2 * bgzf.MAX_BLOCK_SIZE, gz.size - coffset), gz.etag)
+    raw = ranges[coffset]
     out = bytearray()
     pos = 0
     while pos + bgzf.HEADER_SIZE <= len(raw) and len(out) < offset - uoffset + length:
@@ -119,33 +177,21 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
     if stale:
         raise FileFailed(stale)
 
-    hashing = ctx.codec_pool.submit(_hash_original, ctx, planned, original)
-    try:
-        decoded, rebuilt = _read_with_htslib(store, planned.compressed, gz.etag)
-    finally:
-        size, sha256 = hashing.result()
     with store.open(planned.gzi, gzi.etag) as stream:
         stored_gzi = stream.read()
-
-    problems = []
-    if decoded["size"] != size or size != original.size:
-        problems.append(f"size: {planned.compressed} holds {decoded['size']} bytes, {planned.original} {size}")
-    elif decoded["sha256"] != sha256:
-        problems.append(f"content: SHA-256 of {planned.compressed} differs from {planned.original}")
-    if rebuilt.to_gzi() != stored_gzi:
-        problems.append(f"{planned.gzi} does not match the blocks of {planned.compressed}")
-    offsets: list[int] = []
-    if not problems:
+    try:
         entries = bgzf.parse_gzi(stored_gzi)
-        offsets = _spot_offsets(size, entries, sha256)
-        for offset in offsets:
-            length = min(SPOT_LENGTH, size - offset)
-            expected = store.read_range(planned.original, offset, length, original.etag)
-            if _read_through_gzi(store, gz, entries, offset, length) != expected:
-                problems.append(f"random access at byte {offset} through {planned.gzi} returns other bytes")
-                break
-    if problems:
-        raise FileFailed("; ".join(problems))
+    except BGZFError:
+        entries = []  # the comparison with the rebuilt index below says what is wrong with it
+    offsets = _spot_offsets(original.size, entries, seed=f"{planned.key} {original.etag}")
+    windows = Windows(offsets, original.size)
+    compared, rebuilt = _check_content(ctx, planned, original, gz, windows)
+    if rebuilt.to_gzi() != stored_gzi:
+        raise FileFailed(f"{planned.gzi} does not match the blocks of {planned.compressed}")
+    ranges: dict[int, bytes] = {}
+    for offset, length in windows.spans:
+        if _read_through_gzi(store, gz, entries, offset, length, ranges) != windows.kept[offset]:
+            raise FileFailed(f"random access at byte {offset} through {planned.gzi} returns other bytes")
     return FileRecord(
         planned.key,
         True,
@@ -155,6 +201,6 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
         gz_size=gz.size,
         gzi_etag=gzi.etag,
         gzi_size=gzi.size,
-        sha256=sha256,
+        sha256=compared.sha256,
         random_access_offsets_checked=len(offsets),
     )
