@@ -73,6 +73,7 @@ REGION = "us-east-1"
 ACCOUNT = recorder.ACCOUNT
 # AWS Fargate's vCPU quotas, On-Demand and Spot, at AWS's published defaults.
 FARGATE_QUOTAS = {"L-3032A538": 4000.0, "L-36FBB829": 4000.0}
+SYNC_POLL_SECONDS = 0.05  # how often a .sync task looks at its Batch job (moto: 0.5 s)
 MOTO_CONFIG = {
     "batch": {"use_docker": False},
     "lambda": {"use_docker": False},
@@ -423,6 +424,9 @@ def install_hooks(runner: Runner) -> None:
         )
 
     callback_task._eval_sync = _eval_sync
+    # moto looks at a .sync task's job every 0.5 s: half a second lost per Batch state, a third of a
+    # test run. Step Functions' own latency is not something any test measures.
+    state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS
 
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
 
@@ -712,17 +716,23 @@ class OfflineAWS:
         sfn = self.client("stepfunctions")
         deadline = time.monotonic() + timeout
         seen = 0
+        read = 0.0
         while True:
             # Status first: a finished execution's history read after it is complete.
             result = sfn.describe_execution(executionArn=execution_arn)
-            events = sfn.get_execution_history(executionArn=execution_arn)["events"]
-            for event in events[seen:]:
-                if on_state and event["type"].endswith("StateEntered"):
-                    on_state(event["stateEnteredEventDetails"]["name"])
-            seen = len(events)
-            if result["status"] != "RUNNING":
+            ended = result["status"] != "RUNNING"
+            # The whole history only every half second (moto spends a core reading it faster), the
+            # status every tenth: a test waits at most that long after its run ends.
+            if ended or (on_state and time.monotonic() - read >= 0.5):
+                read = time.monotonic()
+                events = sfn.get_execution_history(executionArn=execution_arn)["events"]
+                for event in events[seen:]:
+                    if on_state and event["type"].endswith("StateEntered"):
+                        on_state(event["stateEnteredEventDetails"]["name"])
+                seen = len(events)
+            if ended:
                 result["history"] = events
                 return result
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still running after {timeout} s")
-            time.sleep(0.5)  # each poll reads the whole history: polled faster, moto spends a core on it
+            time.sleep(0.1)
