@@ -11,6 +11,8 @@ variables other than PYTHONPATH are the zygote's.
     zygote = Zygote()                       # starts `python offline/warm_start.py SOCKET`
     exit = zygote.run(script, args, env, cwd, stdin=PATH, stdout=PATH, stderr=PATH)
 
+It also parses botocore's data files once (models, endpoints), which every new session would parse again.
+
 The runner connects once per run and sends the request as one JSON line; the zygote forks, and when
 the child has exited (atexit run, standard streams flushed) writes its exit status and peak memory back as
 one line.
@@ -50,6 +52,8 @@ PRELOAD = (
     "requests",
     "moto.iam.access_control",  # the offline stack's IAM, which decides each call (offline/recorder.py)
 )
+# The services whose botocore models the zygote parses once for every child (see _share_botocore_data).
+SERVICES = ("s3", "stepfunctions", "batch", "secretsmanager", "lambda", "ecs", "sns", "sts")
 REAP_SECONDS = 0.02  # how often the zygote looks for children that have exited
 
 
@@ -158,9 +162,32 @@ def _child(request: dict, site_path: list[str]) -> None:
     os._exit(code or 0)
 
 
+def _share_botocore_data() -> None:
+    """botocore parses its JSON models again in every new session: most of making a client, and a
+    quarter of a Lambda invoke here. The zygote parses each file once and its children inherit the
+    result. botocore treats loaded data as shared already (a session caches it for all its clients,
+    and it deep-copies what it changes), and a child's changes never reach the zygote or a sibling."""
+    import botocore.session
+    from botocore import loaders
+
+    parsed: dict[str, object] = {}
+    load_file = loaders.JSONFileLoader.load_file
+
+    def load_file_once(self, file_path):
+        if file_path not in parsed:
+            parsed[file_path] = load_file(self, file_path)
+        return parsed[file_path]
+
+    loaders.JSONFileLoader.load_file = load_file_once
+    session = botocore.session.get_session()
+    for service in SERVICES:
+        session.create_client(service, "us-east-1", aws_access_key_id="zygote", aws_secret_access_key="zygote")
+
+
 def serve(socket_path: str) -> None:
     for name in PRELOAD:
         importlib.import_module(name)
+    _share_botocore_data()
     if threading.active_count() != 1:  # a fork copies only the forking thread: nothing may run beside it
         raise RuntimeError(f"a preloaded library started a thread: {threading.enumerate()}")
     site_path = sys.path[1:]  # without this script's folder, which a child replaces with its own
