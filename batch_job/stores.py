@@ -147,6 +147,8 @@ CLIENT_SETTINGS = (
     "AWS_ACCESS_KEY_ID",
     "AWS_SESSION_TOKEN",
     "AWS_CA_BUNDLE",
+    "AWS_MAX_ATTEMPTS",
+    "AWS_RETRY_MODE",
     "AWS_ROLE_ARN",
     "AWS_WEB_IDENTITY_TOKEN_FILE",
     "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
@@ -166,7 +168,13 @@ def s3_client():
 
 @functools.lru_cache(maxsize=8)
 def _s3_client(settings: tuple[str | None, ...]):
-    return _new_client(retries={"mode": "adaptive", "max_attempts": 10}, max_pool_connections=64)
+    # Adaptive retries, 10 attempts, unless the environment says otherwise (AWS_RETRY_MODE,
+    # AWS_MAX_ATTEMPTS): botocore's own settings give way to an explicit Config.
+    retries = {
+        "mode": os.environ.get("AWS_RETRY_MODE", "adaptive"),
+        "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "10")),
+    }
+    return _new_client(retries=retries, max_pool_connections=64)
 
 
 def _new_client(**config):
