@@ -11,7 +11,9 @@ tests/test_offline_aws.py fails loudly when an upgrade breaks them:
    PascalCase and the service APIs through botocore's service model (moto 5.2.5 leaves that
    normalisation as a stub).
 2. A `.sync` task is given no callback endpoint, so a Retry does not reuse the interrupted
-   endpoint of the previous attempt.
+   endpoint of the previous attempt; it looks at its job every 0.05 s (moto: 0.5 s), and a state's
+   Retry waits a tenth of its interval (moto: all of it). Attempts, their order and their errors are
+   AWS's; only the test waits less.
 3. A submitted Batch job runs its container command in a fresh process (Ref:: parameters substituted,
    AWS_BATCH_JOB_ARRAY_INDEX set for array children) and ends SUCCEEDED or FAILED by its exit code,
    with AWS's status reason; a Lambda invoke runs the function's handler in a fresh process with the
@@ -46,6 +48,7 @@ import socket
 import tempfile
 import threading
 import time
+import types
 import uuid
 import zipfile
 from collections.abc import Callable, Iterator
@@ -74,6 +77,7 @@ ACCOUNT = recorder.ACCOUNT
 # AWS Fargate's vCPU quotas, On-Demand and Spot, at AWS's published defaults.
 FARGATE_QUOTAS = {"L-3032A538": 4000.0, "L-36FBB829": 4000.0}
 SYNC_POLL_SECONDS = 0.05  # how often a .sync task looks at its Batch job (moto: 0.5 s)
+RETRY_WAIT_SCALE = 0.1  # of a Retry's IntervalSeconds (with its backoff) that the offline stack waits
 MOTO_CONFIG = {
     "batch": {"use_docker": False},
     "lambda": {"use_docker": False},
@@ -385,6 +389,7 @@ def install_hooks(runner: Runner) -> None:
         raise RuntimeError(f"the offline stack hooks moto {PINNED_MOTO} internals; found moto {moto.__version__}")
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.batch_simple.models import BatchSimpleBackend
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_batch,
         state_task_service_callback,
@@ -424,6 +429,8 @@ def install_hooks(runner: Runner) -> None:
         )
 
     callback_task._eval_sync = _eval_sync
+    # The retrier's only use of `time` is its sleep.
+    retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * RETRY_WAIT_SCALE))
     # moto looks at a .sync task's job every 0.5 s: half a second lost per Batch state, a third of a
     # test run. Step Functions' own latency is not something any test measures.
     state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 from pathlib import Path
 
@@ -77,7 +78,7 @@ def test_sync_batch_jobs_run_for_real_and_retries_wait_for_the_new_job(offline_a
                     "JobDefinition": failing_job,
                     "Parameters": {"run": str(tmp_path / "no-such-run")},
                 },
-                "Retry": [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 1, "MaxAttempts": 1}],
+                "Retry": [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 30, "MaxAttempts": 1}],
                 "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
                 "End": True,
             },
@@ -85,8 +86,10 @@ def test_sync_batch_jobs_run_for_real_and_retries_wait_for_the_new_job(offline_a
         },
     }
     before = len(offline_aws.runner.job_logs)
+    started = time.monotonic()
     result = offline_aws.run(_machine(offline_aws, definition), {}, f"canary-{uuid.uuid4().hex[:6]}", timeout=60)
     assert result["status"] == "SUCCEEDED"
+    assert 3 <= time.monotonic() - started < 25, "hook 2: the Retry waited a tenth of its 30 s"
     output = json.loads(result["output"])
     assert output["ok"]["Status"] == "SUCCEEDED", "hook 1: Batch responses mapped to PascalCase"
     runs = offline_aws.runner.job_logs[before:]
