@@ -17,24 +17,31 @@ $(STAMP): pyproject.toml batch_job/requirements/lock.txt
 demo: $(STAMP)
 	$(PYTHON) -m demo.run
 
-test: $(STAMP)
+# Everything, the quick parts first: the linters, then the fast tier (a broken codec fails in
+# seconds), then the tests with the moto server, MariaDB or a lock's lease.
+test: lint
 	@command -v bgzip >/dev/null || { echo "make test needs htslib's bgzip: apt-get install tabix"; exit 1; }
 	@{ [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null; } || { echo "make test needs a MariaDB server: apt-get install mariadb-server"; exit 1; }
-	$(PYTHON) -m pytest -n 2
+	$(PYTHON) -m pytest -n 2 -m "not slow"
+	$(PYTHON) -m pytest -n 2 -m slow
 
 # The inner loop: codec, plan, runner, CLI, Lambda and template checks on local folders, no moto
-# server and no MariaDB (tests/conftest.py marks those `slow`). `make test` stays the whole suite.
+# server and no MariaDB (tests/conftest.py marks those `slow`). `make test` runs everything.
 test-fast: $(STAMP)
 	$(PYTHON) -m pytest -n 2 -m "not slow"
 
-# Write both ASL files from statemachine/build.py (commit them; the tests check they are in sync).
+# Write the ASL files from statemachine/build.py (commit them; `make lint` checks they are in sync).
 asl: $(STAMP)
 	$(PYTHON) statemachine/build.py
 
+# The code, the template, the ASL and the Dockerfile through their linters.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PYTHON) statemachine/build.py --check
+	$(VENV)/bin/cfn-lint template.yaml
+	for asl in statemachine/*.asl.json; do $(VENV)/bin/statelint "$$asl" || exit 1; done
+	$(VENV)/bin/hadolint batch_job/Dockerfile
 
 bench: $(STAMP)
 	$(PYTHON) bench/run.py

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "batch_job" / "Dockerfile"
-
-
-def test_dockerfile_passes_hadolint():
-    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
-    result = subprocess.run([hadolint, str(DOCKERFILE)], capture_output=True, text=True)
-    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dockerfile_entrypoint_is_the_job_command_and_runs():
@@ -76,9 +69,3 @@ def test_one_lock_pins_the_layer_the_image_and_the_test_environment():
             assert requirement.specifier.contains(lock[name]), (spec, lock[name])
     for name, pinned in lock.items():
         assert version(name) == pinned, f"{name} {version(name)} installed, {pinned} locked"
-
-
-def test_ruff_is_clean():
-    for args in (["check", "."], ["format", "--check", "."]):
-        result = subprocess.run([sys.executable, "-m", "ruff", *args], cwd=ROOT, capture_output=True, text=True)
-        assert result.returncode == 0, result.stdout + result.stderr
