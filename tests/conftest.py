@@ -17,6 +17,7 @@ from batch_job.records import Flag
 from batch_job.runfolder import RunFolder
 from offline.aws import OfflineAWS
 from tests.mariadb import MariaDB
+from tests.stacks import Deployment
 
 REGION = "us-east-1"
 SLOW_FIXTURES = {"offline_aws", "mariadb"}
@@ -56,6 +57,14 @@ def mariadb(tmp_path_factory):
 @pytest.fixture(scope="session")
 def moto_server(offline_aws) -> str:
     return offline_aws.endpoint
+
+
+@pytest.fixture
+def deployment(offline_aws, tmp_path, mariadb):
+    """A fresh offline stack with the sample index built in its bioindex (tests/stacks.py)."""
+    d = Deployment(offline_aws, tmp_path, mariadb)
+    yield d
+    d.close()
 
 
 @pytest.fixture

@@ -25,13 +25,6 @@ from offline.aws import REGION
 from tests.stacks import INDEX, PREFIX, Deployment
 
 
-@pytest.fixture
-def deployment(offline_aws, tmp_path, mariadb):
-    d = Deployment(offline_aws, tmp_path, mariadb)
-    yield d
-    d.close()
-
-
 def bgz(capsys, deployment, *args: str) -> tuple[int, str, str]:
     rc = cli.main([*args, "--stack", deployment.stack.name, "--region", "us-east-1"])
     out, err = capsys.readouterr()

@@ -15,13 +15,6 @@ import pytest
 from tests.stacks import INDEX, PREFIX, Deployment
 
 
-@pytest.fixture
-def deployment(offline_aws, tmp_path, mariadb):
-    d = Deployment(offline_aws, tmp_path, mariadb)
-    yield d
-    d.close()
-
-
 def _refused_at_plan(d: Deployment, result: dict, error: str, *words: str) -> None:
     assert result["status"] == "FAILED" and result["error"] == "PlanFailed", (result.get("error"), result.get("cause"))
     assert f"{error}: " in result["cause"], result["cause"]

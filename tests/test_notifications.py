@@ -15,14 +15,7 @@ import pytest
 
 from offline.aws import load_template, resolve
 from offline.lambda_runtime import Context
-from tests.stacks import INDEX, PREFIX, Deployment
-
-
-@pytest.fixture
-def deployment(offline_aws, tmp_path, mariadb):
-    d = Deployment(offline_aws, tmp_path, mariadb)
-    yield d
-    d.close()
+from tests.stacks import INDEX, PREFIX
 
 
 def status_change_event(description: dict) -> dict:

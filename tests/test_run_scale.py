@@ -24,13 +24,6 @@ FILES, SHARDS = 250_000, 100
 MAX_MEMORY_MB = 150
 
 
-@pytest.fixture
-def deployment(offline_aws, tmp_path, mariadb):
-    d = Deployment(offline_aws, tmp_path, mariadb)
-    yield d
-    d.close()
-
-
 def _planned(count: int, shards: int, key_prefix: str) -> list[PlannedFile]:
     """Names like a Spark job's part files, sizes like a bioindex's."""
     return [

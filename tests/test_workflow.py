@@ -16,13 +16,6 @@ import pytest
 from tests.stacks import INDEX, PREFIX, Deployment
 
 
-@pytest.fixture
-def deployment(offline_aws, tmp_path, mariadb):
-    d = Deployment(offline_aws, tmp_path, mariadb)
-    yield d
-    d.close()
-
-
 def test_compress_then_rollback(deployment):
     result = deployment.run(shards=2)
     assert result["status"] == "SUCCEEDED", result.get("cause")
