@@ -52,7 +52,7 @@ PRELOAD = (
     "requests",
     "moto.iam.access_control",  # the offline stack's IAM, which decides each call (offline/recorder.py)
 )
-# The services whose botocore models the zygote parses once for every child (see _share_botocore_data).
+# The services whose botocore models the zygote parses once for every child (share_botocore_data).
 SERVICES = ("s3", "stepfunctions", "batch", "secretsmanager", "lambda", "ecs", "sns", "sts")
 REAP_SECONDS = 0.02  # how often the zygote looks for children that have exited
 
@@ -162,14 +162,16 @@ def _child(request: dict, site_path: list[str]) -> None:
     os._exit(code or 0)
 
 
-def _share_botocore_data() -> None:
+def share_botocore_data() -> None:
     """botocore parses its JSON models again in every new session: most of making a client, and a
-    quarter of a Lambda invoke here. The zygote parses each file once and its children inherit the
-    result. botocore treats loaded data as shared already (a session caches it for all its clients,
-    and it deep-copies what it changes), and a child's changes never reach the zygote or a sibling."""
-    import botocore.session
+    quarter of a Lambda invoke here. After this, a process parses each file once, and the zygote's
+    children inherit what it parsed. botocore treats loaded data as shared already (a session caches
+    it for all its clients, and deep-copies what it changes); a child's changes never reach the zygote
+    or a sibling. The tests' own process (moto's server, `bgz`) calls it too."""
     from botocore import loaders
 
+    if getattr(loaders.JSONFileLoader.load_file, "shared", False):
+        return
     parsed: dict[str, object] = {}
     load_file = loaders.JSONFileLoader.load_file
 
@@ -178,7 +180,15 @@ def _share_botocore_data() -> None:
             parsed[file_path] = load_file(self, file_path)
         return parsed[file_path]
 
+    load_file_once.shared = True
     loaders.JSONFileLoader.load_file = load_file_once
+
+
+def _parse_botocore_data() -> None:
+    """The zygote's children find the models of every service the stack uses parsed already."""
+    import botocore.session
+
+    share_botocore_data()
     session = botocore.session.get_session()
     for service in SERVICES:
         session.create_client(service, "us-east-1", aws_access_key_id="zygote", aws_secret_access_key="zygote")
@@ -187,7 +197,7 @@ def _share_botocore_data() -> None:
 def serve(socket_path: str) -> None:
     for name in PRELOAD:
         importlib.import_module(name)
-    _share_botocore_data()
+    _parse_botocore_data()
     if threading.active_count() != 1:  # a fork copies only the forking thread: nothing may run beside it
         raise RuntimeError(f"a preloaded library started a thread: {threading.enumerate()}")
     site_path = sys.path[1:]  # without this script's folder, which a child replaces with its own

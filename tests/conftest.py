@@ -16,11 +16,16 @@ from batch_job.locations import parse_location
 from batch_job.records import Flag
 from batch_job.runfolder import RunFolder
 from offline.aws import OfflineAWS
+from offline.warm_start import share_botocore_data
 from tests.mariadb import MariaDB
 from tests.stacks import Deployment
 
 REGION = "us-east-1"
 SLOW_FIXTURES = {"offline_aws", "mariadb"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    share_botocore_data()  # the harness, moto's server and `bgz` make hundreds of clients
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
