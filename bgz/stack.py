@@ -4,9 +4,11 @@ uses them), and the stack's outputs (state machines, run bucket, image repositor
 from __future__ import annotations
 
 import json
+import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -46,6 +48,9 @@ class Stack:
     region: str | None
     profile: str | None = None
     _described: dict | None = field(default=None, repr=False)
+    _session: boto3.session.Session | None = field(default=None, repr=False)
+    _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
     def from_args(cls, stack: str | None, region: str | None, profile: str | None, config: Path) -> Stack:
@@ -53,10 +58,23 @@ class Stack:
         return cls(stack or defaults.get("stack_name") or DEFAULT_STACK, region or defaults.get("region"), profile)
 
     def session(self) -> boto3.session.Session:
-        return boto3.session.Session(profile_name=self.profile, region_name=self.region)
+        with self._lock:
+            if self._session is None:
+                self._session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+            return self._session
 
     def client(self, service: str):
-        return self.session().client(service)
+        """One client per service for the stack's life (a command): each new one parses botocore's
+        models again, 0.2 s of CPU, and `bgz watch` asks for clients on every poll. Clients are
+        thread-safe; making them from the one session is not, hence the lock."""
+        return self._client(service, service)
+
+    def _client(self, key: str, service: str, config: Config | None = None):
+        session = self.session()
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = session.client(service, config=config)
+            return self._clients[key]
 
     def location(self, uri: str) -> Location:
         """An s3:// folder, read and written with this stack's profile and region."""
@@ -106,7 +124,7 @@ class Stack:
         if not name:
             raise OperatorError(f"stack {self.name!r} has no output {output}", "deploy this version: sam deploy")
         # Plan may list a large prefix for up to its 15 minutes; a retried invoke would list it again.
-        client = self.session().client("lambda", config=Config(read_timeout=900, retries={"max_attempts": 1}))
+        client = self._client("lambda, once", "lambda", Config(read_timeout=900, retries={"max_attempts": 1}))
         resp = client.invoke(FunctionName=name, Payload=json.dumps(payload).encode())
         body = json.loads(resp["Payload"].read() or b"{}")
         if resp.get("FunctionError"):
