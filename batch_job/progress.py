@@ -11,10 +11,10 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from batch_job.sizes import human_bytes
+from batch_job.sizes import human_bytes, human_duration, pace
 
 log = logging.getLogger("bgzip-job")
 
@@ -122,19 +122,26 @@ class Progress:
                 bar = "#" * int(30 * min(frac, 1.0))
                 sys.stderr.write(  # \x1b[2K clears the line: a shorter line leaves nothing of the last
                     f"\r\x1b[2K{self.step} [{bar:<30}] {self.files}/{self.total_files} files "
-                    f"{human_bytes(self.bytes_in)}/{human_bytes(self.total_bytes)}"
+                    f"{human_bytes(self.bytes_in)}/{human_bytes(self.total_bytes)}{self._pace()}"
                 )
                 sys.stderr.flush()
         elif now - self._last >= self.interval or force:
             self._last = now
             log.info(
-                "%s: %d/%d files, %s/%s",
+                "%s: %d/%d files, %s/%s%s",
                 self.step,
                 self.files,
                 self.total_files,
                 human_bytes(self.bytes_in),
                 human_bytes(self.total_bytes),
+                self._pace(),
             )
+
+    def _pace(self) -> str:
+        """ ", 1m05s, 12.30 MB/s, about 4m10s left": of the bytes worked on now, not those an earlier
+        attempt did."""
+        worked = pace(self.bytes_in - self.skipped_bytes, self.total_bytes - self.skipped_bytes, self.seconds)
+        return f", {human_duration(self.seconds)}" + (f", {worked}" if worked else "")
 
     @property
     def seconds(self) -> float:
@@ -156,3 +163,30 @@ class Progress:
             more = f" and {len(self.failed) - 20} more" if len(self.failed) > 20 else ""
             line += f": {shown}{more}"
         return line
+
+
+class Reports:
+    """Calls `write(progress)` every `seconds` while a step works, from a thread of its own: a slow
+    write never holds up the files, and a failed one costs only that report (it is only ever shown)."""
+
+    def __init__(self, progress: Progress, write: Callable[[Progress], None], seconds: float) -> None:
+        self._progress = progress
+        self._write = write
+        self._seconds = seconds
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="progress-reports", daemon=True)
+
+    def __enter__(self) -> Reports:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while not self._done.wait(self._seconds):
+            try:
+                self._write(self._progress)
+            except Exception as exc:  # a report is only shown: the step goes on
+                log.warning("%s: could not write a progress record: %s", self._progress.step, exc)

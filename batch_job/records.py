@@ -418,6 +418,29 @@ class JobError:
 
 
 @dataclass
+class StepProgress:
+    """<step>/shard-K.progress.json: how far the step's job for shard K has got, rewritten while it works
+    (bgz watch counts it for the shards that have no manifest yet, and says the rate and time left)."""
+
+    step: Step
+    shard: int | None  # None: a run by hand over every shard
+    files: int
+    total_files: int
+    bytes_done: int
+    total_bytes: int
+    started: str
+    at: str = field(default_factory=now)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), indent=1).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes, name: str) -> StepProgress:
+        with malformed(name):
+            return cls(**json_object(data, name))
+
+
+@dataclass
 class Flag:
     """flag.json: the bioindex `compressed` flag as confirmed by reading it back; the receipt for deletions.
 

@@ -3,6 +3,7 @@
     plan.json                  what to convert, with every source's size and ETag, and shard numbers
     <step>/shard-K.json        what each step did to each file of shard K
     <step>/shard-K.error.json  why the step's job for shard K exited non-zero (gone once it succeeds)
+    <step>/shard-K.progress.json  how far the step's job for shard K has got, rewritten while it works
     <step>/shard-K.restored.json  what a delete step put back when the bioindex flag changed under it
     readers.json               the bioindex's answers to sample queries before the run, and the canary
     flag.json                  the bioindex flag as read back after setting it (the delete receipt)
@@ -37,6 +38,7 @@ from batch_job.records import (
     ReadersCheck,
     Refresh,
     Step,
+    StepProgress,
 )
 from batch_job.stores import S3Store
 
@@ -68,6 +70,10 @@ def restored_key(step: Step, shard: int) -> str:
 def error_key(step: Step, shard: int | None) -> str:
     """Why a step's job failed (shard None: a run by hand over every shard)."""
     return f"{step}/shard-{'all' if shard is None else shard}.error.json"
+
+
+def progress_key(step: Step, shard: int | None) -> str:
+    return f"{step}/shard-{'all' if shard is None else shard}.progress.json"
 
 
 def receipt_key(index: str, prefix: str) -> str:
@@ -148,13 +154,17 @@ class RunFolder:
 
     def manifest_shards(self, step: Step) -> set[int]:
         """Shard numbers with a manifest for the step, from one listing."""
+        return self._shards(step, ".json")
+
+    def _shards(self, step: Step, suffix: str) -> set[int]:
+        """Shard numbers K with a `<step>/shard-K<suffix>`, from one listing."""
         folder = self.location.key(f"{step}/")  # a folder: local stores list folders only
         shards = set()
         try:
             for info in self.location.store.list_objects(folder):
                 name = info.key[len(folder) :]
-                number = name.removeprefix("shard-").removesuffix(".json")
-                if name.startswith("shard-") and number.isdigit():
+                number = name.removeprefix("shard-").removesuffix(suffix)
+                if name.startswith("shard-") and name.endswith(suffix) and number.isdigit():
                     shards.add(int(number))
         except StoreError:  # a local run folder without the step's folder yet
             return set()
@@ -174,6 +184,26 @@ class RunFolder:
 
     def write_error(self, error: JobError) -> None:
         self._write(error_key(error.step, error.shard), error.to_json())
+
+    def write_progress(self, progress: StepProgress) -> None:
+        self._write(progress_key(progress.step, progress.shard), progress.to_json())
+
+    def read_progresses(self, step: Step, unfinished: set[int]) -> dict[int, StepProgress]:
+        """The progress records of these shards (those with no manifest yet), from one listing."""
+        present = self._shards(step, ".progress.json") & unfinished
+        with ThreadPoolExecutor(32) as pool:
+            found = pool.map(lambda k: (k, self.read_progress(step, k)), sorted(present))
+            return {k: record for k, record in found if record is not None}
+
+    def read_progress(self, step: Step, shard: int) -> StepProgress | None:
+        """A job's progress record; None if it wrote none yet (or one that cannot be read: it is
+        rewritten as the job works, and only ever shown)."""
+        name = progress_key(step, shard)
+        try:
+            data = self._read(name)
+            return None if data is None else StepProgress.from_json(data, name)
+        except (BadInput, StoreError):
+            return None
 
     def clear_error(self, step: Step, shard: int | None) -> None:
         info = self.location.store.head(self.location.key(error_key(step, shard)))

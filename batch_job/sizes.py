@@ -1,4 +1,5 @@
-"""Byte counts as people write and read them: "20GiB" in, "21.47 GB" out."""
+"""Byte counts and durations as people write and read them: "20GiB" in, "21.47 GB" out; "4m05s";
+the pace of long work: "12.30 MB/s, about 4m05s left"."""
 
 from __future__ import annotations
 
@@ -34,3 +35,19 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
         n /= 1000
     return f"{n:.2f} TB"
+
+
+def human_duration(seconds: float) -> str:
+    seconds = max(int(seconds), 0)
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def pace(done: int, total: int, seconds: float) -> str:
+    """The rate of the bytes done so far and the time left at that rate; "" before any byte is done."""
+    if done <= 0 or seconds <= 0:
+        return ""
+    rate = done / seconds
+    left = f", about {human_duration((total - done) / rate)} left" if total > done else ""
+    return f"{human_bytes(rate)}/s{left}"

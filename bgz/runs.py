@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 from batch_job import keys
+from batch_job.sizes import human_duration
 from bgz.errors import OperatorError
 from bgz.stack import Stack
 
@@ -137,9 +138,4 @@ def recent(stack: Stack, index: str | None, limit: int) -> list[dict]:
 
 def duration(row: dict) -> str:
     end = row.get("stopDate") or datetime.now(UTC)
-    seconds = int((end - row["startDate"]).total_seconds())
-    return (
-        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m{seconds % 60:02d}s"
-        if seconds >= 3600
-        else (f"{seconds // 60}m{seconds % 60:02d}s")
-    )
+    return human_duration((end - row["startDate"]).total_seconds())

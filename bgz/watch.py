@@ -1,5 +1,6 @@
 """Follow one execution: the current state, its Batch array's children, and files and bytes done
-from the run folder's manifests; at the end the summary or the failure cause in plain words."""
+from the run folder's manifests and the progress records of the shards still working, with the rate
+and the time left; at the end the summary or the failure cause in plain words."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import json
 import sys
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from batch_job import states
-from batch_job.sizes import human_bytes
+from batch_job.sizes import human_bytes, human_duration, pace
 from bgz import runs
 from bgz.stack import Stack
 
@@ -26,6 +28,7 @@ class Snapshot:
     files_failed: int = 0
     bytes_total: int = 0
     bytes_done: int = 0
+    seconds: float = 0.0  # since the step's state was entered
     children: dict[str, int] | None = None
     running: list[str] | None = None  # a bulk execution's indexes being converted now
     asked: str = ""  # what the run waits for the operator to do (ReaderRefresh=confirm)
@@ -40,9 +43,11 @@ class Snapshot:
         if self.step and self.shards:
             frac = self.bytes_done / self.bytes_total if self.bytes_total else 0.0
             bar = "#" * int(20 * frac)
+            going = pace(self.bytes_done, self.bytes_total, self.seconds)
             parts.append(
                 f"[{bar:<20}] {self.shards_done}/{self.shards} shards, {self.files_done}/{self.files} files, "
-                f"{human_bytes(self.bytes_done)}/{human_bytes(self.bytes_total)}"
+                f"{human_bytes(self.bytes_done)}/{human_bytes(self.bytes_total)}, {human_duration(self.seconds)}"
+                + (f", {going}" if going else "")
             )
         if self.files_failed:
             parts.append(f"{self.files_failed} files failed")
@@ -83,8 +88,8 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
     """Where the execution is; `cache` keeps the plan between polls (it may list 100,000 files)."""
     cache = {} if cache is None else cache
     events = runs.history(stack, description["executionArn"])
-    entered = [e["stateEnteredEventDetails"]["name"] for e in events if e["type"].endswith("StateEntered")]
-    state = entered[-1] if entered else "starting"
+    entered = [e for e in events if e["type"].endswith("StateEntered")]
+    state = entered[-1]["stateEnteredEventDetails"]["name"] if entered else "starting"
     if is_bulk(description):
         return _bulk_snapshot(stack, description, state)
     step_state = states.step_state(state)
@@ -102,12 +107,17 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
     step = states.STATE_STEPS.get(step_state)
     if step is not None and description["status"] == "RUNNING":
         snap.step = True
+        snap.seconds = (datetime.now(UTC) - entered[-1]["timestamp"]).total_seconds()
         sizes = {f.key: f.size for f in plan.files}
-        for manifest in run.read_manifests(step, plan.shards).values():
+        manifests = run.read_manifests(step, plan.shards)
+        for manifest in manifests.values():
             snap.shards_done += 1
             snap.files_done += len(manifest.files)
             snap.files_failed += len(manifest.failed)
             snap.bytes_done += sum(sizes.get(r.key, 0) for r in manifest.files)
+        for working in run.read_progresses(step, set(range(plan.shards)) - set(manifests)).values():
+            snap.files_done += working.files
+            snap.bytes_done += working.bytes_done
         snap.children = _batch_children(stack, events)
     return snap
 

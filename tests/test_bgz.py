@@ -547,3 +547,20 @@ def test_start_takes_index_and_prefix_as_words_too():
             _selection(build_parser().parse_args(words))
     args = build_parser().parse_args(["start", "--all", "--exclude", "draft"])
     assert _selection(args) == {"all": True, "exclude": ["draft"]}
+
+
+def test_watch_says_the_rate_and_the_time_left():
+    """Files and bytes done (manifests, and the progress records of shards still working) over the
+    time since the step's state was entered."""
+    from batch_job.sizes import pace
+    from bgz.watch import Snapshot
+
+    snap = Snapshot("RUNNING", "Compress job", step=True, shards=4, shards_done=1, files=40, files_done=12)
+    snap.bytes_total, snap.bytes_done, snap.seconds = 400_000_000, 100_000_000, 50
+    assert snap.line() == (
+        "running: Compress job | [#####               ] 1/4 shards, 12/40 files, 100.00 MB/400.00 MB, 0m50s, "
+        "2.00 MB/s, about 2m30s left"
+    )
+    snap.bytes_done = 0
+    assert snap.line().endswith("0 B/400.00 MB, 0m50s"), "no rate before a byte is done"
+    assert pace(400, 400, 3725) == "0 B/s" and pace(1, 3601, 1) == "1 B/s, about 1h00m00s left"

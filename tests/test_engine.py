@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 import zlib
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import pytest
 
 from batch_job import bgzf, cli, errors, stores
 from batch_job.errors import StoreError
+from batch_job.locations import parse_location
 from batch_job.locks import LEASE_ENV, LOCAL_LOCK_NAME
+from batch_job.records import Step
 from batch_job.steps import verify
 from batch_job.stores import S3Store
 from offline.sample_index import gwas_lines, make_sample_index, upload_tree
@@ -243,6 +246,45 @@ def test_compare_reads_both_sides_until_they_differ(decoded, size, decoded_size,
     assert (compared.size, compared.decoded_size, compared.first_difference) == (size, decoded_size, first_difference)
     assert compared.sha256 == (hashlib.sha256(b"abcdef").hexdigest() if hashed else "")
     assert sum(advanced) == (6 if hashed else 4 if first_difference else 0)
+
+
+def test_a_step_rewrites_its_progress_record_while_it_works(tmp_path, capsys, monkeypatch):
+    """A long step says how far it has got before its manifest: bgz watch counts these records for
+    the shards still working. Each file here takes 20 ms, and the step reports every 10 ms."""
+    from batch_job.runfolder import RunFolder
+    from batch_job.steps import compress
+
+    root = tmp_path / "data"
+    for n in range(30):
+        (root / "p").mkdir(parents=True, exist_ok=True)
+        (root / "p" / f"f{n:02d}.json").write_bytes(gwas_lines(2000, seed=n))
+    run = str(tmp_path / "run")
+    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
+    slow = compress.compress_file
+
+    def compress_slowly(ctx, planned, level):
+        time.sleep(0.02)
+        return slow(ctx, planned, level)
+
+    written = []
+    write = RunFolder.write_progress
+    monkeypatch.setattr(compress, "compress_file", compress_slowly)
+    monkeypatch.setattr(RunFolder, "write_progress", lambda self, p: (written.append(p), write(self, p)))
+    monkeypatch.setenv("BGZIP_JOB_PROGRESS_SECONDS", "0.01")
+    assert job(capsys, "compress", "--run", run, "--shard", "0")[0] == 0
+
+    total = sum(p.stat().st_size for p in (root / "p").glob("*.json"))
+    assert len(written) >= 3, "records while the step worked"
+    assert all((r.step, r.shard, r.total_files, r.total_bytes) == ("compress", 0, 30, total) for r in written)
+    assert [r.files for r in written] == sorted(r.files for r in written) and written[0].files < 30
+    folder = RunFolder(parse_location(run))
+    assert folder.read_progress(Step.COMPRESS, 0) == written[-1]
+    assert folder.read_progresses(Step.COMPRESS, {0}) == {0: written[-1]}
+    assert folder.read_progresses(Step.COMPRESS, set()) == {}, "a shard with its manifest is counted from it"
+
+    monkeypatch.setenv("BGZIP_JOB_PROGRESS_SECONDS", "soon")
+    rc, _, err = job(capsys, "verify", "--run", run)
+    assert rc == 2 and "BGZIP_JOB_PROGRESS_SECONDS must be a number of seconds, not 'soon'" in err
 
 
 def test_spot_check_windows_keep_the_bytes_at_their_offsets_across_chunks(monkeypatch):

@@ -17,14 +17,36 @@ from botocore.exceptions import BotoCoreError, ClientError
 from batch_job.errors import AccessDenied, BadInput, FileFailed, ObjectChanged, Refused, StoreError
 from batch_job.locations import Location, parse_location
 from batch_job.locks import Lease, Locks
-from batch_job.progress import STOP, Interrupted, Progress, uninterrupted, waiting_on_workers
-from batch_job.records import CanaryStatus, FileRecord, Manifest, Mode, Plan, PlannedFile, Status, Step, now
+from batch_job.progress import STOP, Interrupted, Progress, Reports, uninterrupted, waiting_on_workers
+from batch_job.records import (
+    CanaryStatus,
+    FileRecord,
+    Manifest,
+    Mode,
+    Plan,
+    PlannedFile,
+    Status,
+    Step,
+    StepProgress,
+    now,
+)
 from batch_job.runfolder import RunFolder
 from batch_job.stores import is_denied
 
 log = logging.getLogger("bgzip-job")
 
 ATTEMPTS = 3
+PROGRESS_ENV = "BGZIP_JOB_PROGRESS_SECONDS"  # how often a step rewrites its progress record (default 30)
+
+
+def progress_seconds() -> float:
+    try:
+        seconds = float(os.environ.get(PROGRESS_ENV, "30"))
+    except ValueError as exc:
+        raise BadInput(f"{PROGRESS_ENV} must be a number of seconds, not {os.environ[PROGRESS_ENV]!r}") from exc
+    if seconds <= 0:
+        raise BadInput(f"{PROGRESS_ENV} must be above 0 seconds")
+    return seconds
 
 
 @dataclass
@@ -112,9 +134,15 @@ def run_step(
     shards = [shard] if shard is not None else list(range(plan.shards))
     files = [f for k in shards for f in plan.files_of(k)]
     progress = Progress(step, len(files), sum(f.size for f in files))
+    step_started = now()
+
+    def report(p: Progress) -> None:
+        run.write_progress(StepProgress(step, shard, p.files, p.total_files, p.bytes_in, p.total_bytes, step_started))
+
     # Every step renews its run's lease while it works; the delete steps' requests are fenced by it.
     lease = Lease(Locks(target), run.uri)
-    with lease, ThreadPoolExecutor(threads, thread_name_prefix="codec") as codec_pool:
+    reports = Reports(progress, report, progress_seconds())
+    with lease, reports, ThreadPoolExecutor(threads, thread_name_prefix="codec") as codec_pool:
         ctx = StepContext(run, plan, target, progress, codec_pool, threads, lease)
         with ThreadPoolExecutor(parallel_files, thread_name_prefix="file") as file_pool:
             for k in shards:
