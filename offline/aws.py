@@ -61,10 +61,9 @@ import moto
 import requests
 from botocore import xform_name
 from botocore.session import get_session
-from cfnlint.decode import decode_str
 from moto.server import ThreadedMotoServer
 
-from offline import authorization, recorder
+from offline import authorization, cfn_yaml, recorder
 from offline.intrinsics import Intrinsics, parameter_errors, parameter_values
 from offline.warm_start import Zygote
 
@@ -485,10 +484,8 @@ def install_hooks(runner: Runner) -> None:
 
 
 def load_template() -> dict:
-    template, errors = decode_str((ROOT / "template.yaml").read_text())
-    if errors:
-        raise RuntimeError(f"template.yaml does not parse: {errors}")
-    return json.loads(json.dumps(template))
+    """A fresh copy each time: the SAM transform changes what it is given."""
+    return cfn_yaml.loads((ROOT / "template.yaml").read_text())
 
 
 def resolve(value: Any, refs: dict[str, Any], conditions: dict[str, Any] | None = None) -> Any:

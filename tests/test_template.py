@@ -469,3 +469,21 @@ def test_every_batch_step_waits_no_longer_than_plan_allows():
         assert len(tasks) == 6
         for task in tasks:
             assert re.fullmatch(r"\$\.plan\.timeouts\.[a-z_]+", task["TimeoutSecondsPath"]), task
+
+
+def test_the_offline_stack_reads_the_template_as_cfn_lint_does():
+    """offline/cfn_yaml.py (PyYAML and CloudFormation's short tags) instead of cfn-lint's decoder, so
+    that the demo needs no linter: both read template.yaml to the same document."""
+    from cfnlint.decode import decode_str
+
+    from offline import cfn_yaml
+
+    text = (ROOT / "template.yaml").read_text()
+    linted, errors = decode_str(text)
+    assert not errors
+    assert cfn_yaml.loads(text) == json.loads(json.dumps(linted))
+    assert cfn_yaml.loads("A: !GetAtt B.C.D\nE: !If [X, !Ref Y, !Sub 'z${Z}']\nF: !Condition G\n") == {
+        "A": {"Fn::GetAtt": ["B", "C.D"]},
+        "E": {"Fn::If": ["X", {"Ref": "Y"}, {"Fn::Sub": "z${Z}"}]},
+        "F": {"Condition": "G"},
+    }
