@@ -1,10 +1,12 @@
 # bgzip-workflow developer commands. `make demo` and `make test` work on a fresh machine with
-# python3 (and, for the tests, htslib's bgzip and a MariaDB server: Debian's tabix and mariadb-server,
-# which .ci/run installs). `make sam-build` installs the SAM CLI from PyPI in .venv-sam.
+# python3. Both need htslib's bgzip (Debian's tabix): the demo installs it when it runs as root where
+# apt-get is, else says how; the tests also need a MariaDB server (mariadb-server); .ci/run installs
+# both. `make sam-build` installs the SAM CLI from PyPI in .venv-sam.
 
 VENV   := .venv
 PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DEMO_STAMP := $(VENV)/.installed-demo
 
 .PHONY: demo test test-fast lint asl bench sam-build clean
 
@@ -14,7 +16,14 @@ $(STAMP): pyproject.toml batch_job/requirements/lock.txt
 	$(PYTHON) -m pip install --quiet -e '.[dev]' -c batch_job/requirements/lock.txt
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The demo needs the engine and the offline stack, not the test tools and linters.
+$(DEMO_STAMP): pyproject.toml batch_job/requirements/lock.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --upgrade pip
+	$(PYTHON) -m pip install --quiet -e '.[demo]' -c batch_job/requirements/lock.txt
+	touch $(DEMO_STAMP)
+
+demo: $(DEMO_STAMP)
 	$(PYTHON) -m demo.run
 
 # Everything, the quick parts first: the linters, then the fast tier (a broken codec fails in

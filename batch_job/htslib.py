@@ -24,7 +24,7 @@ from typing import BinaryIO
 from batch_job.errors import Refused
 
 PIPE_SIZE = 1 << 20  # Linux's default limit for an unprivileged process (/proc/sys/fs/pipe-max-size)
-INSTALL = "Debian/Ubuntu: apt-get install tabix; macOS: brew install htslib"
+INSTALL = "sudo apt-get install tabix (Debian, Ubuntu), or brew install htslib (macOS)"
 
 
 def bgzip_executable() -> str:

@@ -15,6 +15,9 @@ what the run asks, restarts the stand-in, and confirms with bgz's own code.
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -22,6 +25,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from batch_job.htslib import INSTALL
 from bgz import runs
 from bgz.confirm import confirm, confirm_bulk, waiting
 from bgz.selftest import selftest
@@ -148,7 +152,29 @@ def run(aws: OfflineAWS, machine_arn: str, name: str, operator: Operator) -> boo
     return True
 
 
+def have_bgzip() -> bool:
+    """htslib's bgzip, which the stand-in reads through (as the bioindex does) and verify reads every
+    .gz with. Installed from Debian's tabix when the demo runs as root where apt-get is; else one
+    line says how, and nothing starts."""
+    if shutil.which("bgzip"):
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        print("installing htslib's bgzip: apt-get install tabix", flush=True)
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        update = ["apt-get", "update", "-qq"]
+        install = ["apt-get", "install", "-y", "-qq", "--no-install-recommends", "tabix"]
+        for command in (update, install):
+            if subprocess.run(command, env=env, stdout=subprocess.DEVNULL).returncode != 0:
+                break
+        if shutil.which("bgzip"):
+            return True
+    print(f"make demo needs htslib's bgzip: {INSTALL}", file=sys.stderr)
+    return False
+
+
 def main() -> int:
+    if not have_bgzip():
+        return 2
     aws = OfflineAWS().start()
     with tempfile.TemporaryDirectory(prefix="bgzip-demo-") as tmp:
         db = BioindexDatabase(f"sqlite:///{tmp}/bioindex.sqlite")
