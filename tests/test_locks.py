@@ -324,13 +324,15 @@ def test_runs_by_hand_with_their_own_temp_folders_meet_one_lock(tmp_path, capsys
 HELD_DELETE = """
 import pathlib, sys, time
 from batch_job import stores
-kind, marker, seconds, *args = sys.argv[1:]
+kind, marker, release, *args = sys.argv[1:]
 store = stores.S3Store if kind == "s3" else stores.LocalStore
 original = store.delete
 
 def held(self, objects):  # a slow request, a paused container: between the lock check and the send
     pathlib.Path(marker).touch()
-    time.sleep(float(seconds))
+    deadline = time.monotonic() + 60
+    while not pathlib.Path(release).exists() and time.monotonic() < deadline:  # until the test lets go
+        time.sleep(0.05)
     return original(self, objects)
 
 store.delete = held
@@ -348,9 +350,9 @@ def test_a_delete_held_past_its_lease_is_not_sent(target, capsys, tmp_path):
     originals = target.originals()
     compress_and_verify(target, capsys)
     write_flag(target.run, "genes", target.prefix, True)
-    marker = tmp_path / "held"
+    marker, release = tmp_path / "held", tmp_path / "release"
     held = subprocess.Popen(
-        [sys.executable, "-c", HELD_DELETE, target.kind, str(marker), "20", "delete", "--run", target.run],
+        [sys.executable, "-c", HELD_DELETE, target.kind, str(marker), str(release), "delete", "--run", target.run],
         env=dict(os.environ),
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -377,6 +379,7 @@ def test_a_delete_held_past_its_lease_is_not_sent(target, capsys, tmp_path):
         write_flag(rollback, "genes", target.prefix, False)
         assert job(capsys, "remove-compressed", "--run", rollback)[0] == 0
         assert held.poll() is None, "the held delete is still to come"
+        release.touch()
         _, err = held.communicate(timeout=60)
     finally:
         if held.poll() is None:
