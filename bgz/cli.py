@@ -335,8 +335,45 @@ def _stack_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument(
         "--config",
         type=Path,
-        default=default(Path("samconfig.toml")),
-        help="samconfig.toml to read stack and region from",
+        default=default(None),
+        help="samconfig.toml to read stack and region from (default: the nearest, here or above)",
+    )
+
+
+RUN = "associations-20261201T120000Z"  # a run's name, as bgz start makes them
+EXAMPLES = {
+    "start": [
+        "bgz start --index associations --prefix associations/ --wait",
+        "bgz start associations associations/ --yes --shards 8",
+        "bgz start --all --exclude draft-index --wait",
+    ],
+    "rollback": ["bgz rollback --index associations --prefix associations/ --wait"],
+    "plan": ["bgz plan associations associations/", "bgz plan --all --rollback"],
+    "watch": [f"bgz watch {RUN}"],
+    "confirm": [
+        f"bgz confirm {RUN}",
+        "bgz confirm --bulk bulk-compress-20261201T120000Z --restarted-at 2026-12-01T12:30:00Z",
+    ],
+    "stop": [f"bgz stop {RUN} --reason 'wrong prefix'"],
+    "logs": [f"bgz logs {RUN} --step Verify", f"bgz logs {RUN} --follow"],
+    "list": ["bgz list --index associations", "bgz list --json"],
+    "status": ["bgz status associations associations/", "bgz status associations associations/ --json"],
+    "locks": ["bgz locks"],
+    "publish-image": ["bgz publish-image", "bgz publish-image --tag v1.2.0"],
+    "selftest": ["bgz selftest --stack bgzip-workflow --region us-east-1"],
+}
+
+
+def _add(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
+    """A subcommand whose -h says what it does and shows examples."""
+    examples = "\n".join(f"  {line}" for line in EXAMPLES[name])
+    return sub.add_parser(
+        name,
+        help=help,
+        description=help[0].upper() + help[1:] + ".",
+        epilog=f"examples:\n{examples}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
     )
 
 
@@ -359,7 +396,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("start", cmd_start, "start a compress run of one index, or of many (--all, --include)"),
         ("rollback", cmd_rollback, "start a rollback run of one index, or of many (--all, --include)"),
     ):
-        p = sub.add_parser(name, parents=[common, selection], help=text)
+        p = _add(sub, name, parents=[common, selection], help=text)
         p.add_argument(
             "--concurrency", type=_within(1, 40), help="bulk: indexes converted at once (default: the stack's)"
         )
@@ -370,17 +407,18 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "start":
             p.add_argument("--level", type=_within(-1, 9), help="compression level as bgzip -l: -1 (default) or 0..9")
         p.set_defaults(func=func)
-    p = sub.add_parser(
-        "plan", parents=[common, selection], help="dry run: pre-flight, files, bytes, expected size, time, cost"
+    p = _add(
+        sub, "plan", parents=[common, selection], help="dry run: pre-flight, files, bytes, expected size, time, cost"
     )
     p.add_argument("--rollback", action="store_true", help="a rollback instead of a compress run")
     p.add_argument("--shards", type=_within(1, 10_000), help="number of shards (default: one per 20 GiB)")
     p.set_defaults(func=cmd_plan, concurrency=None)
-    p = sub.add_parser("watch", parents=[common], help="follow a run: state, Batch children, files and bytes")
+    p = _add(sub, "watch", parents=[common], help="follow a run: state, Batch children, files and bytes")
     p.add_argument("execution", help="execution name or ARN")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between updates")
     p.set_defaults(func=cmd_watch)
-    p = sub.add_parser(
+    p = _add(
+        sub,
         "confirm",
         parents=[common],
         help="after restarting every bioindex process: let a run waiting for that go on (ReaderRefresh=confirm)",
@@ -394,36 +432,40 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --bulk: when the restart began (UTC, 2026-12-01T10:05:00Z); only runs that asked before it go on",
     )
     p.set_defaults(func=cmd_confirm)
-    p = sub.add_parser("stop", parents=[common], help="stop a run and its Batch jobs, free its prefix, say where it is")
+    p = _add(sub, "stop", parents=[common], help="stop a run and its Batch jobs, free its prefix, say where it is")
     p.add_argument("execution", help="execution name or ARN (a bulk run: its index runs too)")
     p.add_argument("--reason", default="stopped by the operator", help="recorded as the execution's cause")
     p.set_defaults(func=cmd_stop)
-    p = sub.add_parser("logs", parents=[common], help="the CloudWatch lines of a run's jobs and Lambdas")
+    p = _add(sub, "logs", parents=[common], help="the CloudWatch lines of a run's jobs and Lambdas")
     p.add_argument("execution", help="execution name or ARN")
     p.add_argument("--step", help="only this state's lines, e.g. Plan, Compress, Verify, DeleteOriginals")
     p.add_argument("--follow", action="store_true", help="keep printing new lines until the run ends")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --follow")
     p.set_defaults(func=cmd_logs)
-    p = sub.add_parser("list", parents=[common], help="recent runs of both state machines")
+    p = _add(sub, "list", parents=[common], help="recent runs of both state machines")
     p.add_argument("--index", help="only runs of this index")
     p.add_argument("--max", type=int, default=20, help="how many (default 20)")
     p.add_argument("--json", action="store_true", help="the runs as records, for scripts")
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser(
-        "status", parents=[common], help="one index's prefix: its files, the flag its last run set, that run, the lock"
+    p = _add(
+        sub,
+        "status",
+        parents=[common],
+        help="one index's prefix: its files, the flag its last run set, that run, the lock",
     )
     p.add_argument("names", nargs="*", metavar="INDEX PREFIX", help="as --index INDEX --prefix PREFIX")
     p.add_argument("--index", help="bioindex index name")
     p.add_argument("--prefix", help="its prefix as __Indexes has it, ending in /")
     p.add_argument("--json", action="store_true", help="the record, for scripts")
     p.set_defaults(func=cmd_status)
-    p = sub.add_parser("locks", parents=[common], help="which runs hold which prefixes of the data bucket")
+    p = _add(sub, "locks", parents=[common], help="which runs hold which prefixes of the data bucket")
     p.add_argument("--json", action="store_true", help="the locks as records, for scripts")
     p.set_defaults(func=cmd_locks)
-    p = sub.add_parser("publish-image", parents=[common], help="build the job image and push it to the stack's ECR")
+    p = _add(sub, "publish-image", parents=[common], help="build the job image and push it to the stack's ECR")
     p.add_argument("--tag", help="image tag (default: UTC timestamp; the repository's tags are immutable)")
     p.set_defaults(func=cmd_publish_image)
-    p = sub.add_parser(
+    p = _add(
+        sub,
         "selftest",
         parents=[common],
         help="after a deploy: the lock primitives as the roles, the image, the bioindex over TLS, the vCPU quota",

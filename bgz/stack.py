@@ -42,20 +42,41 @@ def samconfig_defaults(path: Path) -> dict[str, str]:
     return values
 
 
+def find_samconfig(start: Path) -> Path | None:
+    """samconfig.toml in `start` or the nearest folder above it: bgz run from inside the project finds
+    the project's, as git finds its repository."""
+    for folder in (start, *start.parents):
+        if (folder / "samconfig.toml").is_file():
+            return folder / "samconfig.toml"
+    return None
+
+
 @dataclass
 class Stack:
     name: str
     region: str | None
     profile: str | None = None
+    source: str = "--stack"  # where the name came from, said when no such stack is deployed
     _described: dict | None = field(default=None, repr=False)
     _session: boto3.session.Session | None = field(default=None, repr=False)
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def from_args(cls, stack: str | None, region: str | None, profile: str | None, config: Path) -> Stack:
-        defaults = samconfig_defaults(config)
-        return cls(stack or defaults.get("stack_name") or DEFAULT_STACK, region or defaults.get("region"), profile)
+    def from_args(cls, stack: str | None, region: str | None, profile: str | None, config: Path | None) -> Stack:
+        """The flags, else `config` (default: the nearest samconfig.toml), else the default name."""
+        if config is None:
+            config = find_samconfig(Path.cwd())
+        defaults = samconfig_defaults(config) if config is not None else {}
+        if stack:
+            source = "--stack"
+        elif "stack_name" in defaults:
+            source = f"stack_name in {config}"
+        else:
+            where = config or f"no samconfig.toml in {Path.cwd()} or above"
+            source = f"the default name ({where})"
+        name = stack or defaults.get("stack_name") or DEFAULT_STACK
+        return cls(name, region or defaults.get("region"), profile, source)
 
     def session(self) -> boto3.session.Session:
         with self._lock:
@@ -97,7 +118,7 @@ class Stack:
             except ClientError as exc:
                 if "does not exist" in str(exc):
                     raise OperatorError(
-                        f"stack {self.name!r} is not deployed in {self.region_name}",
+                        f"stack {self.name!r} is not deployed in {self.region_name} (the name: {self.source})",
                         "deploy it with `sam build && sam deploy --guided`, or pass --stack/--region",
                     ) from exc
                 raise

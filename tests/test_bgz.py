@@ -564,3 +564,44 @@ def test_watch_says_the_rate_and_the_time_left():
     snap.bytes_done = 0
     assert snap.line().endswith("0 B/400.00 MB, 0m50s"), "no rate before a byte is done"
     assert pace(400, 400, 3725) == "0 B/s" and pace(1, 3601, 1) == "1 B/s, about 1h00m00s left"
+
+
+def test_the_nearest_samconfig_names_the_stack_and_the_refusal_says_where_the_name_came_from(
+    offline_aws, capsys, tmp_path, monkeypatch
+):
+    """bgz run from inside the project reads its samconfig.toml, as sam does from the project's root."""
+    from bgz.stack import Stack
+
+    (tmp_path / "samconfig.toml").write_text(
+        'version = 0.1\n[default.deploy.parameters]\nstack_name = "from-samconfig"\nregion = "us-east-1"\n'
+    )
+    inside = tmp_path / "statemachine" / "deeper"
+    inside.mkdir(parents=True)
+    monkeypatch.chdir(inside)
+    stack = Stack.from_args(None, None, None, None)
+    assert (stack.name, stack.region, stack.source) == (
+        "from-samconfig",
+        "us-east-1",
+        f"stack_name in {tmp_path / 'samconfig.toml'}",
+    )
+    rc = cli.main(["list"])
+    _, err = capsys.readouterr()
+    assert rc == 2 and "stack 'from-samconfig' is not deployed in us-east-1 (the name: stack_name in " in err, err
+    (tmp_path / "samconfig.toml").unlink()
+    assert Stack.from_args(None, "us-east-1", None, None).source.startswith("the default name (no samconfig.toml in ")
+
+
+def test_every_subcommand_shows_examples_that_parse(capsys):
+    """`bgz CMD -h` says what CMD does and shows examples; each example is a valid command line."""
+    import shlex
+
+    parser = cli.build_parser()
+    commands = re.search(r"\{([a-z,-]+)\}", parser.format_usage()).group(1).split(",")
+    assert set(commands) == set(cli.EXAMPLES)
+    for name in commands:
+        with pytest.raises(SystemExit):
+            parser.parse_args([name, "-h"])
+        text = capsys.readouterr().out
+        assert f"examples:\n  bgz {name}" in text and text.split("\n\n")[1][0].isupper(), text
+        for line in cli.EXAMPLES[name]:
+            assert parser.parse_args(shlex.split(line)[1:]).command == name, line
