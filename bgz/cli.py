@@ -37,7 +37,7 @@ from batch_job.states import EXPLAIN_FAILURE, SEQUENCE, SUMMARIZE
 from bgz import runs
 from bgz.errors import explain
 from bgz.stack import Stack
-from bgz.watch import outcome, watch
+from bgz.watch import outcome, snapshot, watch
 
 
 def _selection(args: argparse.Namespace) -> dict | None:
@@ -145,8 +145,15 @@ def cmd_rollback(args: argparse.Namespace, stack: Stack) -> int:
 
 def cmd_watch(args: argparse.Namespace, stack: Stack) -> int:
     description = runs.find(stack, args.execution)
+    if args.json:
+        ended = outcome(description) if description["status"] != "RUNNING" else ""
+        print(json.dumps(snapshot(stack, description).record(ended), indent=1))
+        return 0
     if description["status"] != "RUNNING":
         print(outcome(description))
+    elif args.once:
+        print(snapshot(stack, description).line())
+        return 0
     else:
         description = watch(stack, description, interval=args.interval)
     return 0 if description["status"] == "SUCCEEDED" else 1
@@ -158,14 +165,18 @@ def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
     mode = "rollback" if args.rollback else "compress"
     selection = _selection(args)
     size = sizing(stack)
+    skipped: list[str] = []
     if selection is None:
         check_prefix(args.prefix)
         pairs = [(args.index, args.prefix)]
     else:
         pairs, skipped = select(stack, mode, selection)
-        for line in skipped:
-            print(line)
     previews = [preview(stack, mode, index, prefix, getattr(args, "shards", None), size) for index, prefix in pairs]
+    if args.json:
+        print(json.dumps({"indexes": [p.record(mode) for p in previews], "skipped": skipped}, indent=1))
+        return 2 if any(p.refused for p in previews) else 0
+    for line in skipped:
+        print(line)
     for found in previews:
         print("\n".join(found.lines))
     if len(previews) > 1:
@@ -348,8 +359,8 @@ EXAMPLES = {
         "bgz start --all --exclude draft-index --wait",
     ],
     "rollback": ["bgz rollback --index associations --prefix associations/ --wait"],
-    "plan": ["bgz plan associations associations/", "bgz plan --all --rollback"],
-    "watch": [f"bgz watch {RUN}"],
+    "plan": ["bgz plan associations associations/", "bgz plan --all --rollback --json"],
+    "watch": [f"bgz watch {RUN}", f"bgz watch {RUN} --json"],
     "confirm": [
         f"bgz confirm {RUN}",
         "bgz confirm --bulk bulk-compress-20261201T120000Z --restarted-at 2026-12-01T12:30:00Z",
@@ -412,10 +423,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--rollback", action="store_true", help="a rollback instead of a compress run")
     p.add_argument("--shards", type=_within(1, 10_000), help="number of shards (default: one per 20 GiB)")
+    p.add_argument("--json", action="store_true", help="the previews as records, for scripts")
     p.set_defaults(func=cmd_plan, concurrency=None)
     p = _add(sub, "watch", parents=[common], help="follow a run: state, Batch children, files and bytes")
     p.add_argument("execution", help="execution name or ARN")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between updates")
+    p.add_argument("--once", action="store_true", help="print where the run is now, and exit")
+    p.add_argument("--json", action="store_true", help="where the run is now as a record, for scripts")
     p.set_defaults(func=cmd_watch)
     p = _add(
         sub,

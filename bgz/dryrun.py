@@ -25,6 +25,28 @@ class Preview:
     refused: str = ""
     locked: str = ""  # the lock a run would meet: "<target> is locked by <holder>", or ""
     files: int = 0
+    target: str = ""
+    shards: int = 0
+    wall_seconds: float = 0.0
+    monthly_saving: float = 0.0
+
+    def record(self, mode: str) -> dict:
+        """The preview for scripts (`bgz plan --json`)."""
+        return {
+            "mode": mode,
+            "index": self.index,
+            "prefix": self.prefix,
+            "refused": self.refused or None,
+            "target": self.target or None,
+            "files": self.files,
+            "bytes": self.source_bytes,
+            "expectedBytes": self.target_bytes,
+            "shards": self.shards,
+            "wallSeconds": round(self.wall_seconds),
+            "cost": round(self.cost, 2),
+            "monthlySaving": round(self.monthly_saving, 2),
+            "locked": self.locked or None,
+        }
 
 
 def sizing(stack: Stack) -> Sizing:
@@ -86,7 +108,20 @@ def preview(stack: Stack, mode: str, index: str, prefix: str, shards: int | None
         ),
         f"  lock: {found['locked'] or 'free'}" + (f" ({found['staleLock']})" if found.get("staleLock") else ""),
     ]
-    return Preview(index, prefix, lines, source, target, guess.cost, locked=found["locked"], files=found["files"])
+    return Preview(
+        index,
+        prefix,
+        lines,
+        source,
+        target,
+        guess.cost,
+        locked=found["locked"],
+        files=found["files"],
+        target=found["target"],
+        shards=found["shards"],
+        wall_seconds=guess.wall_seconds,
+        monthly_saving=guess.monthly_saving,
+    )
 
 
 def select(stack: Stack, mode: str, selection: dict) -> tuple[list[tuple[str, str]], list[str]]:

@@ -33,6 +33,29 @@ class Snapshot:
     running: list[str] | None = None  # a bulk execution's indexes being converted now
     asked: str = ""  # what the run waits for the operator to do (ReaderRefresh=confirm)
 
+    def record(self, outcome: str) -> dict:
+        """Where the run is, for scripts (`bgz watch --json`); `outcome` is the ended run's summary or cause."""
+        left = None
+        if self.step and self.bytes_done and self.seconds > 0:
+            left = round((self.bytes_total - self.bytes_done) / (self.bytes_done / self.seconds))
+        return {
+            "status": self.status,
+            "state": self.state,
+            "shards": self.shards,
+            "shardsDone": self.shards_done,
+            "files": self.files,
+            "filesDone": self.files_done,
+            "filesFailed": self.files_failed,
+            "bytes": self.bytes_total,
+            "bytesDone": self.bytes_done,
+            "stepSeconds": round(self.seconds) if self.step else None,
+            "secondsLeft": left,
+            "batchChildren": self.children,
+            "converting": self.running,
+            "waitingForYou": self.asked or None,
+            "outcome": outcome if self.status != "RUNNING" else None,
+        }
+
     def line(self) -> str:
         parts = [f"{self.status.lower()}: {self.state}"]
         if self.children:

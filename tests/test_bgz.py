@@ -76,6 +76,10 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
     assert rc == 0 and json.loads(out) == []
     rc, out, _ = bgz(capsys, deployment, "watch", name)
     assert rc == 0 and out.startswith("SUCCEEDED: compress")
+    rc, out, _ = bgz(capsys, deployment, "watch", name, "--json")
+    record = json.loads(out)
+    assert rc == 0 and record["status"] == "SUCCEEDED" and record["outcome"].startswith("SUCCEEDED: compress")
+    assert (record["files"], record["shards"], record["secondsLeft"]) == (5, 1, None), record
     rc, out, _ = bgz(capsys, deployment, "stop", name)
     assert rc == 0 and f"{name} had already ended (SUCCEEDED)" in out, out
     assert "the run had finished: all 5 files have their .gz/.gzi, the originals are deleted" in out
@@ -89,6 +93,10 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
     rc, out, _ = bgz(capsys, deployment, "logs", started(out).rsplit(":", 1)[-1], "--step", "Verify")
     assert rc == 0 and "this is a rollback run; its states: Plan, Decompress, VerifyRestored," in out, out
     assert deployment.originals_intact()
+    rc, out, _ = bgz(capsys, deployment, "plan", INDEX, PREFIX, "--json")
+    (found,) = json.loads(out)["indexes"]
+    assert rc == 0 and (found["mode"], found["files"], found["refused"], found["locked"]) == ("compress", 5, None, None)
+    assert found["bytes"] == sum(len(deployment.read(k)) for k in deployment.json_keys) and found["expectedBytes"] > 0
     rc, out, _ = bgz(capsys, deployment, "list", "--index", INDEX)
     assert out.count("SUCCEEDED") == 2
     rc, out, _ = bgz(capsys, deployment, "list", "--index", "other-index")
@@ -507,6 +515,13 @@ def test_a_run_waiting_for_a_restart_says_what_to_do_and_bgz_confirm_resumes_it(
         assert "running: RefreshReaders confirmation" in line
         assert "Restart every process of the bioindex serving it" in line and f"type: bgz confirm {name}" in line
         assert all(k in d.data_keys() for k in d.json_keys), "nothing is deleted while it waits"
+        rc, out, _ = bgz(capsys, d, "watch", name, "--once")
+        assert rc == 0 and out.startswith("running: RefreshReaders confirmation") and "WAITING FOR YOU" in out
+        rc, out, _ = bgz(capsys, d, "watch", name, "--json")
+        record = json.loads(out)
+        waiting = ("RUNNING", "RefreshReaders confirmation", None)
+        assert (record["status"], record["state"], record["outcome"]) == waiting
+        assert f"type: bgz confirm {name}" in record["waitingForYou"]
 
         d.bioindex.restart()
         rc, out, _ = bgz(capsys, d, "confirm", name)
