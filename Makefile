@@ -8,7 +8,7 @@ PYTHON := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_STAMP := $(VENV)/.installed-demo
 
-.PHONY: demo test test-fast lint asl bench sam-build clean
+.PHONY: demo sandbox test test-fast lint asl bench sam-build clean
 
 $(STAMP): pyproject.toml batch_job/requirements/lock.txt
 	python3 -m venv $(VENV)
@@ -25,6 +25,10 @@ $(DEMO_STAMP): pyproject.toml batch_job/requirements/lock.txt
 
 demo: $(DEMO_STAMP)
 	$(PYTHON) -m demo.run
+
+# The offline stack kept up, to try the README's bgz commands by hand (it prints how to point bgz at it).
+sandbox: $(DEMO_STAMP)
+	$(PYTHON) -m demo.sandbox
 
 # Everything, the quick parts first: the linters, then the fast tier (a broken codec fails in
 # seconds), then the tests with the moto server, MariaDB or a lock's lease.

@@ -512,9 +512,10 @@ class DeployedStack:
 class OfflineAWS:
     """A moto server on loopback with the hooks installed; `deploy` creates the stack in it."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
+        """On `port` of loopback (default: a free one)."""
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
+            s.bind(("127.0.0.1", port))
             self.port = s.getsockname()[1]
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.env = {

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
+import signal
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 from demo import run
 
@@ -34,3 +41,42 @@ def test_the_demo_installs_less_than_the_dev_tools():
     makefile = (ROOT / "Makefile").read_text()
     assert re.search(r"^demo: \$\(DEMO_STAMP\)$", makefile, re.M)
     assert "-e '.[demo]'" in makefile
+
+
+@pytest.mark.slow  # a whole offline stack in a process of its own
+def test_the_sandbox_is_driven_by_bgz_from_another_shell(tmp_path):
+    """`make sandbox` prints the export line; bgz, in another process with only that environment,
+    plans, starts and follows a run against it, and reads its status. Ctrl-C stops the sandbox."""
+    sandbox = subprocess.Popen(
+        [sys.executable, "-m", "demo.sandbox"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        export = ""
+        for line in sandbox.stdout:
+            if line.strip().startswith("export "):
+                export = line.strip()
+                break
+        assert export, "the sandbox printed how to point bgz at it"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env |= dict(pair.split("=", 1) for pair in shlex.split(export)[1:])
+        bgz = str(Path(sys.executable).parent / "bgz")
+
+        def run(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run([bgz, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+        planned = run("plan", "associations", "associations/", "--json")
+        assert planned.returncode == 0, planned.stderr
+        assert json.loads(planned.stdout)["indexes"][0]["files"] == 5
+        started = run("start", "associations", "associations/", "--yes", "--wait", "--interval", "0.5")
+        assert started.returncode == 0 and "SUCCEEDED: compress of associations" in started.stdout, started
+        status = run("status", "associations", "associations/", "--json")
+        assert json.loads(status.stdout)["state"] == "compressed", status
+    finally:
+        sandbox.send_signal(signal.SIGINT)
+        rest, _ = sandbox.communicate(timeout=60)
+    assert sandbox.returncode == 0 and "sandbox stopped" in rest
