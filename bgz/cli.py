@@ -41,11 +41,17 @@ from bgz.watch import outcome, snapshot, watch
 
 
 def _selection(args: argparse.Namespace) -> dict | None:
-    """The bulk machine's selection (--all, --include, --exclude), or None for one index."""
-    if args.names:  # `bgz start INDEX PREFIX/`, the bioindex CLI's habit
-        if len(args.names) != 2 or args.index or args.prefix:
-            raise BadInput("give INDEX PREFIX/ (two words) or --index INDEX --prefix PREFIX/, not both")
-        args.index, args.prefix = args.names
+    """The bulk machine's selection (INDEX PREFIX/ pairs, --all, --include, --exclude), or None for one index."""
+    if args.names:  # `bgz start INDEX PREFIX/`, the bioindex CLI's habit; more pairs: a bulk run of them
+        if len(args.names) % 2 or args.index or args.prefix or args.all or args.include:
+            raise BadInput(
+                "give INDEX PREFIX/ pairs (one: that index; more: a bulk run of exactly those), or --index INDEX "
+                "--prefix PREFIX/, --all or --include NAME,NAME; not both"
+            )
+        pairs = list(zip(args.names[::2], args.names[1::2], strict=True))
+        if len(pairs) > 1:
+            return _explicit(args, pairs)
+        args.index, args.prefix = pairs[0]
     chosen = [
         flag for flag, given in (("--index", args.index), ("--all", args.all), ("--include", args.include)) if given
     ]
@@ -62,6 +68,19 @@ def _selection(args: argparse.Namespace) -> dict | None:
     selection: dict = {"all": True} if args.all else {"include": _names(args.include)}
     if args.exclude:
         selection["exclude"] = _names(args.exclude)
+    if args.concurrency:
+        selection["concurrency"] = args.concurrency
+    if getattr(args, "level", None) is not None:
+        selection["level"] = args.level
+    return selection
+
+
+def _explicit(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> dict:
+    """A bulk run of exactly these (index, prefix) pairs: what a bioindex that cannot list its
+    prefixes (FlagBackend=http) needs, and what a script that knows them may prefer."""
+    if args.exclude or getattr(args, "shards", None):
+        raise BadInput("--exclude and --shards do not go with INDEX PREFIX/ pairs: name only the indexes to run")
+    selection: dict = {"indexes": [{"index": index, "prefix": check_prefix(prefix)} for index, prefix in pairs]}
     if args.concurrency:
         selection["concurrency"] = args.concurrency
     if getattr(args, "level", None) is not None:
@@ -357,6 +376,7 @@ EXAMPLES = {
         "bgz start --index associations --prefix associations/ --wait",
         "bgz start associations associations/ --yes --shards 8",
         "bgz start --all --exclude draft-index --wait",
+        "bgz start associations associations/ genes genes/ --concurrency 2",
     ],
     "rollback": ["bgz rollback --index associations --prefix associations/ --wait"],
     "plan": ["bgz plan associations associations/", "bgz plan --all --rollback --json"],
@@ -396,7 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     _stack_options(common, defaults=False)
     # Which indexes a run, or a dry run, is for: one (--index, --prefix) or many (a bulk run).
     selection = argparse.ArgumentParser(add_help=False)
-    selection.add_argument("names", nargs="*", metavar="INDEX PREFIX", help="as --index INDEX --prefix PREFIX")
+    selection.add_argument(
+        "names",
+        nargs="*",
+        metavar="INDEX PREFIX",
+        help="as --index INDEX --prefix PREFIX; more pairs: a bulk run of exactly those indexes",
+    )
     selection.add_argument("--index", help="bioindex index name (one index)")
     selection.add_argument("--prefix", help="with --index: its prefix as __Indexes has it, ending in /")
     selection.add_argument("--all", action="store_true", help="every index of the bioindex (bulk; mysql backend)")

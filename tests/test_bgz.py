@@ -558,7 +558,7 @@ def test_start_takes_index_and_prefix_as_words_too():
         args = build_parser().parse_args([command, "genes", "genes/"])
         assert _selection(args) is None and (args.index, args.prefix) == ("genes", "genes/")
     for words in (["start", "genes"], ["start", "genes", "genes/", "--index", "genes"]):
-        with pytest.raises(BadInput, match=r"give INDEX PREFIX/ \(two words\) or --index INDEX --prefix PREFIX/"):
+        with pytest.raises(BadInput, match=r"give INDEX PREFIX/ pairs \(one: that index; more: a bulk run"):
             _selection(build_parser().parse_args(words))
     args = build_parser().parse_args(["start", "--all", "--exclude", "draft"])
     assert _selection(args) == {"all": True, "exclude": ["draft"]}
@@ -620,3 +620,29 @@ def test_every_subcommand_shows_examples_that_parse(capsys):
         assert f"examples:\n  bgz {name}" in text and text.split("\n\n")[1][0].isupper(), text
         for line in cli.EXAMPLES[name]:
             assert parser.parse_args(shlex.split(line)[1:]).command == name, line
+
+
+def test_index_prefix_pairs_are_one_index_or_a_bulk_run_of_exactly_those():
+    """`bgz start A a/` is one index; `bgz start A a/ B b/` a bulk run of A and B (what a bioindex that
+    cannot list its prefixes needs); an odd count, or pairs beside --all, is one line and nothing."""
+    from batch_job.errors import BadInput
+
+    parser = cli.build_parser()
+
+    def selection(*args: str):
+        return cli._selection(parser.parse_args(["start", *args]))
+
+    assert selection("associations", "associations/") is None
+    assert selection("a", "a/", "b", "b/v2/", "--concurrency", "2", "--level", "6") == {
+        "indexes": [{"index": "a", "prefix": "a/"}, {"index": "b", "prefix": "b/v2/"}],
+        "concurrency": 2,
+        "level": 6,
+    }
+    for bad, words in (
+        (("a", "a/", "b"), "pairs"),
+        (("a", "a/", "--all"), "not both"),
+        (("a", "a/", "b", "b/", "--exclude", "b"), "--exclude and --shards do not go with"),
+        (("a", "a/", "b", "s3://x/b/"), "is a URI"),
+    ):
+        with pytest.raises(BadInput, match=words):
+            selection(*bad)
