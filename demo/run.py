@@ -1,20 +1,20 @@
-"""`make demo`: the whole workflow offline - the self test of a new deploy, a compress run, then its
-rollback, on a sample index, then a bulk compress of two sample indexes in one execution.
+"""`make demo`: the operator's day, offline - `bgz selftest` of a new deploy, then `bgz plan`,
+`bgz start --wait`, `bgz status`, `bgz logs`, `bgz rollback --wait`, `bgz stop` and a bulk
+`bgz start --include`, on sample indexes.
 
 The real state machines run in moto, their Batch jobs run the real bgzip-job, their Lambdas the real
-handlers. The bioindex is the stand-in: three server processes over its tables in an SQLite file
-(the tests use a real MariaDB), reading the data through bgzip. The demo uses FlagBackend=http, the
-stand-in's copy of the historic set-compressed endpoint, so it needs no database server and no root.
-No AWS account is used.
+handlers; the commands are bgz's own, run against that stack. The bioindex is the stand-in: three
+server processes over its tables in an SQLite file (the tests use a real MariaDB), reading the data
+through bgzip. The demo uses FlagBackend=http, the stand-in's copy of the historic set-compressed
+endpoint, so it needs no database server and no root. No AWS account is used.
 
 The stack keeps its default ReaderRefresh=confirm: after setting the flag each run waits until the
-operator has restarted the bioindex and typed `bgz confirm`. The demo plays the operator: it prints
-what the run asks, restarts the stand-in, and confirms with bgz's own code.
+operator has restarted the bioindex and typed `bgz confirm`. The demo plays the operator beside
+the commands: it prints what the run asks, restarts the stand-in, and confirms with bgz's own code.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -22,14 +22,15 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 from batch_job.htslib import INSTALL
+from bgz import cli as bgz_cli
 from bgz import runs
-from bgz.confirm import confirm, confirm_bulk, waiting
+from bgz.confirm import confirm, waiting
 from bgz.selftest import selftest
 from bgz.stack import Stack
+from bgz.watch import snapshot
 from offline.aws import OfflineAWS
 from offline.bioindex_db import BioindexDatabase
 from offline.bioindex_standin import BioindexStandin
@@ -47,50 +48,22 @@ class Operator:
     def __init__(self, aws: OfflineAWS, bioindex: BioindexStandin) -> None:
         self.aws, self.bioindex, self.stack = aws, bioindex, Stack(STACK, "us-east-1")
 
-    def _waiting(self, name: str) -> dict | None:
+    def serve(self, done: threading.Event) -> None:
+        """Until `done`: each run that waits for a bioindex restart gets one, then `bgz confirm`."""
         sfn = self.aws.client("stepfunctions")
-        for machine in sfn.list_state_machines()["stateMachines"]:
-            for e in sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")[
-                "executions"
-            ]:
-                if e["name"] == name:
-                    description = sfn.describe_execution(executionArn=e["executionArn"])
-                    return description if waiting(self.stack, description) else None
-        return None
-
-    def answer(self, name: str, state: str) -> None:
-        """Called as each state is entered: the confirmation state asks the operator."""
-        if not state.endswith(" confirmation"):
-            return
-        description = None
-        for _ in range(600):
-            description = self._waiting(name)
-            if description is not None:
-                break
-            time.sleep(0.1)
-        refresh = waiting(self.stack, description)[0]
-        print(f"     the run asks: {refresh.asked}")
-        print("     $ <restart every bioindex process>   (the demo restarts the stand-in's processes)")
-        self.bioindex.restart()
-        print(f"     $ bgz confirm {name}")
-        print(f"     {confirm(self.stack, description)}")
-
-    def answer_bulk(self, bulk_name: str, done: threading.Event) -> None:
-        """A bulk run's index runs wait one by one; one restart and `bgz confirm --bulk` serve those waiting."""
         while not done.wait(0.5):
-            if not self._any_child_waiting(bulk_name):
-                continue
-            print("     $ <restart every bioindex process>   (the demo restarts the stand-in's processes)")
-            restarted_at = datetime.now(UTC).replace(microsecond=0)
-            self.bioindex.restart()
-            print(f"     $ bgz confirm --bulk {bulk_name} --restarted-at {restarted_at:%Y-%m-%dT%H:%M:%SZ}")
-            print("\n".join(f"     {line}" for line in confirm_bulk(self.stack, bulk_name, restarted_at)), flush=True)
-
-    def _any_child_waiting(self, bulk_name: str) -> bool:
-        return any(
-            child["status"] == "RUNNING" and self._waiting(child["name"])
-            for child in runs.children(self.stack, bulk_name)
-        )
+            for machine in sfn.list_state_machines()["stateMachines"]:
+                found = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
+                for execution in found["executions"]:
+                    description = sfn.describe_execution(executionArn=execution["executionArn"])
+                    asked = waiting(self.stack, description)
+                    if asked is None:
+                        continue
+                    print(f"     [operator] {description['name']} asks: {asked[0].asked}")
+                    print("     [operator] $ <restart every bioindex process>   (the demo restarts the stand-in)")
+                    self.bioindex.restart()
+                    print(f"     [operator] $ bgz confirm {description['name']}")
+                    print(f"     [operator] {confirm(self.stack, description)}", flush=True)
 
 
 def show_objects(aws: OfflineAWS, prefix: str = PREFIX) -> None:
@@ -112,44 +85,52 @@ def load_index(aws: OfflineAWS, db: BioindexDatabase, root: Path, name: str, pre
     return {k: content[k] for k in originals}
 
 
-def bulk(aws: OfflineAWS, machine_arn: str, operator: Operator) -> bool:
-    """Both sample indexes in one execution of the bulk machine, one child execution each."""
-    started = time.monotonic()
-    pairs = [(INDEX, PREFIX), (SECOND_INDEX, SECOND_PREFIX)]
-    execution_input = {"mode": "compress", "indexes": [{"index": i, "prefix": p} for i, p in pairs]}
-    print(f"\n$ start-execution bulk --name bulk-compress --input '{json.dumps(execution_input)}'")
-    done = threading.Event()
-    answering = threading.Thread(target=operator.answer_bulk, args=("bulk-compress", done), daemon=True)
-    answering.start()
-    try:
-        result = aws.run(
-            machine_arn, execution_input, "bulk-compress", on_state=lambda s: print(f"  -> {s}", flush=True)
-        )
-    finally:
-        done.set()
-        answering.join()
-    print(f"  {result['status']} in {time.monotonic() - started:.1f} s")
-    table = json.loads(result["output"])["table"] if result["status"] == "SUCCEEDED" else result.get("cause", "")
-    print("\n".join(f"  {line}" for line in table.splitlines()))
-    return result["status"] == "SUCCEEDED"
+def bgz(*args: str) -> int:
+    """One bgz command against the offline stack, shown as the operator types it."""
+    print(f"\n$ bgz {' '.join(args)}", flush=True)
+    code = bgz_cli.main([*args, "--stack", STACK, "--region", "us-east-1"])
+    if code:
+        print(f"  (exit {code})")
+    return code
 
 
-def run(aws: OfflineAWS, machine_arn: str, name: str, operator: Operator) -> bool:
-    started = time.monotonic()
-    execution_input = {"index": INDEX, "prefix": PREFIX, "shards": 2}
-    print(f"\n$ start-execution {machine_arn.rsplit(':', 1)[-1]} --name {name} --input '{json.dumps(execution_input)}'")
-
-    def on_state(state: str) -> None:
-        print(f"  -> {state}", flush=True)
-        operator.answer(name, state)
-
-    result = aws.run(machine_arn, execution_input, name, on_state=on_state)
-    print(f"  {result['status']} in {time.monotonic() - started:.1f} s")
-    if result["status"] != "SUCCEEDED":
-        print(f"  {result.get('error')}: {result.get('cause')}")
-        return False
-    print("  summary: " + json.dumps(json.loads(result["output"]), indent=None))
-    return True
+def operators_day(aws: OfflineAWS, db: BioindexDatabase, content: dict, second: dict) -> int:
+    """The README's commands, in the order an operator meets them; 0 if every one did its job."""
+    s3 = aws.client("s3")
+    show_objects(aws)
+    steps = [
+        ("plan", INDEX, PREFIX),
+        ("start", INDEX, PREFIX, "--shards", "2", "--yes", "--wait", "--interval", "1"),
+        ("status", INDEX, PREFIX),
+    ]
+    if any(bgz(*step) for step in steps):
+        return 1
+    print(f"  bioindex flag compressed={db.compressed(INDEX, PREFIX)}; objects now:")
+    show_objects(aws)
+    compressed = next(r for r in runs.recent(Stack(STACK, "us-east-1"), INDEX, 1))["name"]
+    if bgz("logs", compressed, "--step", "Verify"):
+        return 1
+    if bgz("rollback", INDEX, PREFIX, "--yes", "--wait", "--interval", "1"):
+        return 1
+    restored = all(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() == v for k, v in content.items())
+    print(f"  bioindex flag compressed={db.compressed(INDEX, PREFIX)}; every original restored: {restored}")
+    print("\n  A run started by mistake is stopped at once; it frees its prefix and says what it did:")
+    if not restored or bgz("start", SECOND_INDEX, SECOND_PREFIX, "--yes"):
+        return 1
+    stack = Stack(STACK, "us-east-1")
+    stopped = next(r for r in runs.recent(stack, SECOND_INDEX, 1))
+    while snapshot(stack, runs.find(stack, stopped["name"])).state in ("starting", "Plan"):
+        time.sleep(0.2)  # stopped once it planned and holds its prefix
+    if bgz("stop", stopped["name"], "--reason", "started by mistake") or bgz("locks"):
+        return 1
+    print("\n  Then both indexes in one bulk execution, one index run each:")
+    pairs = (INDEX, PREFIX, SECOND_INDEX, SECOND_PREFIX)
+    if bgz("start", *pairs, "--yes", "--wait", "--interval", "1") or bgz("list"):
+        return 1
+    flags = {name: db.compressed(name, prefix) for name, prefix in ((INDEX, PREFIX), (SECOND_INDEX, SECOND_PREFIX))}
+    print(f"  bioindex flags: {flags}; objects of {SECOND_INDEX!r} now:")
+    show_objects(aws, SECOND_PREFIX)
+    return 0 if all(flags.values()) and second else 1
 
 
 def have_bgzip() -> bool:
@@ -182,9 +163,7 @@ def main() -> int:
         bioindex = BioindexStandin(db, BUCKET, set_endpoint=True, env=aws.env)
         try:
             parameters = {"FlagBackend": "http", "InsecureBioindexUrl": bioindex.url}
-            stack = aws.deploy(STACK, BUCKET, parameters)
-            operator = Operator(aws, bioindex)
-            s3 = aws.client("s3")
+            aws.deploy(STACK, BUCKET, parameters)
             content = load_index(aws, db, Path(tmp) / "index", INDEX, PREFIX, seed=7)
             second = load_index(aws, db, Path(tmp) / "second", SECOND_INDEX, SECOND_PREFIX, seed=11)
             bioindex.start()
@@ -193,25 +172,12 @@ def main() -> int:
             print("\n$ bgz selftest   (once after a deploy: the roles, the image, the bioindex, the vCPU quota)")
             if not selftest(Stack(STACK, "us-east-1"), say=lambda text: print(f"  {text}"), poll_seconds=0.2):
                 return 1
-            show_objects(aws)
-            if not run(aws, stack.compress_arn, "associations-compress", operator):
-                return 1
-            print(f"  bioindex flag compressed={db.compressed(INDEX, PREFIX)}; objects now:")
-            show_objects(aws)
-            if not run(aws, stack.rollback_arn, "associations-rollback", operator):
-                return 1
-            print(f"  bioindex flag compressed={db.compressed(INDEX, PREFIX)}; objects now:")
-            show_objects(aws)
-            restored = all(s3.get_object(Bucket=BUCKET, Key=k)["Body"].read() == v for k, v in content.items())
-            print(f"  every original restored byte for byte: {restored}")
-            if not restored or not bulk(aws, stack.bulk_arn, operator):
-                return 1
-            flags = {
-                name: db.compressed(name, prefix) for name, prefix in ((INDEX, PREFIX), (SECOND_INDEX, SECOND_PREFIX))
-            }
-            print(f"  bioindex flags: {flags}; objects of {SECOND_INDEX!r} now:")
-            show_objects(aws, SECOND_PREFIX)
-            return 0 if all(flags.values()) and second else 1
+            done = threading.Event()
+            threading.Thread(target=Operator(aws, bioindex).serve, args=(done,), daemon=True).start()
+            try:
+                return operators_day(aws, db, content, second)
+            finally:
+                done.set()
         finally:
             bioindex.close()
             aws.stop()
