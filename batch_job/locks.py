@@ -148,21 +148,28 @@ def execution_is_running(lock: Lock) -> bool:
     asked, it counts as running."""
     if not lock.execution:
         return True
+    status = execution_status(lock.execution)
+    if status == "ExecutionDoesNotExist":
+        # DescribeExecution is eventually consistent: a just-started execution may not be found yet.
+        return _age_seconds(lock.created) < JUST_STARTED_SECONDS
+    return status in ("RUNNING", None)
+
+
+def execution_status(arn: str) -> str | None:
+    """An execution's status (RUNNING, ABORTED, ...) asked in its own region, whatever the caller's;
+    "ExecutionDoesNotExist" if Step Functions does not know it (yet); None if it cannot be asked."""
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
-    region = lock.execution.split(":")[3]  # the execution's own region, whatever the caller's is
     try:
-        status = boto3.client("stepfunctions", region_name=region).describe_execution(executionArn=lock.execution)
-        status = status["status"]
+        return boto3.client("stepfunctions", region_name=arn.split(":")[3]).describe_execution(executionArn=arn)[
+            "status"
+        ]
     except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ExecutionDoesNotExist":
-            return True
-        # DescribeExecution is eventually consistent: a just-started execution may not be found yet.
-        return _age_seconds(lock.created) < JUST_STARTED_SECONDS
+        code = exc.response.get("Error", {}).get("Code")
+        return code if code == "ExecutionDoesNotExist" else None
     except BotoCoreError:
-        return True
-    return status == "RUNNING"
+        return None
 
 
 def _how_to_free(lock: Lock) -> str:

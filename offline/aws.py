@@ -13,7 +13,8 @@ tests/test_offline_aws.py fails loudly when an upgrade breaks them:
 2. A `.sync` task is given no callback endpoint, so a Retry does not reuse the interrupted
    endpoint of the previous attempt; it looks at its job every 0.05 s (moto: 0.5 s), and a state's
    Retry waits a tenth of its interval (moto: all of it). Attempts, their order and their errors are
-   AWS's; only the test waits less.
+   AWS's; only the test waits less. StopExecution makes an execution ABORTED at once, as AWS does
+   (moto: only once its running state returns), so a Lambda still working sees it stopped.
 3. A submitted Batch job runs its container command in a fresh process (Ref:: parameters substituted,
    AWS_BATCH_JOB_ARRAY_INDEX set for array children) and ends SUCCEEDED or FAILED by its exit code,
    with AWS's status reason; a Lambda invoke runs the function's handler in a fresh process with the
@@ -388,6 +389,7 @@ def install_hooks(runner: Runner) -> None:
         raise RuntimeError(f"the offline stack hooks moto {PINNED_MOTO} internals; found moto {moto.__version__}")
     from moto.awslambda_simple.models import LambdaSimpleBackend
     from moto.batch_simple.models import BatchSimpleBackend
+    from moto.stepfunctions.parser.api import ExecutionStatus
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
         state_task_service_batch,
@@ -395,6 +397,7 @@ def install_hooks(runner: Runner) -> None:
         state_task_service_sfn,
     )
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+    from moto.stepfunctions.parser.backend.execution import Execution
 
     batch_task = state_task_service_batch.StateTaskServiceBatch
     batch_task._normalise_parameters = _normalise_parameters_by_model
@@ -430,6 +433,17 @@ def install_hooks(runner: Runner) -> None:
     callback_task._eval_sync = _eval_sync
     # The retrier's only use of `time` is its sleep.
     retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * RETRY_WAIT_SCALE))
+
+    # StopExecution: ABORTED at once, as on AWS (moto: only once the running state has returned).
+    original_stop = getattr(Execution, "_bgzip_original_stop", Execution.stop)
+    Execution._bgzip_original_stop = original_stop
+
+    def stop(self, stop_date, error, cause):
+        original_stop(self, stop_date=stop_date, error=error, cause=cause)
+        if self.exec_status == ExecutionStatus.RUNNING:
+            self.exec_status, self.stop_date = ExecutionStatus.ABORTED, stop_date
+
+    Execution.stop = stop
     # moto looks at a .sync task's job every 0.5 s: half a second lost per Batch state, a third of a
     # test run. Step Functions' own latency is not something any test measures.
     state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS

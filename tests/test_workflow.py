@@ -167,6 +167,33 @@ def test_a_stale_lock_of_an_ended_execution_is_cleared_by_the_next_run(deploymen
     assert deployment.locks() == []
 
 
+def test_a_run_stopped_while_plan_works_leaves_no_lock(deployment):
+    """`bgz stop` while the Plan Lambda runs: no later state will release the lock Plan takes, so Plan
+    itself looks at its execution before it returns, and releases the lock of a stopped one."""
+    sfn = deployment.aws.client("stepfunctions")
+
+    stopped = []
+
+    def stop_it(function: str) -> None:
+        if function.endswith("PlanFunction") and not stopped:
+            execution = deployment.stack.compress_arn.replace(":stateMachine:", ":execution:")
+            stopped.append(f"{execution}:{deployment.execution}")
+            sfn.stop_execution(executionArn=stopped[0], cause="bgz stop: started by mistake")
+
+    deployment.aws.runner.before_invoke = stop_it
+    result = deployment.run()
+    assert result["status"] == "ABORTED"
+    deadline = time.monotonic() + 30  # the Lambda goes on after its execution was stopped
+    plan_function = f"{deployment.name}-PlanFunction"
+    while not any(e["function"] == plan_function for e in deployment.aws.runner.lambda_logs):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (plan,) = [e for e in deployment.aws.runner.lambda_logs if e["function"] == plan_function]
+    assert "is ABORTED: Plan released its lock of s3://" in plan["log"], plan["log"]
+    assert deployment.locks() == [], "the prefix is free for the next run"
+    assert deployment.originals_intact()
+
+
 def test_runs_in_parallel_on_different_prefixes_do_not_block_each_other(deployment, tmp_path):
     deployment.add_index("other-index", "other/", tmp_path / "index" / "BMI")
     results = {}

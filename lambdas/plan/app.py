@@ -25,7 +25,7 @@ from batch_job.bioindex.server import BioindexServer
 from batch_job.errors import BadInput
 from batch_job.keys import s3_prefix
 from batch_job.locations import check_prefix, parse_location
-from batch_job.locks import Locks, holder_alive
+from batch_job.locks import Locks, execution_status, holder_alive
 from batch_job.rates import JobLimits, step_timeouts
 from batch_job.runfolder import RunFolder, run_folder_uri
 from batch_job.steps.plan import make_plan, preview
@@ -41,6 +41,11 @@ copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 
 INDEX_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 SAMPLED = 5  # files a dry run names for sampling the compression ratio
+
+
+class RunEnded(Exception):
+    """The execution was stopped (or ended) while Plan worked: the lock Plan took is released, as no
+    later state of the run will release it."""
 
 
 class ExecutionInput(BaseModel):
@@ -179,6 +184,12 @@ def plan(event: PlanEvent) -> dict:
         run.write_readers(readers)
     if readers is not None:
         logger.info("sample answers captured", extra={"canary": readers.canary, "samples": len(readers.samples)})
+    status = execution_status(event.execution_arn)
+    if status not in ("RUNNING", None, "ExecutionDoesNotExist"):  # `bgz stop` while Plan worked: no state follows
+        Locks(parse_location(plan.target)).release(run.uri)
+        ended = f"execution {event.execution} is {status}: Plan released its lock of {plan.target}"
+        logger.warning(ended)
+        raise RunEnded(ended)
     return {
         "run": run.uri,
         "index": plan.index,
