@@ -46,17 +46,20 @@ class BgzipDecompression:
         self.error = ""
 
     def __enter__(self) -> BgzipDecompression:
+        command = [bgzip_executable(), "-d", "-c", "-@", str(self._threads)]
         self._stderr = tempfile.TemporaryFile()
-        self._process = subprocess.Popen(
-            [bgzip_executable(), "-d", "-c", "-@", str(self._threads)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=self._stderr,
-        )
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr
+            )
+        except BaseException:
+            self._stderr.close()
+            raise
         self.stdout: BinaryIO = self._process.stdout
-        for pipe in (self._process.stdin, self._process.stdout):
+        resize = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux only; elsewhere the pipes keep their size
+        for pipe in (self._process.stdin, self._process.stdout) if resize else ():
             with contextlib.suppress(OSError):  # 64 KiB by default: a switch of threads every 64 KiB
-                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+                fcntl.fcntl(pipe.fileno(), resize, PIPE_SIZE)
         self._feeder = threading.Thread(target=self._feed, name="bgzip-feed", daemon=True)
         self._feeder.start()
         return self

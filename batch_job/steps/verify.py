@@ -119,8 +119,8 @@ def _check_content(
         raise FileFailed(f"{planned.compressed}: htslib cannot decompress it: {bgzip.error}")
     if scan.error:
         raise FileFailed(f"{planned.compressed}: {scan.error}")
-    if scan.last != bgzf.EOF_BLOCK:
-        raise FileFailed(f"{planned.compressed}: no BGZF EOF block at the end (truncated)")
+    # A difference stops the reading (bgzip is killed, the .gz not read to its end): said before the
+    # end of the stream is looked at.
     if compared.first_difference is not None:
         at = compared.first_difference
         raise FileFailed(f"content: {planned.compressed} differs from {planned.original} at byte {at}")
@@ -128,6 +128,8 @@ def _check_content(
         raise FileFailed(
             f"size: {planned.compressed} holds {compared.decoded_size} bytes, {planned.original} {original.size}"
         )
+    if scan.last != bgzf.EOF_BLOCK:
+        raise FileFailed(f"{planned.compressed}: no BGZF EOF block at the end (truncated)")
     return compared, scan.block_index
 
 
