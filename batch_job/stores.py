@@ -23,7 +23,16 @@ from typing import BinaryIO
 import botocore
 from botocore.exceptions import ClientError
 
-from batch_job.errors import AccessDenied, DeletesRefused, NoSuchBucket, NotDeleted, ObjectChanged, Refused, StoreError
+from batch_job.errors import (
+    AccessDenied,
+    BadInput,
+    DeletesRefused,
+    NoSuchBucket,
+    NotDeleted,
+    ObjectChanged,
+    Refused,
+    StoreError,
+)
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -168,12 +177,12 @@ def s3_client():
 
 @functools.lru_cache(maxsize=8)
 def _s3_client(settings: tuple[str | None, ...]):
-    # Adaptive retries, 10 attempts, unless the environment says otherwise (AWS_RETRY_MODE,
-    # AWS_MAX_ATTEMPTS): botocore's own settings give way to an explicit Config.
-    retries = {
-        "mode": os.environ.get("AWS_RETRY_MODE", "adaptive"),
-        "max_attempts": int(os.environ.get("AWS_MAX_ATTEMPTS", "10")),
-    }
+    # Adaptive retries, 10 attempts in all, unless the environment says otherwise (AWS_RETRY_MODE,
+    # AWS_MAX_ATTEMPTS, which counts the first attempt): an explicit Config would override them.
+    attempts = os.environ.get("AWS_MAX_ATTEMPTS", "10")
+    if not attempts.isdigit() or int(attempts) < 1:
+        raise BadInput(f"AWS_MAX_ATTEMPTS must be a whole number of attempts, at least 1, not {attempts!r}")
+    retries = {"mode": os.environ.get("AWS_RETRY_MODE", "adaptive"), "total_max_attempts": int(attempts)}
     return _new_client(retries=retries, max_pool_connections=64)
 
 
