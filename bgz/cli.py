@@ -429,8 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     selection.add_argument("--exclude", metavar="NAME,NAME", help="with --all or --include: leave these out")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, text in (
-        ("start", cmd_start, "start a compress run of one index, or of many (--all, --include)"),
-        ("rollback", cmd_rollback, "start a rollback run of one index, or of many (--all, --include)"),
+        ("start", cmd_start, "start a compress run of one index, or of many (--all, --include, or pairs)"),
+        ("rollback", cmd_rollback, "start a rollback run of one index, or of many (--all, --include, or pairs)"),
     ):
         p = _add(sub, name, parents=[common, selection], help=text)
         p.add_argument(

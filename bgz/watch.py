@@ -37,7 +37,7 @@ class Snapshot:
         """Where the run is, for scripts (`bgz watch --json`); `outcome` is the ended run's summary or cause."""
         left = None
         if self.step and self.bytes_done and self.seconds > 0:
-            left = round((self.bytes_total - self.bytes_done) / (self.bytes_done / self.seconds))
+            left = max(0, round((self.bytes_total - self.bytes_done) / (self.bytes_done / self.seconds)))
         return {
             "status": self.status,
             "state": self.state,

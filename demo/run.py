@@ -1,6 +1,6 @@
 """`make demo`: the operator's day, offline - `bgz selftest` of a new deploy, then `bgz plan`,
 `bgz start --wait`, `bgz status`, `bgz logs`, `bgz rollback --wait`, `bgz stop` and a bulk
-`bgz start --include`, on sample indexes.
+`bgz start` of two indexes, on sample indexes.
 
 The real state machines run in moto, their Batch jobs run the real bgzip-job, their Lambdas the real
 handlers; the commands are bgz's own, run against that stack. The bioindex is the stand-in: three
@@ -50,20 +50,26 @@ class Operator:
 
     def serve(self, done: threading.Event) -> None:
         """Until `done`: each run that waits for a bioindex restart gets one, then `bgz confirm`."""
-        sfn = self.aws.client("stepfunctions")
         while not done.wait(0.5):
-            for machine in sfn.list_state_machines()["stateMachines"]:
-                found = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
-                for execution in found["executions"]:
-                    description = sfn.describe_execution(executionArn=execution["executionArn"])
-                    asked = waiting(self.stack, description)
-                    if asked is None:
-                        continue
-                    print(f"     [operator] {description['name']} asks: {asked[0].asked}")
-                    print("     [operator] $ <restart every bioindex process>   (the demo restarts the stand-in)")
-                    self.bioindex.restart()
-                    print(f"     [operator] $ bgz confirm {description['name']}")
-                    print(f"     [operator] {confirm(self.stack, description)}", flush=True)
+            try:
+                self._answer_waiting()
+            except Exception as exc:  # say it, and go on: a dead operator would leave a --wait hanging
+                print(f"     [operator] could not answer: {exc}", flush=True)
+
+    def _answer_waiting(self) -> None:
+        sfn = self.aws.client("stepfunctions")
+        for machine in sfn.list_state_machines()["stateMachines"]:
+            found = sfn.list_executions(stateMachineArn=machine["stateMachineArn"], statusFilter="RUNNING")
+            for execution in found["executions"]:
+                description = sfn.describe_execution(executionArn=execution["executionArn"])
+                asked = waiting(self.stack, description)
+                if asked is None:
+                    continue
+                print(f"     [operator] {description['name']} asks: {asked[0].asked}")
+                print("     [operator] $ <restart every bioindex process>   (the demo restarts the stand-in)")
+                self.bioindex.restart()
+                print(f"     [operator] $ bgz confirm {description['name']}")
+                print(f"     [operator] {confirm(self.stack, description)}", flush=True)
 
 
 def show_objects(aws: OfflineAWS, prefix: str = PREFIX) -> None:
@@ -119,7 +125,10 @@ def operators_day(aws: OfflineAWS, db: BioindexDatabase, content: dict, second: 
         return 1
     stack = Stack(STACK, "us-east-1")
     stopped = next(r for r in runs.recent(stack, SECOND_INDEX, 1))
-    while snapshot(stack, runs.find(stack, stopped["name"])).state in ("starting", "Plan"):
+    while (found := runs.find(stack, stopped["name"]))["status"] == "RUNNING" and snapshot(stack, found).state in (
+        "starting",
+        "Plan",
+    ):
         time.sleep(0.2)  # stopped once it planned and holds its prefix
     if bgz("stop", stopped["name"], "--reason", "started by mistake") or bgz("locks"):
         return 1
