@@ -46,7 +46,9 @@ class BgzipDecompression:
         self.error = ""
 
     def __enter__(self) -> BgzipDecompression:
-        command = [bgzip_executable(), "-d", "-c", "-@", str(self._threads)]
+        # bgzip's thread pool costs a third of a millisecond to start: a small file is read without one.
+        threads = ["-@", str(self._threads)] if self._threads > 1 else []
+        command = [bgzip_executable(), "-d", "-c", *threads]
         self._stderr = tempfile.TemporaryFile()
         try:
             self._process = subprocess.Popen(

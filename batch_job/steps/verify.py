@@ -28,6 +28,7 @@ from batch_job.stores import ObjectInfo, Store
 
 SPOT_CHECKS = 8
 SPOT_LENGTH = 1000
+THREADED_FROM = 1 << 20  # bytes of .gz from which bgzip decompresses on threads
 
 
 class BlockScan:
@@ -112,7 +113,7 @@ def _check_content(
     store = ctx.target.store
     with store.open(planned.compressed, gz.etag) as gz_stream, store.open(planned.original, original.etag) as json:
         scan = BlockScan(gz_stream)
-        with BgzipDecompression(scan, ctx.threads) as bgzip:
+        with BgzipDecompression(scan, ctx.threads if gz.size >= THREADED_FROM else 1) as bgzip:
             chunks = windows.through(iter_stream(json))
             compared = compare(chunks, bgzip.stdout, lambda n: ctx.progress.advance(bytes_in=n))
     if bgzip.error:
