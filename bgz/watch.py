@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -108,7 +109,8 @@ def _bulk_snapshot(stack: Stack, description: dict, state: str) -> Snapshot:
 
 
 def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snapshot:
-    """Where the execution is; `cache` keeps the plan between polls (it may list 100,000 files)."""
+    """Where the execution is; `cache` keeps the plan and its shards' bytes between polls (it may list
+    100,000 files)."""
     cache = {} if cache is None else cache
     events = runs.history(stack, description["executionArn"])
     entered = [e for e in events if e["type"].endswith("StateEntered")]
@@ -131,14 +133,18 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
     if step is not None and description["status"] == "RUNNING":
         snap.step = True
         snap.seconds = (datetime.now(UTC) - entered[-1]["timestamp"]).total_seconds()
-        sizes = {f.key: f.size for f in plan.files}
-        manifests = run.read_manifests(step, plan.shards)
-        for manifest in manifests.values():
+        if "shard_bytes" not in cache:
+            cache["shard_bytes"] = Counter()
+            for f in plan.files:
+                cache["shard_bytes"][f.shard] += f.size
+        # The manifests' first lines only: a poll reads their totals, not every file's record.
+        heads = run.read_manifest_heads(step, plan.shards)
+        for k, head in heads.items():
             snap.shards_done += 1
-            snap.files_done += len(manifest.files)
-            snap.files_failed += len(manifest.failed)
-            snap.bytes_done += sum(sizes.get(r.key, 0) for r in manifest.files)
-        for working in run.read_progresses(step, set(range(plan.shards)) - set(manifests)).values():
+            snap.files_done += head.totals.files
+            snap.files_failed += head.totals.files - head.totals.ok
+            snap.bytes_done += cache["shard_bytes"].get(k, 0)
+        for working in run.read_progresses(step, set(range(plan.shards)) - set(heads)).values():
             snap.files_done += working.files
             snap.bytes_done += working.bytes_done
         snap.children = _batch_children(stack, events)
