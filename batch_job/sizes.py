@@ -44,10 +44,16 @@ def human_duration(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def seconds_left(done: int, total: int, seconds: float) -> float | None:
+    """The time the rest takes at the rate of the bytes done so far; None before any byte is done."""
+    if done <= 0 or seconds <= 0:
+        return None
+    return max(total - done, 0) / (done / seconds)
+
+
 def pace(done: int, total: int, seconds: float) -> str:
     """The rate of the bytes done so far and the time left at that rate; "" before any byte is done."""
-    if done <= 0 or seconds <= 0:
+    left = seconds_left(done, total, seconds)
+    if left is None:
         return ""
-    rate = done / seconds
-    left = f", about {human_duration((total - done) / rate)} left" if total > done else ""
-    return f"{human_bytes(rate)}/s{left}"
+    return f"{human_bytes(done / seconds)}/s" + (f", about {human_duration(left)} left" if total > done else "")

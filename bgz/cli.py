@@ -88,6 +88,11 @@ def _explicit(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> dict:
     return selection
 
 
+def _print_json(record: object) -> None:
+    """A --json answer: one document, times as text (boto3 gives datetimes)."""
+    print(json.dumps(record, default=str, indent=1))
+
+
 def _names(text: str) -> list[str]:
     return [name.strip() for name in text.split(",") if name.strip()]
 
@@ -166,7 +171,7 @@ def cmd_watch(args: argparse.Namespace, stack: Stack) -> int:
     description = runs.find(stack, args.execution)
     if args.json:
         ended = outcome(description) if description["status"] != "RUNNING" else ""
-        print(json.dumps(snapshot(stack, description).record(ended), indent=1))
+        _print_json(snapshot(stack, description).record(ended))
         return 0
     if description["status"] != "RUNNING":
         print(outcome(description))
@@ -192,7 +197,7 @@ def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
         pairs, skipped = select(stack, mode, selection)
     previews = [preview(stack, mode, index, prefix, getattr(args, "shards", None), size) for index, prefix in pairs]
     if args.json:
-        print(json.dumps({"indexes": [p.record(mode) for p in previews], "skipped": skipped}, indent=1))
+        _print_json({"indexes": [p.record(mode) for p in previews], "skipped": skipped})
         return 2 if any(p.refused for p in previews) else 0
     for line in skipped:
         print(line)
@@ -281,7 +286,7 @@ def cmd_list(args: argparse.Namespace, stack: Stack) -> int:
     rows = runs.recent(stack, args.index, args.max)
     if args.json:
         keys = ("name", "mode", "status", "startDate", "stopDate", "index", "prefix", "executionArn")
-        print(json.dumps([{k: row.get(k) for k in keys} for row in rows], default=str, indent=1))
+        _print_json([{k: row.get(k) for k in keys} for row in rows])
         return 0
     if not rows:
         print("no executions" + (f" for index {args.index!r}" if args.index else ""))
@@ -306,7 +311,7 @@ def cmd_status(args: argparse.Namespace, stack: Stack) -> int:
         raise BadInput("give the index and its prefix: bgz status INDEX PREFIX/")
     record = found(stack, args.index, check_prefix(args.prefix))
     if args.json:
-        print(json.dumps(record, default=str, indent=1))
+        _print_json(record)
     else:
         print("\n".join(lines(record)))
     return 0
@@ -322,7 +327,7 @@ def cmd_locks(args: argparse.Namespace, stack: Stack) -> int:
         raise BadInput(f"stack {stack.name!r} has no DataBucketName output: deploy this version of it first")
     held = Locks(Location(S3Store(bucket, client=stack.client("s3")), "", f"s3://{bucket}/")).held()
     if args.json:
-        print(json.dumps([{**asdict(lock), "holder": lock.holder()} for lock, _ in held], indent=1))
+        _print_json([{**asdict(lock), "holder": lock.holder()} for lock, _ in held])
         return 0
     if not held:
         print(f"no prefix of s3://{bucket}/ is locked")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from batch_job import states
-from batch_job.sizes import human_bytes, human_duration, pace
+from batch_job.sizes import human_bytes, human_duration, pace, seconds_left
 from bgz import runs
 from bgz.stack import Stack
 
@@ -36,9 +36,7 @@ class Snapshot:
 
     def record(self, outcome: str) -> dict:
         """Where the run is, for scripts (`bgz watch --json`); `outcome` is the ended run's summary or cause."""
-        left = None
-        if self.step and self.bytes_done and self.seconds > 0:
-            left = max(0, round((self.bytes_total - self.bytes_done) / (self.bytes_done / self.seconds)))
+        left = seconds_left(self.bytes_done, self.bytes_total, self.seconds) if self.step else None
         return {
             "status": self.status,
             "state": self.state,
@@ -50,7 +48,7 @@ class Snapshot:
             "bytes": self.bytes_total,
             "bytesDone": self.bytes_done,
             "stepSeconds": round(self.seconds) if self.step else None,
-            "secondsLeft": left,
+            "secondsLeft": None if left is None else round(left),
             "batchChildren": self.children,
             "converting": self.running,
             "waitingForYou": self.asked or None,
