@@ -78,9 +78,10 @@ def _step(args: argparse.Namespace, step: Step, mode: Mode | None, work, **kwarg
         parallel_files=args.files_in_parallel,
         **kwargs,
     )
-    print(progress.summary(), flush=True)
+    summary = progress.summary()
+    print(json.dumps(progress.record()) if args.json else summary, flush=True)
     if progress.failed:
-        raise FilesFailed(progress.summary(), progress.failed)
+        raise FilesFailed(summary, progress.failed)
     return 0
 
 
@@ -334,6 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
         # Deletion only checks and deletes (latency-bound); the codec steps hold buffers per file.
         parallel = 16 if deleting else 2
         step.add_argument("--files-in-parallel", type=_positive, default=parallel, help="files worked on at once")
+        step.add_argument("--json", action="store_true", help="the summary line as a JSON record, for scripts")
         if name == "compress":
             step.add_argument("--level", type=int, default=DEFAULT_LEVEL, help="as bgzip -l: -1 (default) or 0..9")
         step.set_defaults(func=func)

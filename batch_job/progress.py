@@ -164,6 +164,19 @@ class Progress:
             line += f": {shown}{more}"
         return line
 
+    def record(self) -> dict:
+        """The summary as a record, for scripts (`bgzip-job STEP --json`); sizes in bytes."""
+        return {
+            "step": self.step,
+            "files": self.files,
+            "filesAlreadyDone": self.skipped_files,
+            "filesFailed": len(self.failed),
+            "failed": list(self.failed),
+            "bytesIn": self.bytes_in,
+            "bytesOut": self.bytes_out,
+            "seconds": round(self.seconds, 3),
+        }
+
 
 class Reports:
     """Calls `write(progress)` every `seconds` while a step works, from a thread of its own: a slow

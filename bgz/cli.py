@@ -16,16 +16,16 @@
 
 Stack name and region come from --stack/--region (before or after the subcommand), else
 samconfig.toml, as for `sam deploy`.
-Exit status: 0 success; 1 the run failed; 2 the command could not do what was asked.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import asdict
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from batch_job import version
@@ -134,11 +134,21 @@ def _confirmed(args: argparse.Namespace, mode: str, deletes: str) -> bool:
 
 
 def _start(args: argparse.Namespace, stack: Stack, mode: str) -> int:
+    if not args.json:
+        return _run(args, stack, mode)[0]
+    with contextlib.redirect_stdout(sys.stderr):  # the plan block, the question, the progress: for people
+        code, record = _run(args, stack, mode)
+    _print_json(record)
+    return code
+
+
+def _run(args: argparse.Namespace, stack: Stack, mode: str) -> tuple[int, dict]:
+    """Check, ask, start, and with --wait follow to the end: the exit status, and the record --json prints."""
     selection = _selection(args)
     deletes = _checked_before_starting(args, stack, mode, selection)
     if not _confirmed(args, mode, deletes):
         print("not started")
-        return 1
+        return 1, {"started": False}
     if selection is not None:
         started = runs.start_bulk(stack, mode, selection)
         what = f"bulk {mode} run"
@@ -150,13 +160,19 @@ def _start(args: argparse.Namespace, stack: Stack, mode: str) -> int:
             execution_input["level"] = args.level
         started = runs.start(stack, mode, execution_input)
         what = f"{mode} run"
-    print(f"started {what} {started['executionArn']}")
-    print(f"console: {runs.console_url(stack.region_name, started['executionArn'])}")
+    arn = started["executionArn"]
+    name = arn.rsplit(":", 1)[-1]
+    console = runs.console_url(stack.region_name, arn)
+    record = {"started": True, "mode": mode, "bulk": selection is not None, "name": name, "executionArn": arn}
+    record["console"] = console
+    print(f"started {what} {arn}")
+    print(f"console: {console}")
     if not args.wait:
-        print(f"follow it with: bgz watch {started['executionArn'].rsplit(':', 1)[-1]}")
-        return 0
-    final = watch(stack, runs.find(stack, started["executionArn"]), interval=args.interval)
-    return 0 if final["status"] == "SUCCEEDED" else 1
+        print(f"follow it with: bgz watch {name}")
+        return 0, record
+    final = watch(stack, runs.find(stack, arn), interval=args.interval)
+    record["end"] = snapshot(stack, final).record(outcome(final))
+    return (0 if final["status"] == "SUCCEEDED" else 1), record
 
 
 def cmd_start(args: argparse.Namespace, stack: Stack) -> int:
@@ -233,6 +249,17 @@ def _utc_time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not a UTC time like 2026-12-01T10:05:00Z") from None
 
 
+def _since(text: str) -> datetime:
+    """A time the operator gives: a span back from now (30s, 10m, 2h, 1d) or a UTC time."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if text[:-1].isdigit() and text[-1:] in units:
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        return parse_time(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither a span like 10m, 2h, 1d nor a UTC time") from None
+
+
 def cmd_confirm(args: argparse.Namespace, stack: Stack) -> int:
     from bgz.confirm import confirm, confirm_bulk
 
@@ -255,9 +282,11 @@ def cmd_confirm(args: argparse.Namespace, stack: Stack) -> int:
 def cmd_stop(args: argparse.Namespace, stack: Stack) -> int:
     from bgz.stop import stop
 
-    description = runs.find(stack, args.execution)
-    for line in stop(stack, description, reason=f"bgz stop: {args.reason}"):
-        print(line)
+    done = stop(stack, runs.find(stack, args.execution), reason=f"bgz stop: {args.reason}")
+    if args.json:
+        _print_json(done.record())
+    else:
+        print("\n".join(done.lines()))
     return 0
 
 
@@ -265,14 +294,18 @@ def cmd_logs(args: argparse.Namespace, stack: Stack) -> int:
     from bgz import logs
 
     description = runs.find(stack, args.execution)
+    only = logs.Only(args.step, args.since, args.filter)
     if args.follow:
-        logs.follow(stack, description, args.step, args.interval, sys.stdout)
+        logs.follow(stack, description, only, args.interval, sys.stdout)
         return 0
-    found = logs.lines(stack, description, args.step, set())
+    found = logs.lines(stack, description, only, set())
     for line in found:
         print(line)
     if not found:
-        print(f"no log lines for {description['name']}" + (f" in state {args.step}" if args.step else ""))
+        also = [f"in state {args.step}"] if args.step else []
+        also += [f"since {args.since:%Y-%m-%dT%H:%M:%SZ}"] if args.since else []
+        also += [f"containing {args.filter!r}"] if args.filter else []
+        print(f"no log lines for {description['name']}" + "".join(f" {words}" for words in also))
         if args.step:
             rollback = description.get("stateMachineArn", "").endswith("-rollback")
             mode = Mode.ROLLBACK if rollback else Mode.COMPRESS
@@ -369,11 +402,19 @@ def _stack_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
     parser.add_argument("--profile", default=default(None), help="AWS named profile")
     parser.add_argument(
         "--config",
+        "--config-file",
+        dest="config",
         type=Path,
         default=default(None),
         help="samconfig.toml to read stack and region from (default: the nearest, here or above)",
     )
 
+
+EXIT_STATUS = """exit status:
+  0    done: the run started, succeeded (--wait, watch), or the answer was printed
+  1    the run failed or was stopped (--wait, watch); not started at the question; a selftest check failed
+  2    refused or could not do it: bad input, a pre-flight refusal, a lock, AWS said no; nothing was started
+  130  interrupted (Ctrl-C); a started run goes on, and bgz watch follows it again"""
 
 RUN = "associations-20261201T120000Z"  # a run's name, as bgz start makes them
 EXAMPLES = {
@@ -391,12 +432,16 @@ EXAMPLES = {
         "bgz confirm --bulk bulk-compress-20261201T120000Z --restarted-at 2026-12-01T12:30:00Z",
     ],
     "stop": [f"bgz stop {RUN} --reason 'wrong prefix'"],
-    "logs": [f"bgz logs {RUN} --step Verify", f"bgz logs {RUN} --follow"],
+    "logs": [f"bgz logs {RUN} --step Verify", f"bgz logs {RUN} --follow", f"bgz logs {RUN} --since 1h --filter ERROR"],
     "list": ["bgz list --index associations", "bgz list --json"],
     "status": ["bgz status associations associations/", "bgz status associations associations/ --json"],
     "locks": ["bgz locks"],
     "publish-image": ["bgz publish-image", "bgz publish-image --tag v1.2.0"],
     "selftest": ["bgz selftest --stack bgzip-workflow --region us-east-1"],
+    "completion": [
+        "bgz completion bash > ~/.local/share/bash-completion/completions/bgz",
+        "bgz completion zsh > ~/.zfunc/_bgz",
+    ],
 }
 
 
@@ -414,7 +459,12 @@ def _add(sub, name: str, help: str, **kwargs) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bgz", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="bgz",
+        description=__doc__.split("\n\n")[0],
+        epilog=EXIT_STATUS,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     _stack_options(parser, defaults=True)
     common = argparse.ArgumentParser(add_help=False)
@@ -442,6 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
             "--concurrency", type=_within(1, 40), help="bulk: indexes converted at once (default: the stack's)"
         )
         p.add_argument("--wait", action="store_true", help="follow the run to its end; exit 1 if it fails")
+        p.add_argument(
+            "--json", action="store_true", help="the started run (with --wait: how it ended) as a record, for scripts"
+        )
         p.add_argument("--yes", action="store_true", help="start without asking (needed where no terminal is)")
         p.add_argument("--interval", type=float, default=5.0, help=argparse.SUPPRESS)
         p.add_argument("--shards", type=_within(1, 10_000), help="number of shards (default: one per 20 GiB)")
@@ -479,10 +532,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "stop", parents=[common], help="stop a run and its Batch jobs, free its prefix, say where it is")
     p.add_argument("execution", help="execution name or ARN (a bulk run: its index runs too)")
     p.add_argument("--reason", default="stopped by the operator", help="recorded as the execution's cause")
+    p.add_argument("--json", action="store_true", help="what was done and where the prefix is, as a record")
     p.set_defaults(func=cmd_stop)
     p = _add(sub, "logs", parents=[common], help="the CloudWatch lines of a run's jobs and Lambdas")
     p.add_argument("execution", help="execution name or ARN")
     p.add_argument("--step", help="only this state's lines, e.g. Plan, Compress, Verify, DeleteOriginals")
+    p.add_argument(
+        "--since",
+        type=_since,
+        metavar="WHEN",
+        help="only lines from then on: 10m, 2h, 1d back, or a UTC time like 2026-12-01T10:05:00Z",
+    )
+    p.add_argument("--filter", metavar="TEXT", help="only lines containing TEXT (as grep -F)")
     p.add_argument("--follow", action="store_true", help="keep printing new lines until the run ends")
     p.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --follow")
     p.set_defaults(func=cmd_logs)
@@ -516,11 +577,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--interval", type=float, default=10.0, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_selftest)
+    p = _add(sub, "completion", help="print the shell completion script for bgz (bash, zsh or tcsh)")
+    p.add_argument("shell", choices=("bash", "zsh", "tcsh"))
     return parser
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    print(shtab.complete(build_parser(), args.shell))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "completion":  # needs no stack, nor a readable samconfig.toml
+        return cmd_completion(args)
     try:
         stack = Stack.from_args(args.stack, args.region, args.profile, args.config)
         return args.func(args, stack)

@@ -100,6 +100,7 @@ def _events(stack: Stack, source: Source, execution: str, start_ms: int) -> Iter
     try:  # a job that has not written yet has no stream; a Lambda never invoked, no group
         if source.stream is not None:
             kwargs = {"logGroupName": source.group, "logStreamName": source.stream, "startFromHead": True}
+            kwargs["startTime"] = start_ms
             token = None
             while True:
                 page = logs.get_log_events(**kwargs, **({"nextToken": token} if token else {}))
@@ -136,30 +137,49 @@ def _text(message: str) -> str:
     return f"{body.get('level', '')} {body['message']}" + (f" {json.dumps(extra)}" if extra else "")
 
 
-def lines(stack: Stack, description: dict, step: str | None, seen: set) -> list[str]:
+@dataclass(frozen=True)
+class Only:
+    """Which lines to show: one state's, from a time on, containing a text (as `grep -F`)."""
+
+    step: str | None = None
+    since: datetime | None = None
+    text: str | None = None
+
+    def keeps(self, event: dict, line: str) -> bool:
+        """Of a source of the step: this event, rendered as `line`?"""
+        if self.since and event["timestamp"] < self.since.timestamp() * 1000:
+            return False
+        return not self.text or self.text in line
+
+
+def lines(stack: Stack, description: dict, only: Only, seen: set) -> list[str]:
     """The execution's log lines not in `seen` (which they are added to), labelled by state."""
     start = description["startDate"]
     start_ms = int((start if isinstance(start, datetime) else datetime.now(UTC)).timestamp() * 1000) - 60_000
+    if only.since:
+        start_ms = max(start_ms, int(only.since.timestamp() * 1000))
     out = []
     for source in sources(stack, description["executionArn"]):
-        if step and source.state != step:
+        if only.step and source.state != only.step:
             continue
         for event in _events(stack, source, description["name"], start_ms):
             key = (source.group, source.stream, event["timestamp"], event["message"])
             if key in seen:
                 continue
             seen.add(key)
-            out.append(f"[{source.state}{source.label}] {_text(event['message'])}")
+            line = f"[{source.state}{source.label}] {_text(event['message'])}"
+            if only.keeps(event, line):
+                out.append(line)
     return out
 
 
-def follow(stack: Stack, description: dict, step: str | None, interval: float, out) -> None:
+def follow(stack: Stack, description: dict, only: Only, interval: float, out) -> None:
     """Print the lines as they come until the execution ends."""
     sfn = stack.client("stepfunctions")
     seen: set = set()
     while True:
         description = sfn.describe_execution(executionArn=description["executionArn"])
-        for line in lines(stack, description, step, seen):
+        for line in lines(stack, description, only, seen):
             out.write(line + "\n")
         out.flush()
         if description["status"] != "RUNNING":

@@ -7,6 +7,8 @@ by itself: the report says what is where, and which run finishes it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from batch_job.locks import Locks
 from batch_job.records import CanaryStatus, Mode, Plan, Status, Step
 from batch_job.runfolder import RunFolder
@@ -54,34 +56,64 @@ def left_in(run: RunFolder) -> str:
     return " ".join(said)
 
 
-def stop(stack: Stack, description: dict, reason: str) -> list[str]:
+@dataclass
+class Stopped:
+    """What `bgz stop` did to one execution and where it left the prefix (a bulk run: its index runs)."""
+
+    name: str
+    status: str  # the execution's status when bgz stop found it
+    stopped: bool = False
+    terminated_jobs: int = 0
+    released_lock: str | None = None  # the target whose lock it released
+    left: str = ""  # left_in(): where the prefix is and what finishes it
+    index_runs: list[Stopped] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        said = [f"stopped {self.name}" if self.stopped else f"{self.name} had already ended ({self.status})"]
+        for child in self.index_runs:
+            said += child.lines()
+        if self.terminated_jobs:
+            said.append(f"terminated {self.terminated_jobs} Batch jobs of {self.name}")
+        if self.released_lock:
+            said.append(f"released the lock of {self.released_lock}")
+        return said + ([self.left] if self.left else [])
+
+    def record(self) -> dict:
+        """For scripts (`bgz stop --json`)."""
+        return {
+            "name": self.name,
+            "statusBefore": self.status,
+            "stopped": self.stopped,
+            "terminatedJobs": self.terminated_jobs,
+            "releasedLock": self.released_lock,
+            "left": self.left or None,
+            "indexRuns": [child.record() for child in self.index_runs],
+        }
+
+
+def stop(stack: Stack, description: dict, reason: str) -> Stopped:
     """Stop one execution - first the execution, so that no further state or index run starts, then
     its jobs (a bulk run: its index runs) - free its prefix, and say where it left it. Run again on a
     stopped execution it finishes what is left: unfinished jobs, a held lock."""
     sfn, batch = stack.client("stepfunctions"), stack.client("batch")
-    name = description["name"]
+    done = Stopped(description["name"], description["status"])
     if description["status"] == "RUNNING":
         sfn.stop_execution(executionArn=description["executionArn"], error="StoppedByOperator", cause=reason)
-        lines = [f"stopped {name}"]
-    else:
-        lines = [f"{name} had already ended ({description['status']})"]
+        done.stopped = True
     if is_bulk(description):
-        for child in runs.children(stack, name):
+        for child in runs.children(stack, done.name):
             if child["status"] in ("RUNNING", "ABORTED"):
-                lines += stop(stack, sfn.describe_execution(executionArn=child["executionArn"]), reason)
-        return lines
-    terminated = 0
+                done.index_runs.append(stop(stack, sfn.describe_execution(executionArn=child["executionArn"]), reason))
+        return done
     for job_id in runs.batch_job_ids(stack, description["executionArn"]):
         jobs = batch.describe_jobs(jobs=[job_id])["jobs"]
         if jobs and jobs[0]["status"] not in FINISHED_JOBS:
             batch.terminate_job(jobId=job_id, reason=reason)  # SIGTERM: each worker stops at its next chunk
-            terminated += 1
-    if terminated:
-        lines.append(f"terminated {terminated} Batch jobs of {name}")
-    run = stack.run_folder(name)
+            done.terminated_jobs += 1
+    run = stack.run_folder(done.name)
     if run.has_plan():
         plan = run.read_plan()
         if Locks(stack.location(plan.target)).release(run.uri):
-            lines.append(f"released the lock of {plan.target}")
-    lines.append(left_in(run))
-    return lines
+            done.released_lock = plan.target
+    done.left = left_in(run)
+    return done

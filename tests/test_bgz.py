@@ -84,13 +84,23 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
     assert rc == 0 and f"{name} had already ended (SUCCEEDED)" in out, out
     assert "the run had finished: all 5 files have their .gz/.gzi, the originals are deleted" in out
     assert "to finish" not in out, "an ended run is not offered a new run to finish it"
+    rc, out, _ = bgz(capsys, deployment, "stop", name, "--json")
+    record = json.loads(out)
+    assert rc == 0 and (record["name"], record["statusBefore"], record["stopped"]) == (name, "SUCCEEDED", False)
+    assert record["releasedLock"] is None and "the run had finished" in record["left"], record
 
     rc, out, err = bgz(
-        capsys, deployment, "rollback", "--yes", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3"
+        capsys,
+        deployment,
+        *("rollback", "--yes", "--index", INDEX, "--prefix", PREFIX, "--wait", "--interval", "0.3", "--json"),
     )
     assert rc == 0, out + err
-    assert "SUCCEEDED: rollback of associations" in out
-    rc, out, _ = bgz(capsys, deployment, "logs", started(out).rsplit(":", 1)[-1], "--step", "Verify")
+    record = json.loads(out)  # stdout holds the record alone; the plan block and the progress went to stderr
+    assert "SUCCEEDED: rollback of associations" in err and "files" in err
+    assert (record["started"], record["mode"], record["bulk"]) == (True, "rollback", False), record
+    assert record["end"]["status"] == "SUCCEEDED" and record["end"]["outcome"].startswith("SUCCEEDED: rollback of")
+    assert record["executionArn"].endswith(":" + record["name"]) and record["console"].endswith(record["executionArn"])
+    rc, out, _ = bgz(capsys, deployment, "logs", record["name"], "--step", "Verify")
     assert rc == 0 and "this is a rollback run; its states: Plan, Decompress, VerifyRestored," in out, out
     assert deployment.originals_intact()
     rc, out, _ = bgz(capsys, deployment, "plan", INDEX, PREFIX, "--json")
@@ -249,9 +259,10 @@ def test_stack_and_region_come_from_samconfig(deployment, capsys, tmp_path):
     config.write_text(
         f'version = 0.1\n[default.global.parameters]\nstack_name = "{deployment.stack.name}"\nregion = "us-east-1"\n'
     )
-    rc = cli.main(["list", "--config", str(config)])
-    out, err = capsys.readouterr()
-    assert rc == 0 and "no executions" in out, err
+    for option in ("--config", "--config-file"):  # bgz's name, and sam's
+        rc = cli.main(["list", option, str(config)])
+        out, err = capsys.readouterr()
+        assert rc == 0 and "no executions" in out, err
 
 
 @pytest.fixture
@@ -388,6 +399,10 @@ def test_stop_ends_the_run_and_its_job_frees_the_prefix_and_says_where_it_is(dep
 
     rc, out, _ = bgz(capsys, deployment, "stop", name)
     assert rc == 0 and f"{name} had already ended (ABORTED)" in out and "released" not in out
+    rc, out, _ = bgz(capsys, deployment, "stop", name, "--json")
+    record = json.loads(out)
+    assert (record["statusBefore"], record["stopped"], record["terminatedJobs"]) == ("ABORTED", False, 0)
+    assert "0 of 5 files have their .gz/.gzi written" in record["left"], record
 
 
 def test_logs_of_a_run_by_state_and_followed(deployment, capsys):
@@ -405,6 +420,14 @@ def test_logs_of_a_run_by_state_and_followed(deployment, capsys):
     lines = out.splitlines()
     assert rc == 0 and lines and all(line.startswith("[Verify]") for line in lines)
     assert set(lines) <= set(followed.splitlines()), "the same lines, once each"
+    rc, out, _ = bgz(capsys, deployment, "logs", name, "--filter", "5 files")
+    lines = out.splitlines()
+    assert rc == 0 and len(lines) >= 3 and all("5 files" in line for line in lines), out
+    assert {line.split("]")[0] for line in lines} >= {"[Compress", "[Verify", "[DeleteOriginals"}, out
+    rc, out, _ = bgz(capsys, deployment, "logs", name, "--since", "1d")
+    assert rc == 0 and set(out.splitlines()) == set(followed.splitlines()), "every line is from the last day"
+    rc, out, _ = bgz(capsys, deployment, "logs", name, "--since", "2099-01-01T00:00:00Z", "--filter", "x")
+    assert rc == 0 and out == f"no log lines for {name} since 2099-01-01T00:00:00Z containing 'x'\n", out
 
 
 def test_bgz_knows_where_the_template_puts_every_log(monkeypatch):
@@ -619,7 +642,41 @@ def test_every_subcommand_shows_examples_that_parse(capsys):
         text = capsys.readouterr().out
         assert f"examples:\n  bgz {name}" in text and text.split("\n\n")[1][0].isupper(), text
         for line in cli.EXAMPLES[name]:
-            assert parser.parse_args(shlex.split(line)[1:]).command == name, line
+            command = line.split(" > ")[0]  # the shell's redirection is not bgz's
+            assert parser.parse_args(shlex.split(command)[1:]).command == name, line
+
+
+def test_since_takes_a_span_back_or_a_utc_time():
+    from datetime import UTC, datetime, timedelta
+
+    back = datetime.now(UTC) - cli._since("90m")
+    assert timedelta(minutes=89) < back < timedelta(minutes=91)
+    assert cli._since("2026-12-01T10:05:00Z") == datetime(2026, 12, 1, 10, 5, tzinfo=UTC)
+    for bad in ("10", "m", "1w", "-5m", "2026-12-01 10:05"):
+        with pytest.raises(SystemExit):
+            cli.build_parser().parse_args(["logs", "RUN", "--since", bad])
+
+
+def test_bash_completes_subcommands_and_their_options(tmp_path, capsys):
+    """`bgz completion bash`, loaded by a real bash, completes what the parser has."""
+    import subprocess
+
+    assert cli.main(["completion", "bash"]) == 0
+    script = tmp_path / "bgz.bash"
+    script.write_text(capsys.readouterr().out)
+
+    def complete(*words: str) -> set[str]:
+        line = " ".join(["bgz", *words])
+        program = (
+            f"source {script}; COMP_WORDS=({line}); COMP_CWORD={len(words)}; COMP_LINE='{line}'; "
+            'COMP_POINT=${#COMP_LINE}; _shtab_bgz; printf "%s\\n" "${COMPREPLY[@]}"'
+        )
+        shown = subprocess.run(["bash", "--norc", "-c", program], capture_output=True, text=True, check=True)
+        return set(shown.stdout.split())
+
+    assert complete("st") == {"start", "stop", "status"}
+    assert {"--since", "--step"} <= complete("logs", "RUN", "--s")
+    assert complete("completion", "") == {"bash", "zsh", "tcsh"}
 
 
 def test_index_prefix_pairs_are_one_index_or_a_bulk_run_of_exactly_those():

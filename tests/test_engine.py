@@ -113,8 +113,15 @@ def test_compress_verify_delete_and_rollback(target, capsys, tmp_path):
         assert len(gzi) == 8 + 16 * (-(-len(data) // 65280) - 1)
     assert set(target.originals()) == set(originals), "compress keeps the originals"
 
-    rc, out, _ = job(capsys, "verify", "--run", target.run)
-    assert rc == 0 and "0 failed" in out
+    rc, out, _ = job(capsys, "verify", "--run", target.run, "--json")  # the summary line as a record
+    summary = json.loads(out)
+    assert rc == 0 and (summary["step"], summary["files"], summary["filesFailed"], summary["failed"]) == (
+        "verify",
+        5,
+        0,
+        [],
+    )
+    assert summary["bytesIn"] >= sum(map(len, originals.values())) and summary["seconds"] >= 0
     verified = target.run_json("verify/shard-0.json")["files"] + target.run_json("verify/shard-1.json")["files"]
     assert {r["key"].removeprefix(PREFIX) for r in verified if r["ok"]} == set(originals)
     assert all(r["sha256"] == hashlib.sha256(originals[r["key"].removeprefix(PREFIX)]).hexdigest() for r in verified)
