@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import tempfile
 import threading
@@ -199,6 +200,8 @@ class Runner:
             f"REPORT Duration: {duration * 1000:.2f} ms\tMemory Size: {function.memory_size} MB\t"
             f"Max Memory Used: {ended.max_rss // 2**20} MB\n"
         )
+        if ended.code != 0 and not payload.strip():
+            payload = _runtime_exit(ended.code)
         self.lambda_logs.append({"function": function.function_name, "log": text})
         if function.function_name in self.log_groups:
             stream = f"{time.strftime('%Y/%m/%d')}/[$LATEST]{uuid.uuid4().hex}"
@@ -259,6 +262,13 @@ def _finish_job_for_real(self, include_start_attempt: bool, job) -> None:
 
     target = array_parent if "size" in job.array_properties else single
     threading.Thread(target=target, daemon=True).start()
+
+
+def _runtime_exit(code: int) -> bytes:
+    """What Lambda answers when its runtime dies without an answer (killed, out of memory, os._exit)."""
+    how = f"signal: {signal.strsignal(-code).lower()}" if code < 0 else f"exit status {code}"
+    message = f"RequestId: {uuid.uuid4()} Error: Runtime exited with error: {how}"
+    return json.dumps({"errorType": "Runtime.ExitError", "errorMessage": message}).encode()
 
 
 def _invoke_for_real(self, function_name, qualifier, body, headers, response_headers):

@@ -272,6 +272,39 @@ def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     assert "index 'i' prefix 'a/' at s3://d/data/a/" in cause
 
 
+@pytest.mark.parametrize("cause", ['""', "", "null"])
+def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, run_bucket, cause):
+    """A ProveReaders killed with its canary set aside: the Cause says the Lambda died and where the
+    copy is; an empty or null Cause (no answer at all) is never shown as `""`."""
+    from report.app import ReportEvent, explain
+
+    from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
+    from batch_job.runfolder import RunFolder
+
+    run = RunFolder(parse_location(f"s3://{run_bucket}/runs/x/"))
+    aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
+    run.write_readers_check(ReadersCheck("x", canary=CanaryRecord(CanaryStatus.SET_ASIDE, "now", [aside])))
+    plan = {"run": run.uri, "index": "i", "prefix": "a/", "target": "s3://d/data/a/"}
+    killed = {
+        "errorType": "Runtime.ExitError",
+        "errorMessage": "RequestId: r Error: Runtime exited with error: signal: killed",
+    }
+    for error, said in (
+        (
+            {"Error": "Runtime.ExitError", "Cause": json.dumps(killed)},
+            "ProveReaders failed. Its Lambda died before "
+            "answering (Runtime.ExitError: Runtime exited with error: signal: killed).",
+        ),
+        ({"Error": "Lambda.Unknown", "Cause": cause}, "ProveReaders failed. Lambda.Unknown, no cause given."),
+    ):
+        event = ReportEvent(
+            action="explain", execution="x", mode="compress", step="ProveReaders", plan=plan, error=error
+        )
+        text = explain(event)["cause"]
+        assert text.startswith(said) and '""' not in text and "None" not in text, text
+        assert f"The canary is still deleted: restore data/a.json from s3://{run_bucket}/runs/x/canary/" in text, text
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "events").glob("*.json")), ids=lambda p: p.name)
 def test_the_sample_execution_inputs_are_valid(path):
     """events/ holds the inputs the README starts runs with: each is what Plan accepts."""

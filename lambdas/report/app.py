@@ -105,14 +105,23 @@ def summary(event: ReportEvent) -> dict:
     }
 
 
-def _describe_cause(cause: str) -> str:
+# Lambda's error types for a function that ended without an answer: killed, out of memory, timed out.
+CRASHES = ("Runtime.", "Sandbox.")
+
+
+def _describe_cause(cause: str, error: str = "") -> str:
     """Plain words from a caught error's Cause: Batch job JSON, Lambda error JSON, or text."""
     try:
         body = json.loads(cause)
     except (json.JSONDecodeError, TypeError):
-        return cause or "no cause given"
+        body = cause
+    if body in (None, ""):  # e.g. `""`: nothing came back to say why
+        return f"{error}, no cause given" if error else "No cause given"
     if not isinstance(body, dict):
-        return cause
+        return str(body)
+    if str(body.get("errorType", "")).startswith(CRASHES):
+        message = str(body.get("errorMessage", "")).split(" Error: ", 1)[-1]  # after "RequestId: ..."
+        return f"Its Lambda died before answering ({body['errorType']}: {message})"
     if "errorMessage" in body:
         return f"{body.get('errorType', 'Error')}: {body['errorMessage']}"
     lowered = {k.lower(): v for k, v in body.items()}
@@ -244,7 +253,7 @@ def explain(event: ReportEvent) -> dict:
     elif timed_out:
         cause = _timed_out(event)
     else:
-        cause = _describe_cause(str(event.error.get("Cause", "")))
+        cause = _describe_cause(str(event.error.get("Cause", "")), str(event.error.get("Error", "")))
     parts = [f"{event.step} failed", cause, _unreadable(event), _refresh_failed(event)]
     parts += [_job_errors(event), _failed_files(event)]
     gone = _canary_gone(event)
