@@ -405,6 +405,35 @@ def test_stop_ends_the_run_and_its_job_frees_the_prefix_and_says_where_it_is(dep
     assert "0 of 5 files have their .gz/.gzi written" in record["left"], record
 
 
+def test_stop_after_the_reader_proof_counts_its_canary_and_frees_the_prefix(deployment, capsys):
+    """Stopped while DeleteOriginals waits: the flag is set and the proof's canary is already deleted
+    (it stays so: the bioindex reads its .gz), so 1 of 5 originals is gone, said so; no lock is left."""
+    waiting, stopped = threading.Event(), threading.Event()
+
+    def delete_job_waits(job_name: str) -> None:
+        if job_name.endswith("-deleteoriginals"):
+            waiting.set()
+            stopped.wait(60)
+            raise RuntimeError("the container was killed by TerminateJob")
+
+    deployment.aws.runner.before_job = delete_job_waits
+    rc, out, _ = bgz(capsys, deployment, "start", "--yes", INDEX, PREFIX)
+    name = started(out).rsplit(":", 1)[-1]
+    assert waiting.wait(60), "DeleteOriginals started"
+    try:
+        rc, out, err = bgz(capsys, deployment, "stop", name, "--json")
+    finally:
+        stopped.set()
+    record = json.loads(out)
+    assert rc == 0 and record["stopped"] and record["terminatedJobs"] == 1, out + err
+    assert record["releasedLock"] == f"s3://{deployment.stack.data_bucket}/{PREFIX}"
+    assert "5 of 5 files have their .gz/.gzi written" in record["left"], record
+    assert "The bioindex flag is compressed=true" in record["left"] and "1 of 5 originals deleted" in record["left"]
+    assert deployment.flag() is True and not deployment.locks()
+    gone = [k for k in deployment.json_keys if k not in deployment.data_keys()]
+    assert len(gone) == 1 and gone[0] + ".gz" in deployment.data_keys(), "the canary: deleted, its .gz read"
+
+
 def test_logs_of_a_run_by_state_and_followed(deployment, capsys):
     rc, out, err = bgz(capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX)
     name = started(out).rsplit(":", 1)[-1]
