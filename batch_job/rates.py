@@ -1,6 +1,6 @@
 """How fast the engine's steps run, and so how long each Batch step of a run may take.
 
-The rates are the benchmark's (bench/run.py, README "Benchmark"), per 2-vCPU job, scaling with a
+The rates are the benchmark's (bench/run.py, docs/benchmark.md), per 2-vCPU job, scaling with a
 job's vCPUs. `bgz plan` estimates with them; the Plan Lambda turns them into each `.sync` task's
 TimeoutSeconds, so a job that hangs (or never starts) fails its run in hours, not in a year.
 """

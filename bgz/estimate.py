@@ -1,4 +1,4 @@
-"""What a run will take and save, before it starts: the README's cost model, in code.
+"""What a run will take and save, before it starts: the cost model of docs/benchmark.md, in code.
 
 Rates are the benchmark's (batch_job/rates.py, which also sizes each step's timeout), per 2-vCPU
 job, scaled linearly with a job's vCPUs; prices are Fargate's and S3 Standard's in us-east-1 (2026).

@@ -76,7 +76,8 @@ def message(detail: dict[str, Any]) -> tuple[str, str]:
     else:
         body = (
             f"Run {name} of {machine} {status}.\n\n{detail.get('error') or 'no error given'}: "
-            f"{detail.get('cause') or 'no cause given'}\n\nIts logs: bgz logs {name}. What to do: the README's runbook."
+            f"{detail.get('cause') or 'no cause given'}\n\nIts logs: bgz logs {name}. "
+            "What to do: README.md, When something fails."
         )
     return subject, body
 
