@@ -35,8 +35,8 @@ sandbox: $(DEMO_STAMP)
 test: lint
 	@command -v bgzip >/dev/null || { echo "make test needs htslib's bgzip: apt-get install tabix"; exit 1; }
 	@{ [ -x /usr/sbin/mariadbd ] || command -v mariadbd >/dev/null; } || { echo "make test needs a MariaDB server: apt-get install mariadb-server"; exit 1; }
-	$(PYTHON) -m pytest -n 2 -m "not slow"
-	$(PYTHON) -m pytest -n 2 -m slow
+	$(PYTHON) -m pytest -n 2 -m "not slow" --durations=10
+	$(PYTHON) -m pytest -n 2 -m slow --durations=15
 
 # The inner loop: codec, plan, runner, CLI, Lambda and template checks on local folders, no moto
 # server and no MariaDB (tests/conftest.py marks those `slow`). `make test` runs everything.
