@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-from batch_job.errors import BadInput, LeaseExpired, NotDeleted, ObjectChanged, PrefixLocked, StoreError
+from batch_job.errors import BadInput, DeletesRefused, LeaseExpired, NotDeleted, ObjectChanged, PrefixLocked, StoreError
 from batch_job.locations import Location
 from batch_job.records import now, parse_time
 from batch_job.stores import LocalStore, S3Store, Store
@@ -52,6 +52,8 @@ JUST_STARTED_SECONDS = 300
 # leases of the locks a process takes (the tests use short ones).
 LEASE_SECONDS = 120
 LEASE_ENV = "BGZIP_JOB_LEASE_SECONDS"
+# Reads and deletes of a lock its holder keeps renewing, before a release gives up.
+RELEASE_ATTEMPTS = 5
 
 
 def lease_seconds() -> int:
@@ -318,13 +320,22 @@ class Locks:
             )
 
     def release(self, run: str) -> bool:
-        """Remove the target's lock if `run` holds it; whether it did."""
-        found = self.read_own()
-        if found is None or found[0].run != run:
-            return False
-        self._remove(*found)
-        log.info("lock: released %s", self.uri)
-        return True
+        """Remove the target's lock if `run` holds it; whether it did. The delete names the version
+        read; a holder still at work (`bgz stop` releases while a stopped step winds down) may renew
+        it in between, and then it is read and deleted again."""
+        for _ in range(RELEASE_ATTEMPTS):
+            found = self.read_own()
+            if found is None or found[0].run != run:
+                return False
+            try:
+                self._remove(*found)
+            except DeletesRefused:
+                raise
+            except NotDeleted:  # renewed since it was read: not ours to lose, read it again
+                continue
+            log.info("lock: released %s", self.uri)
+            return True
+        raise StoreError(f"could not release the lock of {self.uri}: it changed {RELEASE_ATTEMPTS} times; try again")
 
     def read_own(self) -> tuple[Lock, str] | None:
         """The target's lock where one is expected (held by a run checking it is still its own).

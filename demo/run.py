@@ -132,9 +132,12 @@ def operators_day(aws: OfflineAWS, db: BioindexDatabase, content: dict, second: 
         time.sleep(0.2)  # stopped once it planned and holds its prefix
     if bgz("stop", stopped["name"], "--reason", "started by mistake") or bgz("locks"):
         return 1
-    print("\n  Then both indexes in one bulk execution, one index run each:")
+    print("\n  Then both indexes in one bulk execution, one index run each, followed with bgz watch:")
     pairs = (INDEX, PREFIX, SECOND_INDEX, SECOND_PREFIX)
-    if bgz("start", *pairs, "--yes", "--wait", "--interval", "1") or bgz("list"):
+    if bgz("start", *pairs, "--yes"):
+        return 1
+    bulk = stack.client("stepfunctions").list_executions(stateMachineArn=stack.machine_arn("bulk"), maxResults=1)
+    if bgz("watch", bulk["executions"][0]["name"], "--interval", "1") or bgz("list"):
         return 1
     flags = {name: db.compressed(name, prefix) for name, prefix in ((INDEX, PREFIX), (SECOND_INDEX, SECOND_PREFIX))}
     print(f"  bioindex flags: {flags}; objects of {SECOND_INDEX!r} now:")

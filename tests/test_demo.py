@@ -80,3 +80,33 @@ def test_the_sandbox_is_driven_by_bgz_from_another_shell(tmp_path):
         sandbox.send_signal(signal.SIGINT)
         rest, _ = sandbox.communicate(timeout=60)
     assert sandbox.returncode == 0 and "sandbox stopped" in rest
+
+
+@pytest.mark.slow  # the whole demo, about 45 s
+def test_the_demo_types_the_operators_commands_and_each_does_its_job():
+    """`make demo` to the end: every command the README's Operate section names, in order, each exit 0
+    (the demo stops at the first that fails), and the runs it follows end SUCCEEDED."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "demo.run"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert shown.returncode == 0, shown.stdout[-3000:] + shown.stderr[-3000:]
+    typed = [line.split()[2] for line in shown.stdout.splitlines() if line.startswith("$ bgz ")]
+    commands = [
+        "selftest",
+        "plan",
+        "start",
+        "status",
+        "logs",
+        "rollback",
+        "start",
+        "stop",
+        "locks",
+        "start",
+        "watch",
+        "list",
+    ]
+    assert typed == commands, typed
+    assert "SUCCEEDED: compress of associations associations/: 5 files" in shown.stdout
+    assert "SUCCEEDED: rollback of associations associations/: 5 files" in shown.stdout
+    assert "SUCCEEDED: compress of 2 indexes: 2 succeeded, 0 failed, 0 skipped" in shown.stdout
+    assert "released the lock of s3://bioindex-data/genes/" in shown.stdout, "the run stopped by mistake"

@@ -430,3 +430,21 @@ def test_the_array_jobs_of_one_run_renew_one_lease_side_by_side(target, capsys):
         for lease in shards:
             lease.__exit__(None, None, None)
     assert locks.read()[0].run == parse_location(target.run).uri
+
+
+def test_a_release_while_the_holder_renews_reads_the_lock_again(target, capsys):
+    """`bgz stop` releases a lock whose stopped step may still renew it: a delete that names the
+    version read before a renewal is refused by the store, and the release reads it again."""
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    locks = Locks(parse_location(target.uri))
+    delete, renewals = locks.folder.store.delete, []
+
+    def renewed_first(objects):
+        if len(renewals) < 2:  # the holder renews between each of the first two reads and deletes
+            lock, etag = locks.read()
+            renewals.append(locks.renew(lock, etag))
+        return delete(objects)
+
+    locks.folder.store.delete = renewed_first
+    assert locks.release(parse_location(target.run).uri) is True
+    assert len(renewals) == 2 and all(renewals) and locks.read() is None, "renewed twice, then released"
