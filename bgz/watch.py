@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from batch_job import states
+from batch_job.boundary import RunSummary
 from batch_job.sizes import human_bytes, human_duration, pace, seconds_left
 from bgz import runs
 from bgz.stack import Stack
@@ -165,15 +166,13 @@ def outcome(description: dict) -> str:
             return "SUCCEEDED: " + json.loads(description.get("output") or "{}").get("table", "")
         return _ended(description)
     if description["status"] == "SUCCEEDED":
-        summary = json.loads(description.get("output") or "{}")
-        if "files" in summary:
-            ratio = f"{summary['ratio']:.1%}" if summary.get("ratio") is not None else "n/a"
-            return (
-                f"SUCCEEDED: {summary['mode']} of {summary['index']} {summary['prefix']}: {summary['files']} files, "
-                f"{human_bytes(summary['bytesUncompressed'])} uncompressed, {human_bytes(summary['bytesCompressed'])} "
-                f"compressed ({ratio}), {summary['objectsDeleted']} objects deleted; run folder {summary['run']}"
-            )
-        return "SUCCEEDED"
+        run = RunSummary.from_json(json.loads(description.get("output") or "{}"))
+        if run is None:
+            return "SUCCEEDED"
+        return (
+            f"SUCCEEDED: {run.mode} of {run.index} {run.prefix}: {run.sentence()}, {run.objects_deleted} objects "
+            f"deleted; run folder {run.run}"
+        )
     return _ended(description)
 
 

@@ -23,6 +23,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # so that `python statemachine/build.py` finds batch_job
 
 from batch_job import states  # noqa: E402
+from batch_job.boundary import PlanResult  # noqa: E402
 from batch_job.rates import timeout_key  # noqa: E402
 from batch_job.records import Mode, RefreshMode, Step  # noqa: E402
 
@@ -290,18 +291,7 @@ def definition(mode: Mode) -> State:
             "executionArn.$": "$$.Execution.Id",
             "input.$": "$",
         },
-        result_selector={
-            "run.$": "$.Payload.run",
-            "index.$": "$.Payload.index",
-            "prefix.$": "$.Payload.prefix",
-            "target.$": "$.Payload.target",
-            "shards.$": "$.Payload.shards",
-            "files.$": "$.Payload.files",
-            "bytes.$": "$.Payload.bytes",
-            "level.$": "$.Payload.level",
-            "timeouts.$": "$.Payload.timeouts",
-            "refresh.$": "$.Payload.refresh",
-        },
+        result_selector={f"{key}.$": f"$.Payload.{key}" for key in PlanResult.json_keys()},
         result_path="$.plan",
         catch=catch_all(f"{plan} failed"),
         next_state=convert,

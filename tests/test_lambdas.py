@@ -254,6 +254,24 @@ def test_the_packaged_handlers_use_the_layers_engine_and_never_load_the_codec(tm
     assert out[2] == "[]", "the Lambdas never load the codec"
 
 
+def a_plan(run: str, index: str, prefix: str, target: str) -> dict:
+    """Plan's result for a run of one shard, as the state machine hands it on."""
+    from batch_job.boundary import PlanResult
+
+    return PlanResult(
+        run=run,
+        index=index,
+        prefix=prefix,
+        target=target,
+        shards=1,
+        files=1,
+        bytes=3,
+        level="-1",
+        timeouts={},
+        refresh={},
+    ).to_json()
+
+
 def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     """Should a canary not be restored, the Cause must say where its copy is, never "nothing deleted"."""
     from report.app import ReportEvent, explain
@@ -264,7 +282,7 @@ def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     run = RunFolder(parse_location(f"s3://{run_bucket}/runs/x/"))
     aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
     run.write_readers_check(ReadersCheck("x", canary=CanaryRecord(CanaryStatus.DELETED, "now", [aside])))
-    plan = {"run": run.uri, "index": "i", "prefix": "a/", "target": "s3://d/data/a/"}
+    plan = a_plan(run.uri, "i", "a/", "s3://d/data/a/")
     event = ReportEvent(action="explain", execution="x", mode="compress", step="ProveReaders", plan=plan)
     cause = explain(event)["cause"]
     assert f"The canary is still deleted: restore data/a.json from s3://{run_bucket}/runs/x/canary/data/a.json" in cause
@@ -284,7 +302,7 @@ def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, ru
     run = RunFolder(parse_location(f"s3://{run_bucket}/runs/x/"))
     aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
     run.write_readers_check(ReadersCheck("x", canary=CanaryRecord(CanaryStatus.SET_ASIDE, "now", [aside])))
-    plan = {"run": run.uri, "index": "i", "prefix": "a/", "target": "s3://d/data/a/"}
+    plan = a_plan(run.uri, "i", "a/", "s3://d/data/a/")
     killed = {
         "errorType": "Runtime.ExitError",
         "errorMessage": "RequestId: r Error: Runtime exited with error: signal: killed",

@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from batch_job.boundary import PlanResult
 from batch_job.errors import BadInput
 from batch_job.locations import parse_location
 from batch_job.locks import Lock, Locks
@@ -116,7 +117,18 @@ def test_set_compressed_and_summarize_of_250000_files_stay_small(deployment):
             "action": "summary",
             "execution": execution,
             "mode": "compress",
-            "plan": {"run": run.uri, "target": target.uri},
+            "plan": PlanResult(
+                run=run.uri,
+                index=INDEX,
+                prefix=PREFIX,
+                target=target.uri,
+                shards=plan.shards,
+                files=FILES,
+                bytes=plan.total_bytes,
+                level="-1",
+                timeouts={},
+                refresh={},
+            ).to_json(),
         },
     )
     sizes = sum(f.size for f in plan.files)

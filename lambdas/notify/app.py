@@ -16,7 +16,7 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batch_job.sizes import human_bytes
+from batch_job.boundary import RunSummary
 
 logger = Logger()
 tracer = Tracer()
@@ -27,15 +27,13 @@ SUBJECT_LIMIT = 99  # SNS: e-mail subjects must be under 100 characters
 def _summary(summary: dict[str, Any]) -> str:
     if "table" in summary:  # a bulk run
         return summary["table"]
-    if "files" not in summary:
+    run = RunSummary.from_json(summary)
+    if run is None:
         return json.dumps(summary)
-    before, after = summary.get("bytesUncompressed") or 0, summary.get("bytesCompressed") or 0
-    ratio = f" ({after / before:.1%})" if before else ""
-    proven = "the bioindex's readers were proven" if summary.get("readersProven") else "the readers were not proven"
+    proven = "the bioindex's readers were proven" if run.readers_proven else "the readers were not proven"
     return (
-        f"{summary.get('mode')} of index {summary.get('index')} prefix {summary.get('prefix')}: "
-        f"{summary['files']} files, {human_bytes(before)} uncompressed, {human_bytes(after)} compressed{ratio}; "
-        f"{summary.get('objectsDeleted', 0)} objects deleted; {proven}. Run folder: {summary.get('run')}"
+        f"{run.mode} of index {run.index} prefix {run.prefix}: {run.sentence()}; "
+        f"{run.objects_deleted} objects deleted; {proven}. Run folder: {run.run}"
     )
 
 

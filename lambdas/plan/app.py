@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from batch_job.bioindex.errors import IndexNotServed
 from batch_job.bioindex.rows import IndexRow
 from batch_job.bioindex.server import BioindexServer
+from batch_job.boundary import PlanResult
 from batch_job.errors import BadInput
 from batch_job.keys import s3_prefix
 from batch_job.locations import check_prefix, parse_location
@@ -190,18 +191,15 @@ def plan(event: PlanEvent) -> dict:
         ended = f"execution {event.execution} is {status}: Plan released its lock of {plan.target}"
         logger.warning(ended)
         raise RunEnded(ended)
-    return {
-        "run": run.uri,
-        "index": plan.index,
-        "prefix": plan.prefix,
-        "target": plan.target,
-        "shards": plan.shards,
-        "files": len(plan.files),
-        "bytes": plan.total_bytes,
-        # Batch job Parameters must be strings.
-        "level": str(event.input.level),
-        # Each Batch step's TimeoutSeconds, from this plan's bytes and the stack's job sizes.
-        "timeouts": step_timeouts(plan, job_limits().shared_by(event.input.bulk_concurrency or 1)),
-        # How RefreshReaders makes every bioindex process load the new flag, and its bounds.
-        "refresh": config.reader_refresh().state(),
-    }
+    return PlanResult(
+        run=run.uri,
+        index=plan.index,
+        prefix=plan.prefix,
+        target=plan.target,
+        shards=plan.shards,
+        files=len(plan.files),
+        bytes=plan.total_bytes,
+        level=str(event.input.level),
+        timeouts=step_timeouts(plan, job_limits().shared_by(event.input.bulk_concurrency or 1)),
+        refresh=config.reader_refresh().state(),
+    ).to_json()

@@ -22,12 +22,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
 from batch_job import states
+from batch_job.boundary import PlanResult, RunSummary, files_sentence
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.rates import timeout_key
 from batch_job.records import CanaryStatus, FileRecord, Mode, Outcome, ReadersCheck, Step, Totals
 from batch_job.runfolder import RunFolder, run_folder_uri
-from batch_job.sizes import human_bytes
 
 logger = Logger()
 tracer = Tracer()
@@ -55,9 +55,15 @@ class ReportEvent(BaseModel):
     results: list[dict[str, Any]] = []  # bulk: each index's outcome
     skipped: list[dict[str, Any]] = []  # bulk: indexes not converted, and why
 
+    @property
+    def planned(self) -> PlanResult | None:
+        """Plan's result; None when Plan itself failed (its failure state passes an empty plan)."""
+        return PlanResult.from_json(self.plan) if self.plan else None
+
 
 def _run(event: ReportEvent) -> RunFolder | None:
-    return RunFolder(parse_location(event.plan["run"])) if event.plan.get("run") else None
+    plan = event.planned
+    return RunFolder(parse_location(plan.run)) if plan else None
 
 
 def _records(run: RunFolder, step: Step, shards: int) -> list[FileRecord]:
@@ -68,10 +74,11 @@ def _records(run: RunFolder, step: Step, shards: int) -> list[FileRecord]:
 def release_lock(event: ReportEvent) -> None:
     """The run is over, whichever way: free its prefix for the next run."""
     run = _run(event)
-    if run is None or not event.plan.get("target"):
+    plan = event.planned
+    if run is None or plan is None:
         return  # Plan failed: it released what it had taken
     try:
-        Locks(parse_location(event.plan["target"])).release(run.uri)
+        Locks(parse_location(plan.target)).release(run.uri)
     except Exception:  # the lock is then stale, and the next Plan clears it: never hide the run's outcome
         logger.exception("could not release the lock")
 
@@ -81,7 +88,8 @@ def _totals(run: RunFolder, step: Step, shards: int) -> Totals:
 
 
 def summary(event: ReportEvent) -> dict:
-    """From the heads of the plan and the manifests alone: memory by shards, not by files."""
+    """The run's RunSummary, from the heads of the plan and the manifests alone: memory by shards,
+    not by files."""
     run = _run(event)
     plan = run.read_plan_head()
     verified = _totals(run, Step.VERIFY, plan.shards)
@@ -90,19 +98,17 @@ def summary(event: ReportEvent) -> dict:
     check = run.read_readers_check() or ReadersCheck("")
     if check.canary_status == CanaryStatus.RELEASED:
         removed += len(check.canary.objects)
-    return {
-        "index": plan.index,
-        "prefix": plan.prefix,
-        "mode": plan.mode,
-        "run": run.uri,
-        "files": plan.file_count,
-        "bytesUncompressed": original,
-        "bytesCompressed": compressed,
-        "ratio": round(compressed / original, 4) if original else None,
-        "objectsDeleted": removed,
-        # Only a refresh that restarted every process, then matching answers, prove the readers.
-        "readersProven": bool(check.proven),
-    }
+    return RunSummary(
+        mode=plan.mode,
+        index=plan.index,
+        prefix=plan.prefix,
+        run=run.uri,
+        files=plan.file_count,
+        bytes_uncompressed=original,
+        bytes_compressed=compressed,
+        objects_deleted=removed,
+        readers_proven=bool(check.proven),
+    ).to_json()
 
 
 # Lambda's error types for a function that ended without an answer: killed, out of memory, timed out.
@@ -204,7 +210,7 @@ def _timed_out(event: ReportEvent) -> str:
     """A Batch step past its TimeoutSeconds. Step Functions stops waiting; it is not documented to
     terminate the jobs, which may run on until their own attempt limit."""
     step = states.STATE_STEPS.get(event.step)
-    bound = (event.plan.get("timeouts") or {}).get(timeout_key(step)) if step else None
+    bound = event.planned.timeouts.get(timeout_key(step)) if step and event.planned else None
     within = f" within {bound} s (the bound Plan sized from this run's bytes and the job sizes)" if bound else ""
     return (
         f"Its jobs did not finish{within}, so the run stopped waiting for them. Jobs still running go on until "
@@ -227,7 +233,7 @@ def _refresh_failed(event: ReportEvent) -> str:
 
 
 def _confirm_timed_out(event: ReportEvent) -> str:
-    bound = (event.plan.get("refresh") or {}).get("confirmTimeoutSeconds")
+    bound = event.planned.refresh.get("confirmTimeoutSeconds") if event.planned else None
     return (
         f"Nobody confirmed that the bioindex was restarted within {bound} s (ReaderConfirmTimeoutSeconds; "
         "`bgz confirm RUN` confirms)"
@@ -261,12 +267,12 @@ def explain(event: ReportEvent) -> dict:
         parts.append(gone)
     elif event.step in states.BEFORE_DELETION[event.mode] or event.step in states.AFTER_UNREADABLE:
         parts.append(NOTHING_DELETED[event.mode])
-    if event.plan.get("index"):
-        parts.append(f"index {event.plan['index']!r} prefix {event.plan['prefix']!r} at {event.plan['target']}")
-    if event.plan.get("run"):
-        parts.append(f"run folder: {event.plan['run']}")
+    plan = event.planned
+    if plan is not None:
+        parts.append(f"index {plan.index!r} prefix {plan.prefix!r} at {plan.target}")
+        parts.append(f"run folder: {plan.run}")
     cause = ". ".join(p for p in parts if p) + "."
-    return {"error": f"{event.step}Failed", "cause": cap(cause, where=event.plan.get("run", ""))}
+    return {"error": f"{event.step}Failed", "cause": cap(cause, where=plan.run if plan else "")}
 
 
 def cap(text: str, limit: int = MAX_CAUSE, where: str = "") -> str:
@@ -373,9 +379,7 @@ def bulk(event: ReportEvent) -> dict:
 def _row_line(row: dict) -> str:
     line = f"{row['index']} {row['prefix']}: {row['status']}"
     if row.get("files") is not None:
-        before, after = row["bytesUncompressed"] or 0, row["bytesCompressed"] or 0
-        ratio = f" ({after / before:.1%})" if before else ""
-        line += f", {row['files']} files, {human_bytes(before)} -> {human_bytes(after)}{ratio}"
+        line += ", " + files_sentence(row["files"], row["bytesUncompressed"] or 0, row["bytesCompressed"] or 0)
     return line + (f" ({row['cause']})" if row["cause"] else "")
 
 

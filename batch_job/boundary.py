@@ -1,0 +1,93 @@
+"""The records that cross the state machines' boundary: what Plan hands the states after it, and what
+a run ends with. Step Functions, the console and scripts see them as JSON with camelCase keys; the
+Lambdas, `bgz` and statemachine/build.py see these fields, built by keyword only.
+
+They live with the engine (batch_job/), because the engine is what EngineLayer brings the Lambdas.
+The run folder's own records are in records.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from batch_job.errors import BadInput
+from batch_job.sizes import human_bytes
+
+
+def files_sentence(files: int, uncompressed: int, compressed: int) -> str:
+    """ "5 files, 736.65 kB uncompressed, 117.25 kB compressed (15.9%)": a run's sizes, said one way
+    wherever they are said (bgz, the notification, a bulk run's table)."""
+    ratio = f" ({compressed / uncompressed:.1%})" if uncompressed else ""
+    return f"{files} files, {human_bytes(uncompressed)} uncompressed, {human_bytes(compressed)} compressed{ratio}"
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(word.capitalize() for word in rest)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanResult:
+    """Plan's answer, kept as `$.plan` for every later state (and for ExplainFailure's Cause)."""
+
+    run: str  # the run folder's URI
+    index: str
+    prefix: str  # the bioindex's prefix, as __Indexes has it
+    target: str  # where its files are: s3://bucket/<subdir>/<prefix>
+    shards: int
+    files: int  # how many (plan.json lists them)
+    bytes: int
+    level: str  # as bgzip -l; a string because Batch job parameters are strings
+    timeouts: dict[str, int]  # each Batch step's TimeoutSeconds, sized from this plan
+    refresh: dict[str, Any]  # how RefreshReaders makes every bioindex process load the new flag
+
+    @classmethod
+    def json_keys(cls) -> list[str]:
+        """The keys of its JSON, in order: what statemachine/build.py selects from the Lambda's Payload."""
+        return [_camel(f.name) for f in fields(cls)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {_camel(k): v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> PlanResult:
+        try:
+            return cls(**{f.name: body[_camel(f.name)] for f in fields(cls)})
+        except (KeyError, TypeError) as exc:
+            raise BadInput(f"Plan's result is malformed: {exc}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunSummary:
+    """A run that SUCCEEDED: the execution's output (Summarize), read by bgz, Notify and a bulk run."""
+
+    mode: str
+    index: str
+    prefix: str
+    run: str
+    files: int
+    bytes_uncompressed: int
+    bytes_compressed: int
+    objects_deleted: int
+    readers_proven: bool  # only a refresh that restarted every process, then matching answers
+
+    @property
+    def ratio(self) -> float | None:
+        return round(self.bytes_compressed / self.bytes_uncompressed, 4) if self.bytes_uncompressed else None
+
+    def sentence(self) -> str:
+        return files_sentence(self.files, self.bytes_uncompressed, self.bytes_compressed)
+
+    def to_json(self) -> dict[str, Any]:
+        body = {_camel(k): v for k, v in asdict(self).items()}
+        body["ratio"] = self.ratio
+        return body
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> RunSummary | None:
+        """The summary in an execution's output; None for output that is not one (a bulk run's)."""
+        try:
+            return cls(**{f.name: body[_camel(f.name)] for f in fields(cls)})
+        except (KeyError, TypeError):
+            return None
