@@ -1,6 +1,6 @@
 """The state machines' state names: the one place the ASL, the Lambdas, `bgz` and the tests take them from.
 
-`statemachine/build.py` writes both ASL files from these names; `tests/test_asl_source.py` checks that
+`statemachine/build.py` writes the three ASL files from these names; `tests/test_asl_source.py` checks that
 the committed files are what it writes.
 """
 

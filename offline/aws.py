@@ -4,7 +4,7 @@
 What comes from the repository, unchanged: statemachine/*.asl.json, the handlers and their
 Handler strings and environment, and each job definition's command, parameters and environment
 from template.yaml. What moto stands in for: the AWS APIs. Seven hooks into moto's internals make that
-work (FACTS.md section 3); they touch private code, so moto is pinned exactly and
+work; they touch private code, so moto is pinned exactly and
 tests/test_offline_aws.py fails loudly when an upgrade breaks them:
 
 1. Batch and Step Functions (startExecution) parameters and responses are mapped between the ASL's

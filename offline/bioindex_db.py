@@ -3,7 +3,8 @@ tables, in MariaDB (the tests) or SQLite (`make demo`), and a small indexer that
 way the bioindex CLI `index` does - one row per run of records with the same key, holding the
 uncompressed byte offsets of that run in its S3 object.
 
-Written from the bioindex's documented behaviour (FACTS.md section 1), not from its code.
+Written from the bioindex's behaviour as read and measured (its table definitions, its CLI's
+`index` and `update-compressed-status`), not copied from its code.
 """
 
 from __future__ import annotations

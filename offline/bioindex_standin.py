@@ -1,7 +1,7 @@
 """A bioindex stand-in on loopback: several server processes over the bioindex's tables and S3.
 
-It takes connections as the real server does (`bioindex serve`, uvicorn with `--workers N`, FACTS.md
-section 1.1): N processes accept from **one shared listening socket**, and each handles one request
+It takes connections as the real server does (`bioindex serve`, uvicorn with `--workers N`; see
+docs/safety.md): N processes accept from **one shared listening socket**, and each handles one request
 at a time, blocking while it reads. A new connection goes to whichever process is idle and wins the
 accept, not to each in turn, so a series of requests is not a way to reach every process. Each process
 caches the index flags as the real server does (offline/bioindex_worker.py), so a test can see what a

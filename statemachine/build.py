@@ -41,7 +41,11 @@ MACHINE_COMMENTS = {
     Mode.ROLLBACK: "Roll back a compressed index: restore every X.json, verify, clear the bioindex flag, "
     "then remove the .gz/.gzi.",
 }
-INPUT_COMMENT = ' Input: {"index": NAME, "prefix": PREFIX/} (optional "shards", "level").'
+# What each machine's input may hold: a rollback restores X.json, so it has no compression level.
+INPUT_COMMENTS = {
+    Mode.COMPRESS: ' Input: {"index": NAME, "prefix": PREFIX/} (optional "shards", "level").',
+    Mode.ROLLBACK: ' Input: {"index": NAME, "prefix": PREFIX/} (optional "shards").',
+}
 
 # What each Batch step does; its Choice state's Comment.
 STEP_COMMENTS = {
@@ -404,7 +408,7 @@ def definition(mode: Mode) -> State:
         "CausePath": "$.failure.error.Cause",
     }
 
-    return {"Comment": MACHINE_COMMENTS[mode] + INPUT_COMMENT, "StartAt": plan, "States": machine}
+    return {"Comment": MACHINE_COMMENTS[mode] + INPUT_COMMENTS[mode], "StartAt": plan, "States": machine}
 
 
 # Transient errors of Step Functions itself when starting or following a child execution.

@@ -1,8 +1,27 @@
-"""Shared fixtures: a moto S3 server on loopback, buckets, and sample data.
+"""Shared fixtures: a moto S3 server on loopback, buckets, sample data, MariaDB, a deployed stack.
 
 Every test that uses the moto server or MariaDB, or waits out a lock's lease, is marked `slow`:
 `make test-fast` leaves them out (codec, plan, runner, CLI and template checks on local folders),
 `make test` runs everything.
+
+Where each part of the code is tested:
+
+    batch_job/bgzf.py, codec.py, htslib.py      test_bgzf (against the real bgzip), test_engine
+    batch_job/steps/, stores.py, cli.py        test_engine, test_reruns, test_terminal
+    batch_job/locks.py                         test_locks, test_workflow (stale locks, parallel runs)
+    batch_job/bioindex/                        test_mysql_backend, test_database_tls, test_http_backend,
+                                               test_live_flag
+    batch_job/rates.py, boundary.py            test_rates; test_workflow, test_run_scale
+    lambdas/                                   test_lambdas (models, packaging), test_workflow,
+                                               test_bioindex_safety, test_reader_refresh, test_notifications
+    lambdas/select_indexes, the bulk machine   test_bulk, test_bulk_scale
+    statemachine/                              test_asl_source, test_template (the graph: no path deletes
+                                               before the flag), test_workflow (executed by moto)
+    template.yaml (roles)                      test_template, test_iam (every call against its role)
+    bgz/                                       test_bgz, test_selftest, test_demo (the demo and sandbox)
+    offline/                                   test_offline_aws (the moto hooks), and every slow test
+    README.md, docs/                           test_docs
+    the image, pyproject                       test_packaging, check_build.py (after `sam build`)
 """
 
 from __future__ import annotations

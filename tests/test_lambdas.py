@@ -437,3 +437,33 @@ def test_the_ecs_refresh_is_done_only_when_every_task_started_after_the_flag(mon
         else:
             with pytest.raises(RefreshFailed, match=outcome):
                 _ecs_waiting(settings, refresh)
+
+
+def test_the_boundary_records_round_trip_and_say_sizes_one_way():
+    """Plan's result and the run summary as the state machines carry them (camelCase JSON), and back;
+    an output that is not a run summary (a bulk run's) is None, not an error."""
+    from batch_job.boundary import PlanResult, RunSummary, files_sentence
+    from batch_job.errors import BadInput
+
+    plan = PlanResult.from_json(a_plan("s3://r/runs/x/", "genes", "genes/", "s3://d/genes/"))
+    assert PlanResult.from_json(plan.to_json()) == plan and plan.index == "genes"
+    assert PlanResult.json_keys() == list(plan.to_json()) and "timeouts" in PlanResult.json_keys()
+    with pytest.raises(BadInput, match="Plan's result is malformed"):
+        PlanResult.from_json({"run": "s3://r/runs/x/"})
+    summary = RunSummary(
+        mode="compress",
+        index="genes",
+        prefix="genes/",
+        run="s3://r/runs/x/",
+        files=5,
+        bytes_uncompressed=736_650,
+        bytes_compressed=117_250,
+        objects_deleted=5,
+        readers_proven=True,
+    )
+    body = summary.to_json()
+    assert body["bytesUncompressed"] == 736_650 and body["ratio"] == 0.1592 and body["readersProven"] is True
+    assert RunSummary.from_json(body) == summary
+    assert RunSummary.from_json({"mode": "compress", "converted": 2, "table": "..."}) is None
+    assert summary.sentence() == "5 files, 736.65 kB uncompressed, 117.25 kB compressed (15.9%)"
+    assert files_sentence(0, 0, 0) == "0 files, 0 B uncompressed, 0 B compressed", "no ratio of nothing"

@@ -1,7 +1,8 @@
 """RefreshReaders states: make every bioindex process load the flag SetCompressed just committed.
 
 A bioindex process loads `__Indexes` when it starts and keeps it; a request reaches whichever of its
-processes is idle, so no series of requests is sure to reach them all (FACTS.md section 1.1). A
+processes is idle, so no series of requests is sure to reach them all (measured against the real
+server: docs/safety.md). A
 process started after the flag was committed is sure to serve it. So the refresh restarts them:
 
 - `restart` + `check` (ReaderRefresh=ecs-service): force a new deployment of each named ECS service,
