@@ -195,7 +195,7 @@ def _sync_requests(service: str, region: str, account: str, stop: list[tuple[str
 @cache
 def transformed() -> dict:
     """template.yaml after the SAM transform (code locations as `sam package` leaves them)."""
-    from offline.aws import load_template
+    from offline.cfn_yaml import load_template
 
     return transform(load_template())
 

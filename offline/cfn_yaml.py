@@ -8,6 +8,7 @@ no linter to read the template (cfn-lint and its 150 MB stay in the dev tools).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -49,3 +50,8 @@ def loads(text: str) -> dict[str, Any]:
     """The document, every alias (`*policy`) a copy of its own: PyYAML hands out the anchored object
     itself, and the SAM transform changes what it is given."""
     return json.loads(json.dumps(yaml.load(text, Loader=_Loader)))  # a SafeLoader, with the intrinsic tags
+
+
+def load_template() -> dict:
+    """template.yaml, a fresh copy each time: the SAM transform changes what it is given."""
+    return loads((Path(__file__).resolve().parent.parent / "template.yaml").read_text())

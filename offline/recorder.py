@@ -22,6 +22,7 @@ from typing import Any
 
 CALL_LOG = "BGZIP_CALL_LOG"
 ACCOUNT = "123456789012"  # moto's default account, the offline stack's
+REGION = "us-east-1"  # the offline stack's region
 COMPONENT = "BGZIP_COMPONENT"
 # The parameters that name what a call acts on (and, for S3, whether a delete is conditional);
 # bodies and payloads are never recorded.
@@ -90,7 +91,7 @@ def install(folder: str | Path, component: str | None = None, enforce: bool = Fa
     if enforce and component is not None:
         from offline.authorization import Enforcer
 
-        enforcer = Enforcer(folder, component, os.environ.get("AWS_REGION", "us-east-1"), ACCOUNT)
+        enforcer = Enforcer(folder, component, os.environ.get("AWS_REGION", REGION), ACCOUNT)
 
     def _make_api_call(self, operation_name: str, api_params: dict) -> Any:
         who = getattr(_thread, "component", None) or component

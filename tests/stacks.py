@@ -12,9 +12,9 @@ from batch_job import states
 from bgz.confirm import confirm
 from bgz.stack import Stack
 from offline import authorization, recorder
-from offline.aws import ACCOUNT, REGION
 from offline.bioindex_db import BioindexDatabase
 from offline.bioindex_standin import BioindexStandin
+from offline.deployer import ACCOUNT, REGION
 from offline.recorder import Call
 from offline.sample_index import make_sample_index, upload_tree
 

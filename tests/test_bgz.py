@@ -21,7 +21,7 @@ from batch_job.locations import parse_location
 from batch_job.locks import Lock, Locks
 from bgz import cli
 from bgz.publish import DOCKERFILE, ROOT
-from offline.aws import REGION
+from offline.deployer import REGION
 from tests.stacks import INDEX, PREFIX, Deployment
 
 
@@ -463,7 +463,7 @@ def test_bgz_knows_where_the_template_puts_every_log(monkeypatch):
     """bgz logs reads the groups the template creates: the jobs' and each Lambda's."""
     from bgz import logs
     from bgz.stack import Stack
-    from offline.aws import load_template
+    from offline.cfn_yaml import load_template
 
     template = load_template()["Resources"]
     stack = Stack("S", "us-east-1")

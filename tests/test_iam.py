@@ -18,8 +18,9 @@ import pytest
 
 from batch_job.keys import compressed_key
 from offline import authorization, recorder
-from offline.aws import ACCOUNT, REGION, ROOT
+from offline.deployer import ACCOUNT, REGION
 from offline.recorder import Call
+from offline.runner import ROOT
 from tests.stacks import PREFIX, Deployment
 
 FUNCTIONS = ("PlanFunction", "SetCompressedFunction", "ProveReadersFunction", "ReportFunction")

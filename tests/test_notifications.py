@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from offline.aws import load_template, resolve
+from offline.cfn_yaml import load_template
+from offline.deployer import resolve
 from offline.lambda_runtime import Context
 from tests.stacks import INDEX, PREFIX
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import moto
 
-from offline.aws import PINNED_MOTO
+from offline.moto_hooks import PINNED_MOTO
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -232,7 +232,7 @@ def test_converted_files_the_bioindex_cannot_read_set_the_flag_back(offline_aws,
 
 
 def test_the_template_default_is_the_mode_that_needs_no_infrastructure_knowledge():
-    from offline.aws import load_template
+    from offline.cfn_yaml import load_template
 
     parameter = load_template()["Parameters"]["ReaderRefresh"]
     assert parameter["Default"] == "confirm"

@@ -105,7 +105,7 @@ def test_an_unreachable_store_exits_3_which_batch_retries(capsys, monkeypatch, t
 
 
 def test_the_job_definitions_retry_everything_but_exit_2():
-    from offline.aws import load_template
+    from offline.cfn_yaml import load_template
 
     strategy = load_template()["Resources"]["CompressJobDefinition"]["Properties"]["RetryStrategy"]
     assert strategy["EvaluateOnExit"][0] == {"OnExitCode": "2", "Action": "EXIT"}

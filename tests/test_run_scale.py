@@ -18,7 +18,7 @@ from batch_job.locations import parse_location
 from batch_job.locks import Lock, Locks
 from batch_job.records import FileRecord, Manifest, Mode, Plan, PlannedFile, Status, Step, Totals, now
 from batch_job.runfolder import RunFolder
-from offline.aws import load_template
+from offline.cfn_yaml import load_template
 from tests.stacks import INDEX, PREFIX, Deployment
 
 FILES, SHARDS = 250_000, 100

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from bgz import cli
-from offline.aws import load_template
+from offline.cfn_yaml import load_template
 from tests.stacks import Deployment
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 from batch_job import states
 from offline import authorization
-from offline.aws import load_template
+from offline.cfn_yaml import load_template
 from offline.intrinsics import Intrinsics, parameter_errors, parameter_values, rule_function_errors
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,339 @@
+"""The seven hooks into moto's internals that make the offline stack run the real ASL, jobs and
+Lambdas. They touch private code, so moto is pinned exactly and tests/test_offline_aws.py fails
+loudly when an upgrade breaks them:
+
+1. Batch and Step Functions (startExecution) parameters and responses are mapped between the ASL's
+   PascalCase and the service APIs through botocore's service model (moto 5.2.5 leaves that
+   normalisation as a stub).
+2. A `.sync` task is given no callback endpoint, so a Retry does not reuse the interrupted
+   endpoint of the previous attempt; it looks at its job every 0.05 s (moto: 0.5 s), and a state's
+   Retry waits a tenth of its interval (moto: all of it). Attempts, their order and their errors are
+   AWS's; only the test waits less. StopExecution makes an execution ABORTED at once, as AWS does
+   (moto: only once its running state returns), so a Lambda still working sees it stopped.
+3. A submitted Batch job runs its container command in a fresh process (Ref:: parameters substituted,
+   AWS_BATCH_JOB_ARRAY_INDEX set for array children) and ends SUCCEEDED or FAILED by its exit code,
+   with AWS's status reason; a Lambda invoke runs the function's handler in a fresh process with the
+   function's environment, and its log ends with Lambda's REPORT line (duration, peak memory). The
+   processes are forked from a zygote that has the libraries imported (offline/warm_start.py).
+4. DeleteObjects honours each object's ETag as S3 does (moto 5.2.5 ignores it): an object whose
+   ETag differs is kept and reported with the error code PreconditionFailed; so is a key the bucket
+   policy denies s3:DeleteObject to everyone on, with AccessDenied.
+5. A state's service integration calls are recorded as its state machine's (offline/recorder.py),
+   as the jobs' and the Lambdas' own calls are, for the least-privilege check.
+6. ECS UpdateService with forceNewDeployment starts a deployment as ECS does - IN_PROGRESS beside the
+   old one, which keeps its tasks - and has the runner replace the service's processes
+   (`Runner.restart_service`, e.g. the bioindex stand-in's rolling restart); then the deployment is
+   COMPLETED and the old one gone, or FAILED (a circuit breaker) if the restart failed.
+7. Service Quotas answers for AWS Fargate's vCPU quotas (moto knows only the VPC's): the account's
+   values are `Runner.quotas`, AWS's published defaults unless a test lowers them.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import html
+import json
+import re
+import threading
+import time
+import types
+import uuid
+
+import moto
+from botocore import xform_name
+from botocore.session import get_session
+
+from offline import recorder
+from offline.runner import Runner
+
+PINNED_MOTO = "5.2.5"
+SYNC_POLL_SECONDS = 0.05  # how often a .sync task looks at its Batch job (moto: 0.5 s)
+RETRY_WAIT_SCALE = 0.1  # of a Retry's IntervalSeconds (with its backoff) that the offline stack waits
+
+
+def _operation(service: str, action: str):
+    model = get_session().get_service_model(service)
+    names = {xform_name(name): name for name in model.operation_names}
+    name = names.get(action) or names.get(xform_name(action))
+    return model.operation_model(name) if name else None
+
+
+def _normalise_parameters_by_model(self, parameters, boto_service_name=None, service_action_name=None):
+    op = _operation(self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name))
+    if op is not None and op.input_shape is not None:
+        self._to_boto_request(parameters, op.input_shape)
+
+
+def _normalise_response_by_model(self, response, boto_service_name=None, service_action_name=None):
+    op = _operation(self._get_boto_service_name(boto_service_name), self._get_boto_service_action(service_action_name))
+    if op is not None and op.output_shape is not None:
+        self._from_boto_response(response, op.output_shape)
+
+
+_runner: Runner | None = None
+
+
+def _finish_job_for_real(self, include_start_attempt: bool, job) -> None:
+    """Replaces moto's 'mark every job SUCCEEDED at submit' with running it."""
+    from moto.batch.utils import JobStatus
+
+    self.backend._jobs[job.job_id] = job
+    job.job_started_at = datetime.datetime.now()
+    job.log_stream_name = job._stream_name
+    if include_start_attempt:
+        job._start_attempt()
+    job.status = JobStatus.RUNNING
+
+    def array_parent() -> None:
+        while job._child_jobs is None:
+            time.sleep(0.05)
+        while not all(child.job_stopped for child in job._child_jobs):
+            time.sleep(0.1)
+        failed = sum(child.status == JobStatus.FAILED for child in job._child_jobs)
+        if failed:
+            job.job_stopped_reason = f"{failed} of {len(job._child_jobs)} child jobs failed"
+        job._mark_stopped(success=not failed)
+
+    def single() -> None:
+        try:
+            _runner.run_job(job)
+        except Exception as exc:  # a harness error must fail the job, not hang the execution
+            job.exit_code, job.job_stopped_reason = 99, f"offline runner error: {exc}"
+        job._mark_stopped(success=job.exit_code == 0)
+
+    target = array_parent if "size" in job.array_properties else single
+    threading.Thread(target=target, daemon=True).start()
+
+
+def _invoke_for_real(self, function_name, qualifier, body, headers, response_headers):
+    function = self.get_function(function_name, qualifier)
+    payload, failed = _runner.invoke(function, body if isinstance(body, bytes) else (body or "").encode())
+    if failed:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    return payload
+
+
+def _ecs_deployments(original):
+    def update_service(self, service_properties):
+        force = service_properties.get("force_new_deployment", False)
+        service = original(self, service_properties)
+        if not force or not service.deployments or _runner.restart_service is None:
+            return service
+        new = service.deployments[0]  # moto gave it a new id in place
+        old = dict(new, id=f"ecs-svc/{uuid.uuid4().int % 10**18}", status="ACTIVE", rolloutState="COMPLETED")
+        old.update(runningCount=service.desired_count, pendingCount=0)
+        new.update(rolloutState="IN_PROGRESS", runningCount=0, pendingCount=service.desired_count)
+        new["rolloutStateReason"] = f"ECS deployment {new['id']} in progress."
+        service.deployments = [new, old]
+
+        def roll() -> None:
+            try:
+                _runner.restart_service(service.name)
+            except Exception as exc:  # as a deployment circuit breaker: the old deployment stays
+                new.update(rolloutState="FAILED", failedTasks=service.desired_count, pendingCount=0)
+                new["rolloutStateReason"] = f"ECS deployment circuit breaker: tasks failed to start ({exc})."
+                return
+            new.update(runningCount=service.desired_count, pendingCount=0, rolloutState="COMPLETED")
+            new["rolloutStateReason"] = f"ECS deployment {new['id']} completed."
+            service.deployments = [new]
+
+        threading.Thread(target=roll, daemon=True).start()
+        return service
+
+    return update_service
+
+
+_precondition_failed = threading.local()  # this thread's DeleteObjects keys kept: key -> (code, message)
+PRECONDITION_FAILED = "At least one of the pre-conditions you specified did not hold"
+
+
+def _fargate_quotas(original):
+    def get_service_quota(self, service_code: str, quota_code: str) -> dict:
+        if service_code == "fargate" and quota_code in _runner.quotas:
+            return {
+                "ServiceCode": service_code,
+                "QuotaCode": quota_code,
+                "QuotaName": "Fargate vCPU resource count",
+                "Value": _runner.quotas[quota_code],
+                "Unit": "None",
+                "Adjustable": True,
+            }
+        return original(self, service_code, quota_code)
+
+    return get_service_quota
+
+
+def _denied_deletes(bucket) -> list[str]:
+    """The object ARN patterns the bucket policy denies s3:DeleteObject to everyone on: S3 checks
+    each key of a DeleteObjects against them (moto 5.2.5 does not)."""
+    if not bucket.policy:
+        return []
+    statements = json.loads(bucket.policy).get("Statement", [])
+    patterns = []
+    for st in statements if isinstance(statements, list) else [statements]:
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        resources = st.get("Resource", [])
+        everyone = st.get("Principal") in ("*", {"AWS": "*"}) and "Condition" not in st
+        deletes = any(fnmatch.fnmatchcase("s3:DeleteObject", a) for a in actions)
+        if st.get("Effect") == "Deny" and everyone and deletes:
+            patterns += [resources] if isinstance(resources, str) else resources
+    return patterns
+
+
+def _conditional_delete_objects(original):
+    def delete_objects(self, bucket_name, objects, bypass_retention=False):
+        bucket = self.get_bucket(bucket_name)
+        denied = _denied_deletes(bucket)
+        kept, failed = [], {}
+        for obj in objects:
+            key = bucket.keys.get(obj["Key"])
+            wanted = str(obj.get("ETag") or "").strip('"')
+            if any(fnmatch.fnmatchcase(f"arn:aws:s3:::{bucket_name}/{obj['Key']}", p) for p in denied):
+                failed[obj["Key"]] = ("AccessDenied", "Access Denied")
+            elif wanted and key is not None and key.etag.strip('"') != wanted:
+                failed[obj["Key"]] = ("PreconditionFailed", PRECONDITION_FAILED)
+            else:
+                kept.append(obj)
+        _precondition_failed.keys = failed
+        deleted, errored = original(self, bucket_name, kept, bypass_retention)
+        return deleted, errored + list(failed)
+
+    return delete_objects
+
+
+def _precondition_failed_errors(original):
+    def delete_keys(self, *args, **kwargs):
+        _precondition_failed.keys = {}
+        status, headers, body = original(self, *args, **kwargs)
+        failed = _precondition_failed.keys
+        if failed:
+            text = body.decode() if isinstance(body, bytes) else body
+
+            def relabel(match: re.Match) -> str:
+                block = match.group(0)
+                key = html.unescape(re.search(r"<Key>(.*?)</Key>", block).group(1))
+                if key not in failed:
+                    return block
+                code, message = failed[key]
+                block = re.sub(r"<Code>.*?</Code>", f"<Code>{code}</Code>", block)
+                return re.sub(r"<Message>.*?</Message>", f"<Message>{message}</Message>", block)
+
+            text = re.sub(r"<Error>.*?</Error>", relabel, text, flags=re.S)
+            body = text.encode() if isinstance(body, bytes) else text
+        return status, headers, body
+
+    return delete_keys
+
+
+def install_hooks(runner: Runner) -> None:
+    """Patch moto's private internals (see the module docstring); refuses any other moto version."""
+    global _runner
+    if moto.__version__ != PINNED_MOTO:
+        raise RuntimeError(f"the offline stack hooks moto {PINNED_MOTO} internals; found moto {moto.__version__}")
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+    from moto.batch_simple.models import BatchSimpleBackend
+    from moto.stepfunctions.parser.api import ExecutionStatus
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_batch,
+        state_task_service_callback,
+        state_task_service_sfn,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.resource import ResourceCondition
+    from moto.stepfunctions.parser.backend.execution import Execution
+
+    batch_task = state_task_service_batch.StateTaskServiceBatch
+    batch_task._normalise_parameters = _normalise_parameters_by_model
+    batch_task._normalise_response = _normalise_response_by_model
+
+    sfn_task = state_task_service_sfn.StateTaskServiceSfn
+    original_sfn_parameters = getattr(sfn_task, "_bgzip_original_normalise_parameters", sfn_task._normalise_parameters)
+    sfn_task._bgzip_original_normalise_parameters = original_sfn_parameters
+
+    def _sfn_normalise_parameters(self, parameters, boto_service_name=None, service_action_name=None):
+        original_sfn_parameters(self, parameters, boto_service_name, service_action_name)  # Input as JSON text
+        _normalise_parameters_by_model(self, parameters, boto_service_name, service_action_name)
+
+    sfn_task._normalise_parameters = _sfn_normalise_parameters
+    sfn_task._normalise_response = _normalise_response_by_model
+
+    callback_task = state_task_service_callback.StateTaskServiceCallback
+    original_eval_sync = getattr(callback_task, "_bgzip_original_eval_sync", callback_task._eval_sync)
+    callback_task._bgzip_original_eval_sync = original_eval_sync
+
+    def _eval_sync(self, env, sync_resolver, timeout_seconds, callback_endpoint, heartbeat_endpoint):
+        if self.resource.condition == ResourceCondition.Sync:
+            callback_endpoint = None
+        return original_eval_sync(
+            self,
+            env=env,
+            sync_resolver=sync_resolver,
+            timeout_seconds=timeout_seconds,
+            callback_endpoint=callback_endpoint,
+            heartbeat_endpoint=heartbeat_endpoint,
+        )
+
+    callback_task._eval_sync = _eval_sync
+    # The retrier's only use of `time` is its sleep.
+    retrier_decl.time = types.SimpleNamespace(sleep=lambda seconds: time.sleep(seconds * RETRY_WAIT_SCALE))
+
+    # StopExecution: ABORTED at once, as on AWS (moto: only once the running state has returned).
+    original_stop = getattr(Execution, "_bgzip_original_stop", Execution.stop)
+    Execution._bgzip_original_stop = original_stop
+
+    def stop(self, stop_date, error, cause):
+        original_stop(self, stop_date=stop_date, error=error, cause=cause)
+        if self.exec_status == ExecutionStatus.RUNNING:
+            self.exec_status, self.stop_date = ExecutionStatus.ABORTED, stop_date
+
+    Execution.stop = stop
+    # moto looks at a .sync task's job every 0.5 s: half a second lost per Batch state, a third of a
+    # test run. Step Functions' own latency is not something any test measures.
+    state_task_service_callback._DELAY_SECONDS_SYNC_CONDITION_CHECK = SYNC_POLL_SECONDS
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task import StateTask
+
+    def recorded(eval_execution):
+        def _eval_execution(self, env) -> None:
+            machine = env.states.context_object.context_object_data["StateMachine"]["Name"]
+            with recorder.acting_as(f"state-machine:{machine}"):
+                return eval_execution(self, env)
+
+        _eval_execution._bgzip_recorded = True
+        return _eval_execution
+
+    pending = [StateTask]
+    while pending:
+        task = pending.pop()
+        pending.extend(task.__subclasses__())
+        own = task.__dict__.get("_eval_execution")
+        if own is not None and not getattr(own, "_bgzip_recorded", False):
+            task._eval_execution = recorded(own)
+    BatchSimpleBackend._mark_job_as_finished = _finish_job_for_real
+    LambdaSimpleBackend.invoke = _invoke_for_real
+
+    from moto.ecs.models import EC2ContainerServiceBackend
+
+    if not hasattr(EC2ContainerServiceBackend, "_bgzip_original_update_service"):
+        EC2ContainerServiceBackend._bgzip_original_update_service = EC2ContainerServiceBackend.update_service
+    EC2ContainerServiceBackend.update_service = _ecs_deployments(
+        EC2ContainerServiceBackend._bgzip_original_update_service
+    )
+
+    from moto.s3.models import S3Backend
+    from moto.s3.responses import S3Response
+
+    if not hasattr(S3Backend, "_bgzip_original_delete_objects"):
+        S3Backend._bgzip_original_delete_objects = S3Backend.delete_objects
+        S3Response._bgzip_original_delete_keys = S3Response._bucket_response_delete_keys
+    S3Backend.delete_objects = _conditional_delete_objects(S3Backend._bgzip_original_delete_objects)
+    S3Response._bucket_response_delete_keys = _precondition_failed_errors(S3Response._bgzip_original_delete_keys)
+
+    from moto.servicequotas.models import ServiceQuotasBackend
+
+    if not hasattr(ServiceQuotasBackend, "_bgzip_original_get_service_quota"):
+        ServiceQuotasBackend._bgzip_original_get_service_quota = ServiceQuotasBackend.get_service_quota
+    ServiceQuotasBackend.get_service_quota = _fargate_quotas(ServiceQuotasBackend._bgzip_original_get_service_quota)
+    _runner = runner
