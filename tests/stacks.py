@@ -4,6 +4,7 @@ bioindex's tables (MariaDB), and the bioindex stand-in serving them from several
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -203,6 +204,20 @@ class Deployment:
 
     def flag(self, index: str = INDEX, prefix: str = PREFIX) -> bool | None:
         return self.db.compressed(index, prefix)
+
+    def hold_job(self, suffix: str) -> tuple[threading.Event, threading.Event]:
+        """Hold the jobs whose names end with `suffix` (e.g. "-compress") until the test sets `let_go`,
+        as if they ran long; each then fails, as a job TerminateJob killed does. (started, let_go)."""
+        started, let_go = threading.Event(), threading.Event()
+
+        def hold(job_name: str) -> None:
+            if job_name.endswith(suffix):
+                started.set()
+                let_go.wait(60)
+                raise RuntimeError("the container was killed by TerminateJob")  # it never did its work
+
+        self.aws.runner.before_job = hold
+        return started, let_go
 
     def originals_intact(self) -> bool:
         keys = self.data_keys()

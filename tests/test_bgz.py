@@ -11,7 +11,6 @@ import re
 import select
 import stat
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -369,15 +368,7 @@ def _wait_for(predicate, timeout: float = 60) -> None:
 
 
 def test_stop_ends_the_run_and_its_job_frees_the_prefix_and_says_where_it_is(deployment, capsys):
-    running, stopped = threading.Event(), threading.Event()
-
-    def compress_job_runs(job_name: str) -> None:
-        if job_name.endswith("-compress"):
-            running.set()
-            stopped.wait(60)
-            raise RuntimeError("the container was killed by TerminateJob")  # it never gets to compress
-
-    deployment.aws.runner.before_job = compress_job_runs
+    running, stopped = deployment.hold_job("-compress")
     rc, out, _ = bgz(capsys, deployment, "start", "--yes", "--index", INDEX, "--prefix", PREFIX)
     name = started(out).rsplit(":", 1)[-1]
     assert running.wait(60), "the compress job started"
@@ -408,15 +399,7 @@ def test_stop_ends_the_run_and_its_job_frees_the_prefix_and_says_where_it_is(dep
 def test_stop_after_the_reader_proof_counts_its_canary_and_frees_the_prefix(deployment, capsys):
     """Stopped while DeleteOriginals waits: the flag is set and the proof's canary is already deleted
     (it stays so: the bioindex reads its .gz), so 1 of 5 originals is gone, said so; no lock is left."""
-    waiting, stopped = threading.Event(), threading.Event()
-
-    def delete_job_waits(job_name: str) -> None:
-        if job_name.endswith("-deleteoriginals"):
-            waiting.set()
-            stopped.wait(60)
-            raise RuntimeError("the container was killed by TerminateJob")
-
-    deployment.aws.runner.before_job = delete_job_waits
+    waiting, stopped = deployment.hold_job("-deleteoriginals")
     rc, out, _ = bgz(capsys, deployment, "start", "--yes", INDEX, PREFIX)
     name = started(out).rsplit(":", 1)[-1]
     assert waiting.wait(60), "DeleteOriginals started"

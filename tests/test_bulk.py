@@ -3,8 +3,6 @@ rollback machine once per index as child executions; one index failing does not 
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from bgz import cli
@@ -90,15 +88,7 @@ def test_bulk_options_are_checked(offline_aws, capsys, args, message):
 
 def test_stopping_a_bulk_run_stops_its_index_runs(deployment, capsys):
     d = deployment
-    running, stopped = threading.Event(), threading.Event()
-
-    def compress_job_runs(job_name: str) -> None:
-        if job_name.endswith("-compress"):
-            running.set()
-            stopped.wait(60)
-            raise RuntimeError("the container was killed by TerminateJob")
-
-    d.aws.runner.before_job = compress_job_runs
+    running, stopped = d.hold_job("-compress")
     rc, out, _ = bgz(capsys, d, "start", "--yes", "--include", INDEX)
     assert rc == 0, out
     name = started(out).rsplit(":", 1)[-1]

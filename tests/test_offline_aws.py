@@ -131,17 +131,10 @@ def test_lambda_invoke_runs_the_real_handler(offline_aws):
 def test_a_lambda_killed_mid_invoke_answers_as_lambda_does(offline_aws):
     """No answer from the handler: Lambda's own Runtime.ExitError, which Step Functions takes as the
     error's name and Cause (not an empty payload)."""
-    lam = offline_aws.client("lambda")
-    role = offline_aws.client("iam").create_role(RoleName=f"dies-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument="{}")
-    name = f"dies-{uuid.uuid4().hex[:6]}"
-    lam.create_function(
-        FunctionName=name,
-        Runtime="python3.12",
-        Role=role["Role"]["Arn"],
-        Handler="tests.lambda_that_dies.handler",
-        Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
-    )
-    resp = lam.invoke(FunctionName=name, Payload=b"{}")
+    name = offline_aws.create_function(f"dies-{uuid.uuid4().hex[:6]}", "tests.lambda_that_dies.handler", {})[
+        "FunctionName"
+    ]
+    resp = offline_aws.client("lambda").invoke(FunctionName=name, Payload=b"{}")
     answer = json.loads(resp["Payload"].read())
     assert resp["FunctionError"] == "Unhandled" and answer["errorType"] == "Runtime.ExitError", answer
     assert answer["errorMessage"].endswith(" Error: Runtime exited with error: signal: killed"), answer
