@@ -335,7 +335,9 @@ class Locks:
                 continue
             log.info("lock: released %s", self.uri)
             return True
-        raise StoreError(f"could not release the lock of {self.uri}: it changed {RELEASE_ATTEMPTS} times; try again")
+        raise StoreError(
+            f"{RELEASE_ATTEMPTS} deletes of the lock of {self.uri} were refused (it kept changing, or S3 failed)"
+        )
 
     def read_own(self) -> tuple[Lock, str] | None:
         """The target's lock where one is expected (held by a run checking it is still its own).

@@ -134,21 +134,24 @@ def _confirmed(args: argparse.Namespace, mode: str, deletes: str) -> bool:
 
 
 def _start(args: argparse.Namespace, stack: Stack, mode: str) -> int:
+    record: dict = {"started": False}
     if not args.json:
-        return _run(args, stack, mode)[0]
-    with contextlib.redirect_stdout(sys.stderr):  # the plan block, the question, the progress: for people
-        code, record = _run(args, stack, mode)
-    _print_json(record)
-    return code
+        return _run(args, stack, mode, record)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # the plan block, the question, the progress: for people
+            return _run(args, stack, mode, record)
+    finally:  # a run that started is named, even when following it failed or was interrupted
+        if record["started"] or not sys.exc_info()[0]:
+            _print_json(record)
 
 
-def _run(args: argparse.Namespace, stack: Stack, mode: str) -> tuple[int, dict]:
-    """Check, ask, start, and with --wait follow to the end: the exit status, and the record --json prints."""
+def _run(args: argparse.Namespace, stack: Stack, mode: str, record: dict) -> int:
+    """Check, ask, start, and with --wait follow to the end; fills `record` (what --json prints) as it goes."""
     selection = _selection(args)
     deletes = _checked_before_starting(args, stack, mode, selection)
     if not _confirmed(args, mode, deletes):
         print("not started")
-        return 1, {"started": False}
+        return 1
     if selection is not None:
         started = runs.start_bulk(stack, mode, selection)
         what = f"bulk {mode} run"
@@ -163,16 +166,15 @@ def _run(args: argparse.Namespace, stack: Stack, mode: str) -> tuple[int, dict]:
     arn = started["executionArn"]
     name = arn.rsplit(":", 1)[-1]
     console = runs.console_url(stack.region_name, arn)
-    record = {"started": True, "mode": mode, "bulk": selection is not None, "name": name, "executionArn": arn}
-    record["console"] = console
+    record.update(started=True, mode=mode, bulk=selection is not None, name=name, executionArn=arn, console=console)
     print(f"started {what} {arn}")
     print(f"console: {console}")
     if not args.wait:
         print(f"follow it with: bgz watch {name}")
-        return 0, record
+        return 0
     final = watch(stack, runs.find(stack, arn), interval=args.interval)
     record["end"] = snapshot(stack, final).record(outcome(final))
-    return (0 if final["status"] == "SUCCEEDED" else 1), record
+    return 0 if final["status"] == "SUCCEEDED" else 1
 
 
 def cmd_start(args: argparse.Namespace, stack: Stack) -> int:
@@ -188,7 +190,7 @@ def cmd_watch(args: argparse.Namespace, stack: Stack) -> int:
     if args.json:
         ended = outcome(description) if description["status"] != "RUNNING" else ""
         _print_json(snapshot(stack, description).record(ended))
-        return 0
+        return 1 if ended and description["status"] != "SUCCEEDED" else 0
     if description["status"] != "RUNNING":
         print(outcome(description))
     elif args.once:
@@ -412,8 +414,8 @@ def _stack_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
 
 EXIT_STATUS = """exit status:
   0    done: the run started, succeeded (--wait, watch), or the answer was printed
-  1    the run failed or was stopped (--wait, watch); not started at the question; a selftest check failed
-  2    refused or could not do it: bad input, a pre-flight refusal, a lock, AWS said no; nothing was started
+  1    the run failed or was stopped (--wait, watch, watch --json); not started at the question; a selftest failed
+  2    refused or could not do it: bad input, a pre-flight refusal, a lock, AWS said no; a refusal starts nothing
   130  interrupted (Ctrl-C); a started run goes on, and bgz watch follows it again"""
 
 RUN = "associations-20261201T120000Z"  # a run's name, as bgz start makes them

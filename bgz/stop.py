@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from batch_job.errors import StoreError
 from batch_job.locks import Locks
 from batch_job.records import CanaryStatus, Mode, Plan, Status, Step
 from batch_job.runfolder import RunFolder
@@ -65,6 +66,7 @@ class Stopped:
     stopped: bool = False
     terminated_jobs: int = 0
     released_lock: str | None = None  # the target whose lock it released
+    lock_error: str | None = None  # why the lock could not be released (the next Plan clears it once stale)
     left: str = ""  # left_in(): where the prefix is and what finishes it
     index_runs: list[Stopped] = field(default_factory=list)
 
@@ -76,6 +78,8 @@ class Stopped:
             said.append(f"terminated {self.terminated_jobs} Batch jobs of {self.name}")
         if self.released_lock:
             said.append(f"released the lock of {self.released_lock}")
+        if self.lock_error:
+            said.append(f"{self.lock_error}; run bgz stop {self.name} again, or see bgz locks")
         return said + ([self.left] if self.left else [])
 
     def record(self) -> dict:
@@ -86,6 +90,7 @@ class Stopped:
             "stopped": self.stopped,
             "terminatedJobs": self.terminated_jobs,
             "releasedLock": self.released_lock,
+            "lockError": self.lock_error,
             "left": self.left or None,
             "indexRuns": [child.record() for child in self.index_runs],
         }
@@ -113,7 +118,10 @@ def stop(stack: Stack, description: dict, reason: str) -> Stopped:
     run = stack.run_folder(done.name)
     if run.has_plan():
         plan = run.read_plan()
-        if Locks(stack.location(plan.target)).release(run.uri):
-            done.released_lock = plan.target
+        try:
+            if Locks(stack.location(plan.target)).release(run.uri):
+                done.released_lock = plan.target
+        except StoreError as exc:  # the run is stopped all the same: say so, and what is left
+            done.lock_error = f"could not release the lock of {plan.target}: {exc}"
     done.left = left_in(run)
     return done

@@ -396,25 +396,56 @@ def test_stop_ends_the_run_and_its_job_frees_the_prefix_and_says_where_it_is(dep
     assert "0 of 5 files have their .gz/.gzi written" in record["left"], record
 
 
-def test_stop_after_the_reader_proof_counts_its_canary_and_frees_the_prefix(deployment, capsys):
+def test_stop_after_the_reader_proof_counts_its_canary_and_frees_the_prefix(deployment, capsys, monkeypatch):
     """Stopped while DeleteOriginals waits: the flag is set and the proof's canary is already deleted
-    (it stays so: the bioindex reads its .gz), so 1 of 5 originals is gone, said so; no lock is left."""
+    (it stays so: the bioindex reads its .gz), so 1 of 5 originals is gone, said so. A lock S3 would
+    not let go of is said in the record, and a second stop frees it."""
+    from batch_job.errors import StoreError
+    from batch_job.locks import Locks
+
     waiting, stopped = deployment.hold_job("-deleteoriginals")
     rc, out, _ = bgz(capsys, deployment, "start", "--yes", INDEX, PREFIX)
     name = started(out).rsplit(":", 1)[-1]
     assert waiting.wait(60), "DeleteOriginals started"
+
+    def refused(self, run: str) -> bool:
+        raise StoreError("5 deletes of the lock were refused")
+
     try:
-        rc, out, err = bgz(capsys, deployment, "stop", name, "--json")
+        with monkeypatch.context() as patch:
+            patch.setattr(Locks, "release", refused)
+            rc, out, err = bgz(capsys, deployment, "stop", name, "--json")
     finally:
         stopped.set()
     record = json.loads(out)
     assert rc == 0 and record["stopped"] and record["terminatedJobs"] == 1, out + err
+    assert record["releasedLock"] is None and "5 deletes of the lock were refused" in record["lockError"], record
+    assert deployment.locks(), "still held"
+    rc, out, err = bgz(capsys, deployment, "stop", name, "--json")
+    record = json.loads(out)
+    assert rc == 0 and record["lockError"] is None, out + err
     assert record["releasedLock"] == f"s3://{deployment.stack.data_bucket}/{PREFIX}"
     assert "5 of 5 files have their .gz/.gzi written" in record["left"], record
     assert "The bioindex flag is compressed=true" in record["left"] and "1 of 5 originals deleted" in record["left"]
     assert deployment.flag() is True and not deployment.locks()
     gone = [k for k in deployment.json_keys if k not in deployment.data_keys()]
     assert len(gone) == 1 and gone[0] + ".gz" in deployment.data_keys(), "the canary: deleted, its .gz read"
+
+
+def test_a_started_run_is_named_on_stdout_even_when_following_it_is_interrupted(deployment, capsys, monkeypatch):
+    """`start --wait --json` in a script: Ctrl-C (or an AWS error) while it follows the run still
+    prints the record of the run it started, and exits 130; a refusal prints none (exit 2)."""
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "watch", interrupted)
+    rc, out, err = bgz(capsys, deployment, "start", INDEX, PREFIX, "--yes", "--wait", "--json")
+    record = json.loads(out)
+    assert rc == 130 and record["started"] and record["name"].startswith(f"{INDEX}-"), out + err
+    assert "end" not in record and "the run itself goes on" in err
+    rc, out, err = bgz(capsys, deployment, "start", INDEX, "s3://x/", "--yes", "--json")
+    assert rc == 2 and out == "" and "is a URI" in err
 
 
 def test_logs_of_a_run_by_state_and_followed(deployment, capsys):

@@ -84,8 +84,9 @@ def test_the_sandbox_is_driven_by_bgz_from_another_shell(tmp_path):
 
 @pytest.mark.slow  # the whole demo, about 45 s
 def test_the_demo_types_the_operators_commands_and_each_does_its_job():
-    """`make demo` to the end: every command the README's Operate section names, in order, each exit 0
-    (the demo stops at the first that fails), and the runs it follows end SUCCEEDED."""
+    """`make demo` to the end: the operator's commands in the demo's order (the subcommands the
+    README's Operate section shows, and selftest), each exit 0 - the demo stops at the first that
+    fails - and the runs it follows end SUCCEEDED."""
     shown = subprocess.run(
         [sys.executable, "-m", "demo.run"], cwd=ROOT, capture_output=True, text=True, timeout=600, check=False
     )

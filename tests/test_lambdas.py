@@ -290,8 +290,31 @@ def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     assert "index 'i' prefix 'a/' at s3://d/data/a/" in cause
 
 
-@pytest.mark.parametrize("cause", ['""', "", "null"])
-def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, run_bucket, cause):
+KILLED = {
+    "errorType": "Runtime.ExitError",
+    "errorMessage": "RequestId: r Error: Runtime exited with error: signal: killed",
+}
+NOT_IMPORTED = {"errorType": "Runtime.ImportModuleError", "errorMessage": "Unable to import module 'app': No module"}
+
+
+@pytest.mark.parametrize(
+    ("error", "said"),
+    [
+        (
+            {"Error": "Runtime.ExitError", "Cause": json.dumps(KILLED)},
+            "Its Lambda died before answering (Runtime.ExitError: Runtime exited with error: signal: killed).",
+        ),
+        ({"Error": "Lambda.Unknown", "Cause": '""'}, "Lambda.Unknown, no cause given."),
+        ({"Error": "Lambda.Unknown", "Cause": ""}, "Lambda.Unknown, no cause given."),
+        ({"Error": "Lambda.Unknown", "Cause": "null"}, "Lambda.Unknown, no cause given."),
+        (  # the handler never ran: not a death, said as it is
+            {"Error": "Runtime.ImportModuleError", "Cause": json.dumps(NOT_IMPORTED)},
+            "Runtime.ImportModuleError: Unable to import module 'app': No module.",
+        ),
+    ],
+    ids=["killed", "quoted-empty", "empty", "null", "import-error"],
+)
+def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, run_bucket, error, said):
     """A ProveReaders killed with its canary set aside: the Cause says the Lambda died and where the
     copy is; an empty or null Cause (no answer at all) is never shown as `""`."""
     from report.app import ReportEvent, explain
@@ -303,24 +326,10 @@ def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, ru
     aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
     run.write_readers_check(ReadersCheck("x", canary=CanaryRecord(CanaryStatus.SET_ASIDE, "now", [aside])))
     plan = a_plan(run.uri, "i", "a/", "s3://d/data/a/")
-    killed = {
-        "errorType": "Runtime.ExitError",
-        "errorMessage": "RequestId: r Error: Runtime exited with error: signal: killed",
-    }
-    for error, said in (
-        (
-            {"Error": "Runtime.ExitError", "Cause": json.dumps(killed)},
-            "ProveReaders failed. Its Lambda died before "
-            "answering (Runtime.ExitError: Runtime exited with error: signal: killed).",
-        ),
-        ({"Error": "Lambda.Unknown", "Cause": cause}, "ProveReaders failed. Lambda.Unknown, no cause given."),
-    ):
-        event = ReportEvent(
-            action="explain", execution="x", mode="compress", step="ProveReaders", plan=plan, error=error
-        )
-        text = explain(event)["cause"]
-        assert text.startswith(said) and '""' not in text and "None" not in text, text
-        assert f"The canary is still deleted: restore data/a.json from s3://{run_bucket}/runs/x/canary/" in text, text
+    event = ReportEvent(action="explain", execution="x", mode="compress", step="ProveReaders", plan=plan, error=error)
+    text = explain(event)["cause"]
+    assert text.startswith(f"ProveReaders failed. {said}") and '""' not in text and "None" not in text, text
+    assert f"The canary is still deleted: restore data/a.json from s3://{run_bucket}/runs/x/canary/" in text, text
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "events").glob("*.json")), ids=lambda p: p.name)
@@ -447,7 +456,9 @@ def test_the_boundary_records_round_trip_and_say_sizes_one_way():
 
     plan = PlanResult.from_json(a_plan("s3://r/runs/x/", "genes", "genes/", "s3://d/genes/"))
     assert PlanResult.from_json(plan.to_json()) == plan and plan.index == "genes"
-    assert PlanResult.json_keys() == list(plan.to_json()) and "timeouts" in PlanResult.json_keys()
+    compress = json.loads((ROOT / "statemachine" / "compress.asl.json").read_text())
+    selected = compress["States"]["Plan"]["ResultSelector"]
+    assert selected == {f"{key}.$": f"$.Payload.{key}" for key in plan.to_json()}, "the ASL keeps all of it"
     with pytest.raises(BadInput, match="Plan's result is malformed"):
         PlanResult.from_json({"run": "s3://r/runs/x/"})
     summary = RunSummary(

@@ -448,3 +448,37 @@ def test_a_release_while_the_holder_renews_reads_the_lock_again(target, capsys):
     locks.folder.store.delete = renewed_first
     assert locks.release(parse_location(target.run).uri) is True
     assert len(renewals) == 2 and all(renewals) and locks.read() is None, "renewed twice, then released"
+
+
+def test_a_release_gives_up_only_what_is_its_own_and_says_when_it_cannot(target, capsys):
+    """A lock that became another run's is left alone (False); a delete refused for access is final
+    at once; a lock that keeps changing is given up after a few reads, with an error naming it."""
+    from batch_job.errors import DeletesRefused, NotDeleted, StoreError
+    from batch_job.locks import RELEASE_ATTEMPTS
+
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    locks = Locks(parse_location(target.uri))
+    ours = parse_location(target.run).uri
+    assert locks.release(_other_run(target, "b")) is False and locks.read() is not None, "not its lock"
+    delete, attempts = locks.folder.store.delete, []
+
+    def refused(objects):
+        attempts.append(objects)
+        raise DeletesRefused("access denied", {objects[0][0]: "AccessDenied"})
+
+    locks.folder.store.delete = refused
+    with pytest.raises(DeletesRefused):
+        locks.release(ours)
+    assert len(attempts) == 1, "access denied is not retried"
+
+    def changing(objects):
+        attempts.append(objects)
+        raise NotDeleted("changed", {objects[0][0]: "PreconditionFailed"})
+
+    attempts.clear()
+    locks.folder.store.delete = changing
+    with pytest.raises(StoreError, match=f"{RELEASE_ATTEMPTS} deletes of the lock of .* were refused"):
+        locks.release(ours)
+    assert len(attempts) == RELEASE_ATTEMPTS and locks.read() is not None
+    locks.folder.store.delete = delete
+    assert locks.release(ours) is True and locks.read() is None

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 from batch_job import states
 from batch_job.boundary import PlanResult, RunSummary, files_sentence
+from batch_job.errors import BadInput
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.rates import timeout_key
@@ -58,12 +59,18 @@ class ReportEvent(BaseModel):
     @property
     def planned(self) -> PlanResult | None:
         """Plan's result; None when Plan itself failed (its failure state passes an empty plan)."""
-        return PlanResult.from_json(self.plan) if self.plan else None
+        if not self.plan:
+            return None
+        try:
+            return PlanResult.from_json(self.plan)
+        except BadInput:  # a run planned by an older release, still running across an upgrade
+            logger.warning("Plan's result is not this release's: %s", sorted(self.plan))
+            return None
 
 
 def _run(event: ReportEvent) -> RunFolder | None:
-    plan = event.planned
-    return RunFolder(parse_location(plan.run)) if plan else None
+    run = event.planned.run if event.planned else event.plan.get("run")  # .get: an older release's plan
+    return RunFolder(parse_location(run)) if run else None
 
 
 def _records(run: RunFolder, step: Step, shards: int) -> list[FileRecord]:
@@ -74,11 +81,11 @@ def _records(run: RunFolder, step: Step, shards: int) -> list[FileRecord]:
 def release_lock(event: ReportEvent) -> None:
     """The run is over, whichever way: free its prefix for the next run."""
     run = _run(event)
-    plan = event.planned
-    if run is None or plan is None:
+    target = event.planned.target if event.planned else event.plan.get("target")  # .get: as in _run
+    if run is None or not target:
         return  # Plan failed: it released what it had taken
     try:
-        Locks(parse_location(plan.target)).release(run.uri)
+        Locks(parse_location(target)).release(run.uri)
     except Exception:  # the lock is then stale, and the next Plan clears it: never hide the run's outcome
         logger.exception("could not release the lock")
 
@@ -112,7 +119,7 @@ def summary(event: ReportEvent) -> dict:
 
 
 # Lambda's error types for a function that ended without an answer: killed, out of memory, timed out.
-CRASHES = ("Runtime.", "Sandbox.")
+CRASHES = {"Runtime.ExitError", "Runtime.OutOfMemory", "Sandbox.Timedout"}
 
 
 def _describe_cause(cause: str, error: str = "") -> str:
@@ -125,7 +132,7 @@ def _describe_cause(cause: str, error: str = "") -> str:
         return f"{error}, no cause given" if error else "No cause given"
     if not isinstance(body, dict):
         return str(body)
-    if str(body.get("errorType", "")).startswith(CRASHES):
+    if body.get("errorType") in CRASHES:
         message = str(body.get("errorMessage", "")).split(" Error: ", 1)[-1]  # after "RequestId: ..."
         return f"Its Lambda died before answering ({body['errorType']}: {message})"
     if "errorMessage" in body:
