@@ -23,9 +23,9 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from batch_job import bgzf, version
 from batch_job.bgzf import DEFAULT_LEVEL
+from batch_job.cancel import STOP, Interrupted, interrupt_now
 from batch_job.errors import EngineError, FilesFailed, LeaseExpired, StoreError
 from batch_job.locations import check_prefix, parse_location
-from batch_job.progress import STOP, Interrupted, interrupt_now
 from batch_job.records import JobError, Mode, Plan, Step
 from batch_job.runfolder import RunFolder
 from batch_job.sizes import human_bytes, parse_bytes

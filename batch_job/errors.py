@@ -27,6 +27,11 @@ class Refused(EngineError):
     """A step's precondition does not hold; the step changed nothing."""
 
 
+class PlanMismatch(Refused):
+    """A state was asked for another index, prefix or direction than its run's plan (SetCompressed,
+    ProveReaders): a wiring error, never retried."""
+
+
 class FileFailed(EngineError):
     """This file cannot be done as planned (changed source, bad output); retrying the file will not help.
     The step records it and goes on with the other files."""

@@ -1,7 +1,24 @@
 """How the data's keys are named: X.json, its BGZF X.json.gz, and the .gz's block index X.json.gz.gzi.
 
-"index" in this project is the bioindex's index (a name in `__Indexes`); the BGZF block index is
-always the "gzi".
+The project's words, one thing each (and where an older name remains):
+
+- index: a bioindex index, a name in `__Indexes`. The BGZF block index is always the "gzi".
+- prefix: an index's prefix as `__Indexes` has it (`Plan.prefix`, `Flag.prefix`, `Lock.prefix`).
+  key prefix: where its files are in the bucket, the bioindex's S3 subdir included (`s3_prefix()`
+  below, `Location.prefix`, `Lock.key_prefix`). The two differ only with BioindexS3Subdir.
+- target: `s3://bucket/<key prefix>` or a local folder: where a run's files are.
+- original X.json, compressed X.json.gz, gzi X.json.gz.gzi. The original's ETag is `source_etag` in
+  a compress manifest and `original_etag` in the others (the run folder's format keeps both).
+- run: one conversion of one (index, prefix), by a workflow execution or by hand; its run folder
+  holds its records (records.py, runfolder.py). Its execution name is `<index>-<UTC time>`
+  (`Flag.execution`); its execution ARN is what a lock records (`Lock.execution`).
+- state: a state of a state machine (states.py), the word at the Step Functions boundary; a Batch
+  state's job is named `<execution name>-<state>` in lower case (e.g. `-deleteoriginals`). Step:
+  what that job's engine runs (records.Step). shard: a slice of a run's files, one array child.
+- canary: the one file ProveReaders deletes early, to see which side each bioindex process reads.
+  `ProofSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
+- boundary records (boundary.py): what crosses the state machines' boundary, Plan's result and a
+  run's summary.
 """
 
 from __future__ import annotations

@@ -6,62 +6,17 @@ on stderr instead of the periodic progress lines.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from batch_job.cancel import raise_if_stopped
 from batch_job.sizes import human_bytes, human_duration, pace
 
 log = logging.getLogger("bgzip-job")
-
-# Set by Ctrl-C (cli.main): every file worker stops at its next chunk, cleaning up what it started.
-STOP = threading.Event()
-
-
-class Interrupted(BaseException):
-    """Raised in a file worker once STOP is set; a BaseException, so no step records it as a file's failure."""
-
-
-_CRITICAL = threading.Event()
-
-
-@contextlib.contextmanager
-def uninterrupted() -> Iterator[None]:
-    """A stretch that must finish once begun (a shard's deletions and the manifest recording them): an
-    interrupt meanwhile only sets STOP, and takes effect right after."""
-    _CRITICAL.set()
-    try:
-        yield
-    finally:
-        _CRITICAL.clear()
-    if STOP.is_set():
-        raise KeyboardInterrupt
-
-
-_WAITING = threading.Event()
-
-
-@contextlib.contextmanager
-def waiting_on_workers() -> Iterator[None]:
-    """The main thread waits on file workers: an interrupt meanwhile only sets STOP, and the workers'
-    Interrupted (at their next chunk) ends the wait. Raised inside the wait, a KeyboardInterrupt can
-    break the lock of the future's Condition ("cannot release un-acquired lock")."""
-    _WAITING.set()
-    try:
-        yield
-    finally:
-        _WAITING.clear()
-
-
-def interrupt_now() -> bool:
-    """Whether an interrupt may raise at once: not in an uninterrupted stretch, nor while the main
-    thread waits on workers."""
-    return not _CRITICAL.is_set() and not _WAITING.is_set()
-
 
 MB = 1_000_000
 
@@ -87,8 +42,7 @@ class Progress:
 
     def advance(self, bytes_in: int = 0, bytes_out: int = 0) -> None:
         """Count bytes as they stream, so long files show movement."""
-        if STOP.is_set():
-            raise Interrupted
+        raise_if_stopped()  # every chunk loop reports its bytes here: this is where each one stops
         with self._lock:
             self.bytes_in += bytes_in
             self.bytes_out += bytes_out

@@ -772,16 +772,16 @@ def test_a_corrupted_gz_is_named_as_the_problem_not_its_original(tmp_path, capsy
 
 def test_an_interrupt_waits_for_a_shards_deletions_and_their_record():
     """Ctrl-C or SIGTERM while a shard's deletions are made and recorded: they finish, then it stops."""
-    from batch_job import progress
+    from batch_job import cancel
 
-    progress.STOP.clear()
+    cancel.STOP.clear()
     finished = []
-    with pytest.raises(KeyboardInterrupt), progress.uninterrupted():
-        assert not progress.interrupt_now()
-        progress.STOP.set()  # what the signal handler does, without raising, here
+    with pytest.raises(KeyboardInterrupt), cancel.uninterrupted():
+        assert not cancel.interrupt_now()
+        cancel.STOP.set()  # what the signal handler does, without raising, here
         finished.append("manifest written")
-    assert finished == ["manifest written"] and progress.interrupt_now()
-    progress.STOP.clear()
+    assert finished == ["manifest written"] and cancel.interrupt_now()
+    cancel.STOP.clear()
 
 
 def test_the_reader_check_record_keeps_its_json_form():

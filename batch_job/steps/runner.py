@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from batch_job.cancel import STOP, raise_if_stopped, uninterrupted, waiting_on_workers
 from batch_job.errors import AccessDenied, BadInput, FileFailed, ObjectChanged, Refused, StoreError
 from batch_job.locations import Location, parse_location
 from batch_job.locks import Lease, Locks
-from batch_job.progress import STOP, Interrupted, Progress, Reports, uninterrupted, waiting_on_workers
+from batch_job.progress import Progress, Reports
 from batch_job.records import (
     CanaryStatus,
     FileRecord,
@@ -152,8 +153,7 @@ def run_step(
                 spent = spent_by_this_run(run, plan, k) if step in REDONE_AFTER_DELETION else set()
 
                 def one(planned: PlannedFile, earlier_records=earlier_records, spent=spent) -> FileRecord:
-                    if STOP.is_set():  # interrupted while this file waited for a worker
-                        raise Interrupted
+                    raise_if_stopped()  # interrupted while this file waited for a worker
                     if planned.key in spent:  # this run deleted its source side: the earlier record stands
                         ctx.progress.file_done(planned.key, True, "")
                         return earlier_records.get(planned.key) or FileRecord(planned.key, True)
@@ -162,8 +162,7 @@ def run_step(
                 futures = [file_pool.submit(one, planned) for planned in plan.files_of(k)]
                 with waiting_on_workers():
                     _wait_awake(futures)
-                if STOP.is_set():
-                    raise Interrupted
+                raise_if_stopped()
                 records = [future.result() for future in futures]  # the first failure, in plan order
                 with uninterrupted():  # what finish_shard deletes is in the manifest before any Ctrl-C
                     if finish_shard is not None:

@@ -44,7 +44,7 @@ def backend(bioindex: BioindexServer | None) -> FlagBackend:
 
 
 @dataclass(frozen=True)
-class ReaderCheck:
+class ProofSettings:
     """How hard ProveReaders looks: sample queries, refreshes, and requests per sample after the canary."""
 
     samples: int
@@ -52,8 +52,8 @@ class ReaderCheck:
     check_requests: int
 
 
-def reader_check() -> ReaderCheck:
-    return ReaderCheck(
+def proof_settings() -> ProofSettings:
+    return ProofSettings(
         samples=int(_env("READER_CHECK_SAMPLES", "4")),
         refresh_requests=int(_env("READER_REFRESH_REQUESTS", "64")),
         check_requests=int(_env("READER_CHECK_REQUESTS", "16")),

@@ -174,7 +174,7 @@ def plan(event: PlanEvent) -> dict:
     )
     logger.info("planned", extra={"files": len(plan.files), "bytes": plan.total_bytes, "shards": plan.shards})
 
-    check = config.reader_check()
+    check = config.proof_settings()
     readers = run.read_readers()
     if readers is None and bioindex is not None and check.samples > 0:
         try:

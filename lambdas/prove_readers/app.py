@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from batch_job.bioindex.backend import FlagBackend
 from batch_job.bioindex.errors import ConvertedFilesUnreadable, OldAnswersNotBack, ReadersStale
 from batch_job.bioindex.server import BioindexServer
+from batch_job.errors import PlanMismatch
 from batch_job.locations import parse_location
 from batch_job.records import CanaryStatus, Flag, Mode, Plan, Readers, ReadersCheck, Refresh, RefreshMode, now
 from batch_job.runfolder import RunFolder
@@ -79,7 +80,7 @@ def _set_back(run: RunFolder, plan: Plan, flag: Flag, backend: FlagBackend, foun
 def _refresh_here(bioindex: BioindexServer, record: ReadersCheck, mode: RefreshMode) -> None:
     """ReaderRefresh=requests: the only refresh there is, and no proof."""
     if mode == RefreshMode.REQUESTS:
-        settings = config.reader_check()
+        settings = config.proof_settings()
         bioindex.refresh(settings.refresh_requests, config.reader_refresh().burst)
         record.refreshed = settings.refresh_requests
 
@@ -108,7 +109,7 @@ def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, read
     bioindex = config.server()
     record = run.read_readers_check() or ReadersCheck(event.execution)
     _refresh_here(bioindex, record, event.refresh)
-    found = compare(bioindex, readers, config.reader_check().check_requests)
+    found = compare(bioindex, readers, config.proof_settings().check_requests)
     if found:
         raise OldAnswersNotBack(
             f"the flag was set back to compressed={str(flag.compressed).lower()}, but the bioindex still answers "
@@ -126,7 +127,7 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     run = RunFolder(parse_location(event.run))
     plan = run.read_plan()
     if (plan.mode == Mode.COMPRESS) is not event.compressed:
-        raise ValueError(f"run {run.uri} is a {plan.mode} run; refusing a check for compressed={event.compressed}")
+        raise PlanMismatch(f"run {run.uri} is a {plan.mode} run; refusing a check for compressed={event.compressed}")
     readers = run.read_readers()
     if event.revert:
         return prove_old_answers(run, plan, event, readers)
@@ -146,7 +147,7 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
         logger.warning("readers not proven", extra={"reason": reason})
         return {"checked": False, "proven": False, "reason": reason}
 
-    settings = config.reader_check()
+    settings = config.proof_settings()
     canary = Canary(run, plan, readers.canary, record)
     if canary.status == CanaryStatus.RESTORED:  # an earlier attempt found a stale process
         raise _stale(

@@ -10,7 +10,7 @@ continues where the last attempt stopped.
 
 from __future__ import annotations
 
-from batch_job.errors import StoreError
+from batch_job.errors import Refused, StoreError
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, Plan, ReadersCheck, now
@@ -32,7 +32,7 @@ class Canary:
         self.aside = run.location
         self.record = record
         if not isinstance(self.data, S3Store) or not isinstance(self.aside.store, S3Store):
-            raise StoreError("the canary needs the data and the run folder on S3")
+            raise Refused("the canary needs the data and the run folder on S3")
 
     @property
     def status(self) -> CanaryStatus | None:
@@ -56,7 +56,7 @@ class Canary:
         if self.status is None:
             verified = self.run.verified_records(self.planned.shard).get(self.planned.key)
             if verified is None:
-                raise StoreError(f"canary {self.planned.key} was not verified OK in this run; nothing deleted")
+                raise Refused(f"canary {self.planned.key} was not verified OK in this run; nothing deleted")
             objects = []
             for key, etag in deletable(self.data, self.plan.mode, self.planned, verified):
                 copy = self.data.copy(key, etag, self.aside.store, self.run.canary_key(key))

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
+from batch_job.errors import PlanMismatch
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.records import Mode, PlanHead, Step
@@ -27,10 +28,6 @@ tracer = Tracer()
 
 class NotVerified(Exception):
     """The run's verify manifests do not show every planned file verified OK."""
-
-
-class PlanMismatch(Exception):
-    """The request does not match the run's plan (other index, prefix or direction)."""
 
 
 class SetCompressedEvent(BaseModel):
