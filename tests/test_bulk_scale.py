@@ -70,7 +70,8 @@ def _indexes(count: int) -> list[dict]:
 
 
 def test_a_thousand_indexes_half_failing_stay_within_every_limit(s3, run_bucket, monkeypatch):
-    from report.app import ReportEvent, bulk
+    from report.bulk import bulk
+    from report.event import ReportEvent
     from select_indexes.app import SelectEvent, selection
 
     monkeypatch.setenv("RUN_BUCKET", run_bucket)
@@ -133,7 +134,7 @@ def test_more_indexes_than_one_state_can_carry_are_refused_before_anything_runs(
 
 
 def test_a_cause_is_capped_under_the_fail_states_limit_and_says_where_the_rest_is():
-    from report.app import MAX_CAUSE, cap
+    from report.event import MAX_CAUSE, cap
 
     text = cap("y" * 100_000, where="s3://runs/x/")
     assert len(text) == MAX_CAUSE < CAUSE_LIMIT and text.endswith("(68,000 characters more; all of it: s3://runs/x/)")

@@ -274,7 +274,8 @@ def a_plan(run: str, index: str, prefix: str, target: str) -> dict:
 
 def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     """Should a canary not be restored, the Cause must say where its copy is, never "nothing deleted"."""
-    from report.app import ReportEvent, explain
+    from report.event import ReportEvent
+    from report.explain import explain
 
     from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
     from batch_job.runfolder import RunFolder
@@ -317,7 +318,8 @@ NOT_IMPORTED = {"errorType": "Runtime.ImportModuleError", "errorMessage": "Unabl
 def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, run_bucket, error, said):
     """A ProveReaders killed with its canary set aside: the Cause says the Lambda died and where the
     copy is; an empty or null Cause (no answer at all) is never shown as `""`."""
-    from report.app import ReportEvent, explain
+    from report.event import ReportEvent
+    from report.explain import explain
 
     from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
     from batch_job.runfolder import RunFolder
@@ -347,7 +349,7 @@ def test_every_lambda_event_model_refuses_unknown_fields():
     from plan.app import ExecutionInput, PlanEvent
     from prove_readers.app import ProveReadersEvent
     from refresh_readers.app import RefreshEvent
-    from report.app import ReportEvent
+    from report.event import ReportEvent
     from set_compressed.app import SetCompressedEvent
 
     for model in (ExecutionInput, PlanEvent, ProveReadersEvent, RefreshEvent, ReportEvent, SetCompressedEvent):
