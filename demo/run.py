@@ -15,6 +15,7 @@ the commands: it prints what the run asks, restarts the stand-in, and confirms w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -22,6 +23,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from batch_job.htslib import INSTALL
@@ -100,6 +103,45 @@ def bgz(*args: str) -> int:
     return code
 
 
+@dataclass
+class DemoStack:
+    """The offline stack with two sample indexes in a bioindex stand-in: what demo and sandbox run."""
+
+    aws: OfflineAWS
+    db: BioindexDatabase
+    bioindex: BioindexStandin
+    first: dict  # INDEX's originals: key -> bytes
+    second: dict  # SECOND_INDEX's
+
+
+@contextlib.contextmanager
+def demo_stack(port: int = 0, restart_hook: bool = False) -> Iterator[DemoStack]:
+    """Deploy it, load the indexes, start the stand-in; stop everything after. `restart_hook`:
+    ReaderRefresh=hook, the stand-in restarted by the stack itself (the sandbox); else the template's
+    default, confirm, which the demo's operator answers."""
+    aws = OfflineAWS(port=port).start()
+    try:
+        with tempfile.TemporaryDirectory(prefix="bgzip-demo-") as tmp:
+            db = BioindexDatabase(f"sqlite:///{tmp}/bioindex.sqlite")
+            db.create_tables()
+            bioindex = BioindexStandin(db, BUCKET, set_endpoint=True, env=aws.env)
+            try:
+                parameters = {"FlagBackend": "http", "InsecureBioindexUrl": bioindex.url}
+                if restart_hook:
+                    control = {"STANDIN_CONTROL": str(bioindex.control)}
+                    hook = aws.create_function("bioindex-restart", "offline.standin_hook.handler", control)
+                    parameters |= {"ReaderRefresh": "hook", "ReaderRefreshHookArn": hook["FunctionArn"]}
+                aws.deploy(STACK, BUCKET, parameters)
+                first = load_index(aws, db, Path(tmp) / "index", INDEX, PREFIX, seed=7)
+                second = load_index(aws, db, Path(tmp) / "second", SECOND_INDEX, SECOND_PREFIX, seed=11)
+                bioindex.start()
+                yield DemoStack(aws, db, bioindex, first, second)
+            finally:
+                bioindex.close()
+    finally:
+        aws.stop()
+
+
 def operators_day(aws: OfflineAWS, db: BioindexDatabase, content: dict, second: dict) -> int:
     """The README's commands, in the order an operator meets them; 0 if every one did its job."""
     s3 = aws.client("s3")
@@ -168,31 +210,18 @@ def have_bgzip() -> bool:
 def main() -> int:
     if not have_bgzip():
         return 2
-    aws = OfflineAWS().start()
-    with tempfile.TemporaryDirectory(prefix="bgzip-demo-") as tmp:
-        db = BioindexDatabase(f"sqlite:///{tmp}/bioindex.sqlite")
-        db.create_tables()
-        bioindex = BioindexStandin(db, BUCKET, set_endpoint=True, env=aws.env)
+    with demo_stack() as demo:
+        print(f"bioindex stand-in: {demo.bioindex.workers} processes at {demo.bioindex.url}, tables in SQLite")
+        print(f"offline AWS: moto on {demo.aws.endpoint}")
+        print("\n$ bgz selftest   (once after a deploy: the roles, the image, the bioindex, the vCPU quota)")
+        if not selftest(Stack(STACK, "us-east-1"), say=lambda text: print(f"  {text}"), poll_seconds=0.2):
+            return 1
+        done = threading.Event()
+        threading.Thread(target=Operator(demo.aws, demo.bioindex).serve, args=(done,), daemon=True).start()
         try:
-            parameters = {"FlagBackend": "http", "InsecureBioindexUrl": bioindex.url}
-            aws.deploy(STACK, BUCKET, parameters)
-            content = load_index(aws, db, Path(tmp) / "index", INDEX, PREFIX, seed=7)
-            second = load_index(aws, db, Path(tmp) / "second", SECOND_INDEX, SECOND_PREFIX, seed=11)
-            bioindex.start()
-            print(f"bioindex stand-in: {bioindex.workers} processes at {bioindex.url}, tables in SQLite")
-            print(f"offline AWS: moto on {aws.endpoint}")
-            print("\n$ bgz selftest   (once after a deploy: the roles, the image, the bioindex, the vCPU quota)")
-            if not selftest(Stack(STACK, "us-east-1"), say=lambda text: print(f"  {text}"), poll_seconds=0.2):
-                return 1
-            done = threading.Event()
-            threading.Thread(target=Operator(aws, bioindex).serve, args=(done,), daemon=True).start()
-            try:
-                return operators_day(aws, db, content, second)
-            finally:
-                done.set()
+            return operators_day(demo.aws, demo.db, demo.first, demo.second)
         finally:
-            bioindex.close()
-            aws.stop()
+            done.set()
 
 
 if __name__ == "__main__":

@@ -13,14 +13,9 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-import tempfile
 import threading
-from pathlib import Path
 
-from demo.run import BUCKET, INDEX, PREFIX, SECOND_INDEX, SECOND_PREFIX, STACK, have_bgzip, load_index
-from offline.aws import OfflineAWS
-from offline.bioindex_db import BioindexDatabase
-from offline.bioindex_standin import BioindexStandin
+from demo.run import INDEX, PREFIX, STACK, demo_stack, have_bgzip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,37 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    aws = OfflineAWS(port=args.port).start()
-    with tempfile.TemporaryDirectory(prefix="bgzip-sandbox-") as tmp:
-        db = BioindexDatabase(f"sqlite:///{tmp}/bioindex.sqlite")
-        db.create_tables()
-        bioindex = BioindexStandin(db, BUCKET, set_endpoint=True, env=aws.env)
-        try:
-            hook = aws.create_function(
-                "bioindex-restart", "offline.standin_hook.handler", {"STANDIN_CONTROL": str(bioindex.control)}
-            )
-            aws.deploy(
-                STACK,
-                BUCKET,
-                {
-                    "FlagBackend": "http",
-                    "InsecureBioindexUrl": bioindex.url,
-                    "ReaderRefresh": "hook",
-                    "ReaderRefreshHookArn": hook["FunctionArn"],
-                },
-            )
-            load_index(aws, db, Path(tmp) / "index", INDEX, PREFIX, seed=7)
-            load_index(aws, db, Path(tmp) / "second", SECOND_INDEX, SECOND_PREFIX, seed=11)
-            bioindex.start()
-            exports = " ".join(f"{k}={v}" for k, v in aws.env.items() if k != "MOTO_PORT")
-            print(f"\nThe sandbox is up: stack {STACK} in moto at {aws.endpoint}, bioindex stand-in at {bioindex.url}.")
-            print("In another shell, from this folder (Ctrl-C here stops the sandbox):\n")
-            print(f"  export {exports}")
-            print(f"  .venv/bin/bgz plan {INDEX} {PREFIX}\n", flush=True)
-            stop.wait()
-        finally:
-            bioindex.close()
-            aws.stop()
+    with demo_stack(port=args.port, restart_hook=True) as sandbox:
+        aws, bioindex = sandbox.aws, sandbox.bioindex
+        exports = " ".join(f"{k}={v}" for k, v in aws.env.items() if k != "MOTO_PORT")
+        print(f"\nThe sandbox is up: stack {STACK} in moto at {aws.endpoint}, bioindex stand-in at {bioindex.url}.")
+        print("In another shell, from this folder (Ctrl-C here stops the sandbox):\n")
+        print(f"  export {exports}")
+        print(f"  .venv/bin/bgz plan {INDEX} {PREFIX}\n", flush=True)
+        stop.wait()
     print("sandbox stopped")
     return 0
 
