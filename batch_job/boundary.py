@@ -9,7 +9,7 @@ The run folder's own records are in records.py.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, Self
 
 from batch_job.errors import BadInput
 from batch_job.sizes import human_bytes
@@ -27,8 +27,28 @@ def _camel(name: str) -> str:
     return head + "".join(word.capitalize() for word in rest)
 
 
+class _Boundary:
+    """JSON with camelCase keys, one per field, and back."""
+
+    @classmethod
+    def json_keys(cls) -> list[str]:
+        """The keys of its JSON, in order (statemachine/build.py selects Plan's from the Lambda's Payload)."""
+        return [_camel(f.name) for f in fields(cls)]
+
+    def to_json(self) -> dict[str, Any]:
+        return {_camel(k): v for k, v in asdict(self).items()}
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> Self | None:
+        """The record in `body`, or None if `body` is not one (a key missing or of the wrong kind)."""
+        try:
+            return cls(**{f.name: body[_camel(f.name)] for f in fields(cls)})
+        except (KeyError, TypeError):
+            return None
+
+
 @dataclass(frozen=True, kw_only=True)
-class PlanResult:
+class PlanResult(_Boundary):
     """Plan's answer, kept as `$.plan` for every later state (and for ExplainFailure's Cause)."""
 
     run: str  # the run folder's URI
@@ -43,23 +63,16 @@ class PlanResult:
     refresh: dict[str, Any]  # how RefreshReaders makes every bioindex process load the new flag
 
     @classmethod
-    def json_keys(cls) -> list[str]:
-        """The keys of its JSON, in order: what statemachine/build.py selects from the Lambda's Payload."""
-        return [_camel(f.name) for f in fields(cls)]
-
-    def to_json(self) -> dict[str, Any]:
-        return {_camel(k): v for k, v in asdict(self).items()}
-
-    @classmethod
     def from_json(cls, body: dict[str, Any]) -> PlanResult:
-        try:
-            return cls(**{f.name: body[_camel(f.name)] for f in fields(cls)})
-        except (KeyError, TypeError) as exc:
-            raise BadInput(f"Plan's result is malformed: {exc}") from None
+        found = cls.parse(body)
+        if found is None:
+            missing = sorted(set(cls.json_keys()) - set(body))
+            raise BadInput(f"Plan's result is malformed: {', '.join(missing) or 'a field of the wrong kind'}")
+        return found
 
 
 @dataclass(frozen=True, kw_only=True)
-class RunSummary:
+class RunSummary(_Boundary):
     """A run that SUCCEEDED: the execution's output (Summarize), read by bgz, Notify and a bulk run."""
 
     mode: str
@@ -80,14 +93,25 @@ class RunSummary:
         return files_sentence(self.files, self.bytes_uncompressed, self.bytes_compressed)
 
     def to_json(self) -> dict[str, Any]:
-        body = {_camel(k): v for k, v in asdict(self).items()}
-        body["ratio"] = self.ratio
-        return body
+        return {**super().to_json(), "ratio": self.ratio}
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> RunSummary | None:
         """The summary in an execution's output; None for output that is not one (a bulk run's)."""
-        try:
-            return cls(**{f.name: body[_camel(f.name)] for f in fields(cls)})
-        except (KeyError, TypeError):
-            return None
+        return cls.parse(body)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BulkSummary(_Boundary):
+    """A bulk run's output (ReportIndexes): its counts, the head of its table, where the whole table is."""
+
+    mode: str
+    converted: int
+    failed: int
+    skipped: int
+    table: str  # capped to what a Cause or an output shows; `report` has it all
+    report: str  # s3://RUN_BUCKET/runs/<bulk execution>/bulk-report.txt
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> BulkSummary | None:
+        return cls.parse(body)

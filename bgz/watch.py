@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from batch_job import states
-from batch_job.boundary import RunSummary
+from batch_job.boundary import BulkSummary, RunSummary
 from batch_job.sizes import human_bytes, human_duration, pace, seconds_left
 from bgz import runs
 from bgz.stack import Stack
@@ -163,7 +163,8 @@ def _ended(description: dict) -> str:
 def outcome(description: dict) -> str:
     if is_bulk(description):
         if description["status"] == "SUCCEEDED":
-            return "SUCCEEDED: " + json.loads(description.get("output") or "{}").get("table", "")
+            bulk = BulkSummary.from_json(json.loads(description.get("output") or "{}"))
+            return "SUCCEEDED: " + (bulk.table if bulk else "")
         return _ended(description)
     if description["status"] == "SUCCEEDED":
         run = RunSummary.from_json(json.loads(description.get("output") or "{}"))

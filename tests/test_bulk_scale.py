@@ -69,6 +69,23 @@ def _indexes(count: int) -> list[dict]:
     ]
 
 
+def _summary(index: str, prefix: str, name: str) -> dict:
+    """An index run's Summarize output, as its outcome.json keeps it."""
+    from batch_job.boundary import RunSummary
+
+    return RunSummary(
+        mode="compress",
+        index=index,
+        prefix=prefix,
+        run=f"s3://runs/runs/{name}/",
+        files=3000,
+        bytes_uncompressed=10**12,
+        bytes_compressed=10**11,
+        objects_deleted=3000,
+        readers_proven=True,
+    ).to_json()
+
+
 def test_a_thousand_indexes_half_failing_stay_within_every_limit(s3, run_bucket, monkeypatch):
     from report.bulk import bulk
     from report.event import ReportEvent
@@ -93,7 +110,7 @@ def test_a_thousand_indexes_half_failing_stay_within_every_limit(s3, run_bucket,
         outcome = (
             Outcome("FAILED", error="VerifyFailed", cause="VerifyFailed failed. " + "x" * 30_000)
             if failed
-            else Outcome("SUCCEEDED", summary={"files": 3000, "bytesUncompressed": 10**12, "bytesCompressed": 10**11})
+            else Outcome("SUCCEEDED", summary=_summary(item["index"], item["prefix"], item["name"]))
         )
         RunFolder(parse_location(f"s3://{run_bucket}/runs/{item['name']}/")).write_outcome(outcome)
         state = inner["Index failed" if failed else "Index converted"]

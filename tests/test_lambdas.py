@@ -359,13 +359,19 @@ def test_every_lambda_event_model_refuses_unknown_fields():
 def test_notify_says_a_bulk_runs_table_and_a_timeout_in_plain_words():
     from notify.app import message
 
+    from batch_job.boundary import BulkSummary
+
     table = "compress of 2 indexes: 1 succeeded, 0 failed, 1 skipped\na a/: SUCCEEDED, 5 files"
     subject, body = message(
         {
             "name": "bulk-x",
             "status": "SUCCEEDED",
             "stateMachineArn": "arn:aws:states:r:1:stateMachine:s-bulk",
-            "output": json.dumps({"table": table}),
+            "output": json.dumps(
+                BulkSummary(
+                    mode="compress", converted=1, failed=0, skipped=1, table=table, report="s3://r/runs/bulk-x/"
+                ).to_json()
+            ),
         }
     )
     assert subject == "bgzip-workflow: bulk-x SUCCEEDED" and body == f"Run bulk-x of s-bulk SUCCEEDED.\n\n{table}"
@@ -453,7 +459,7 @@ def test_the_ecs_refresh_is_done_only_when_every_task_started_after_the_flag(mon
 def test_the_boundary_records_round_trip_and_say_sizes_one_way():
     """Plan's result and the run summary as the state machines carry them (camelCase JSON), and back;
     an output that is not a run summary (a bulk run's) is None, not an error."""
-    from batch_job.boundary import PlanResult, RunSummary, files_sentence
+    from batch_job.boundary import BulkSummary, PlanResult, RunSummary, files_sentence
     from batch_job.errors import BadInput
 
     plan = PlanResult.from_json(a_plan("s3://r/runs/x/", "genes", "genes/", "s3://d/genes/"))
@@ -477,6 +483,8 @@ def test_the_boundary_records_round_trip_and_say_sizes_one_way():
     body = summary.to_json()
     assert body["bytesUncompressed"] == 736_650 and body["ratio"] == 0.1592 and body["readersProven"] is True
     assert RunSummary.from_json(body) == summary
-    assert RunSummary.from_json({"mode": "compress", "converted": 2, "table": "..."}) is None
+    bulk = BulkSummary(mode="compress", converted=2, failed=0, skipped=0, table="...", report="s3://r/b.txt")
+    assert BulkSummary.from_json(bulk.to_json()) == bulk and RunSummary.from_json(bulk.to_json()) is None
+    assert BulkSummary.from_json(body) is None, "a run's summary is not a bulk run's"
     assert summary.sentence() == "5 files, 736.65 kB uncompressed, 117.25 kB compressed (15.9%)"
     assert files_sentence(0, 0, 0) == "0 files, 0 B uncompressed, 0 B compressed", "no ratio of nothing"

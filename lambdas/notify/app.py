@@ -16,7 +16,7 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batch_job.boundary import RunSummary
+from batch_job.boundary import BulkSummary, RunSummary
 
 logger = Logger()
 tracer = Tracer()
@@ -25,8 +25,9 @@ SUBJECT_LIMIT = 99  # SNS: e-mail subjects must be under 100 characters
 
 
 def _summary(summary: dict[str, Any]) -> str:
-    if "table" in summary:  # a bulk run
-        return summary["table"]
+    bulk = BulkSummary.from_json(summary)
+    if bulk is not None:
+        return bulk.table
     run = RunSummary.from_json(summary)
     if run is None:
         return json.dumps(summary)

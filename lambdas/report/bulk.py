@@ -13,7 +13,7 @@ import boto3
 from aws_lambda_powertools import Logger
 from report.event import ReportEvent, cap
 
-from batch_job.boundary import files_sentence
+from batch_job.boundary import BulkSummary, RunSummary, files_sentence
 from batch_job.locations import parse_location
 from batch_job.records import Outcome
 from batch_job.runfolder import RunFolder, run_folder_uri
@@ -59,7 +59,7 @@ def bulk(event: ReportEvent) -> dict:
         outcomes = list(pool.map(lambda r: _index_outcome(event.machine, r), event.results))
     rows = []
     for result, outcome in zip(event.results, outcomes, strict=True):
-        summary = outcome.summary or {}
+        summary = RunSummary.from_json(outcome.summary or {})
         failed = result.get("status") != "SUCCEEDED"
         rows.append(
             {
@@ -67,9 +67,9 @@ def bulk(event: ReportEvent) -> dict:
                 "prefix": result.get("prefix"),
                 "status": "FAILED" if failed else "SUCCEEDED",
                 "execution": result.get("execution"),
-                "files": summary.get("files"),
-                "bytesUncompressed": summary.get("bytesUncompressed"),
-                "bytesCompressed": summary.get("bytesCompressed"),
+                "files": summary.files if summary else None,
+                "bytesUncompressed": summary.bytes_uncompressed if summary else None,
+                "bytesCompressed": summary.bytes_compressed if summary else None,
                 "cause": f"{outcome.error or outcome.status}: {outcome.cause}".strip() if failed else "",
             }
         )
@@ -89,14 +89,14 @@ def bulk(event: ReportEvent) -> dict:
     run.location.store.write_bytes(run.location.key("bulk-report.txt"), table.encode() + b"\n")
     where = run.location.store.uri(run.location.key("bulk-report.txt"))
     shown = "\n".join([head, *(cap(_row_line(r), ROW_CAUSE) for r in rows)])
-    return {
-        "mode": event.mode,
-        "converted": converted,
-        "failed": failed,
-        "skipped": len(event.skipped),
-        "table": cap(shown, where=where),
-        "report": where,
-    }
+    return BulkSummary(
+        mode=event.mode,
+        converted=converted,
+        failed=failed,
+        skipped=len(event.skipped),
+        table=cap(shown, where=where),
+        report=where,
+    ).to_json()
 
 
 def _row_line(row: dict) -> str:
