@@ -1,5 +1,6 @@
-"""The ASL files come from statemachine/build.py: the committed files must be what it writes, and the
-states that run a step or a Lambda must be the names in batch_job/states.py."""
+"""The ASL files come from statemachine/build.py: the committed files must be what it writes, the
+states that run a step or a Lambda must be the names in batch_job/states.py, and what each Lambda
+state sends must be what its handler's event model takes."""
 
 from __future__ import annotations
 
@@ -128,3 +129,48 @@ def test_each_step_records_its_failure_under_its_state_name(mode):
                 assert state["Catch"][0]["ErrorEquals"] == ["ConvertedFilesUnreadable"]
             else:
                 assert nexts == [step + FAILED_SUFFIX], name
+
+
+def _lambda_payloads(states_: dict) -> list[tuple[str, str, dict]]:
+    """(state, function substitution, Payload) of every Lambda task, Map iterators included."""
+    found = []
+    for name, state in states_.items():
+        parameters = state.get("Parameters", {})
+        if str(state.get("Resource", "")).startswith("arn:aws:states:::lambda:invoke"):
+            found.append((name, parameters["FunctionName"], parameters["Payload"]))
+        found += _lambda_payloads(state.get("ItemProcessor", {}).get("States", {}))
+    return found
+
+
+def test_every_lambda_payload_is_what_its_handler_s_event_model_takes():
+    """The keys each Lambda state sends are fields of the handler's event model (by their JSON name),
+    and every field the model requires is sent: the ASL and the Lambdas cannot drift apart."""
+    from plan.app import PlanEvent
+    from prove_readers.app import ProveReadersEvent
+    from refresh_readers.app import RefreshEvent
+    from report.event import ReportEvent
+    from select_indexes.app import SelectEvent
+    from set_compressed.app import SetCompressedEvent
+
+    models = {
+        "${PlanFunctionArn}": PlanEvent,
+        "${SetCompressedFunctionArn}": SetCompressedEvent,
+        "${RefreshReadersFunctionArn}": RefreshEvent,
+        "${ProveReadersFunctionArn}": ProveReadersEvent,
+        "${ReportFunctionArn}": ReportEvent,
+        "${SelectIndexesFunctionArn}": SelectEvent,
+    }
+    files = [*ASL.values(), ROOT / "statemachine" / "bulk.asl.json"]
+    checked = set()
+    for path in files:
+        for state, function, payload in _lambda_payloads(json.loads(path.read_text())["States"]):
+            if function not in models:
+                continue  # the operator's ReaderRefreshHookArn: its event is documented, not ours
+            fields = models[function].model_fields
+            names = {field.alias or name for name, field in fields.items()}
+            required = {field.alias or name for name, field in fields.items() if field.is_required()}
+            sent = {key.removesuffix(".$") for key in payload}
+            assert sent <= names, f"{path.name} {state} sends {sorted(sent - names)}, unknown to {function}"
+            assert required <= sent, f"{path.name} {state} leaves out {sorted(required - sent)}"
+            checked.add(function)
+    assert checked == set(models), "every Lambda of the stack is called by some state"
