@@ -12,9 +12,9 @@ The project's words, one thing each (and where an older name remains):
 - run: one conversion of one (index, prefix), by a workflow execution or by hand; its run folder
   holds its records (records.py, runfolder.py). Its execution name is `<index>-<UTC time>`
   (`Flag.execution`); its execution ARN is what a lock records (`Lock.execution`).
-- state: a state of a state machine (states.py), the word at the Step Functions boundary; a Batch
-  state's job is named `<execution name>-<state>` in lower case (e.g. `-deleteoriginals`). Step:
-  what that job's engine runs (records.Step). shard: a slice of a run's files, one array child.
+- state: a state of a state machine (states.py), the word at the Step Functions boundary. Step: what
+  a Batch state's job runs (records.Step: compress, verify, delete, decompress, remove-compressed);
+  the job is named `<execution name>-<step>`. shard: a slice of a run's files, one array child.
 - canary: the one file ProveReaders deletes early, to see which side each bioindex process reads.
   `ProofSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
 - boundary records (boundary.py): what crosses the state machines' boundary, Plan's result and a

@@ -158,7 +158,7 @@ def batch_task(state: str, next_state: str, array: bool) -> State:
     """A Task that submits the Batch job of `state`'s engine step and waits for it."""
     step = states.STATE_STEPS[state]
     parameters: State = {
-        "JobName.$": f"States.Format('{{}}-{state.lower()}', $$.Execution.Name)",  # e.g. <execution name>-compress
+        "JobName.$": f"States.Format('{{}}-{step.value}', $$.Execution.Name)",  # <execution name>-compress ...
         "JobQueue": "${JobQueueArn}",
         "JobDefinition": JOB_DEFINITIONS[step],
     }

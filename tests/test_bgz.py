@@ -403,7 +403,7 @@ def test_stop_after_the_reader_proof_counts_its_canary_and_frees_the_prefix(depl
     from batch_job.errors import StoreError
     from batch_job.locks import Locks
 
-    waiting, stopped = deployment.hold_job("-deleteoriginals")
+    waiting, stopped = deployment.hold_job("-delete")
     rc, out, _ = bgz(capsys, deployment, "start", "--yes", INDEX, PREFIX)
     name = started(out).rsplit(":", 1)[-1]
     assert waiting.wait(60), "DeleteOriginals started"

@@ -96,8 +96,8 @@ def _let_the_loop_ask_in_each_state(d: Deployment, loop: QueryLoop) -> None:
 
     def before_job(job: str) -> None:
         for suffix, state in (
-            ("-deleteoriginals", states.DELETE_ORIGINALS),
-            ("-removecompressed", states.REMOVE_COMPRESSED),
+            ("-delete", states.DELETE_ORIGINALS),
+            ("-remove-compressed", states.REMOVE_COMPRESSED),
         ):
             if job.endswith(suffix):
                 loop.wait_for(state)
@@ -251,7 +251,7 @@ def test_a_flag_changed_between_delete_batches_puts_back_everything_deleted(offl
             assert d.run(shards=2)["status"] == "SUCCEEDED"
         loop = QueryLoop(d)
         before = {k: d.read(k) for k in d.data_keys()}
-        step = "deleteoriginals" if machine == "compress" else "removecompressed"
+        step = "-delete" if machine == "compress" else "-remove-compressed"
         children: list[str] = []
 
         def someone_else(job: str) -> None:

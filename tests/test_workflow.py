@@ -108,7 +108,7 @@ def test_delete_failure_keeps_the_changed_original(deployment):
     victim = "associations/BMI/part-00000.json"
 
     def writer(job_name: str) -> None:
-        if job_name.endswith("-deleteoriginals"):
+        if job_name.endswith("-delete"):
             deployment.s3.put_object(Bucket=deployment.stack.data_bucket, Key=victim, Body=b'{"late": 1}\n')
 
     deployment.aws.runner.before_job = writer
@@ -226,7 +226,7 @@ def test_a_refused_job_says_why_although_batch_says_only_that_the_container_exit
     says exactly that); the Cause takes the why from the error record the job left in the run folder."""
 
     def lose_the_receipt(job_name: str) -> None:
-        if job_name.endswith("-deleteoriginals"):
+        if job_name.endswith("-delete"):
             runs = deployment.s3.list_objects_v2(Bucket=deployment.stack.run_bucket, Prefix="runs/")["Contents"]
             flag = next(o["Key"] for o in runs if o["Key"].endswith("/flag.json"))
             deployment.s3.delete_object(Bucket=deployment.stack.run_bucket, Key=flag)
