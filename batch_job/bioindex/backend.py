@@ -25,7 +25,7 @@ class FlagBackend(Protocol):
     def indexes(self) -> list[IndexRow]:
         """Every index the bioindex has, with its prefix and flag; else raise CannotList."""
 
-    def preflight(self, index: str, prefix: str, s3_prefix: str, rollback: bool) -> IndexRow:
+    def preflight(self, index: str, prefix: str, key_prefix: str, rollback: bool) -> IndexRow:
         """The one row of (index, prefix) if a run may start on it; else raise a `BioindexRefused`."""
 
     def set_flag(self, index: str, prefix: str, compressed: bool) -> FlagChange:

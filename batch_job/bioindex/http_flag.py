@@ -53,7 +53,7 @@ class HttpBackend:
             '({"indexes": [{"index": NAME, "prefix": PREFIX/}, ...]}), or deploy with FlagBackend=mysql'
         )
 
-    def preflight(self, index: str, prefix: str, s3_prefix: str, rollback: bool) -> IndexRow:
+    def preflight(self, index: str, prefix: str, key_prefix: str, rollback: bool) -> IndexRow:
         entries = self._entries(index)
         if not self.server.has_set_route(index, prefix):
             raise NoSetEndpoint(

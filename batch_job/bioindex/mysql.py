@@ -160,7 +160,7 @@ class MysqlBackend:
         with self._transaction() as cur:
             return self._every(cur)
 
-    def preflight(self, index: str, prefix: str, s3_prefix: str, rollback: bool) -> IndexRow:
+    def preflight(self, index: str, prefix: str, key_prefix: str, rollback: bool) -> IndexRow:
         with self._transaction() as cur:
             every = self._every(cur)
             row = self._the_row(cur, [r for r in every if (r.name, r.prefix) == (index, prefix)], index, prefix)
@@ -182,7 +182,7 @@ class MysqlBackend:
                 )
             if rollback:
                 cur.execute("SELECT `key` FROM `__Keys` WHERE `index` = %s AND `key` LIKE %s", (index, "%.json.gz"))
-                compressed_keys = [k for (k,) in cur.fetchall() if k.startswith(s3_prefix)]
+                compressed_keys = [k for (k,) in cur.fetchall() if k.startswith(key_prefix)]
                 if compressed_keys:
                     raise RebuiltFromCompressed(
                         f"index {index!r} was built from {len(compressed_keys)} .json.gz objects "
