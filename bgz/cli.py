@@ -139,10 +139,13 @@ def _start(args: argparse.Namespace, stack: Stack, mode: str) -> int:
         return _run(args, stack, mode, record)
     try:
         with contextlib.redirect_stdout(sys.stderr):  # the plan block, the question, the progress: for people
-            return _run(args, stack, mode, record)
-    finally:  # a run that started is named, even when following it failed or was interrupted
-        if record["started"] or not sys.exc_info()[0]:
+            code = _run(args, stack, mode, record)
+    except BaseException:  # a run that started is named, even when following it failed or was interrupted
+        if record["started"]:
             _print_json(record)
+        raise
+    _print_json(record)
+    return code
 
 
 def _run(args: argparse.Namespace, stack: Stack, mode: str, record: dict) -> int:

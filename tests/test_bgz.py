@@ -444,6 +444,9 @@ def test_a_started_run_is_named_on_stdout_even_when_following_it_is_interrupted(
     record = json.loads(out)
     assert rc == 130 and record["started"] and record["name"].startswith(f"{INDEX}-"), out + err
     assert "end" not in record and "the run itself goes on" in err
+    monkeypatch.undo()
+    rc, out, err = bgz(capsys, deployment, "watch", record["name"], "--interval", "0.3")  # it did go on
+    assert rc == 0 and "SUCCEEDED: compress of associations associations/" in out, out + err
     rc, out, err = bgz(capsys, deployment, "start", INDEX, "s3://x/", "--yes", "--json")
     assert rc == 2 and out == "" and "is a URI" in err
 
