@@ -49,8 +49,14 @@ PLAN_HEAD_LIMIT = 1024 * 1024
 MANIFEST_HEAD_LIMIT = 64 * 1024
 
 
+def _shard_key(step: Step, shard: int | None, suffix: str) -> str:
+    """`<step>/shard-K<suffix>`: every per-shard record of a step (shard None: a run by hand over
+    every shard, `shard-all`). `_shards` lists them back by suffix."""
+    return f"{step}/shard-{'all' if shard is None else shard}{suffix}"
+
+
 def manifest_key(step: Step, shard: int) -> str:
-    return f"{step}/shard-{shard}.json"
+    return _shard_key(step, shard, ".json")
 
 
 def run_folder_uri(bucket: str, execution: str) -> str:
@@ -64,16 +70,16 @@ def receipts_uri(bucket: str) -> str:
 
 
 def restored_key(step: Step, shard: int) -> str:
-    return f"{step}/shard-{shard}.restored.json"
+    return _shard_key(step, shard, ".restored.json")
 
 
 def error_key(step: Step, shard: int | None) -> str:
-    """Why a step's job failed (shard None: a run by hand over every shard)."""
-    return f"{step}/shard-{'all' if shard is None else shard}.error.json"
+    """Why a step's job failed."""
+    return _shard_key(step, shard, ".error.json")
 
 
 def progress_key(step: Step, shard: int | None) -> str:
-    return f"{step}/shard-{'all' if shard is None else shard}.progress.json"
+    return _shard_key(step, shard, ".progress.json")
 
 
 def receipt_key(index: str, prefix: str) -> str:
