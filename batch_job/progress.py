@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from batch_job.cancel import raise_if_stopped
-from batch_job.sizes import human_bytes, human_duration, pace
+from batch_job.sizes import elapsed, human_bytes
 
 log = logging.getLogger("bgzip-job")
 
@@ -94,8 +94,7 @@ class Progress:
     def _pace(self) -> str:
         """ ", 1m05s, 12.30 MB/s, about 4m10s left": of the bytes worked on now, not those an earlier
         attempt did."""
-        worked = pace(self.bytes_in - self.skipped_bytes, self.total_bytes - self.skipped_bytes, self.seconds)
-        return f", {human_duration(self.seconds)}" + (f", {worked}" if worked else "")
+        return ", " + elapsed(self.bytes_in - self.skipped_bytes, self.total_bytes - self.skipped_bytes, self.seconds)
 
     @property
     def seconds(self) -> float:

@@ -51,6 +51,12 @@ def seconds_left(done: int, total: int, seconds: float) -> float | None:
     return max(total - done, 0) / (done / seconds)
 
 
+def elapsed(done: int, total: int, seconds: float) -> str:
+    """ "1m05s, 12.30 MB/s, about 4m10s left": the time spent, then the pace once bytes are done."""
+    going = pace(done, total, seconds)
+    return human_duration(seconds) + (f", {going}" if going else "")
+
+
 def pace(done: int, total: int, seconds: float) -> str:
     """The rate of the bytes done so far and the time left at that rate; "" before any byte is done."""
     left = seconds_left(done, total, seconds)

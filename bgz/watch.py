@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from batch_job import states
 from batch_job.boundary import BulkSummary, RunSummary
-from batch_job.sizes import human_bytes, human_duration, pace, seconds_left
+from batch_job.sizes import elapsed, human_bytes, seconds_left
 from bgz import runs
 from bgz.stack import Stack
 
@@ -66,11 +66,10 @@ class Snapshot:
         if self.step and self.shards:
             frac = self.bytes_done / self.bytes_total if self.bytes_total else 0.0
             bar = "#" * int(20 * frac)
-            going = pace(self.bytes_done, self.bytes_total, self.seconds)
             parts.append(
                 f"[{bar:<20}] {self.shards_done}/{self.shards} shards, {self.files_done}/{self.files} files, "
-                f"{human_bytes(self.bytes_done)}/{human_bytes(self.bytes_total)}, {human_duration(self.seconds)}"
-                + (f", {going}" if going else "")
+                f"{human_bytes(self.bytes_done)}/{human_bytes(self.bytes_total)}, "
+                + elapsed(self.bytes_done, self.bytes_total, self.seconds)
             )
         if self.files_failed:
             parts.append(f"{self.files_failed} files failed")
