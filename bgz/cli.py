@@ -37,7 +37,7 @@ from batch_job.states import EXPLAIN_FAILURE, SEQUENCE, SUMMARIZE
 from bgz import runs
 from bgz.errors import explain
 from bgz.stack import Stack
-from bgz.watch import outcome, snapshot, watch
+from bgz.watch import outcome, snapshot, watch, where_it_is
 
 
 def _selection(args: argparse.Namespace) -> dict | None:
@@ -68,6 +68,11 @@ def _selection(args: argparse.Namespace) -> dict | None:
     selection: dict = {"all": True} if args.all else {"include": _names(args.include)}
     if args.exclude:
         selection["exclude"] = _names(args.exclude)
+    return _with_run_options(args, selection)
+
+
+def _with_run_options(args: argparse.Namespace, selection: dict) -> dict:
+    """A bulk selection with what applies to each of its index runs: --concurrency and --level."""
     if args.concurrency:
         selection["concurrency"] = args.concurrency
     if getattr(args, "level", None) is not None:
@@ -80,12 +85,7 @@ def _explicit(args: argparse.Namespace, pairs: list[tuple[str, str]]) -> dict:
     prefixes (FlagBackend=http) needs, and what a script that knows them may prefer."""
     if args.exclude or getattr(args, "shards", None):
         raise BadInput("--exclude and --shards do not go with INDEX PREFIX/ pairs: name only the indexes to run")
-    selection: dict = {"indexes": [{"index": index, "prefix": check_prefix(prefix)} for index, prefix in pairs]}
-    if args.concurrency:
-        selection["concurrency"] = args.concurrency
-    if getattr(args, "level", None) is not None:
-        selection["level"] = args.level
-    return selection
+    return _with_run_options(args, {"indexes": [{"index": i, "prefix": check_prefix(p)} for i, p in pairs]})
 
 
 def _print_json(record: object) -> None:
@@ -176,7 +176,7 @@ def _run(args: argparse.Namespace, stack: Stack, mode: str, record: dict) -> int
         print(f"follow it with: bgz watch {name}")
         return 0
     final = watch(stack, runs.find(stack, arn), interval=args.interval)
-    record["end"] = snapshot(stack, final).record(outcome(final))
+    record["end"] = where_it_is(stack, final)
     return 0 if final["status"] == "SUCCEEDED" else 1
 
 
@@ -191,9 +191,8 @@ def cmd_rollback(args: argparse.Namespace, stack: Stack) -> int:
 def cmd_watch(args: argparse.Namespace, stack: Stack) -> int:
     description = runs.find(stack, args.execution)
     if args.json:
-        ended = outcome(description) if description["status"] != "RUNNING" else ""
-        _print_json(snapshot(stack, description).record(ended))
-        return 1 if ended and description["status"] != "SUCCEEDED" else 0
+        _print_json(where_it_is(stack, description))
+        return 0 if description["status"] in ("RUNNING", "SUCCEEDED") else 1
     if description["status"] != "RUNNING":
         print(outcome(description))
     elif args.once:

@@ -176,6 +176,13 @@ def outcome(description: dict) -> str:
     return _ended(description)
 
 
+def where_it_is(stack: Stack, description: dict) -> dict:
+    """The run as a record, for scripts (`bgz watch --json`, `bgz start --wait --json`): where it is
+    now, and an ended run's summary or cause."""
+    ended = outcome(description) if description["status"] != "RUNNING" else ""
+    return snapshot(stack, description).record(ended)
+
+
 def watch(stack: Stack, description: dict, interval: float = 5.0, out=None) -> dict:
     """Print progress until the execution ends; returns its final description."""
     out = out or sys.stdout
