@@ -145,10 +145,8 @@ class Only:
     since: datetime | None = None
     text: str | None = None
 
-    def keeps(self, event: dict, line: str) -> bool:
-        """Of a source of the step: this event, rendered as `line`?"""
-        if self.since and event["timestamp"] < self.since.timestamp() * 1000:
-            return False
+    def keeps(self, line: str) -> bool:
+        """A line of the step's sources, from `since` on (CloudWatch's startTime): does it hold the text?"""
         return not self.text or self.text in line
 
 
@@ -168,7 +166,7 @@ def lines(stack: Stack, description: dict, only: Only, seen: set) -> list[str]:
                 continue
             seen.add(key)
             line = f"[{source.state}{source.label}] {_text(event['message'])}"
-            if only.keeps(event, line):
+            if only.keeps(line):
                 out.append(line)
     return out
 
