@@ -144,7 +144,7 @@ def demo_stack(port: int = 0, restart_hook: bool = False) -> Iterator[DemoStack]
 
 def operators_day(aws: OfflineAWS, db: BioindexDatabase, content: dict, second: dict) -> int:
     """The README's commands, in the order an operator meets them; 0 if every one did its job."""
-    s3 = aws.client("s3")
+    s3, stack = aws.client("s3"), Stack(STACK, "us-east-1")
     show_objects(aws)
     steps = [
         ("plan", INDEX, PREFIX),
@@ -155,7 +155,7 @@ def operators_day(aws: OfflineAWS, db: BioindexDatabase, content: dict, second: 
         return 1
     print(f"  bioindex flag compressed={db.compressed(INDEX, PREFIX)}; objects now:")
     show_objects(aws)
-    compressed = next(r for r in runs.recent(Stack(STACK, "us-east-1"), INDEX, 1))["name"]
+    compressed = next(r for r in runs.recent(stack, INDEX, 1))["name"]
     if bgz("logs", compressed, "--step", "Verify"):
         return 1
     if bgz("rollback", INDEX, PREFIX, "--yes", "--wait", "--interval", "1"):
@@ -165,7 +165,6 @@ def operators_day(aws: OfflineAWS, db: BioindexDatabase, content: dict, second: 
     print("\n  A run started by mistake is stopped at once; it frees its prefix and says what it did:")
     if not restored or bgz("start", SECOND_INDEX, SECOND_PREFIX, "--yes"):
         return 1
-    stack = Stack(STACK, "us-east-1")
     stopped = next(r for r in runs.recent(stack, SECOND_INDEX, 1))
     while (found := runs.find(stack, stopped["name"]))["status"] == "RUNNING" and snapshot(stack, found).state in (
         "starting",
