@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Any, Literal
 
 from aws_lambda_powertools import Logger
@@ -31,9 +32,9 @@ class ReportEvent(BaseModel):
     results: list[dict[str, Any]] = []  # bulk: each index's outcome
     skipped: list[dict[str, Any]] = []  # bulk: indexes not converted, and why
 
-    @property
+    @cached_property
     def planned(self) -> PlanResult | None:
-        """Plan's result; None when Plan itself failed (its failure state passes an empty plan)."""
+        """Plan's result, parsed once; None when Plan itself failed (its failure state passes an empty plan)."""
         if not self.plan:
             return None
         try:
