@@ -9,6 +9,7 @@ Written from the bioindex's behaviour as read and measured (its table definition
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import ssl
@@ -99,15 +100,20 @@ class Schema:
 
 class BioindexDatabase:
     """`mysql://user:password@host:port/schema[?ssl_ca=CA.pem]` (PyMySQL; with ssl_ca over TLS,
-    verifying the server against that CA) or `sqlite:///path`."""
+    verifying the server against that CA) or `sqlite:///path`.
 
-    def __init__(self, url: str) -> None:
+    `keep_connection`: one connection for every statement, as a server process keeps its pool's
+    (the stand-in's workers; one thread each); otherwise a connection per statement."""
+
+    def __init__(self, url: str, *, keep_connection: bool = False) -> None:
         self.url = url
         parts = urlsplit(url)
         self.sqlite = parts.scheme == "sqlite"
         if not self.sqlite and parts.scheme != "mysql":
             raise ValueError(f"unsupported database URL {url!r}")
         self._parts = parts
+        self._keep = keep_connection
+        self._kept = None
 
     def connect(self):
         if self.sqlite:
@@ -128,15 +134,32 @@ class BioindexDatabase:
         """One statement in its own transaction; `%s` placeholders in both dialects."""
         if self.sqlite:
             sql = sql.replace("%s", "?")
-        conn = self.connect()
-        try:
+        with self._connection() as conn:
             cur = conn.cursor()
             cur.execute(sql, tuple(params))
             rows = list(cur.fetchall()) if cur.description else []
             conn.commit()
             return rows
-        finally:
-            conn.close()
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator:
+        if not self._keep:
+            conn = self.connect()
+            try:
+                yield conn
+            finally:
+                conn.close()
+            return
+        if self._kept is None:
+            self._kept = self.connect()
+        elif not self.sqlite:
+            self._kept.ping(reconnect=True)  # a server that restarted, or a connection it timed out
+        try:
+            yield self._kept
+        except BaseException:
+            self._kept.close()
+            self._kept = None
+            raise
 
     def create_tables(self) -> None:
         for ddl in SQLITE_TABLES if self.sqlite else MARIADB_TABLES:

@@ -30,6 +30,7 @@ import fcntl
 import json
 import os
 import selectors
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +47,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from offline.bioindex_db import BioindexDatabase, Schema
+from offline.warm_start import share_botocore_data
 
 SET_PREFIX = "/api/bio/bgcompress/set-compressed/"
 HOLD_PATH = "/_standin/hold"
@@ -77,7 +79,7 @@ def _locked_pop(path: Path) -> int | None:
 class Worker:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.db = BioindexDatabase(args.db)
+        self.db = BioindexDatabase(args.db, keep_connection=True)
         self.control = Path(args.control)
         self.s3 = boto3.client("s3")
         self.cache: dict[tuple[str, int], dict] = {}
@@ -163,8 +165,9 @@ class Worker:
         with tempfile.TemporaryDirectory(prefix="standin-") as tmp:
             local = Path(tmp) / "object.json.gz"
             try:
-                self.s3.download_file(self.args.bucket, gz, str(local))
-                self.s3.download_file(self.args.bucket, gz + ".gzi", str(local) + ".gzi")
+                for key, path in ((gz, local), (gz + ".gzi", Path(f"{local}.gzi"))):
+                    with open(path, "wb") as out:
+                        shutil.copyfileobj(self.s3.get_object(Bucket=self.args.bucket, Key=key)["Body"], out)
             except ClientError as exc:
                 raise Failed(500, f"bgzip failed on s3://{self.args.bucket}/{gz}: {exc}") from exc
             proc = subprocess.run(
@@ -278,6 +281,8 @@ def zygote(args: argparse.Namespace) -> None:
     in milliseconds where a new interpreter takes a second: the stand-in restarts often. Each process
     still loads the flags when it starts, as a new one of the real server does."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # exited server processes are reaped by the kernel
+    share_botocore_data()
+    boto3.client("s3")  # botocore's models parsed here once, not again in every server process
     for line in sys.stdin:
         frozen = line.split()[1:] == ["frozen"]
         pid = os.fork()

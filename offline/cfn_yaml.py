@@ -8,6 +8,7 @@ no linter to read the template (cfn-lint and its 150 MB stay in the dev tools).
 from __future__ import annotations
 
 import json
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,16 @@ def loads(text: str) -> dict[str, Any]:
     return json.loads(json.dumps(yaml.load(text, Loader=_Loader)))  # a SafeLoader, with the intrinsic tags
 
 
+TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+
+
 def load_template() -> dict:
-    """template.yaml, a fresh copy each time: the SAM transform changes what it is given."""
-    return loads((Path(__file__).resolve().parent.parent / "template.yaml").read_text())
+    """template.yaml, a fresh copy each time: the SAM transform changes what it is given. Read as
+    YAML once per version of the file (a tenth of a second each; a test deploys it many times)."""
+    version = TEMPLATE.stat()
+    return json.loads(_template_json(TEMPLATE, version.st_mtime_ns, version.st_size))
+
+
+@cache
+def _template_json(path: Path, mtime_ns: int, size: int) -> str:
+    return json.dumps(yaml.load(path.read_text(), Loader=_Loader))

@@ -1,4 +1,4 @@
-"""The seven hooks into moto's internals that make the offline stack run the real ASL, jobs and
+"""The nine hooks into moto's internals that make the offline stack run the real ASL, jobs and
 Lambdas. They touch private code, so moto is pinned exactly and tests/test_offline_aws.py fails
 loudly when an upgrade breaks them:
 
@@ -26,6 +26,13 @@ loudly when an upgrade breaks them:
    COMPLETED and the old one gone, or FAILED (a circuit breaker) if the restart failed.
 7. Service Quotas answers for AWS Fargate's vCPU quotas (moto knows only the VPC's): the account's
    values are `Runner.quotas`, AWS's published defaults unless a test lowers them.
+8. The moto server finds the service a Host header names once per host (moto: it lists its own
+   package folder and tries each service's URL patterns on every request, a tenth of the server's
+   time). What it answers is moto's own.
+9. An ASL definition's syntax tree is built once (moto parses the definition with ANTLR at every
+   CreateStateMachine and every StartExecution: a fifth of deploying the stack). Each execution
+   still gets its own evaluation components, built from that tree as moto builds them; a definition
+   that does not parse is refused each time, as moto refuses it.
 """
 
 from __future__ import annotations
@@ -227,6 +234,31 @@ def _precondition_failed_errors(original):
     return delete_keys
 
 
+def _backend_once_per_host(original):
+    def get_backend_for_host(self, host):
+        found = self.__dict__.setdefault("_bgzip_backends", {})
+        if host not in found:
+            found[host] = original(self, host)
+        return found[host]
+
+    return get_backend_for_host
+
+
+def _syntax_tree_once(original):
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    trees: dict[str, object] = {}
+
+    def parse(definition: str):
+        tree = trees.get(definition)
+        if tree is None:
+            program, trees[definition] = original(definition)  # raises for a definition moto refuses
+            return program, trees[definition]
+        return Preprocessor().visit(tree), tree
+
+    return parse
+
+
 def install_hooks(runner: Runner) -> None:
     """Patch moto's private internals (see the module docstring); refuses any other moto version."""
     global _runner
@@ -336,4 +368,16 @@ def install_hooks(runner: Runner) -> None:
     if not hasattr(ServiceQuotasBackend, "_bgzip_original_get_service_quota"):
         ServiceQuotasBackend._bgzip_original_get_service_quota = ServiceQuotasBackend.get_service_quota
     ServiceQuotasBackend.get_service_quota = _fargate_quotas(ServiceQuotasBackend._bgzip_original_get_service_quota)
+
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication as Dispatcher
+
+    if not hasattr(Dispatcher, "_bgzip_original_get_backend_for_host"):
+        Dispatcher._bgzip_original_get_backend_for_host = Dispatcher.get_backend_for_host
+    Dispatcher.get_backend_for_host = _backend_once_per_host(Dispatcher._bgzip_original_get_backend_for_host)
+
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser as Parser
+
+    if not hasattr(Parser, "_bgzip_original_parse"):
+        Parser._bgzip_original_parse = staticmethod(Parser.parse)
+    Parser.parse = staticmethod(_syntax_tree_once(Parser._bgzip_original_parse))
     _runner = runner
