@@ -10,6 +10,8 @@ import uuid
 from pathlib import Path
 
 import moto
+import pytest
+from botocore.exceptions import ClientError
 
 from offline.moto_hooks import PINNED_MOTO
 
@@ -152,3 +154,23 @@ def test_delete_objects_honours_each_objects_etag(offline_aws):
     assert [d["Key"] for d in resp.get("Deleted", [])] == ["a"]
     assert [(e["Key"], e["Code"]) for e in resp["Errors"]] == [("b", "PreconditionFailed")]
     assert s3.get_object(Bucket=bucket, Key="b")["Body"].read() == b"b"
+
+
+def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_bad_one_is_always_refused(offline_aws):
+    """Hooks 8 and 9: the syntax tree is reused, the evaluation components are not; every call here
+    goes through the once-per-host service lookup."""
+    sfn = offline_aws.client("stepfunctions")
+    arn = _machine(offline_aws, {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "End": True}}})
+    outputs = []
+    for n in range(2):
+        name = f"canary-{uuid.uuid4().hex[:8]}"
+        execution = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps({"n": n}))["executionArn"]
+        deadline = time.monotonic() + 30
+        while (run := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        outputs.append(json.loads(run["output"]))
+    assert outputs == [{"n": 0}, {"n": 1}]
+    for _ in range(2):
+        with pytest.raises(ClientError, match="ASLParserException"):
+            _machine(offline_aws, {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Nxt": "Echo"}}})
