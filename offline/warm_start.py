@@ -73,7 +73,7 @@ class Zygote:
         self._process = subprocess.Popen(
             [sys.executable, __file__, self.socket_path],
             env=env,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,  # never written: its end (this process gone) ends the zygote
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -206,10 +206,13 @@ def serve(socket_path: str) -> None:
     listener.listen(64)
     selector = selectors.DefaultSelector()
     selector.register(listener, selectors.EVENT_READ)
+    selector.register(sys.stdin, selectors.EVENT_READ)  # readable at its end: the runner has gone
     waiting: dict[int, socket.socket] = {}  # child pid -> the connection its exit status goes to
     print("ready", flush=True)
     while True:
-        for _ in selector.select(REAP_SECONDS if waiting else None):  # idle: wait for a runner
+        for key, _ in selector.select(REAP_SECONDS if waiting else None):  # idle: wait for a runner
+            if key.fileobj is sys.stdin:
+                return  # a zygote never outlives its runner (a killed test or demo left them idling)
             conn, _ = listener.accept()
             request = json.loads(conn.makefile().readline())
             pid = os.fork()
