@@ -48,7 +48,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # The modules whose tests take longest (20-60 s each, `make test` prints the slowest), run first so
-# that the two workers of `pytest -n 2` end together instead of one waiting on the last long test.
+# that the workers of `pytest -n 4` end together instead of one waiting on the last long test.
 LONGEST_FIRST = ("test_demo", "test_reader_refresh", "test_bulk", "test_bulk_scale", "test_bioindex_safety")
 
 
