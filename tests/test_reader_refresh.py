@@ -123,8 +123,8 @@ def test_no_answer_changes_through_a_compress_and_a_rollback_unless_processes_ar
     more = {"ReaderRefreshRequests": "128"} if refresh == "requests" else {}
     d = Deployment(offline_aws, tmp_path, mariadb, workers=WORKERS, refresh=refresh, parameters=more)
     try:
-        if refresh == "ecs-service":  # a rolling deployment that takes a while: the run must wait for it
-            d.aws.runner.restart_service = lambda service: d.bioindex.restart(pause=1.5)
+        if refresh == "ecs-service":  # a rolling deployment longer than a poll: the run must wait for it
+            d.aws.runner.restart_service = lambda service: d.bioindex.restart(pause=0.7)
         loop = QueryLoop(d)
         assert len(loop.queries) >= 30 and all(status == 200 and data for status, data in loop.expected.values())
         loop.start()
@@ -157,6 +157,9 @@ def test_no_answer_changes_through_a_compress_and_a_rollback_unless_processes_ar
             assert [s["readersProven"] for s in summaries] == [True, True]
             assert d.bioindex.restarts == 2 and d.held not in d.bioindex.pids(), "every process was replaced"
             assert len(d.confirmations) == (2 if refresh == "confirm" else 0), d.confirmations
+        if refresh == "ecs-service":
+            checks = d.states.count(f"{states.REFRESH_READERS} ECS check")
+            assert checks >= 4, f"each run looked at its deployment more than once ({checks} in all)"
     finally:
         d.close()
 
