@@ -7,11 +7,13 @@ The project's words, one thing each (and where an older name remains):
   key prefix: where its files are in the bucket, the bioindex's S3 subdir included (`s3_prefix()`
   below, `Location.prefix`, `Lock.key_prefix`). The two differ only with BioindexS3Subdir.
 - target: `s3://bucket/<key prefix>` or a local folder: where a run's files are.
-- original X.json, compressed X.json.gz, gzi X.json.gz.gzi. The original's ETag is `source_etag` in
-  a compress manifest and `original_etag` in the others (the run folder's format keeps both).
+- original X.json, compressed X.json.gz, gzi X.json.gz.gzi; their ETags in a manifest record are
+  `original_etag`, `gz_etag` and `gzi_etag` (older compress manifests say `source_etag`, read as
+  `original_etag`).
 - run: one conversion of one (index, prefix), by a workflow execution or by hand; its run folder
   holds its records (records.py, runfolder.py). Its execution name is `<index>-<UTC time>`
-  (`Flag.execution`); its execution ARN is what a lock records (`Lock.execution`).
+  (`execution` in events and records: `Flag.execution`, `Refresh.execution`); its execution ARN is
+  what a lock records (`Lock.execution_arn`).
 - state: a state of a state machine (states.py), the word at the Step Functions boundary. Step: what
   a Batch state's job runs (records.Step: compress, verify, delete, decompress, remove-compressed);
   the job is named `<execution name>-<step>`. shard: a slice of a run's files, one array child.

@@ -66,7 +66,7 @@ class Lock:
     key_prefix: str  # the target's key prefix (local: its absolute path without the leading '/')
     target: str
     run: str  # the holder: its run folder
-    execution: str = ""  # the holder's Step Functions execution, if it is a workflow run
+    execution_arn: str = ""  # the holder's Step Functions execution, if it is a workflow run
     mode: str = ""
     index: str = ""
     prefix: str = ""
@@ -75,7 +75,8 @@ class Lock:
     lease_seconds: int = 0  # 0: a lock of a version without leases (only its run or `unlock` frees it)
 
     def holder(self) -> str:
-        who = f"execution {self.execution.rsplit(':', 1)[-1]}" if self.execution else f"the run by hand {self.run}"
+        name = self.execution_arn.rsplit(":", 1)[-1]
+        who = f"execution {name}" if self.execution_arn else f"the run by hand {self.run}"
         activity = f"; lease renewed {self.renewed}" if self.renewed and self.renewed != self.created else ""
         return f"{who} ({self.mode} of index {self.index!r}, since {self.created}{activity}; run folder {self.run})"
 
@@ -96,6 +97,8 @@ class Lock:
         try:
             body = json.loads(data)
             known = {f.name for f in fields(cls)}
+            if "execution" in body:  # the name of execution_arn before the one-name-per-thing rename
+                body.setdefault("execution_arn", body.pop("execution"))
             return cls(**({"created": ""} | {k: v for k, v in body.items() if k in known}))
         except (ValueError, TypeError, AttributeError) as exc:
             raise BadInput(f"not a bgzip-workflow lock: {exc}") from exc
@@ -139,7 +142,7 @@ def holder_alive(lock: Lock) -> bool:
     left = lock.lease_left()
     if left is not None and left > 0:
         return True
-    if lock.execution:
+    if lock.execution_arn:
         return execution_is_running(lock)
     return left is None
 
@@ -148,9 +151,9 @@ def execution_is_running(lock: Lock) -> bool:
     """Whether the lock's holder may still be working. A run by hand cannot be asked: only its last
     destructive step or `bgzip-job unlock` frees its lock. An execution is asked; when it cannot be
     asked, it counts as running."""
-    if not lock.execution:
+    if not lock.execution_arn:
         return True
-    status = execution_status(lock.execution)
+    status = execution_status(lock.execution_arn)
     if status == "ExecutionDoesNotExist":
         # DescribeExecution is eventually consistent: a just-started execution may not be found yet.
         return _age_seconds(lock.created) < JUST_STARTED_SECONDS
@@ -178,8 +181,8 @@ def _how_to_free(lock: Lock) -> str:
     """What frees a prefix `lock` holds, after a '; ' (an unreadable lock's holder() says it)."""
     if isinstance(lock, UnreadableLock):
         return "until then no run may start"
-    if lock.execution:
-        return f"wait for it, or stop it first (bgz stop {lock.execution.rsplit(':', 1)[-1]})"
+    if lock.execution_arn:
+        return f"wait for it, or stop it first (bgz stop {lock.execution_arn.rsplit(':', 1)[-1]})"
     if lock.lease_left() is not None:
         return (
             f"a step of it is working, or was less than {lock.lease_seconds} s ago (it renews its lease while one "

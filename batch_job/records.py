@@ -275,9 +275,7 @@ class FileRecord:
     status: Status | None = None
     error: str | None = None
     later_failure: str | None = None  # a re-run failed after this success on record (see runner)
-    source_etag: str | None = None  # compress: the X.json it read
-    source_size: int | None = None
-    original_etag: str | None = None
+    original_etag: str | None = None  # X.json: what compress read, verify checked, decompress made
     original_size: int | None = None
     gz_etag: str | None = None
     gz_size: int | None = None
@@ -294,9 +292,12 @@ class FileRecord:
     def to_dict(self) -> dict:
         return _without_none(self)
 
+    # Compress manifests written before the one-name-per-object rename call X.json's ETag "source".
+    LEGACY_NAMES = {"source_etag": "original_etag", "source_size": "original_size"}
+
     @classmethod
     def from_dict(cls, body: dict) -> FileRecord:
-        record = cls(**body)
+        record = cls(**{cls.LEGACY_NAMES.get(name, name): value for name, value in body.items()})
         if not isinstance(record.key, str) or not isinstance(record.ok, bool):
             raise TypeError(f"a file record needs a key and ok, got {body!r}")
         if record.status is not None:
@@ -313,7 +314,7 @@ class Totals:
 
     files: int = 0
     ok: int = 0
-    original_bytes: int = 0  # verify: the uncompressed bytes
+    original_bytes: int = 0  # the X.json bytes (Summarize reads verify's)
     compressed_bytes: int = 0  # verify: the .gz and .gzi bytes
     deleted: int = 0  # delete steps: the objects removed
 

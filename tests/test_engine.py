@@ -797,6 +797,15 @@ def test_the_reader_check_record_keeps_its_json_form():
     assert ReadersCheck.from_json(check.to_json()) == check
 
 
+def test_the_originals_etag_has_one_name_and_older_compress_manifests_still_read():
+    from batch_job.records import FileRecord
+
+    written = FileRecord("a.json", True, original_etag="e", original_size=3).to_dict()
+    assert written == {"key": "a.json", "ok": True, "original_etag": "e", "original_size": 3}
+    older = {"key": "a.json", "ok": True, "source_etag": "e", "source_size": 3, "gz_etag": "g"}
+    assert FileRecord.from_dict(older) == FileRecord("a.json", True, original_etag="e", original_size=3, gz_etag="g")
+
+
 def test_an_sdk_without_conditional_requests_is_refused_before_any_call():
     """The Lambdas use the runtime's botocore: one older than 1.36 would send deletes and lock writes
     without their conditions (or fail on them); refused with the reason, exit 2."""

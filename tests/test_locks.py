@@ -271,6 +271,16 @@ def test_an_unreadable_lock_holds_only_its_own_prefixes_and_unlock_removes_it(ta
     )
 
 
+def test_a_lock_names_its_holders_execution_arn_and_one_written_before_the_rename_still_does():
+    arn = "arn:aws:states:us-west-2:123456789012:execution:bgzip-compress:genes-20261201T000000Z"
+    lock = Lock("p/", "s3://d/p/", "s3://runs/runs/r/", execution_arn=arn, mode="compress", index="genes")
+    assert json.loads(lock.to_json())["execution_arn"] == arn and Lock.from_json(lock.to_json()) == lock
+    before = json.loads(lock.to_json())
+    before["execution"] = before.pop("execution_arn")
+    read = Lock.from_json(json.dumps(before).encode())
+    assert read.execution_arn == arn and "execution genes-20261201T000000Z" in read.holder()
+
+
 def test_runs_by_hand_with_their_own_temp_folders_meet_one_lock(tmp_path, capsys):
     """The route that lost all 106 originals: two operators on one folder, each with a lock folder of
     their own (one with BGZIP_JOB_LOCKS set, one without; equally two TMPDIRs, two hosts on one NFS

@@ -18,7 +18,7 @@ def compress_file(ctx: StepContext, planned: PlannedFile, level: int) -> FileRec
     store = ctx.target.store
     source = current_source(store, planned)
     gz, gzi = store.head(planned.compressed), store.head(planned.gzi)
-    record = FileRecord(planned.key, True, source_etag=source.etag, source_size=source.size)
+    record = FileRecord(planned.key, True, original_etag=source.etag, original_size=source.size)
     if output_is_current(source, gz, gzi):
         ctx.progress.skip(source.size, gz.size + gzi.size)
         record.status, record.gz_etag, record.gz_size, record.gzi_etag = Status.ALREADY_DONE, gz.etag, gz.size, gzi.etag

@@ -75,7 +75,7 @@ def release_when_done(run: RunFolder, plan: Plan, step: Step) -> bool:
     """A run by hand ends with its destructive step: release its lock once every shard is done."""
     locks = Locks(parse_location(plan.target))
     found = locks.read()
-    if found is None or found[0].run != run.uri or found[0].execution:
+    if found is None or found[0].run != run.uri or found[0].execution_arn:
         return False  # not ours, or a workflow run's (its Summarize releases it)
     return run.finished(plan) and locks.release(run.uri)
 
