@@ -54,3 +54,38 @@ def test_the_readme_exit_table_is_bgz_s():
     readme = (ROOT / "README.md").read_text()
     table = re.search(r"^\| `bgz` exit \|.*?\n\n", readme, re.M | re.S).group(0)
     assert re.findall(r"^\| (\d+) \|", table, re.M) == re.findall(r"^  (\d+) ", cli.EXIT_STATUS, re.M)
+
+
+LOG = """\
+============================= slowest 10 durations =============================
+2.75s call     tests/test_terminal.py::test_ctrl_c
+264 passed in 17.47s
+============================= slowest 15 durations =============================
+40.20s call     tests/test_demo.py::test_the_demo
+8.74s setup    tests/test_iam.py::test_every_call[a-b]
+183 passed, 1 skipped in 456.53s (0:07:36)
+ci: 544 s
+"""
+
+
+def test_the_suite_times_are_written_from_a_runs_log():
+    from tests import suite_times
+
+    tiers, total = suite_times.read_log(LOG)
+    block = suite_times.render(tiers, total)
+    assert block == (
+        "- the fast tier: 264 tests in 17 s;\n"
+        "- the rest: 183 tests in 7 min 37 s;\n"
+        "- the suite: 7 min 54 s, 1 skipped; the whole `.ci/run` 9 min 04 s, `make sam-build` included;\n"
+        "- the rest's longest tests:\n"
+        "  40 s `test_demo::test_the_demo`,\n"
+        "  9 s `test_iam::test_every_call[a-b]`."
+    )
+    doc = suite_times.DOC.read_text()
+    assert suite_times.rewrite(doc, block).count(block) == 1
+    with pytest.raises(ValueError, match="found 1"):
+        suite_times.read_log(LOG.split("ci:")[0].split("=====\n40.20s")[0])
+    written = doc.split(suite_times.BEGIN)[1].split(suite_times.END)[0].strip()
+    assert written.startswith("- the fast tier: ") and "skipped" in written, (
+        "docs/contributing.md holds a run's figures"
+    )
