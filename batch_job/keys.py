@@ -13,7 +13,7 @@ The project's words, one thing each (and where an older name remains):
 - run: one conversion of one (index, prefix), by a workflow execution or by hand; its run folder
   holds its records (records.py, runfolder.py). Its execution name is `<index>-<UTC time>`
   (`execution` in events and records: `Flag.execution`, `Refresh.execution`); its execution ARN is
-  what a lock records (`Lock.execution_arn`).
+  what a lock records (`Lock.execution_arn`; its JSON key stays `execution`, which every version reads).
 - state: a state of a state machine (states.py), the word at the Step Functions boundary. Step: what
   a Batch state's job runs (records.Step: compress, verify, delete, decompress, remove-compressed);
   the job is named `<execution name>-<step>`. shard: a slice of a run's files, one array child.

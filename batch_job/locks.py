@@ -87,8 +87,17 @@ class Lock:
             return None
         return self.lease_seconds + clock_allowance(self.lease_seconds) - _age_seconds(self.renewed or self.created)
 
+    # The JSON key of execution_arn: every version reading a lock must find its execution there (one
+    # that did not would take a running workflow's lock between its steps for a lapsed run by hand's).
+    EXECUTION_KEY = "execution"
+
+    def to_dict(self) -> dict:
+        body = asdict(self)
+        body[self.EXECUTION_KEY] = body.pop("execution_arn")
+        return body
+
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1).encode()
+        return json.dumps(self.to_dict(), indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Lock:
@@ -97,8 +106,8 @@ class Lock:
         try:
             body = json.loads(data)
             known = {f.name for f in fields(cls)}
-            if "execution" in body:  # the name of execution_arn before the one-name-per-thing rename
-                body.setdefault("execution_arn", body.pop("execution"))
+            if cls.EXECUTION_KEY in body:
+                body["execution_arn"] = body.pop(cls.EXECUTION_KEY)
             return cls(**({"created": ""} | {k: v for k, v in body.items() if k in known}))
         except (ValueError, TypeError, AttributeError) as exc:
             raise BadInput(f"not a bgzip-workflow lock: {exc}") from exc

@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import json
 import sys
-from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -364,7 +363,7 @@ def cmd_locks(args: argparse.Namespace, stack: Stack) -> int:
         raise BadInput(f"stack {stack.name!r} has no DataBucketName output: deploy this version of it first")
     held = Locks(Location(S3Store(bucket, client=stack.client("s3")), "", f"s3://{bucket}/")).held()
     if args.json:
-        _print_json([{**asdict(lock), "holder": lock.holder()} for lock, _ in held])
+        _print_json([{**lock.to_dict(), "holder": lock.holder()} for lock, _ in held])
         return 0
     if not held:
         print(f"no prefix of s3://{bucket}/ is locked")
