@@ -46,6 +46,7 @@ import threading
 import time
 import types
 import uuid
+from collections import OrderedDict
 
 import moto
 from botocore import xform_name
@@ -244,16 +245,27 @@ def _backend_once_per_host(original):
     return get_backend_for_host
 
 
+TREES_KEPT = 16  # the definitions most recently parsed (a tree keeps its parser and tokens: megabytes)
+
+
 def _syntax_tree_once(original):
     from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
 
-    trees: dict[str, object] = {}
+    trees: OrderedDict[str, object] = OrderedDict()
+    lock = threading.Lock()
 
     def parse(definition: str):
-        tree = trees.get(definition)
+        with lock:
+            tree = trees.get(definition)
+            if tree is not None:
+                trees.move_to_end(definition)
         if tree is None:
-            program, trees[definition] = original(definition)  # raises for a definition moto refuses
-            return program, trees[definition]
+            program, tree = original(definition)  # raises for a definition moto refuses
+            with lock:
+                trees[definition] = tree
+                while len(trees) > TREES_KEPT:
+                    trees.popitem(last=False)
+            return program, tree
         return Preprocessor().visit(tree), tree
 
     return parse

@@ -106,6 +106,8 @@ class Zygote:
     def close(self) -> None:
         self._process.terminate()
         self._process.wait()
+        self._process.stdin.close()
+        self._process.stdout.close()
         with contextlib.suppress(OSError):
             os.unlink(self.socket_path)
             self._folder.rmdir()
@@ -211,8 +213,11 @@ def serve(socket_path: str) -> None:
     print("ready", flush=True)
     while True:
         for key, _ in selector.select(REAP_SECONDS if waiting else None):  # idle: wait for a runner
-            if key.fileobj is sys.stdin:
-                return  # a zygote never outlives its runner (a killed test or demo left them idling)
+            if key.fileobj is sys.stdin:  # a zygote never outlives its runner (a killed test or demo)
+                with contextlib.suppress(OSError):
+                    os.unlink(socket_path)
+                    os.rmdir(os.path.dirname(socket_path))
+                return
             conn, _ = listener.accept()
             request = json.loads(conn.makefile().readline())
             pid = os.fork()

@@ -16,8 +16,8 @@ from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "contributing.md"
 BEGIN, END = "<!-- suite-times: written by `python -m tests.suite_times LOG` -->", "<!-- /suite-times -->"
-SUMMARY = re.compile(r"^=*\s*(\d+) passed(?:, (\d+) skipped)?(?:, \d+ \w+)* in ([\d.]+)s")
-SLOW_LINE = re.compile(r"^([\d.]+)s (call|setup)\s+tests/(\S+?)\.py::(\S+)")
+SUMMARY = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+) in ([\d.]+)s")  # "183 passed, 1 skipped in 456.53s"
+SLOW_LINE = re.compile(r"^([\d.]+)s (?:call|setup|teardown)\s+tests/(\S+?)\.py::(\S+)")
 LONGEST = 5  # of the slow tier's tests named
 
 
@@ -36,13 +36,18 @@ def _duration(seconds: float) -> str:
 
 def read_log(text: str) -> tuple[list[Tier], float | None]:
     """The tiers in the order they ran, and `.ci/run`'s whole time (None in a `make test` log)."""
-    tiers, slowest, total = [], [], None
+    tiers, slowest, total = [], {}, None
     for line in text.splitlines():
-        if found := SLOW_LINE.match(line):
-            slowest.append((float(found[1]), f"{found[3]}::{found[4]}"))
+        if found := SLOW_LINE.match(line):  # a test's setup, call and teardown add up
+            test = f"{found[2]}::{found[3]}"
+            slowest[test] = slowest.get(test, 0.0) + float(found[1])
         elif found := SUMMARY.match(line):
-            tiers.append(Tier(int(found[1]), int(found[2] or 0), float(found[3]), slowest[:LONGEST]))
-            slowest = []
+            counts = {word: int(n) for n, word in (part.split() for part in found[1].split(", "))}
+            if counts.get("failed") or counts.get("error") or counts.get("errors") or not counts.get("passed"):
+                raise ValueError(f"not the log of a passing run: {line.strip()}")
+            longest = sorted(((t, test) for test, t in slowest.items()), reverse=True)[:LONGEST]
+            tiers.append(Tier(counts["passed"], counts.get("skipped", 0), float(found[2]), longest))
+            slowest = {}
         elif line.startswith("ci: ") and line.endswith(" s"):
             total = float(line[4:-2])
     if len(tiers) != 2:

@@ -171,6 +171,11 @@ def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_bad_one
             time.sleep(0.05)
         outputs.append(json.loads(run["output"]))
     assert outputs == [{"n": 0}, {"n": 1}]
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
+
+    definition = json.dumps({"StartAt": "Again", "States": {"Again": {"Type": "Pass", "End": True}}})
+    (first, tree), (second, same_tree) = (AmazonStateLanguageParser.parse(definition) for _ in range(2))
+    assert same_tree is tree and second is not first, "one syntax tree, fresh evaluation components"
     for _ in range(2):
         with pytest.raises(ClientError, match="ASLParserException"):
             _machine(offline_aws, {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Nxt": "Echo"}}})
