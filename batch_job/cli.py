@@ -29,7 +29,7 @@ from batch_job.locations import check_prefix, parse_location
 from batch_job.records import JobError, Mode, Plan, Step
 from batch_job.runfolder import RunFolder
 from batch_job.sizes import human_bytes, parse_bytes
-from batch_job.steps.runner import default_shard, run_step
+from batch_job.steps.runner import Batching, default_shard, run_step
 from batch_job.stores import is_denied
 
 log = logging.getLogger("bgzip-job")
@@ -150,9 +150,10 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from batch_job.steps.verify import verify_file
+    from batch_job.steps.verify import fits_a_batch, verify_batch, verify_file
 
-    return _step(args, Step.VERIFY, None, verify_file)  # verify serves both directions
+    # Verify serves both directions; small files go many to one htslib process.
+    return _step(args, Step.VERIFY, None, verify_file, batching=Batching(fits_a_batch, verify_batch))
 
 
 def _guarded_delete(args: argparse.Namespace, step: Step, mode: Mode) -> int:

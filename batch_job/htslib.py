@@ -7,7 +7,8 @@ does (pysam's read path has neither and ran at a quarter of `bgzip -d`'s speed).
     bgzip.error                                             # "" when htslib read the whole stream
 
 A thread of its own feeds the .gz to bgzip's stdin while the caller reads its stdout, so memory stays
-bounded by the pipes, whatever the file size. One short-lived bgzip per file costs about a millisecond.
+bounded by the pipes, whatever the file size. A bgzip costs about a millisecond to start: verify gives the
+small files of a shard one for many (steps/verify.py).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from batch_job import bgzf, cli, errors, stores
+from batch_job import bgzf, cli, errors, provenance, stores
 from batch_job.errors import StoreError
 from batch_job.locations import parse_location
 from batch_job.locks import LEASE_ENV, LOCAL_LOCK_NAME
@@ -206,6 +206,71 @@ def test_a_gz_htslib_cannot_read_fails_alone_among_many(tmp_path, capsys):
     assert failed == ["f07.json", "f23.json", "f41.json"], failed
     errors = {r["key"].rsplit("/", 1)[-1]: r["error"] for r in manifest["files"] if not r["ok"]}
     assert all("htslib cannot decompress it" in e for e in errors.values()), errors
+
+
+def test_small_files_are_verified_many_to_one_htslib_process(tmp_path, capsys, monkeypatch):
+    """No process a file: 150 small files go through 3 `bgzip -d` (batches of 64), and each record
+    is the file's own (its SHA-256, its spot checks); a larger file still gets a bgzip of its own."""
+    root = tmp_path / "data"
+    (root / "p").mkdir(parents=True)
+    for n in range(150):
+        (root / "p" / f"f{n:03d}.json").write_bytes(gwas_lines(3000 + 10 * n, seed=n))
+    (root / "p" / "large.json").write_bytes(gwas_lines(verify.BATCHED_BELOW + 1, seed=999))
+    run = str(tmp_path / "run")
+    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
+    assert job(capsys, "compress", "--run", run)[0] == 0
+    calls = tmp_path / "bgzip-calls"
+    wrapper = tmp_path / "bin" / "bgzip"
+    wrapper.parent.mkdir()
+    wrapper.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {shutil.which("bgzip")} "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
+
+    rc, out, _ = job(capsys, "verify", "--run", run)
+    assert rc == 0 and "151 files" in out, out
+    assert calls.read_text().splitlines() == ["-d -c"] * 4, "3 batches and the large file, each read by htslib"
+    records = json.loads((Path(run) / "verify" / "shard-0.json").read_text())["files"]
+    for record in records:
+        original = (root / record["key"]).read_bytes()
+        assert record["ok"] and record["sha256"] == hashlib.sha256(original).hexdigest(), record
+        assert record["original_size"] == len(original) and record["random_access_offsets_checked"] >= 2
+
+
+def _forge_output(gz: Path, data: bytes) -> None:
+    """Make X.json.gz other BGZF bytes with a matching .gzi, as if written so: the provenance kept."""
+    before = os.stat(gz)
+    block = bgzf.encode_block(data, 6)
+    gz.write_bytes(block + bgzf.EOF_BLOCK)
+    index = bgzf.BlockIndex()
+    index.add_block(len(block), len(data))
+    gzi = gz.with_name(gz.name + ".gzi")
+    gzi.write_bytes(index.to_gzi())
+    after = os.stat(gz)
+    assert after.st_size != before.st_size
+    name = next(n for n in os.listxattr(gzi) if n.endswith(provenance.GZ_ETAG))
+    os.setxattr(gzi, name, f"{after.st_mtime_ns:x}-{after.st_size:x}".encode())
+
+
+def test_in_a_batch_a_gz_holding_a_line_more_than_its_original_fails(tmp_path, capsys):
+    """Batched files are told apart by a marker after each, not by their sizes: split by sizes alone,
+    a .gz holding X.json and one line more would pass (its spot checks all lie within X.json), the
+    line being taken for the next file's."""
+    root = tmp_path / "data"
+    (root / "p").mkdir(parents=True)
+    first, second, more = b'{"a": 1}\n', b'{"b": 2}\n', b'{"c": 3}\n'
+    (root / "p" / "a.json").write_bytes(first + second)
+    (root / "p" / "b.json").write_bytes(more + second)
+    run = str(tmp_path / "run")
+    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
+    assert job(capsys, "compress", "--run", run)[0] == 0
+    _forge_output(root / "p" / "a.json.gz", first + second + more)
+    assert subprocess.run(["bgzip", "-t", str(root / "p" / "a.json.gz")]).returncode == 0
+
+    rc, out, _ = job(capsys, "verify", "--run", run)
+    assert rc == 1 and "1 failed" in out, out
+    records = {r["key"]: r for r in json.loads((Path(run) / "verify" / "shard-0.json").read_text())["files"]}
+    assert records["p/a.json"]["error"] == "FileFailed: size: p/a.json.gz holds 27 bytes, p/a.json 18", records
+    assert records["p/b.json"]["ok"], records
 
 
 def test_a_gz_of_other_bytes_fails_at_the_first_byte_that_differs(tmp_path, capsys):

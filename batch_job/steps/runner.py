@@ -69,6 +69,35 @@ FileWork = Callable[[StepContext, PlannedFile], FileRecord]
 ShardFinish = Callable[[StepContext, int, list[FileRecord]], None]
 
 
+@dataclass(frozen=True)
+class Batching:
+    """Small files a step checks many at a time (verify: one htslib process for a batch, not one a
+    file). A batch only proves files good: `work` returns the records of those it proved, and every
+    other file of the batch is then done alone by the step's FileWork, which says what is wrong."""
+
+    fits: Callable[[PlannedFile], bool]
+    work: Callable[[StepContext, list[PlannedFile]], dict[str, FileRecord]]
+    files: int = 64  # at most this many files a batch
+
+
+def _units(files: list[PlannedFile], batching: Batching | None) -> list[list[PlannedFile]]:
+    """The files in plan order, as the work units of the file workers: batches of the files that fit
+    one, and every other file alone."""
+    units: list[list[PlannedFile]] = []
+    batch: list[PlannedFile] = []
+    for planned in files:
+        if batching is None or not batching.fits(planned):
+            units.append([planned])
+            continue
+        batch.append(planned)
+        if len(batch) == batching.files:
+            units.append(batch)
+            batch = []
+    if batch:
+        units.append(batch)
+    return units
+
+
 def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ObjectChanged | FileFailed | BadInput):
         return False
@@ -127,6 +156,7 @@ def run_step(
     parallel_files: int = 2,
     finish_shard: ShardFinish | None = None,
     check: Callable[[RunFolder, Plan], None] | None = None,
+    batching: Batching | None = None,
 ) -> Progress:
     """Do `work` for every planned file of the shard(s) and write `<step>/shard-K.json` for each."""
     plan, target = load_plan(run, mode)
@@ -152,18 +182,26 @@ def run_step(
                 earlier_records = earlier.by_key() if earlier else {}
                 spent = spent_by_this_run(run, plan, k) if step in REDONE_AFTER_DELETION else set()
 
-                def one(planned: PlannedFile, earlier_records=earlier_records, spent=spent) -> FileRecord:
-                    raise_if_stopped()  # interrupted while this file waited for a worker
-                    if planned.key in spent:  # this run deleted its source side: the earlier record stands
-                        ctx.progress.file_done(planned.key, True, "")
-                        return earlier_records.get(planned.key) or FileRecord(planned.key, True)
-                    return _attempt(ctx, work, planned)
+                def one(unit: list[PlannedFile], earlier_records=earlier_records, spent=spent) -> list[FileRecord]:
+                    raise_if_stopped()  # interrupted while these files waited for a worker
+                    proved = _batch(ctx, batching, [f for f in unit if f.key not in spent]) if len(unit) > 1 else {}
+                    records = []
+                    for planned in unit:
+                        if planned.key in spent:  # this run deleted its source side: the earlier record stands
+                            ctx.progress.file_done(planned.key, True, "")
+                            records.append(earlier_records.get(planned.key) or FileRecord(planned.key, True))
+                        elif planned.key in proved:
+                            ctx.progress.file_done(planned.key, True, "")
+                            records.append(proved[planned.key])
+                        else:
+                            records.append(_attempt(ctx, work, planned))
+                    return records
 
-                futures = [file_pool.submit(one, planned) for planned in plan.files_of(k)]
+                futures = [file_pool.submit(one, unit) for unit in _units(plan.files_of(k), batching)]
                 with waiting_on_workers():
                     _wait_awake(futures)
                 raise_if_stopped()
-                records = [future.result() for future in futures]  # the first failure, in plan order
+                records = [r for future in futures for r in future.result()]  # the first failure, in plan order
                 with uninterrupted():  # what finish_shard deletes is in the manifest before any Ctrl-C
                     if finish_shard is not None:
                         finish_shard(ctx, k, records)
@@ -185,6 +223,18 @@ def run_step(
                         )
                     )
     return progress
+
+
+def _batch(ctx: StepContext, batching: Batching | None, files: list[PlannedFile]) -> dict[str, FileRecord]:
+    """The records of the files a batch proved; none when it could not run (each file alone then
+    says why, or raises what stops the step)."""
+    if batching is None or not files:
+        return {}
+    try:
+        return batching.work(ctx, files)
+    except Exception as exc:  # every file is done alone next, and fails on its own account
+        log.debug("%s: a batch of %d files was not checked together: %s", ctx.progress.step, len(files), exc)
+        return {}
 
 
 def _wait_awake(futures: list[Future]) -> None:

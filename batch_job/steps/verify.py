@@ -11,7 +11,9 @@ the same pair; only which side is the planned source differs.
 from __future__ import annotations
 
 import hashlib
+import io
 import random
+import secrets
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -146,13 +148,18 @@ def _spot_offsets(size: int, entries: list[tuple[int, int]], seed: str) -> list[
 
 
 def _read_through_gzi(
-    store: Store, gz: ObjectInfo, entries: list[tuple[int, int]], offset: int, length: int, ranges: dict[int, bytes]
+    read_range: Callable[[int, int], bytes],
+    gz: ObjectInfo,
+    entries: list[tuple[int, int]],
+    offset: int,
+    length: int,
+    ranges: dict[int, bytes],
 ) -> bytes:
     """Uncompressed bytes [offset, offset+length) read the way `bgzip -b -s` does, via the .gzi.
-    `ranges` keeps each block's ranged read for the other offsets in it."""
+    `ranges` keeps each block's read (`read_range(start, length)` of the .gz) for the other offsets in it."""
     coffset, uoffset = bgzf.block_for_offset(entries, offset)
     if coffset not in ranges:
-        ranges[coffset] = store.read_range(gz.key, coffset, min(2 * bgzf.MAX_BLOCK_SIZE, gz.size - coffset), gz.etag)
+        ranges[coffset] = read_range(coffset, min(2 * bgzf.MAX_BLOCK_SIZE, gz.size - coffset))
     raw = ranges[coffset]
     out = bytearray()
     pos = 0
@@ -166,35 +173,34 @@ def _read_through_gzi(
     return bytes(out[start : start + length])
 
 
-def verify_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
+def _current(ctx: StepContext, planned: PlannedFile) -> tuple[ObjectInfo, ObjectInfo, ObjectInfo]:
+    """X.json, X.json.gz and X.json.gz.gzi as they are now; refused unless the planned side is as
+    planned and (compress) the outputs were made from this X.json."""
     store = ctx.target.store
-    rollback = ctx.plan.mode == Mode.ROLLBACK
     original, gz, gzi = (store.head(k) for k in (planned.original, planned.compressed, planned.gzi))
     for key, info in ((planned.original, original), (planned.compressed, gz), (planned.gzi, gzi)):
         if info is None:
             raise FileFailed(f"{key} does not exist")
-    source = gz if rollback else original
+    source = gz if ctx.plan.mode == Mode.ROLLBACK else original
     if (source.etag, source.size) != (planned.etag, planned.size):
         raise FileFailed(f"{planned.key} changed since the plan was made")
-    stale = None if rollback else why_not_current(original, gz, gzi)
+    stale = None if ctx.plan.mode == Mode.ROLLBACK else why_not_current(original, gz, gzi)
     if stale:
         raise FileFailed(stale)
+    return original, gz, gzi
 
+
+def _stored_gzi(store: Store, planned: PlannedFile, gzi: ObjectInfo) -> tuple[bytes, list[tuple[int, int]]]:
     with store.open(planned.gzi, gzi.etag) as stream:
-        stored_gzi = stream.read()
+        stored = stream.read()
     try:
-        entries = bgzf.parse_gzi(stored_gzi)
+        return stored, bgzf.parse_gzi(stored)
     except BGZFError:
-        entries = []  # the comparison with the rebuilt index below says what is wrong with it
-    offsets = _spot_offsets(original.size, entries, seed=f"{planned.key} {original.etag}")
-    windows = Windows(offsets, original.size)
-    compared, rebuilt = _check_content(ctx, planned, original, gz, windows)
-    if rebuilt.to_gzi() != stored_gzi:
-        raise FileFailed(f"{planned.gzi} does not match the blocks of {planned.compressed}")
-    ranges: dict[int, bytes] = {}
-    for offset, length in windows.spans:
-        if _read_through_gzi(store, gz, entries, offset, length, ranges) != windows.kept[offset]:
-            raise FileFailed(f"random access at byte {offset} through {planned.gzi} returns other bytes")
+        return stored, []  # the comparison with the rebuilt index says what is wrong with it
+
+
+def _record(planned: PlannedFile, infos: tuple[ObjectInfo, ...], sha256: str, offsets: int) -> FileRecord:
+    original, gz, gzi = infos
     return FileRecord(
         planned.key,
         True,
@@ -204,6 +210,124 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
         gz_size=gz.size,
         gzi_etag=gzi.etag,
         gzi_size=gzi.size,
-        sha256=compared.sha256,
-        random_access_offsets_checked=len(offsets),
+        sha256=sha256,
+        random_access_offsets_checked=offsets,
     )
+
+
+def verify_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
+    store = ctx.target.store
+    original, gz, gzi = _current(ctx, planned)
+    stored_gzi, entries = _stored_gzi(store, planned, gzi)
+    offsets = _spot_offsets(original.size, entries, seed=f"{planned.key} {original.etag}")
+    windows = Windows(offsets, original.size)
+    compared, rebuilt = _check_content(ctx, planned, original, gz, windows)
+    if rebuilt.to_gzi() != stored_gzi:
+        raise FileFailed(f"{planned.gzi} does not match the blocks of {planned.compressed}")
+    ranges: dict[int, bytes] = {}
+
+    def read_range(start: int, length: int) -> bytes:
+        return store.read_range(gz.key, start, length, gz.etag)
+
+    for offset, length in windows.spans:
+        if _read_through_gzi(read_range, gz, entries, offset, length, ranges) != windows.kept[offset]:
+            raise FileFailed(f"random access at byte {offset} through {planned.gzi} returns other bytes")
+    return _record(planned, (original, gz, gzi), compared.sha256, len(offsets))
+
+
+# ---- many small files: one htslib process a batch -------------------------------------------------
+#
+# A process a file costs more than a small file's bytes (a prefix is often thousands of Spark part
+# files of a few KiB). So the small files of a shard are checked in batches: their .gz, each followed
+# by a BGZF block holding a marker of its own (random, made now), go through one `bgzip -d`, whose
+# output must then be each X.json followed by its marker. The markers keep every file to its own
+# bytes: a .gz that decompresses short or long puts its marker where X.json's bytes are expected, or
+# the next bytes where its marker is. A batch only proves files good; at the first file it cannot,
+# the rest of the batch is checked one by one (verify_file), which also says what is wrong.
+
+MARKER_SIZE = 32
+BATCHED_BELOW = 256 << 10  # bytes: files below this are batched; a batch holds its .gz in memory (64 x 256 KiB)
+
+
+def fits_a_batch(planned: PlannedFile) -> bool:
+    return planned.size < BATCHED_BELOW
+
+
+@dataclass
+class _Prepared:
+    """One file of a batch, checked up to htslib's decompression."""
+
+    planned: PlannedFile
+    infos: tuple[ObjectInfo, ObjectInfo, ObjectInfo]  # X.json, X.json.gz, X.json.gz.gzi
+    gz: bytes
+    entries: list[tuple[int, int]]
+    windows: Windows
+
+
+def _prepare(ctx: StepContext, planned: PlannedFile) -> _Prepared | None:
+    """The file's objects read and its .gz's blocks checked against its .gzi; None if anything is
+    not as it must be (verify_file then says what)."""
+    store = ctx.target.store
+    try:
+        original, gz, gzi = _current(ctx, planned)
+    except FileFailed:
+        return None
+    if gz.size >= BATCHED_BELOW:
+        return None
+    stored_gzi, entries = _stored_gzi(store, planned, gzi)
+    with store.open(planned.compressed, gz.etag) as stream:
+        data = stream.read()
+    scan = BlockScan(io.BytesIO(data))
+    for _ in scan:
+        pass
+    if len(data) != gz.size or scan.error or scan.last != bgzf.EOF_BLOCK or scan.block_index.to_gzi() != stored_gzi:
+        return None
+    offsets = _spot_offsets(original.size, entries, seed=f"{planned.key} {original.etag}")
+    return _Prepared(planned, (original, gz, gzi), data, entries, Windows(offsets, original.size))
+
+
+def _matches(ctx: StepContext, prepared: _Prepared, decoded: BinaryIO, marker: bytes) -> str | None:
+    """X.json's SHA-256 if htslib's next output is X.json followed by `marker`, else None."""
+    original = prepared.infos[0]
+    digest = hashlib.sha256()
+    size = 0
+    with ctx.target.store.open(prepared.planned.original, original.etag) as stream:
+        for chunk in prepared.windows.through(iter_stream(stream)):
+            if read_exact(decoded, len(chunk)) != chunk:
+                return None
+            digest.update(chunk)
+            size += len(chunk)
+    if size != original.size or read_exact(decoded, len(marker)) != marker:
+        return None
+    return digest.hexdigest()
+
+
+def verify_batch(ctx: StepContext, files: list[PlannedFile]) -> dict[str, FileRecord]:
+    """The records of the files this batch proves good (see above); the others are left to verify_file."""
+    prepared = [p for p in (_prepare(ctx, planned) for planned in files) if p is not None]
+    if not prepared:
+        return {}
+    token = secrets.token_bytes(MARKER_SIZE - 4)
+    markers = [token + n.to_bytes(4, "big") for n in range(len(prepared))]
+    level = bgzf.libdeflate_level(1)
+
+    def stream() -> Iterator[bytes]:
+        for p, marker in zip(prepared, markers, strict=True):
+            yield p.gz
+            yield bgzf.encode_block(marker, level)
+
+    proved: dict[str, FileRecord] = {}
+    with BgzipDecompression(stream(), threads=1) as bgzip:
+        for p, marker in zip(prepared, markers, strict=True):
+            sha256 = _matches(ctx, p, bgzip.stdout, marker)
+            if sha256 is None:
+                break  # htslib's output no longer lines up with the files: the rest are checked alone
+            gz, ranges = p.infos[1], {}
+            if all(
+                _read_through_gzi(lambda start, n, p=p: p.gz[start : start + n], gz, p.entries, at, n, ranges)
+                == p.windows.kept[at]
+                for at, n in p.windows.spans
+            ):  # the .gz's blocks from the bytes read already: no request each
+                proved[p.planned.key] = _record(p.planned, p.infos, sha256, len(p.windows.spans))
+                ctx.progress.advance(bytes_in=p.infos[0].size)
+    return proved
