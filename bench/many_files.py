@@ -7,7 +7,8 @@ bytes decides the run. For each set (`--small` files of 4 KiB, `--medium` files 
 - our compress + verify against `for f: bgzip -i -k f && bgzip -t f.gz` in the same run (ratio > 1:
   we are faster), and the same bytes as one file through our compress + verify (the per-file cost);
 - each step's milliseconds per file: plan, compress, verify, delete, and the rollback's plan,
-  decompress, verify, remove-compressed;
+  decompress, verify, remove-compressed; and what the filesystem alone takes a file to create the
+  two outputs, the part of a compress no code of ours can remove;
 - with --s3, the same run through the moto server (loopback S3 with the project's hooks).
 Not part of the test suite: timings belong here.
 """
@@ -89,6 +90,25 @@ def shell_loop(folder: Path) -> float:
     return seconds
 
 
+def filesystem_floor(folder: Path) -> float:
+    """What the filesystem alone asks of a compress: each file's two outputs written under temporary
+    names, fsynced and renamed into place (as LocalStore.write does), with no reading or compressing."""
+    sources = sorted(folder.rglob("*.json"))
+    started = time.perf_counter()
+    for source in sources:
+        for suffix, size in ((".floor-gz", source.stat().st_size // 4), (".floor-gzi", 8)):
+            tmp = source.with_name(f".{source.name}{suffix}.tmp")
+            with tmp.open("wb") as out:
+                out.write(bytes(size))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, source.with_name(source.name + suffix))
+    seconds = time.perf_counter() - started
+    for output in folder.rglob("*.floor-gz*"):
+        output.unlink()
+    return seconds
+
+
 def one_file(folder: Path, runs: Path, sources: Path, env: dict) -> float:
     """The same bytes as one file, through our compress and verify."""
     with (folder / "all.json").open("wb") as out:
@@ -119,6 +139,7 @@ def bench_set(name: str, count: int, size: int, work: Path, s3: bool) -> None:
     env = dict(os.environ)
     print(f"\n{name}: {count} files of {size // KIB} KiB, {total / 1e6:.1f} MB", flush=True)
     loop = shell_loop(folder)
+    floor = filesystem_floor(folder)
     runs = work / name / "runs"
     times = whole_run(env, str(folder), runs, count)
     ours = times["compress"] + times["verify"]
@@ -127,6 +148,7 @@ def bench_set(name: str, count: int, size: int, work: Path, s3: bool) -> None:
     print(f"  local compress + verify: {ours:.1f} s; bgzip -i, -t loop: {loop:.1f} s: {loop / ours:.2f}x")
     print(f"  the same bytes as one file: {single:.1f} s: {ours / single:.1f}x of it (target: within 2x)")
     print("  per file, ms: " + ", ".join(f"{k} {v * 1000 / count:.2f}" for k, v in times.items()))
+    print(f"  the filesystem alone (two outputs written, fsynced, renamed): {floor * 1000 / count:.2f} ms a file")
     if s3:
         uri, s3_env = s3_target(folder, f"bench-{name}")
         s3_times = whole_run(s3_env, uri, work / name / "s3-runs", count)
