@@ -16,6 +16,7 @@ A 2-vCPU job with the defaults (2 threads, 2 files, 16 MiB parts): 2 * (8 + 40 +
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -41,7 +42,20 @@ def read_exact(stream: BinaryIO, size: int) -> bytes:
 
 
 def _ordered(pool: Executor, tasks: Iterable[Callable[[], object]], window: int) -> Iterator:
-    """Run tasks on the pool, at most `window` at once, yielding results in submission order."""
+    """Run tasks on the pool, at most `window` at once, yielding results in submission order. A lone
+    task (a file of one batch) runs in the calling thread: handing a few KiB to the pool and waiting
+    for it costs more than the work."""
+    tasks = iter(tasks)
+    first = next(tasks, None)
+    second = next(tasks, None) if first is not None else None
+    if first is None or second is None:
+        if first is not None:
+            yield first()
+        return
+    yield from _pooled(pool, itertools.chain((first, second), tasks), window)
+
+
+def _pooled(pool: Executor, tasks: Iterable[Callable[[], object]], window: int) -> Iterator:
     pending: deque[Future] = deque()
     try:
         for task in tasks:

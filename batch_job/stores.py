@@ -542,9 +542,14 @@ class LocalStore(Store):
             stream.seek(start)
             return stream.read(length)
 
+    @staticmethod
+    def _make_parent(path: Path) -> None:
+        if not path.parent.is_dir():  # a stat: mkdir(exist_ok=True) costs an exception a file
+            path.parent.mkdir(parents=True, exist_ok=True)
+
     def write(self, key: str, chunks: Iterable[bytes], metadata: dict[str, str], size_hint: int = 0) -> ObjectInfo:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_parent(path)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             with tmp.open("wb") as out:
@@ -554,15 +559,16 @@ class LocalStore(Store):
                 os.fsync(out.fileno())
                 for name, value in metadata.items():
                     os.setxattr(out.fileno(), _XATTR + name, value.encode())
+                written = os.fstat(out.fileno())  # the rename keeps its size and mtime: the ETag
             os.replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        return self.head(key)
+        return ObjectInfo(key, written.st_size, self._etag(written), dict(metadata))
 
     def create(self, key: str, data: bytes) -> ObjectInfo | None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_parent(path)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
         try:
             with tmp.open("wb") as out:

@@ -147,30 +147,41 @@ def _spot_offsets(size: int, entries: list[tuple[int, int]], seed: str) -> list[
     return sorted(offsets)
 
 
+class _BlocksFrom:
+    """The .gz's blocks from one .gzi entry on (one ranged read), inflated only as far as asked."""
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+        self.inflated = bytearray()
+        self._pos = 0
+
+    def inflate_to(self, end: int) -> bytearray:
+        raw, pos = self.raw, self._pos
+        while pos + bgzf.HEADER_SIZE <= len(raw) and len(self.inflated) < end:
+            size = bgzf.block_size_from_header(raw[pos : pos + bgzf.HEADER_SIZE])
+            if pos + size > len(raw):
+                break
+            self.inflated += zlib.decompress(raw[pos + bgzf.HEADER_SIZE : pos + size - bgzf.FOOTER_SIZE], -15)
+            pos += size
+        self._pos = pos
+        return self.inflated
+
+
 def _read_through_gzi(
     read_range: Callable[[int, int], bytes],
     gz: ObjectInfo,
     entries: list[tuple[int, int]],
     offset: int,
     length: int,
-    ranges: dict[int, bytes],
+    read: dict[int, _BlocksFrom],
 ) -> bytes:
     """Uncompressed bytes [offset, offset+length) read the way `bgzip -b -s` does, via the .gzi.
-    `ranges` keeps each block's read (`read_range(start, length)` of the .gz) for the other offsets in it."""
+    `read` keeps each entry's blocks (`read_range(start, length)` of the .gz) for the other offsets in them."""
     coffset, uoffset = bgzf.block_for_offset(entries, offset)
-    if coffset not in ranges:
-        ranges[coffset] = read_range(coffset, min(2 * bgzf.MAX_BLOCK_SIZE, gz.size - coffset))
-    raw = ranges[coffset]
-    out = bytearray()
-    pos = 0
-    while pos + bgzf.HEADER_SIZE <= len(raw) and len(out) < offset - uoffset + length:
-        size = bgzf.block_size_from_header(raw[pos : pos + bgzf.HEADER_SIZE])
-        if pos + size > len(raw):
-            break
-        out += zlib.decompress(raw[pos + bgzf.HEADER_SIZE : pos + size - bgzf.FOOTER_SIZE], -15)
-        pos += size
+    if coffset not in read:
+        read[coffset] = _BlocksFrom(read_range(coffset, min(2 * bgzf.MAX_BLOCK_SIZE, gz.size - coffset)))
     start = offset - uoffset
-    return bytes(out[start : start + length])
+    return bytes(read[coffset].inflate_to(start + length)[start : start + length])
 
 
 def _current(ctx: StepContext, planned: PlannedFile) -> tuple[ObjectInfo, ObjectInfo, ObjectInfo]:
@@ -224,13 +235,13 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
     compared, rebuilt = _check_content(ctx, planned, original, gz, windows)
     if rebuilt.to_gzi() != stored_gzi:
         raise FileFailed(f"{planned.gzi} does not match the blocks of {planned.compressed}")
-    ranges: dict[int, bytes] = {}
+    read: dict[int, _BlocksFrom] = {}
 
     def read_range(start: int, length: int) -> bytes:
         return store.read_range(gz.key, start, length, gz.etag)
 
     for offset, length in windows.spans:
-        if _read_through_gzi(read_range, gz, entries, offset, length, ranges) != windows.kept[offset]:
+        if _read_through_gzi(read_range, gz, entries, offset, length, read) != windows.kept[offset]:
             raise FileFailed(f"random access at byte {offset} through {planned.gzi} returns other bytes")
     return _record(planned, (original, gz, gzi), compared.sha256, len(offsets))
 
@@ -322,9 +333,9 @@ def verify_batch(ctx: StepContext, files: list[PlannedFile]) -> dict[str, FileRe
             sha256 = _matches(ctx, p, bgzip.stdout, marker)
             if sha256 is None:
                 break  # htslib's output no longer lines up with the files: the rest are checked alone
-            gz, ranges = p.infos[1], {}
+            gz, read = p.infos[1], {}
             if all(
-                _read_through_gzi(lambda start, n, p=p: p.gz[start : start + n], gz, p.entries, at, n, ranges)
+                _read_through_gzi(lambda start, n, p=p: p.gz[start : start + n], gz, p.entries, at, n, read)
                 == p.windows.kept[at]
                 for at, n in p.windows.spans
             ):  # the .gz's blocks from the bytes read already: no request each
