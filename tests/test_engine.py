@@ -642,6 +642,16 @@ def test_s3_reads_large_objects_as_parallel_ranges_of_one_version(s3, bucket, mo
             pass
 
 
+def test_a_local_write_returns_what_a_head_of_it_returns(tmp_path):
+    """LocalStore.write answers from the file it wrote, without reading it back: the same ETag, size
+    and metadata a later head gives, in a folder it had to make."""
+    store = stores.LocalStore(tmp_path)
+    written = store.write("new/folder/x.json.gz", [b"abc", b"def"], {"source-etag": "e1", "source-size": "6"})
+    head = store.head("new/folder/x.json.gz")
+    assert (written.key, written.size, written.etag, written.metadata) == (head.key, 6, head.etag, head.metadata)
+    assert head.metadata == {"source-etag": "e1", "source-size": "6"}
+
+
 def test_deletes_are_conditional_on_the_etag(tmp_path):
     """The last guard: a file changed between the checks and the delete call is not deleted."""
     import os
