@@ -335,7 +335,12 @@ def build_parser() -> argparse.ArgumentParser:
             step.add_argument("--threads", type=_positive, default=os.cpu_count() or 1, help="codec threads")
         # Deletion only checks and deletes (latency-bound); the codec steps hold buffers per file.
         parallel = 16 if deleting else 2
-        step.add_argument("--files-in-parallel", type=_positive, default=parallel, help="files worked on at once")
+        step.add_argument(
+            "--files-in-parallel",
+            type=_positive,
+            default=parallel,
+            help="files worked on at once (on S3, files under 1 MiB: at least 16)",
+        )
         step.add_argument("--json", action="store_true", help="the summary line as a JSON record, for scripts")
         if name == "compress":
             step.add_argument("--level", type=int, default=DEFAULT_LEVEL, help="as bgzip -l: -1 (default) or 0..9")

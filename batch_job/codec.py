@@ -10,8 +10,11 @@ codec.py and stores.py; the steps pass window = 2 * threads):
               + (_RangedReader.AHEAD + 1) * RANGE_SIZE                     S3 ranges read ahead, and the current one
               + (_MultipartUpload.IN_FLIGHT + 1) * part size               S3 parts uploading, and the one filling
     step      = files in parallel * per file
+              + on S3, 16 small files (under 1 MiB: one batch each way, one range, one part)   runner.py
 
-A 2-vCPU job with the defaults (2 threads, 2 files, 16 MiB parts): 2 * (8 + 40 + 48) MiB = 192 MiB.
+A 2-vCPU job with the defaults (2 threads, 2 files, 16 MiB parts): 2 * (8 + 40 + 48) MiB = 192 MiB,
+and at most 16 * 4 MiB = 64 MiB more for small files on S3. Verify holds a batch's .gz of small
+files in memory: at most 4 MiB a batch (steps/verify.py), one batch a worker.
 """
 
 from __future__ import annotations

@@ -74,6 +74,9 @@ class ObjectInfo:
 class Store:
     """Interface of a store; keys are `/`-separated paths within the bucket or folder."""
 
+    # A small file's time here is its requests' latency, not its bytes: many are worked on at once.
+    latency_bound = False
+
     def uri(self, key: str) -> str:
         raise NotImplementedError
 
@@ -196,6 +199,8 @@ def _new_client(**config):
 
 
 class S3Store(Store):
+    latency_bound = True
+
     def __init__(self, bucket: str, client=None) -> None:
         self.bucket = bucket
         self.client = client or s3_client()

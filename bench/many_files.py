@@ -9,7 +9,8 @@ bytes decides the run. For each set (`--small` files of 4 KiB, `--medium` files 
 - each step's milliseconds per file: plan, compress, verify, delete, and the rollback's plan,
   decompress, verify, remove-compressed; and what the filesystem alone takes a file to create the
   two outputs, the part of a compress no code of ours can remove;
-- with --s3, the same run through the moto server (loopback S3 with the project's hooks).
+- with --s3, the same run through the moto server (loopback S3 with the project's hooks); with
+  --s3-latency-ms, its every answer that much late, as S3's are (moto's are not).
 Not part of the test suite: timings belong here.
 """
 
@@ -119,10 +120,20 @@ def one_file(folder: Path, runs: Path, sources: Path, env: dict) -> float:
     return step(env, "compress", "--run", run) + step(env, "verify", "--run", run)
 
 
-def s3_target(folder: Path, bucket: str) -> tuple[str, dict]:
-    """The files in a bucket of a moto server on loopback (the project's hooks installed)."""
+def s3_target(folder: Path, bucket: str, latency: float) -> tuple[str, dict]:
+    """The files in a bucket of a moto server on loopback (the project's hooks installed), which
+    answers each request `latency` seconds late, as S3 answers a small request in 10-30 ms."""
+    from moto.core.utils import convert_to_flask_response
+
     from offline.aws import OfflineAWS
 
+    answer = convert_to_flask_response.__call__
+
+    def late(self, *args, **kwargs):
+        time.sleep(latency)
+        return answer(self, *args, **kwargs)
+
+    convert_to_flask_response.__call__ = late
     aws = OfflineAWS().start()
     s3 = aws.client("s3")
     s3.create_bucket(Bucket=bucket)
@@ -131,7 +142,7 @@ def s3_target(folder: Path, bucket: str) -> tuple[str, dict]:
     return f"s3://{bucket}/bench/", {**os.environ, **aws.env}
 
 
-def bench_set(name: str, count: int, size: int, work: Path, s3: bool) -> None:
+def bench_set(name: str, count: int, size: int, work: Path, s3: bool, latency: float) -> None:
     folder = work / name / "bench"
     shutil.rmtree(work / name, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -150,10 +161,11 @@ def bench_set(name: str, count: int, size: int, work: Path, s3: bool) -> None:
     print("  per file, ms: " + ", ".join(f"{k} {v * 1000 / count:.2f}" for k, v in times.items()))
     print(f"  the filesystem alone (two outputs written, fsynced, renamed): {floor * 1000 / count:.2f} ms a file")
     if s3:
-        uri, s3_env = s3_target(folder, f"bench-{name}")
+        uri, s3_env = s3_target(folder, f"bench-{name}", latency)
         s3_times = whole_run(s3_env, uri, work / name / "s3-runs", count)
         s3_ours = s3_times["compress"] + s3_times["verify"]
-        print(f"  moto S3 compress + verify: {s3_ours:.1f} s: {loop / s3_ours:.2f}x the local shell loop")
+        late = f", each request answered {latency * 1000:.0f} ms late" if latency else ""
+        print(f"  moto S3{late}: compress + verify {s3_ours:.1f} s: {loop / s3_ours:.2f}x the local shell loop")
         per_file = ", ".join(f"{k} {v * 1000 / count:.2f}" for k, v in s3_times.items())
         print(f"  per file through moto, ms: {per_file}")
 
@@ -163,6 +175,7 @@ def main() -> int:
     parser.add_argument("--small", type=int, default=10_000, help="files of 4 KiB (default 10,000)")
     parser.add_argument("--medium", type=int, default=1_000, help="files of 1 MiB (default 1,000)")
     parser.add_argument("--s3", action="store_true", help="also through a moto server on loopback")
+    parser.add_argument("--s3-latency-ms", type=float, default=0, help="with --s3: the server answers this late")
     parser.add_argument("--workdir", default=None, help="default: a temporary folder, removed after")
     args = parser.parse_args()
     if BGZIP is None:
@@ -171,9 +184,9 @@ def main() -> int:
     print(f"{os.cpu_count()} cores; each of our steps runs as a process of its own, as a Batch job does")
     try:
         if args.small:
-            bench_set("small", args.small, 4 * KIB, work, args.s3)
+            bench_set("small", args.small, 4 * KIB, work, args.s3, args.s3_latency_ms / 1000)
         if args.medium:
-            bench_set("medium", args.medium, KIB * KIB, work, args.s3)
+            bench_set("medium", args.medium, KIB * KIB, work, args.s3, args.s3_latency_ms / 1000)
     finally:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)

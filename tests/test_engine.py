@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import zlib
 from pathlib import Path
@@ -65,6 +66,7 @@ class Target:
 
     def write(self, name: str, data: bytes) -> None:
         if self.kind == "local":
+            (self.local_root / name).parent.mkdir(parents=True, exist_ok=True)
             (self.local_root / name).write_bytes(data)
         else:
             self.s3.put_object(Bucket=self.bucket, Key=PREFIX + name, Body=data)
@@ -143,6 +145,35 @@ def test_compress_verify_delete_and_rollback(target, capsys, tmp_path):
     assert job(capsys, "remove-compressed", "--run", rollback)[0] == 0
     assert target.originals() == originals
     assert not any(k.endswith((".gz", ".gzi")) for k in target.names())
+
+
+def test_small_files_on_s3_are_worked_on_many_at_once(target, capsys, monkeypatch):
+    """A small file on S3 takes its requests' latency, not its bytes' time: 16 are worked on at once
+    there, where a local folder's stay at --files-in-parallel (2). Each file is held 50 ms here, as
+    S3's latency would hold it."""
+    from batch_job.steps import compress
+
+    for n in range(40):
+        target.write(f"small/part-{n:02d}.json", gwas_lines(2000, seed=n))
+    working, most = [0], [0]
+    lock = threading.Lock()
+    real = compress.compress_file
+
+    def held(ctx, planned, level):
+        with lock:
+            working[0] += 1
+            most[0] = max(most[0], working[0])
+        time.sleep(0.05)
+        try:
+            return real(ctx, planned, level)
+        finally:
+            with lock:
+                working[0] -= 1
+
+    monkeypatch.setattr(compress, "compress_file", held)
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    assert most[0] == (16 if target.kind == "s3" else 2), most
 
 
 def test_shards_cover_every_file_once_and_balance_bytes(target, capsys):
@@ -804,7 +835,8 @@ def test_version_and_help_with_defaults(capsys):
     with pytest.raises(SystemExit):
         cli.main(["compress", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert "files worked on at once (default: 2)" in text and "(default: None)" not in text
+    assert "files worked on at once (on S3, files under 1 MiB: at least 16) (default: 2)" in text
+    assert "(default: None)" not in text
     with pytest.raises(SystemExit):
         cli.main(["delete", "--help"])
     text = capsys.readouterr().out

@@ -4,6 +4,7 @@ file's outcome written to the step's manifest in the run folder.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -37,6 +38,8 @@ from batch_job.stores import is_denied
 log = logging.getLogger("bgzip-job")
 
 ATTEMPTS = 3
+SMALL_FILE = 1 << 20  # bytes: a file below this holds about one batch of blocks (codec.BATCH_BLOCKS)
+SMALL_FILES_IN_PARALLEL = 16  # on a latency-bound store (S3): a small file's requests, not its bytes, take its time
 PROGRESS_ENV = "BGZIP_JOB_PROGRESS_SECONDS"  # how often a step rewrites its progress record (default 30)
 
 
@@ -78,24 +81,31 @@ class Batching:
     fits: Callable[[PlannedFile], bool]
     work: Callable[[StepContext, list[PlannedFile]], dict[str, FileRecord]]
     files: int = 64  # at most this many files a batch
+    bytes: int = 4 << 20  # and at most this many planned bytes
 
 
-def _units(files: list[PlannedFile], batching: Batching | None) -> list[list[PlannedFile]]:
+def _units(files: list[PlannedFile], batching: Batching | None, workers: int) -> list[list[PlannedFile]]:
     """The files in plan order, as the work units of the file workers: batches of the files that fit
-    one, and every other file alone."""
+    one (no fewer batches than `workers`, while each has a few files), and every other file alone."""
     units: list[list[PlannedFile]] = []
     batch: list[PlannedFile] = []
+    fitting = sum(1 for planned in files if batching is not None and batching.fits(planned))
+    per_batch = min(batching.files, max(4, -(-fitting // workers))) if batching is not None else 1
     for planned in files:
         if batching is None or not batching.fits(planned):
             units.append([planned])
             continue
-        batch.append(planned)
-        if len(batch) == batching.files:
+        if batch and (len(batch) == per_batch or sum(f.size for f in batch) + planned.size > batching.bytes):
             units.append(batch)
             batch = []
+        batch.append(planned)
     if batch:
         units.append(batch)
     return units
+
+
+def _is_small(unit: list[PlannedFile]) -> bool:
+    return all(planned.size < SMALL_FILE for planned in unit)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -175,7 +185,13 @@ def run_step(
     reports = Reports(progress, report, progress_seconds())
     with lease, reports, ThreadPoolExecutor(threads, thread_name_prefix="codec") as codec_pool:
         ctx = StepContext(run, plan, target, progress, codec_pool, threads, lease)
-        with ThreadPoolExecutor(parallel_files, thread_name_prefix="file") as file_pool:
+        with contextlib.ExitStack() as pools:
+            file_pool = pools.enter_context(ThreadPoolExecutor(parallel_files, thread_name_prefix="file"))
+            # Small files on S3 go many at once: each is its requests' latency, and holds little memory.
+            small_pool, small_workers = file_pool, parallel_files
+            if target.store.latency_bound and parallel_files < SMALL_FILES_IN_PARALLEL:
+                small_workers = SMALL_FILES_IN_PARALLEL
+                small_pool = pools.enter_context(ThreadPoolExecutor(small_workers, thread_name_prefix="small"))
             for k in shards:
                 started = now()
                 earlier = run.read_manifest(step, k)
@@ -197,7 +213,10 @@ def run_step(
                             records.append(_attempt(ctx, work, planned))
                     return records
 
-                futures = [file_pool.submit(one, unit) for unit in _units(plan.files_of(k), batching)]
+                futures = [
+                    (small_pool if _is_small(unit) else file_pool).submit(one, unit)
+                    for unit in _units(plan.files_of(k), batching, small_workers)
+                ]
                 with waiting_on_workers():
                     _wait_awake(futures)
                 raise_if_stopped()
