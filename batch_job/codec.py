@@ -10,11 +10,12 @@ codec.py and stores.py; the steps pass window = 2 * threads):
               + (_RangedReader.AHEAD + 1) * RANGE_SIZE                     S3 ranges read ahead, and the current one
               + (_MultipartUpload.IN_FLIGHT + 1) * part size               S3 parts uploading, and the one filling
     step      = files in parallel * per file
-              + on S3, 16 small files (under 1 MiB: one batch each way, one range, one part)   runner.py
+              + on S3, 16 small files: each about 1 MiB in and 1 MiB out, and its copy for the PUT
+                (under 1 MiB; in a rollback a .gz under 128 KiB, at most 10x that restored)   runner.py
 
 A 2-vCPU job with the defaults (2 threads, 2 files, 16 MiB parts): 2 * (8 + 40 + 48) MiB = 192 MiB,
-and at most 16 * 4 MiB = 64 MiB more for small files on S3. Verify holds a batch's .gz of small
-files in memory: at most 4 MiB a batch (steps/verify.py), one batch a worker.
+and about 16 * 4 MiB = 64 MiB more for small files on S3. Verify holds a batch's .gz of small files
+in memory: at most 4 MiB a batch (runner.Batching), one batch a worker.
 """
 
 from __future__ import annotations

@@ -127,7 +127,8 @@ def s3_target(folder: Path, bucket: str, latency: float) -> tuple[str, dict]:
 
     from offline.aws import OfflineAWS
 
-    answer = convert_to_flask_response.__call__
+    answer = getattr(convert_to_flask_response, "_answer_at_once", convert_to_flask_response.__call__)
+    convert_to_flask_response._answer_at_once = answer  # set once: each set's server wraps moto's own
 
     def late(self, *args, **kwargs):
         time.sleep(latency)

@@ -173,7 +173,7 @@ def test_small_files_on_s3_are_worked_on_many_at_once(target, capsys, monkeypatc
     monkeypatch.setattr(compress, "compress_file", held)
     assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
     assert job(capsys, "compress", "--run", target.run)[0] == 0
-    assert most[0] == (16 if target.kind == "s3" else 2), most
+    assert most[0] >= 12 if target.kind == "s3" else most[0] == 2, most
 
 
 def test_shards_cover_every_file_once_and_balance_bytes(target, capsys):
@@ -265,6 +265,21 @@ def test_small_files_are_verified_many_to_one_htslib_process(tmp_path, capsys, m
         original = (root / record["key"]).read_bytes()
         assert record["ok"] and record["sha256"] == hashlib.sha256(original).hexdigest(), record
         assert record["original_size"] == len(original) and record["random_access_offsets_checked"] >= 2
+
+
+def test_a_large_file_between_small_ones_keeps_the_manifest_in_plan_order(tmp_path, capsys):
+    """Small files go in batches and a large one alone, yet the records stay in the plan's order."""
+    root = tmp_path / "data"
+    (root / "p").mkdir(parents=True)
+    for name, size in (("a", 2000), ("b", 2000), ("c", verify.BATCHED_BELOW + 1), ("d", 2000), ("e", 2000)):
+        (root / "p" / f"{name}.json").write_bytes(gwas_lines(size, seed=ord(name)))
+    run = str(tmp_path / "run")
+    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
+    assert job(capsys, "compress", "--run", run)[0] == 0
+    assert job(capsys, "verify", "--run", run)[0] == 0
+    planned = [f["key"] for f in json.loads((Path(run) / "plan.json").read_text())["files"]]
+    recorded = [r["key"] for r in json.loads((Path(run) / "verify" / "shard-0.json").read_text())["files"]]
+    assert recorded == planned and planned[2] == "p/c.json", (recorded, planned)
 
 
 def _forge_output(gz: Path, data: bytes) -> None:

@@ -8,6 +8,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
@@ -92,20 +93,27 @@ def _units(files: list[PlannedFile], batching: Batching | None, workers: int) ->
     fitting = sum(1 for planned in files if batching is not None and batching.fits(planned))
     per_batch = min(batching.files, max(4, -(-fitting // workers))) if batching is not None else 1
     for planned in files:
-        if batching is None or not batching.fits(planned):
-            units.append([planned])
-            continue
-        if batch and (len(batch) == per_batch or sum(f.size for f in batch) + planned.size > batching.bytes):
+        fits = batching is not None and batching.fits(planned)
+        if batch and (
+            not fits or len(batch) == per_batch or sum(f.size for f in batch) + planned.size > batching.bytes
+        ):
+            # full, or a file that does not fit comes next: the batch goes first, so units keep plan order
             units.append(batch)
             batch = []
-        batch.append(planned)
+        if fits:
+            batch.append(planned)
+        else:
+            units.append([planned])
     if batch:
         units.append(batch)
     return units
 
 
-def _is_small(unit: list[PlannedFile]) -> bool:
-    return all(planned.size < SMALL_FILE for planned in unit)
+def _is_small(unit: list[PlannedFile], mode: Mode) -> bool:
+    """Whether the unit's files hold little memory each: in a rollback the planned size is the .gz's,
+    and the X.json restored from it may be ten times larger."""
+    limit = SMALL_FILE if mode == Mode.COMPRESS else SMALL_FILE // 8
+    return all(planned.size < limit for planned in unit)
 
 
 def _is_transient(exc: BaseException) -> bool:
@@ -197,24 +205,17 @@ def run_step(
                 earlier = run.read_manifest(step, k)
                 earlier_records = earlier.by_key() if earlier else {}
                 spent = spent_by_this_run(run, plan, k) if step in REDONE_AFTER_DELETION else set()
+                ended = threading.Event()
 
-                def one(unit: list[PlannedFile], earlier_records=earlier_records, spent=spent) -> list[FileRecord]:
-                    raise_if_stopped()  # interrupted while these files waited for a worker
-                    proved = _batch(ctx, batching, [f for f in unit if f.key not in spent]) if len(unit) > 1 else {}
-                    records = []
-                    for planned in unit:
-                        if planned.key in spent:  # this run deleted its source side: the earlier record stands
-                            ctx.progress.file_done(planned.key, True, "")
-                            records.append(earlier_records.get(planned.key) or FileRecord(planned.key, True))
-                        elif planned.key in proved:
-                            ctx.progress.file_done(planned.key, True, "")
-                            records.append(proved[planned.key])
-                        else:
-                            records.append(_attempt(ctx, work, planned))
-                    return records
+                def one(unit: list[PlannedFile], earlier_records=earlier_records, spent=spent, ended=ended):
+                    try:
+                        return _work_on(ctx, work, batching, unit, earlier_records, spent, ended)
+                    except BaseException:
+                        ended.set()  # the step ends with this error: the other units stop at their next file
+                        raise
 
                 futures = [
-                    (small_pool if _is_small(unit) else file_pool).submit(one, unit)
+                    (small_pool if _is_small(unit, plan.mode) else file_pool).submit(one, unit)
                     for unit in _units(plan.files_of(k), batching, small_workers)
                 ]
                 with waiting_on_workers():
@@ -242,6 +243,34 @@ def run_step(
                         )
                     )
     return progress
+
+
+def _work_on(
+    ctx: StepContext,
+    work: FileWork,
+    batching: Batching | None,
+    unit: list[PlannedFile],
+    earlier_records: dict[str, FileRecord],
+    spent: set[str],
+    ended: threading.Event,
+) -> list[FileRecord]:
+    """One unit's records, in plan order: a batch's proof where it gave one, else each file's work."""
+    raise_if_stopped()  # interrupted while these files waited for a worker
+    proved = _batch(ctx, batching, [f for f in unit if f.key not in spent]) if len(unit) > 1 else {}
+    records = []
+    for planned in unit:
+        raise_if_stopped()
+        if ended.is_set():  # another unit failed the step: nothing of this shard is recorded
+            return records
+        if planned.key in spent:  # this run deleted its source side: the earlier record stands
+            ctx.progress.file_done(planned.key, True, "")
+            records.append(earlier_records.get(planned.key) or FileRecord(planned.key, True))
+        elif planned.key in proved:
+            ctx.progress.file_done(planned.key, True, "")
+            records.append(proved[planned.key])
+        else:
+            records.append(_attempt(ctx, work, planned))
+    return records
 
 
 def _batch(ctx: StepContext, batching: Batching | None, files: list[PlannedFile]) -> dict[str, FileRecord]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from batch_job import bgzf
+from batch_job.cancel import raise_if_stopped
 from batch_job.codec import iter_stream, read_exact
 from batch_job.errors import BGZFError, FileFailed
 from batch_job.htslib import BgzipDecompression
@@ -257,7 +258,7 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
 # the rest of the batch is checked one by one (verify_file), which also says what is wrong.
 
 MARKER_SIZE = 32
-BATCHED_BELOW = 256 << 10  # bytes: files below this are batched; a batch holds its .gz in memory (64 x 256 KiB)
+BATCHED_BELOW = 256 << 10  # bytes: files below this are batched; a batch holds its .gz in memory (runner.Batching)
 
 
 def fits_a_batch(planned: PlannedFile) -> bool:
@@ -315,7 +316,15 @@ def _matches(ctx: StepContext, prepared: _Prepared, decoded: BinaryIO, marker: b
 
 def verify_batch(ctx: StepContext, files: list[PlannedFile]) -> dict[str, FileRecord]:
     """The records of the files this batch proves good (see above); the others are left to verify_file."""
-    prepared = [p for p in (_prepare(ctx, planned) for planned in files) if p is not None]
+    prepared = []
+    for planned in files:
+        raise_if_stopped()
+        try:
+            found = _prepare(ctx, planned)
+        except Exception:  # a read failed: the file is checked alone, which retries or says why
+            found = None
+        if found is not None:
+            prepared.append(found)
     if not prepared:
         return {}
     token = secrets.token_bytes(MARKER_SIZE - 4)
@@ -330,7 +339,10 @@ def verify_batch(ctx: StepContext, files: list[PlannedFile]) -> dict[str, FileRe
     proved: dict[str, FileRecord] = {}
     with BgzipDecompression(stream(), threads=1) as bgzip:
         for p, marker in zip(prepared, markers, strict=True):
-            sha256 = _matches(ctx, p, bgzip.stdout, marker)
+            try:
+                sha256 = _matches(ctx, p, bgzip.stdout, marker)
+            except Exception:  # X.json could not be read: it, and the files after it, are checked alone
+                sha256 = None
             if sha256 is None:
                 break  # htslib's output no longer lines up with the files: the rest are checked alone
             gz, read = p.infos[1], {}
