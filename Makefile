@@ -62,6 +62,7 @@ bench: $(STAMP)
 	$(PYTHON) bench/run.py
 	$(PYTHON) bench/many_files.py
 	$(PYTHON) bench/many_files.py --small 1000 --medium 100 --s3
+	$(PYTHON) bench/many_files.py --small 300 --medium 0 --s3 --s3-latency-ms 20
 
 # What CI runs before the tests: the template through SAM CLI's own validation and linter, a build
 # without Docker or a local python3.12, and a check that the built package holds and imports what it must.

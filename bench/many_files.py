@@ -1,6 +1,6 @@
 """Many small files: bgzip-job's whole run against a shell loop of htslib's bgzip over the same files.
 
-    python bench/many_files.py [--small 10000] [--medium 1000] [--s3]
+    python bench/many_files.py [--small 10000] [--medium 1000] [--s3 [--s3-latency-ms 20]]
 
 Bioindex prefixes are hundreds to thousands of Spark part files, so what each file costs besides its
 bytes decides the run. For each set (`--small` files of 4 KiB, `--medium` files of 1 MiB) this prints:
