@@ -200,6 +200,11 @@ def run_step(
             if target.store.latency_bound and parallel_files < SMALL_FILES_IN_PARALLEL:
                 small_workers = SMALL_FILES_IN_PARALLEL
                 small_pool = pools.enter_context(ThreadPoolExecutor(small_workers, thread_name_prefix="small"))
+            elif not target.store.latency_bound and batching is not None:
+                # On a local folder a batch keeps a second core busy with its own process (verify's
+                # bgzip): a second batch at once only contends for the GIL (2,000 files: 0.5 s, not 0.7).
+                small_workers = 1
+                small_pool = pools.enter_context(ThreadPoolExecutor(1, thread_name_prefix="batch"))
             for k in shards:
                 started = now()
                 earlier = run.read_manifest(step, k)
