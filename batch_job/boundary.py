@@ -1,6 +1,7 @@
-"""The records that cross the state machines' boundary: what Plan hands the states after it, and what
-a run ends with. Step Functions, the console and scripts see them as JSON with camelCase keys; the
-Lambdas, `bgz` and statemachine/build.py see these fields, built by keyword only.
+"""The records that cross the state machines' boundary: what Plan hands the states after it, what each
+later Lambda answers, and what a run ends with. Step Functions, the console and scripts see them as
+JSON with camelCase keys; the Lambdas, `bgz` and statemachine/build.py (each Lambda task's
+ResultSelector) see these fields, built by keyword only.
 
 They live with the engine (batch_job/), because the engine is what EngineLayer brings the Lambdas.
 The run folder's own records are in records.py.
@@ -69,6 +70,50 @@ class PlanResult(_Boundary):
             missing = sorted(set(cls.json_keys()) - set(body))
             raise BadInput(f"Plan's result is malformed: {', '.join(missing) or 'a field of the wrong kind'}")
         return found
+
+
+@dataclass(frozen=True, kw_only=True)
+class FlagConfirmed(_Boundary):
+    """SetCompressed's answer, kept as `$.flag`: the bioindex flag as read back from the bioindex."""
+
+    index: str
+    prefix: str
+    compressed: bool
+    confirmed_at: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class RefreshProgress(_Boundary):
+    """RefreshReaders' answer in ecs-service mode, kept as `$.refresh`; the Choice after it reads `done`."""
+
+    done: bool
+    waiting: str  # the deployments still running, in words
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReadersProof(_Boundary):
+    """ProveReaders' answer, kept as `$.readers` (the whole record is the run folder's readers-check.json)."""
+
+    checked: bool
+    proven: bool
+    reason: str  # why not proven; "" when proven
+    canary: list[str]  # the canary's objects, deleted and put back
+    samples: int  # sample queries compared
+
+
+@dataclass(frozen=True, kw_only=True)
+class OldAnswers(_Boundary):
+    """ProveOldAnswers' answer once the flag was set back, kept as `$.oldAnswers`."""
+
+    old_answers_back: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Explanation(_Boundary):
+    """ExplainFailure's answer: the failed run's Error and Cause, in plain words."""
+
+    error: str
+    cause: str
 
 
 @dataclass(frozen=True, kw_only=True)

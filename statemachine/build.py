@@ -23,7 +23,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # so that `python statemachine/build.py` finds batch_job
 
 from batch_job import states  # noqa: E402
-from batch_job.boundary import PlanResult  # noqa: E402
+from batch_job.boundary import (  # noqa: E402
+    Explanation,
+    FlagConfirmed,
+    OldAnswers,
+    PlanResult,
+    ReadersProof,
+    RefreshProgress,
+)
 from batch_job.rates import timeout_key  # noqa: E402
 from batch_job.records import Mode, RefreshMode, Step  # noqa: E402
 
@@ -103,6 +110,11 @@ BIOINDEX_RETRY = {
 DONE = "Done"
 FAILED = "Failed"
 FAILED_UNEXPLAINED = "Failed without explanation"
+
+
+def selected(record: type) -> State:
+    """A Lambda task's ResultSelector: every field of the boundary record its function answers."""
+    return {f"{key}.$": f"$.Payload.{key}" for key in record.json_keys()}
 
 
 def catch_all(next_state: str, result_path: str = "$.error") -> list[State]:
@@ -226,7 +238,7 @@ def refresh_step(step: str, compressed: bool, revert: bool, next_state: str) -> 
             comment="Force a new deployment of each of the bioindex's ECS services (BioindexEcsServices).",
             function="${RefreshReadersFunctionArn}",
             payload={"action": "restart", **payload},
-            result_selector={"done.$": "$.Payload.done", "waiting.$": "$.Payload.waiting"},
+            result_selector=selected(RefreshProgress),
             result_path="$.refresh",
             catch=catch,
             next_state=wait,
@@ -241,7 +253,7 @@ def refresh_step(step: str, compressed: bool, revert: bool, next_state: str) -> 
             comment="Done when each service's new deployment completed and no older deployment runs a task.",
             function="${RefreshReadersFunctionArn}",
             payload={"action": "check", **payload},
-            result_selector={"done.$": "$.Payload.done", "waiting.$": "$.Payload.waiting"},
+            result_selector=selected(RefreshProgress),
             result_path="$.refresh",
             catch=catch,
             next_state=done,
@@ -295,7 +307,7 @@ def definition(mode: Mode) -> State:
             "executionArn.$": "$$.Execution.Id",
             "input.$": "$",
         },
-        result_selector={f"{key}.$": f"$.Payload.{key}" for key in PlanResult.json_keys()},
+        result_selector=selected(PlanResult),
         result_path="$.plan",
         catch=catch_all(f"{plan} failed"),
         next_state=convert,
@@ -316,7 +328,7 @@ def definition(mode: Mode) -> State:
             "run.$": "$.plan.run",
             "execution.$": "$$.Execution.Name",
         },
-        result_selector={"compressed.$": "$.Payload.compressed", "confirmedAt.$": "$.Payload.confirmedAt"},
+        result_selector=selected(FlagConfirmed),
         result_path="$.flag",
         catch=catch_all(f"{set_flag} failed"),
         next_state=refresh,
@@ -338,7 +350,7 @@ def definition(mode: Mode) -> State:
         "canary file is deleted (restored if any answer differs).",
         function="${ProveReadersFunctionArn}",
         payload=prove_payload,
-        result_selector={"checked.$": "$.Payload.checked", "proven.$": "$.Payload.proven"},
+        result_selector=selected(ReadersProof),
         result_path="$.readers",
         catch=[
             {"ErrorEquals": ["ConvertedFilesUnreadable"], "ResultPath": "$.error", "Next": states.RELOAD_OLD_FLAG},
@@ -358,7 +370,7 @@ def definition(mode: Mode) -> State:
         comment="The flag is back as before the run: every sample answers as before it, or the Cause says to restart.",
         function="${ProveReadersFunctionArn}",
         payload={**prove_payload, "revert": True},
-        result_selector={"oldAnswersBack.$": "$.Payload.oldAnswersBack"},
+        result_selector=selected(OldAnswers),
         result_path="$.oldAnswers",
         catch=catch_all(f"{states.PROVE_OLD_ANSWERS} failed", result_path="$.revertError"),
         next_state=f"{prove_readers} failed",
@@ -392,7 +404,8 @@ def definition(mode: Mode) -> State:
             "error.$": "$.failure.error",
             "plan.$": "$.failure.plan",
         },
-        result_selector={"Error.$": "$.Payload.error", "Cause.$": "$.Payload.cause"},
+        # A Fail state's Error and Cause, from its fields.
+        result_selector={f"{key.capitalize()}.$": f"$.Payload.{key}" for key in Explanation.json_keys()},
         result_path="$.failure.explained",
         catch=catch_all(FAILED_UNEXPLAINED, result_path="$.failure.explainError"),
         next_state=FAILED,

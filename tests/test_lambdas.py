@@ -456,6 +456,32 @@ def test_the_ecs_refresh_is_done_only_when_every_task_started_after_the_flag(mon
                 _ecs_waiting(settings, refresh)
 
 
+@pytest.mark.parametrize("machine", ["compress", "rollback"])
+def test_each_lambda_tasks_result_selector_is_its_answers_record(machine):
+    """What a Lambda answers is a boundary record, and its task keeps every field of it (a field the
+    Lambda stops answering fails the state, where a hand-written selector would drop it silently)."""
+    from batch_job import states
+    from batch_job.boundary import Explanation, FlagConfirmed, OldAnswers, ReadersProof, RefreshProgress
+
+    found = json.loads((ROOT / "statemachine" / f"{machine}.asl.json").read_text())["States"]
+    flag = states.SET_COMPRESSED if machine == "compress" else states.SET_UNCOMPRESSED
+    records = {
+        flag: FlagConfirmed,
+        f"{states.REFRESH_READERS} ECS deployment": RefreshProgress,
+        f"{states.REFRESH_READERS} ECS check": RefreshProgress,
+        f"{states.RELOAD_OLD_FLAG} ECS check": RefreshProgress,
+        states.PROVE_READERS: ReadersProof,
+        states.PROVE_OLD_ANSWERS: OldAnswers,
+    }
+    for state, record in records.items():
+        assert found[state]["ResultSelector"] == {f"{k}.$": f"$.Payload.{k}" for k in record.json_keys()}, state
+    explained = found[states.EXPLAIN_FAILURE]["ResultSelector"]
+    assert explained == {"Error.$": "$.Payload.error", "Cause.$": "$.Payload.cause"}
+    assert Explanation.json_keys() == ["error", "cause"]
+    proof = ReadersProof(checked=True, proven=True, reason="", canary=["a.json"], samples=3)
+    assert ReadersProof.parse(proof.to_json()) == proof
+
+
 def test_the_boundary_records_round_trip_and_say_sizes_one_way():
     """Plan's result and the run summary as the state machines carry them (camelCase JSON), and back;
     an output that is not a run summary (a bulk run's) is None, not an error."""

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict
 from batch_job.bioindex.backend import FlagBackend
 from batch_job.bioindex.errors import ConvertedFilesUnreadable, OldAnswersNotBack, ReadersStale
 from batch_job.bioindex.server import BioindexServer
+from batch_job.boundary import OldAnswers, ReadersProof
 from batch_job.errors import PlanMismatch
 from batch_job.locations import parse_location
 from batch_job.records import CanaryStatus, Flag, Mode, Plan, Readers, ReadersCheck, Refresh, RefreshMode, now
@@ -117,7 +118,7 @@ def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, read
         )
     record.old_answers_back = now()
     run.write_readers_check(record)
-    return {"checked": True, "oldAnswersBack": True}
+    return OldAnswers(old_answers_back=True).to_json()
 
 
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
@@ -145,7 +146,7 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
         record.checked, record.proven, record.reason, record.finished = False, False, reason, now()
         run.write_readers_check(record)
         logger.warning("readers not proven", extra={"reason": reason})
-        return {"checked": False, "proven": False, "reason": reason}
+        return ReadersProof(checked=False, proven=False, reason=reason, canary=[], samples=0).to_json()
 
     settings = config.proof_settings()
     canary = Canary(run, plan, readers.canary, record)
@@ -190,4 +191,10 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     logger.info(
         "readers checked", extra={"canary": canary.keys, "samples": len(readers.samples), "proven": refresh.restarts}
     )
-    return {"checked": True, "proven": refresh.restarts, "canary": canary.keys, "samples": len(readers.samples)}
+    return ReadersProof(
+        checked=True,
+        proven=refresh.restarts,
+        reason=record.reason or "",
+        canary=canary.keys,
+        samples=len(readers.samples),
+    ).to_json()

@@ -26,6 +26,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field
 
+from batch_job.boundary import RefreshProgress
 from batch_job.locations import parse_location
 from batch_job.records import Refresh, RefreshMode, now, parse_time
 from batch_job.runfolder import RunFolder
@@ -145,7 +146,7 @@ def handler(event: RefreshEvent, context: LambdaContext) -> dict:
             refresh = Refresh(RefreshMode.ECS_SERVICE, event.compressed, event.execution)
             refresh.deployments = _ecs_deployments(settings)
             run.write_refresh(refresh, event.revert)
-        return {"done": False, "waiting": f"{len(refresh.deployments)} ECS deployments started"}
+        return RefreshProgress(done=False, waiting=f"{len(refresh.deployments)} ECS deployments started").to_json()
     if event.action == "check":
         if refresh is None or (refresh.execution, refresh.compressed) != (event.execution, event.compressed):
             raise RefreshFailed(f"no {Refresh.NAME} of this execution in {run.uri}: no deployment was started")
@@ -154,7 +155,7 @@ def handler(event: RefreshEvent, context: LambdaContext) -> dict:
             refresh.done = now()
             run.write_refresh(refresh, event.revert)
             logger.info("every process restarted", extra={"deployments": refresh.deployments})
-            return {"done": True, "waiting": ""}
+            return RefreshProgress(done=True, waiting="").to_json()
         started = parse_time(refresh.started)
         if datetime.now(UTC) > started + timedelta(seconds=settings.timeout_seconds):
             raise RefreshTimedOut(
@@ -162,7 +163,7 @@ def handler(event: RefreshEvent, context: LambdaContext) -> dict:
                 f"(ReaderRefreshTimeoutSeconds): {'; '.join(waiting)}"
             )
         logger.info("waiting for the deployments", extra={"waiting": waiting})
-        return {"done": False, "waiting": "; ".join(waiting)}
+        return RefreshProgress(done=False, waiting="; ".join(waiting)).to_json()
     # await: the run pauses until `bgz confirm` sends this token back.
     plan = run.read_plan()
     refresh = Refresh(RefreshMode.CONFIRM, event.compressed, event.execution, task_token=event.task_token)

@@ -10,6 +10,7 @@ from aws_lambda_powertools import Logger
 from report.event import ReportEvent, cap, run_folder
 
 from batch_job import states
+from batch_job.boundary import Explanation
 from batch_job.rates import timeout_key
 from batch_job.records import CanaryStatus, FileRecord, Mode, ReadersCheck, Step
 from batch_job.runfolder import RunFolder
@@ -192,4 +193,4 @@ def explain(event: ReportEvent) -> dict:
         parts.append(f"index {plan.index!r} prefix {plan.prefix!r} at {plan.target}")
         parts.append(f"run folder: {plan.run}")
     cause = ". ".join(p for p in parts if p) + "."
-    return {"error": f"{event.step}Failed", "cause": cap(cause, where=plan.run if plan else "")}
+    return Explanation(error=f"{event.step}Failed", cause=cap(cause, where=plan.run if plan else "")).to_json()

@@ -14,6 +14,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict
 
+from batch_job.boundary import FlagConfirmed
 from batch_job.errors import PlanMismatch
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
@@ -80,4 +81,6 @@ def handler(event: SetCompressedEvent, context: LambdaContext) -> dict:
     backend = config.backend(bioindex)
     flag = set_and_record(backend, run, plan, event.compressed, bioindex.base_url if bioindex else "", event.execution)
     logger.info("flag confirmed", extra={"flag": flag.__dict__})
-    return {"index": flag.index, "prefix": flag.prefix, "compressed": flag.compressed, "confirmedAt": flag.confirmed_at}
+    return FlagConfirmed(
+        index=flag.index, prefix=flag.prefix, compressed=flag.compressed, confirmed_at=flag.confirmed_at
+    ).to_json()
