@@ -11,7 +11,8 @@ Where each part of the code is tested:
     batch_job/locks.py                         test_locks, test_workflow (stale locks, parallel runs)
     batch_job/bioindex/                        test_mysql_backend, test_database_tls, test_http_backend,
                                                test_live_flag
-    batch_job/rates.py, boundary.py            test_rates; test_workflow, test_run_scale
+    batch_job/rates.py, boundary.py            test_rates; test_lambdas (each selector its record),
+                                               test_workflow, test_run_scale
     lambdas/                                   test_lambdas (models, packaging), test_workflow,
                                                test_bioindex_safety, test_reader_refresh, test_notifications
     lambdas/select_indexes, the bulk machine   test_bulk, test_bulk_scale
