@@ -19,8 +19,9 @@ The project's words, one thing each (and where an older name remains):
   the job is named `<execution name>-<step>`. shard: a slice of a run's files, one array child.
 - canary: the one file ProveReaders deletes early, to see which side each bioindex process reads.
   `ProofSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
-- boundary records (boundary.py): what crosses the state machines' boundary, Plan's result and a
-  run's summary.
+- boundary records (boundary.py): what crosses the state machines' boundary: Plan's result, each
+  later Lambda's answer (FlagConfirmed, RefreshProgress, ReadersProof, OldAnswers, Explanation)
+  and a run's summary. ReadersProof is the answer; ReadersCheck the run folder's record behind it.
 """
 
 from __future__ import annotations
