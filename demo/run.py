@@ -37,7 +37,7 @@ from bgz.watch import snapshot
 from offline.aws import OfflineAWS
 from offline.bioindex_db import BioindexDatabase
 from offline.bioindex_standin import BioindexStandin
-from offline.sample_index import make_sample_index, upload_tree
+from offline.sample_index import index_uploaded, make_sample_index, upload_tree
 
 INDEX, PREFIX, BUCKET = "associations", "associations/", "bioindex-data"
 SECOND_INDEX, SECOND_PREFIX = "genes", "genes/"
@@ -86,12 +86,9 @@ def load_index(aws: OfflineAWS, db: BioindexDatabase, root: Path, name: str, pre
     db.add_index(name, prefix, SCHEMA)
     make_sample_index(root, seed=seed, ascii_keys=True)
     content = upload_tree(s3, BUCKET, root, prefix)
-    originals = sorted(k for k in content if k.endswith(".json"))
-    rows = db.build(
-        name, 2, [(k, s3.head_object(Bucket=BUCKET, Key=k)["ETag"].strip('"'), content[k]) for k in originals]
-    )
+    rows = index_uploaded(s3, BUCKET, db, name, SCHEMA, content)
     print(f"sample index {name!r} ({rows} index rows) at s3://{BUCKET}/{prefix}")
-    return {k: content[k] for k in originals}
+    return {k: v for k, v in content.items() if k.endswith(".json")}
 
 
 def bgz(*args: str) -> int:

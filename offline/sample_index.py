@@ -85,3 +85,12 @@ def upload_tree(s3, bucket: str, root: Path, prefix: str) -> dict[str, bytes]:
             s3.put_object(Bucket=bucket, Key=key, Body=data)
             content[key] = data
     return content
+
+
+def index_uploaded(s3, bucket: str, db, name: str, schema: str, content: dict[str, bytes]) -> int:
+    """Index the uploaded .json objects of `content` (key -> bytes) in the bioindex's tables, with the
+    ETags S3 gives them, as the bioindex CLI `index` does; returns the index rows written. The demo
+    and the tests' stacks load their sample indexes through this one path."""
+    keys = sorted(k for k in content if k.endswith(".json"))
+    objects = [(k, s3.head_object(Bucket=bucket, Key=k)["ETag"].strip('"'), content[k]) for k in keys]
+    return db.build(name, schema.count(",") + 1, objects)

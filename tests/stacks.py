@@ -17,7 +17,7 @@ from offline.bioindex_db import BioindexDatabase
 from offline.bioindex_standin import BioindexStandin
 from offline.deployer import ACCOUNT, REGION
 from offline.recorder import Call
-from offline.sample_index import make_sample_index, upload_tree
+from offline.sample_index import index_uploaded, make_sample_index, upload_tree
 
 INDEX = "associations"
 PREFIX = "associations/"
@@ -106,7 +106,7 @@ class Deployment:
         make_sample_index(root, ascii_keys=True)
         self.originals = dict(upload_tree(self.s3, data_bucket, root, self.key_prefix))
         self.json_keys = sorted(k for k in self.originals if k.endswith(".json"))
-        self.build(INDEX, self.json_keys, arity=self.schema.count(",") + 1)
+        index_uploaded(self.s3, data_bucket, self.db, INDEX, self.schema, self.originals)
         self.bioindex.start(frozen=frozen)
         self.states: list[str] = []
         self.confirm_automatically = True
@@ -160,14 +160,6 @@ class Deployment:
         self.bioindex.restart()
         self.confirmations.append(confirm(stack, description))
 
-    def build(self, index: str, keys: list[str], arity: int = 2) -> None:
-        """Index these objects in the bioindex's tables, as the bioindex CLI `index` does."""
-        objects = []
-        for key in keys:
-            head = self.s3.head_object(Bucket=self.stack.data_bucket, Key=key)
-            objects.append((key, head["ETag"].strip('"'), self.read(key)))
-        self.db.build(index, arity, objects)
-
     def add_index(self, name: str, prefix: str, root: Path, schema: str | None = None) -> dict[str, bytes]:
         """Another index with its own files, built."""
         schema = schema or self.schema
@@ -175,7 +167,7 @@ class Deployment:
         content = upload_tree(
             self.s3, self.stack.data_bucket, root, f"{self.subdir}/{prefix}" if self.subdir else prefix
         )
-        self.build(name, sorted(k for k in content if k.endswith(".json")), arity=schema.count(",") + 1)
+        index_uploaded(self.s3, self.stack.data_bucket, self.db, name, schema, content)
         return content
 
     def data_keys(self) -> set[str]:
