@@ -116,6 +116,15 @@ class Store:
         off within `seconds`, so no request of this store outlives the lease it was sent under."""
         raise NotImplementedError
 
+    def read_object(self, key: str, limit: int) -> tuple[ObjectInfo, bytes] | None:
+        """What head() says of `key` and at most its first `limit` bytes, of that very version (None if
+        there is no such object): a small object whole, in one GET on S3."""
+        info = self.head(key)
+        if info is None:
+            return None
+        with self.open(key, info.etag) as stream:
+            return info, stream.read(limit)
+
     def read_bytes(self, key: str) -> bytes | None:
         info = self.head(key)
         if info is None:
@@ -253,6 +262,20 @@ class S3Store(Store):
             yield reader
         finally:
             reader.close()
+
+    def read_object(self, key: str, limit: int) -> tuple[ObjectInfo, bytes] | None:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{limit - 1}")
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in ("404", "NoSuchKey", "NotFound"):
+                return None
+            if code == "InvalidRange":  # an empty object
+                return super().read_object(key, limit)
+            raise self._error(exc, key) from exc
+        size = int(resp.get("ContentRange", "/0").rsplit("/", 1)[-1] or 0)
+        info = ObjectInfo(key, size, resp["ETag"].strip('"'), resp.get("Metadata", {}))
+        return info, resp["Body"].read()
 
     def read_range(self, key: str, start: int, length: int, etag: str) -> bytes:
         if length <= 0:
@@ -503,7 +526,8 @@ class LocalStore(Store):
     def _etag(st: os.stat_result) -> str:
         return f"{st.st_mtime_ns:x}-{st.st_size:x}"
 
-    def _info(self, key: str, path: Path, st: os.stat_result, with_metadata: bool) -> ObjectInfo:
+    def _info(self, key: str, path: Path | int, st: os.stat_result, with_metadata: bool) -> ObjectInfo:
+        """`path` may be an open file's descriptor: then its metadata is that very file's."""
         metadata = {}
         if with_metadata:
             for name in os.listxattr(path):
@@ -541,6 +565,15 @@ class LocalStore(Store):
             if etag and self._etag(os.fstat(stream.fileno())) != etag:
                 raise ObjectChanged(f"{path} changed since it was planned")
             yield stream
+
+    def read_object(self, key: str, limit: int) -> tuple[ObjectInfo, bytes] | None:
+        try:
+            stream = self._path(key).open("rb")
+        except FileNotFoundError:
+            return None
+        with stream:
+            info = self._info(key, stream.fileno(), os.fstat(stream.fileno()), True)
+            return info, stream.read(limit)
 
     def read_range(self, key: str, start: int, length: int, etag: str) -> bytes:
         with self.open(key, etag) as stream:

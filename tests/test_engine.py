@@ -698,6 +698,23 @@ def test_a_local_write_returns_what_a_head_of_it_returns(tmp_path):
     assert head.metadata == {"source-etag": "e1", "source-size": "6"}
 
 
+def test_read_object_gives_the_version_it_read_and_at_most_its_limit(target):
+    """One read (one GET on S3) gives a small object's bytes and what a head of that version says;
+    a larger object only its first `limit` bytes, its size saying there is more; no object, None."""
+    location = parse_location(target.uri)
+    store, key = location.store, location.key("T2D/part-00000.json")
+    whole = target.read("T2D/part-00000.json")
+    info, data = store.read_object(key, len(whole) + 10)
+    head = store.head(key)
+    assert data == whole and (info.size, info.etag, info.metadata) == (head.size, head.etag, head.metadata)
+    info, data = store.read_object(key, 100)
+    assert data == whole[:100] and info.size == len(whole)
+    assert store.read_object(location.key("none.json"), 100) is None
+    target.write("empty.json", b"")
+    info, data = store.read_object(location.key("empty.json"), 100)
+    assert (info.size, data) == (0, b"")
+
+
 def test_deletes_are_conditional_on_the_etag(tmp_path):
     """The last guard: a file changed between the checks and the delete call is not deleted."""
     import os

@@ -189,7 +189,12 @@ def _current(ctx: StepContext, planned: PlannedFile) -> tuple[ObjectInfo, Object
     """X.json, X.json.gz and X.json.gz.gzi as they are now; refused unless the planned side is as
     planned and (compress) the outputs were made from this X.json."""
     store = ctx.target.store
-    original, gz, gzi = (store.head(k) for k in (planned.original, planned.compressed, planned.gzi))
+    return _as_planned(ctx, planned, *(store.head(k) for k in (planned.original, planned.compressed, planned.gzi)))
+
+
+def _as_planned(
+    ctx: StepContext, planned: PlannedFile, original: ObjectInfo | None, gz: ObjectInfo | None, gzi: ObjectInfo | None
+) -> tuple[ObjectInfo, ObjectInfo, ObjectInfo]:
     for key, info in ((planned.original, original), (planned.compressed, gz), (planned.gzi, gzi)):
         if info is None:
             raise FileFailed(f"{key} does not exist")
@@ -280,19 +285,25 @@ def _prepare(ctx: StepContext, planned: PlannedFile) -> _Prepared | None:
     """The file's objects read and its .gz's blocks checked against its .gzi; None if anything is
     not as it must be (verify_file then says what)."""
     store = ctx.target.store
+    # The .gz and .gzi each in one read that also says its version (one GET on S3, not a HEAD and a GET).
+    gz_read, gzi_read = (store.read_object(k, BATCHED_BELOW) for k in (planned.compressed, planned.gzi))
+    if gz_read is None or gzi_read is None:
+        return None
+    (gz, data), (gzi, stored_gzi) = gz_read, gzi_read
+    if len(data) != gz.size or len(stored_gzi) != gzi.size:  # too large for a batch: read alone
+        return None
     try:
-        original, gz, gzi = _current(ctx, planned)
+        original, gz, gzi = _as_planned(ctx, planned, store.head(planned.original), gz, gzi)
     except FileFailed:
         return None
-    if gz.size >= BATCHED_BELOW:
+    try:
+        entries = bgzf.parse_gzi(stored_gzi)
+    except BGZFError:
         return None
-    stored_gzi, entries = _stored_gzi(store, planned, gzi)
-    with store.open(planned.compressed, gz.etag) as stream:
-        data = stream.read()
     scan = BlockScan(io.BytesIO(data))
     for _ in scan:
         pass
-    if len(data) != gz.size or scan.error or scan.last != bgzf.EOF_BLOCK or scan.block_index.to_gzi() != stored_gzi:
+    if scan.error or scan.last != bgzf.EOF_BLOCK or scan.block_index.to_gzi() != stored_gzi:
         return None
     offsets = _spot_offsets(original.size, entries, seed=f"{planned.key} {original.etag}")
     return _Prepared(planned, (original, gz, gzi), data, entries, Windows(offsets, original.size))
