@@ -264,6 +264,8 @@ class S3Store(Store):
             reader.close()
 
     def read_object(self, key: str, limit: int) -> tuple[ObjectInfo, bytes] | None:
+        if limit <= 0:
+            return super().read_object(key, limit)
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{limit - 1}")
         except ClientError as exc:
@@ -273,9 +275,11 @@ class S3Store(Store):
             if code == "InvalidRange":  # an empty object
                 return super().read_object(key, limit)
             raise self._error(exc, key) from exc
-        size = int(resp.get("ContentRange", "/0").rsplit("/", 1)[-1] or 0)
+        # A store that ignores Range answers the whole object: its ContentLength is then its size.
+        size = int(resp["ContentRange"].rsplit("/", 1)[-1]) if "ContentRange" in resp else resp["ContentLength"]
         info = ObjectInfo(key, size, resp["ETag"].strip('"'), resp.get("Metadata", {}))
-        return info, resp["Body"].read()
+        with contextlib.closing(resp["Body"]) as body:
+            return info, body.read(limit)
 
     def read_range(self, key: str, start: int, length: int, etag: str) -> bytes:
         if length <= 0:
@@ -573,7 +577,10 @@ class LocalStore(Store):
             return None
         with stream:
             info = self._info(key, stream.fileno(), os.fstat(stream.fileno()), True)
-            return info, stream.read(limit)
+            data = stream.read(limit)
+            if self._etag(os.fstat(stream.fileno())) != info.etag:  # written to while it was read
+                raise ObjectChanged(f"{self._path(key)} changed while it was read")
+            return info, data
 
     def read_range(self, key: str, start: int, length: int, etag: str) -> bytes:
         with self.open(key, etag) as stream:

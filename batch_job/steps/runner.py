@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_EXCEPTION, Executor, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -109,6 +109,15 @@ def _units(files: list[PlannedFile], batching: Batching | None, workers: int) ->
     return units
 
 
+def _pool_for(
+    unit: list[PlannedFile], mode: Mode, file_pool: Executor, small_pool: Executor, batch_pool: Executor
+) -> Executor:
+    """A batch to the batch workers, a small file to the small-file workers, any other to the file workers."""
+    if len(unit) > 1:
+        return batch_pool
+    return small_pool if _is_small(unit, mode) else file_pool
+
+
 def _is_small(unit: list[PlannedFile], mode: Mode) -> bool:
     """Whether the unit's files hold little memory each: in a rollback the planned size is the .gz's,
     and the X.json restored from it may be ten times larger."""
@@ -200,11 +209,11 @@ def run_step(
             if target.store.latency_bound and parallel_files < SMALL_FILES_IN_PARALLEL:
                 small_workers = SMALL_FILES_IN_PARALLEL
                 small_pool = pools.enter_context(ThreadPoolExecutor(small_workers, thread_name_prefix="small"))
-            elif not target.store.latency_bound and batching is not None:
+            batch_pool = small_pool
+            if not target.store.latency_bound and batching is not None:
                 # On a local folder a batch keeps a second core busy with its own process (verify's
                 # bgzip): a second batch at once only contends for the GIL (2,000 files: 0.5 s, not 0.7).
-                small_workers = 1
-                small_pool = pools.enter_context(ThreadPoolExecutor(1, thread_name_prefix="batch"))
+                batch_pool = pools.enter_context(ThreadPoolExecutor(1, thread_name_prefix="batch"))
             for k in shards:
                 started = now()
                 earlier = run.read_manifest(step, k)
@@ -220,7 +229,7 @@ def run_step(
                         raise
 
                 futures = [
-                    (small_pool if _is_small(unit, plan.mode) else file_pool).submit(one, unit)
+                    _pool_for(unit, plan.mode, file_pool, small_pool, batch_pool).submit(one, unit)
                     for unit in _units(plan.files_of(k), batching, small_workers)
                 ]
                 with waiting_on_workers():
