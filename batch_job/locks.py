@@ -15,7 +15,9 @@ holds one. Of two runs racing on overlapping prefixes each looks after its own c
 sees the other's lock: at most one goes on - possibly neither, which is safe and says so.
 
 Holding it: a lock carries a lease. While a step of its run works, the step renews the lease
-(`Lease`, a conditional overwrite of exactly the version it holds) every quarter lease, and a
+(`Lease`, a conditional overwrite of exactly the version it holds: S3 `If-Match`; locally the new
+version renamed over the old under a flock on `<lock>.guard`, which a removal takes too, so the
+lock is never missing while it is renewed) every quarter lease, and a
 delete request is sent only while the lease covers the request's whole time (`Store.fenced`): so
 when a lease has run out, nothing of its holder is in flight. A lock is stale when its lease has run
 out and, for a workflow run, its execution no longer runs; a stale lock is cleared with a log line.
@@ -212,7 +214,8 @@ class Locks:
             self.lock_name = LOCK_NAME
         else:
             assert isinstance(target.store, LocalStore)
-            self.folder = Location(LocalStore("/"), "", "/")  # keys: absolute paths without the leading '/'
+            # Keys: absolute paths without the leading '/'; guarded: a renewal and a removal take turns.
+            self.folder = Location(LocalStore("/", guarded=True), "", "/")
             self.key_prefix = str(target.store.root / target.prefix).strip("/") + "/"
             self.lock_name = LOCAL_LOCK_NAME
         self.target = target

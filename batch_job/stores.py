@@ -8,10 +8,12 @@ so that an output records the source it was made from.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import io
 import os
 import threading
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -44,6 +46,7 @@ S3_MAX_PART_SIZE = 5 * GiB
 PART_SIZE = 16 * MiB  # our smallest part: few requests, little memory
 PARTS_SPARE = 1_000  # parts left over for an object larger than its size hint (decompress guesses)
 RANGE_SIZE = 8 * MiB  # one ranged GET of a streamed read
+GUARD_SECONDS = 10  # a local lock's guard is held for a rename: waiting longer means something is stuck
 DELETE_BATCH = 1000  # S3's DeleteObjects limit
 
 # S3 error codes that mean "not allowed": retrying cannot help.
@@ -516,9 +519,31 @@ _XATTR = "user.bgzip-workflow."
 class LocalStore(Store):
     """A folder on disk; writes go to a hidden temporary file renamed into place when complete."""
 
-    def __init__(self, root: str | os.PathLike, fence: Callable[[], None] | None = None) -> None:
+    def __init__(self, root: str | os.PathLike, fence: Callable[[], None] | None = None, guarded: bool = False) -> None:
+        """`guarded`: the locks' store, whose deletes hold a key's guard as its replaces do (_guard)."""
         self.root = Path(root).resolve()
         self._fence = fence  # fenced(): runs before each file is deleted
+        self._guarded = guarded
+
+    @contextlib.contextmanager
+    def _guard(self, path: Path) -> Iterator[None]:
+        """An exclusive flock on `<key>.guard` beside the key, for a lock's renewal or removal: of the two
+        racing, one goes first and the other then finds the version it left. The kernel drops a flock
+        when its process dies; on NFS, Linux takes it as a POSIX lock held by the server."""
+        fd = os.open(path.with_name(path.name + ".guard"), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            deadline = time.monotonic() + GUARD_SECONDS
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(f"{path}: another process held its guard for {GUARD_SECONDS} s") from None
+                    time.sleep(0.005)
+            yield
+        finally:
+            os.close(fd)
 
     def _path(self, key: str) -> Path:
         return self.root / key
@@ -628,25 +653,30 @@ class LocalStore(Store):
         return self.head(key)
 
     def replace(self, key: str, data: bytes, etag: str) -> ObjectInfo | None:
-        """The current version is first renamed away (atomic: of a renewal and a removal racing, one
-        gets it), checked, and the new one linked in only if no other has been created meanwhile."""
+        """Under the key's guard (of a renewal and a removal racing, one goes first), the current
+        version is checked and the new one renamed over it: the key is never missing, so a create or a
+        read meanwhile finds one version or the other, never a free lock."""
         path = self._path(key)
-        taken = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.taken")
-        try:
-            os.rename(path, taken)
-        except FileNotFoundError:
-            return None
-        try:
-            if self._etag(taken.stat()) != etag:
-                with contextlib.suppress(FileExistsError):
-                    os.link(taken, path)  # not the version we hold: put it back as it was
+        with self._guard(path):
+            try:
+                if self._etag(path.stat()) != etag:
+                    return None
+            except FileNotFoundError:
                 return None
-            return self.create(key, data)
-        finally:
-            taken.unlink(missing_ok=True)
+            tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+            try:
+                with tmp.open("wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        return self.head(key)
 
     def fenced(self, check: Callable[[], None], seconds: float) -> LocalStore:
-        return LocalStore(self.root, fence=check)
+        return LocalStore(self.root, fence=check, guarded=self._guarded)
 
     def delete(self, objects: list[tuple[str, str]]) -> None:
         changed = []
@@ -654,17 +684,18 @@ class LocalStore(Store):
             path = self._path(key)
             if self._fence is not None:
                 self._fence()
-            # Renamed away first (atomic), then compared: a file replaced in between is never removed.
-            taken = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.taken")
-            try:
-                os.rename(path, taken)
-            except FileNotFoundError:
-                continue
-            if self._etag(taken.stat()) != etag:
-                changed.append(key)
-                with contextlib.suppress(FileExistsError):
-                    os.link(taken, path)
-            taken.unlink()
+            with self._guard(path) if self._guarded else contextlib.nullcontext():
+                # Renamed away first (atomic), then compared: a file replaced in between is never removed.
+                taken = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.taken")
+                try:
+                    os.rename(path, taken)
+                except FileNotFoundError:
+                    continue
+                if self._etag(taken.stat()) != etag:
+                    changed.append(key)
+                    with contextlib.suppress(FileExistsError):
+                        os.link(taken, path)
+                taken.unlink()
         if changed:
             kept = dict.fromkeys(changed, "changed")
             raise NotDeleted(f"{len(changed)} objects changed and were not deleted: {', '.join(changed[:5])}", kept)

@@ -54,7 +54,7 @@ class Target:
     def names(self) -> set[str]:
         """The data's files (locally, a run's lock lives beside them: not one of them)."""
         if self.kind == "local":
-            files = (p for p in self.local_root.rglob("*") if p.is_file() and p.name != LOCAL_LOCK_NAME)
+            files = (p for p in self.local_root.rglob("*") if p.is_file() and not p.name.startswith(LOCAL_LOCK_NAME))
             return {p.relative_to(self.local_root).as_posix() for p in files}
         resp = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=PREFIX)
         return {o["Key"][len(PREFIX) :] for o in resp.get("Contents", [])}

@@ -442,6 +442,37 @@ def test_the_array_jobs_of_one_run_renew_one_lease_side_by_side(target, capsys):
     assert locks.read()[0].run == parse_location(target.run).uri
 
 
+def test_a_lock_being_renewed_is_never_seen_free(tmp_path):
+    """A local lock's renewal replaced the file by renaming it away and linking the new one in: in
+    between, another run's plan found no lock, took the prefix, and the holder lost it (seen under
+    load in the suite). Now the new version is renamed over the old: 300 renewals in one thread,
+    and another thread's creates and reads never find the key free."""
+    from batch_job.stores import LocalStore
+
+    store = LocalStore(tmp_path, guarded=True)
+    info = store.create("x/.bgzip-workflow.lock", b'{"run": "a"}')
+    done, seen_free, taken = threading.Event(), [], []
+
+    def renew() -> None:
+        etag = info.etag
+        for n in range(300):
+            renewed = store.replace("x/.bgzip-workflow.lock", b'{"run": "a", "n": %d}' % n, etag)
+            assert renewed is not None
+            etag = renewed.etag
+        done.set()
+
+    holder = threading.Thread(target=renew)
+    holder.start()
+    while not done.is_set():
+        if store.create("x/.bgzip-workflow.lock", b'{"run": "b"}') is not None:
+            taken.append(True)
+        if store.read_bytes("x/.bgzip-workflow.lock") is None:
+            seen_free.append(True)
+    holder.join()
+    assert not taken and not seen_free, (len(taken), len(seen_free))
+    assert store.read_bytes("x/.bgzip-workflow.lock") == b'{"run": "a", "n": 299}'
+
+
 def test_a_release_while_the_holder_renews_reads_the_lock_again(target, capsys):
     """`bgz stop` releases a lock whose stopped step may still renew it: a delete that names the
     version read before a renewal is refused by the store, and the release reads it again."""
