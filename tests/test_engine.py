@@ -282,6 +282,36 @@ def test_a_large_file_between_small_ones_keeps_the_manifest_in_plan_order(tmp_pa
     assert recorded == planned and planned[2] == "p/c.json", (recorded, planned)
 
 
+def test_a_stop_during_a_batch_ends_verify_with_130_and_the_same_command_finishes(tmp_path, capsys, monkeypatch):
+    """Ctrl-C (STOP) while a batch of small files goes through htslib: the step stops at the next
+    file, records nothing for the shard, exits 130; run again, it verifies every file."""
+    from batch_job.cancel import STOP
+
+    root = tmp_path / "data"
+    (root / "p").mkdir(parents=True)
+    for n in range(150):
+        (root / "p" / f"f{n:03d}.json").write_bytes(gwas_lines(2000, seed=n))
+    run = str(tmp_path / "run")
+    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
+    assert job(capsys, "compress", "--run", run)[0] == 0
+    real, calls = verify._matches, []
+
+    def interrupted_at_the_fifth(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            STOP.set()  # what Ctrl-C's handler does
+        return real(*args)
+
+    monkeypatch.setattr(verify, "_matches", interrupted_at_the_fifth)
+    rc, _, err = job(capsys, "verify", "--run", run)
+    assert rc == 130 and "interrupted; run the same command again to finish" in err, err
+    assert not (Path(run) / "verify" / "shard-0.json").exists(), "a stopped shard records nothing"
+    assert len(calls) < 150, "the step stopped before every file was read"
+    monkeypatch.setattr(verify, "_matches", real)
+    rc, out, _ = job(capsys, "verify", "--run", run)
+    assert rc == 0 and "150 files" in out and "0 failed" in out, out
+
+
 def _forge_output(gz: Path, data: bytes) -> None:
     """Make X.json.gz other BGZF bytes with a matching .gzi, as if written so: the provenance kept."""
     before = os.stat(gz)
