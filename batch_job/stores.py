@@ -137,11 +137,9 @@ class Store:
 
     def read_head(self, key: str, limit: int) -> bytes | None:
         """At most the first `limit` bytes of `key` (None if there is no such object): a record's
-        first line, without reading the rest."""
-        if self.head(key) is None:
-            return None
-        with self.open(key) as stream:
-            return stream.read(limit)
+        first line, without reading the rest (one ranged GET on S3)."""
+        found = self.read_object(key, limit)
+        return None if found is None else found[1]
 
     def write_bytes(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> ObjectInfo:
         return self.write(key, [data], metadata or {})
@@ -292,19 +290,6 @@ class S3Store(Store):
                 Bucket=self.bucket, Key=key, Range=f"bytes={start}-{start + length - 1}", IfMatch=f'"{etag}"'
             )
         except ClientError as exc:
-            raise self._error(exc, key) from exc
-        return resp["Body"].read()
-
-    def read_head(self, key: str, limit: int) -> bytes | None:
-        """One ranged GET (open() would read ahead a large object's next ranges)."""
-        try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=key, Range=f"bytes=0-{limit - 1}")
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
-            if code in ("NoSuchKey", "404"):
-                return None
-            if code == "InvalidRange":  # an empty object
-                return b""
             raise self._error(exc, key) from exc
         return resp["Body"].read()
 
