@@ -51,10 +51,11 @@ def _ordered(pool: Executor, tasks: Iterable[Callable[[], object]], window: int)
     for it costs more than the work."""
     tasks = iter(tasks)
     first = next(tasks, None)
-    second = next(tasks, None) if first is not None else None
-    if first is None or second is None:
-        if first is not None:
-            yield first()
+    if first is None:
+        return
+    second = next(tasks, None)
+    if second is None:
+        yield first()
         return
     yield from _pooled(pool, itertools.chain((first, second), tasks), window)
 

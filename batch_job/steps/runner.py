@@ -88,20 +88,21 @@ class Batching:
 def _units(files: list[PlannedFile], batching: Batching | None, workers: int) -> list[list[PlannedFile]]:
     """The files in plan order, as the work units of the file workers: batches of the files that fit
     one (no fewer batches than `workers`, while each has a few files), and every other file alone."""
+    if batching is None:
+        return [[planned] for planned in files]
     units: list[list[PlannedFile]] = []
     batch: list[PlannedFile] = []
-    fitting = sum(1 for planned in files if batching is not None and batching.fits(planned))
-    per_batch = min(batching.files, max(4, -(-fitting // workers))) if batching is not None else 1
+    batch_bytes = 0
+    per_batch = min(batching.files, max(4, -(-sum(map(batching.fits, files)) // workers)))
     for planned in files:
-        fits = batching is not None and batching.fits(planned)
-        if batch and (
-            not fits or len(batch) == per_batch or sum(f.size for f in batch) + planned.size > batching.bytes
-        ):
+        fits = batching.fits(planned)
+        if batch and (not fits or len(batch) == per_batch or batch_bytes + planned.size > batching.bytes):
             # full, or a file that does not fit comes next: the batch goes first, so units keep plan order
             units.append(batch)
-            batch = []
+            batch, batch_bytes = [], 0
         if fits:
             batch.append(planned)
+            batch_bytes += planned.size
         else:
             units.append([planned])
     if batch:
@@ -115,14 +116,13 @@ def _pool_for(
     """A batch to the batch workers, a small file to the small-file workers, any other to the file workers."""
     if len(unit) > 1:
         return batch_pool
-    return small_pool if _is_small(unit, mode) else file_pool
+    return small_pool if _is_small(unit[0], mode) else file_pool
 
 
-def _is_small(unit: list[PlannedFile], mode: Mode) -> bool:
-    """Whether the unit's files hold little memory each: in a rollback the planned size is the .gz's,
-    and the X.json restored from it may be ten times larger."""
-    limit = SMALL_FILE if mode == Mode.COMPRESS else SMALL_FILE // 8
-    return all(planned.size < limit for planned in unit)
+def _is_small(planned: PlannedFile, mode: Mode) -> bool:
+    """Whether the file holds little memory: in a rollback the planned size is the .gz's, and the
+    X.json restored from it may be ten times larger."""
+    return planned.size < (SMALL_FILE if mode == Mode.COMPRESS else SMALL_FILE // 8)
 
 
 def _is_transient(exc: BaseException) -> bool:
