@@ -185,6 +185,17 @@ def _read_through_gzi(
     return bytes(read[coffset].inflate_to(start + length)[start : start + length])
 
 
+def _wrong_offset(
+    read_range: Callable[[int, int], bytes], gz: ObjectInfo, entries: list[tuple[int, int]], windows: Windows
+) -> int | None:
+    """The first spot-check offset whose bytes read through the .gzi differ from X.json's, or None."""
+    read: dict[int, _BlocksFrom] = {}
+    for offset, length in windows.spans:
+        if _read_through_gzi(read_range, gz, entries, offset, length, read) != windows.kept[offset]:
+            return offset
+    return None
+
+
 def _current(ctx: StepContext, planned: PlannedFile) -> tuple[ObjectInfo, ObjectInfo, ObjectInfo]:
     """X.json, X.json.gz and X.json.gz.gzi as they are now; refused unless the planned side is as
     planned and (compress) the outputs were made from this X.json."""
@@ -241,14 +252,13 @@ def verify_file(ctx: StepContext, planned: PlannedFile) -> FileRecord:
     compared, rebuilt = _check_content(ctx, planned, original, gz, windows)
     if rebuilt.to_gzi() != stored_gzi:
         raise FileFailed(f"{planned.gzi} does not match the blocks of {planned.compressed}")
-    read: dict[int, _BlocksFrom] = {}
 
     def read_range(start: int, length: int) -> bytes:
         return store.read_range(gz.key, start, length, gz.etag)
 
-    for offset, length in windows.spans:
-        if _read_through_gzi(read_range, gz, entries, offset, length, read) != windows.kept[offset]:
-            raise FileFailed(f"random access at byte {offset} through {planned.gzi} returns other bytes")
+    wrong = _wrong_offset(read_range, gz, entries, windows)
+    if wrong is not None:
+        raise FileFailed(f"random access at byte {wrong} through {planned.gzi} returns other bytes")
     return _record(planned, (original, gz, gzi), compared.sha256, len(offsets))
 
 
@@ -356,12 +366,8 @@ def verify_batch(ctx: StepContext, files: list[PlannedFile]) -> dict[str, FileRe
                 sha256 = None
             if sha256 is None:
                 break  # htslib's output no longer lines up with the files: the rest are checked alone
-            gz, read = p.infos[1], {}
-            if all(
-                _read_through_gzi(lambda start, n, p=p: p.gz[start : start + n], gz, p.entries, at, n, read)
-                == p.windows.kept[at]
-                for at, n in p.windows.spans
-            ):  # the .gz's blocks from the bytes read already: no request each
+            # The .gz's blocks from the bytes read already: no request each.
+            if _wrong_offset(lambda start, n, p=p: p.gz[start : start + n], p.infos[1], p.entries, p.windows) is None:
                 proved[p.planned.key] = _record(p.planned, p.infos, sha256, len(p.windows.spans))
                 ctx.progress.advance(bytes_in=p.infos[0].size)
     return proved
