@@ -27,10 +27,10 @@ LAMBDA_LOGS = {
     states.PROVE_READERS: "prove-readers",
     states.RELOAD_OLD_FLAG: "refresh-readers",
     states.PROVE_OLD_ANSWERS: "prove-readers",
-    states.SUMMARIZE: "report",
-    states.EXPLAIN_FAILURE: "report",
+    states.SUMMARIZE: "summarize",
+    states.EXPLAIN_FAILURE: "explain-failure",
     states.SELECT_INDEXES: "select-indexes",
-    states.REPORT_INDEXES: "report",
+    states.REPORT_INDEXES: "report-indexes",
 }
 JOB_STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 

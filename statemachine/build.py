@@ -383,8 +383,8 @@ def definition(mode: Mode) -> State:
     # A run whose summary fails has still succeeded: the error is kept in the output.
     machine[states.SUMMARIZE] = lambda_task(
         comment="Files and bytes before and after, from the run folder's manifests.",
-        function="${ReportFunctionArn}",
-        payload={"action": "summary", "mode": mode.value, "execution.$": "$$.Execution.Name", "plan.$": "$.plan"},
+        function="${SummarizeFunctionArn}",
+        payload={"mode": mode.value, "execution.$": "$$.Execution.Name", "plan.$": "$.plan"},
         result_selector={"summary.$": "$.Payload"},
         output_path="$.summary",
         result_path="$",
@@ -395,9 +395,8 @@ def definition(mode: Mode) -> State:
 
     machine[states.EXPLAIN_FAILURE] = lambda_task(
         comment="Plain-words Error and Cause from the caught error and the failed step's manifests.",
-        function="${ReportFunctionArn}",
+        function="${ExplainFailureFunctionArn}",
         payload={
-            "action": "explain",
             "mode": mode.value,
             "execution.$": "$$.Execution.Name",
             "step.$": "$.failure.step",
@@ -530,9 +529,8 @@ def bulk_definition() -> State:
     machine[states.REPORT_INDEXES] = lambda_task(
         comment="A table of every index: files, bytes before and after, status, cause; and the skipped ones. "
         "The whole table goes to the run bucket; the output holds its head and address.",
-        function="${ReportFunctionArn}",
+        function="${ReportIndexesFunctionArn}",
         payload={
-            "action": "bulk",
             "mode.$": "$.run.mode",
             "execution.$": "$$.Execution.Name",
             "machine.$": "$.run.machine",

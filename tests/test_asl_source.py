@@ -148,7 +148,7 @@ def test_every_lambda_payload_is_what_its_handler_s_event_model_takes():
     from plan.app import PlanEvent
     from prove_readers.app import ProveReadersEvent
     from refresh_readers.app import RefreshEvent
-    from report.event import ReportEvent
+    from report.event import FailureEvent, IndexesEvent, RunEndEvent
     from select_indexes.app import SelectEvent
     from set_compressed.app import SetCompressedEvent
 
@@ -157,7 +157,9 @@ def test_every_lambda_payload_is_what_its_handler_s_event_model_takes():
         "${SetCompressedFunctionArn}": SetCompressedEvent,
         "${RefreshReadersFunctionArn}": RefreshEvent,
         "${ProveReadersFunctionArn}": ProveReadersEvent,
-        "${ReportFunctionArn}": ReportEvent,
+        "${SummarizeFunctionArn}": RunEndEvent,
+        "${ExplainFailureFunctionArn}": FailureEvent,
+        "${ReportIndexesFunctionArn}": IndexesEvent,
         "${SelectIndexesFunctionArn}": SelectEvent,
     }
     files = [*ASL.values(), ROOT / "statemachine" / "bulk.asl.json"]

@@ -88,7 +88,7 @@ def _summary(index: str, prefix: str, name: str) -> dict:
 
 def test_a_thousand_indexes_half_failing_stay_within_every_limit(s3, run_bucket, monkeypatch):
     from report.bulk import bulk
-    from report.event import ReportEvent
+    from report.event import IndexesEvent
     from select_indexes.app import SelectEvent, selection
 
     monkeypatch.setenv("RUN_BUCKET", run_bucket)
@@ -121,7 +121,7 @@ def test_a_thousand_indexes_half_failing_stay_within_every_limit(s3, run_bucket,
     report = asl["ReportIndexes"]
     payload = _parameters(report["Parameters"]["Payload"], mapped, {"Execution": {"Name": event["execution"]}})
     states["ReportIndexes input"] = payload
-    output = bulk(ReportEvent.model_validate(payload))
+    output = bulk(IndexesEvent.model_validate(payload))
     states["ReportIndexes output"] = output
 
     for name, value in states.items():
@@ -151,7 +151,7 @@ def test_more_indexes_than_one_state_can_carry_are_refused_before_anything_runs(
 
 
 def test_a_cause_is_capped_under_the_fail_states_limit_and_says_where_the_rest_is():
-    from report.event import MAX_CAUSE, cap
+    from report.cause import MAX_CAUSE, cap
 
     text = cap("y" * 100_000, where="s3://runs/x/")
     assert len(text) == MAX_CAUSE < CAUSE_LIMIT and text.endswith("(68,000 characters more; all of it: s3://runs/x/)")

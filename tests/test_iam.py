@@ -23,7 +23,7 @@ from offline.recorder import Call
 from offline.runner import ROOT
 from tests.stacks import PREFIX, Deployment
 
-FUNCTIONS = ("PlanFunction", "SetCompressedFunction", "ProveReadersFunction", "ReportFunction")
+FUNCTIONS = ("PlanFunction", "SetCompressedFunction", "ProveReadersFunction", "SummarizeFunction")
 JOBS = ("compress", "verify", "delete")
 
 
@@ -268,7 +268,7 @@ def test_a_call_the_role_does_not_allow_is_refused_as_it_is_made(offline_aws, tm
             except s3.exceptions.ClientError as exc:
                 print(exc.response["Error"]["Code"], exc.response["Error"]["Message"])
         """)
-        env = {**offline_aws.runner.env, recorder.COMPONENT: f"function:{d.name}-ReportFunction"}
+        env = {**offline_aws.runner.env, recorder.COMPONENT: f"function:{d.name}-SummarizeFunction"}
         out = subprocess.run(
             [sys.executable, "-c", code], env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT, capture_output=True, text=True
         )
@@ -277,14 +277,14 @@ def test_a_call_the_role_does_not_allow_is_refused_as_it_is_made(offline_aws, tm
         deleted, errors = json.loads(batch)
         assert deleted == [lock]
         assert [(e["Key"], e["Code"]) for e in errors] == [(original, "AccessDenied")]
-        assert "ReportFunctionRole" in errors[0]["Message"] and "s3:DeleteObject" in errors[0]["Message"]
-        assert single.startswith("AccessDenied User: arn:aws:sts::123456789012:assumed-role/ReportFunctionRole/")
+        assert "SummarizeFunctionRole" in errors[0]["Message"] and "s3:DeleteObject" in errors[0]["Message"]
+        assert single.startswith("AccessDenied User: arn:aws:sts::123456789012:assumed-role/SummarizeFunctionRole/")
         assert d.originals_intact()
         assert d.locks() == []
         refused = d.denied()
         # Each refusal is also in the after-run check: a conditional delete needs s3:GetObject too.
-        assert [line.split(" on ")[0] for line in refused] == ["ReportFunctionRole may not s3:DeleteObject"] * 2 + [
-            "ReportFunctionRole may not s3:GetObject"
+        assert [line.split(" on ")[0] for line in refused] == ["SummarizeFunctionRole may not s3:DeleteObject"] * 2 + [
+            "SummarizeFunctionRole may not s3:GetObject"
         ], refused
         d.expected_denials.update(refused)
     finally:

@@ -236,8 +236,8 @@ def test_the_packaged_handlers_use_the_layers_engine_and_never_load_the_codec(tm
     assert not (package / "batch_job").exists(), "the engine comes in the layer, once"
     shutil.copytree(ROOT / "batch_job", layer / "batch_job", ignore=shutil.ignore_patterns("__pycache__"))
     probe = (
-        "import sys, plan.app, set_compressed.app, prove_readers.app, refresh_readers.app, report.app, batch_job,"
-        " bioindex;"
+        "import sys, plan.app, set_compressed.app, prove_readers.app, refresh_readers.app, report.summary,"
+        " report.explain, report.bulk, batch_job, bioindex;"
         "print(batch_job.__file__);"
         "print(bioindex.__file__);"
         "print(sorted(m for m in ('deflate', 'batch_job.codec', 'batch_job.htslib') if m in sys.modules))"
@@ -274,7 +274,7 @@ def a_plan(run: str, index: str, prefix: str, target: str) -> dict:
 
 def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     """Should a canary not be restored, the Cause must say where its copy is, never "nothing deleted"."""
-    from report.event import ReportEvent
+    from report.event import FailureEvent
     from report.explain import explain
 
     from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
@@ -284,7 +284,7 @@ def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
     run.write_readers_check(ReadersCheck("x", canary=CanaryRecord(CanaryStatus.DELETED, "now", [aside])))
     plan = a_plan(run.uri, "i", "a/", "s3://d/data/a/")
-    event = ReportEvent(action="explain", execution="x", mode="compress", step="ProveReaders", plan=plan)
+    event = FailureEvent(execution="x", mode="compress", step="ProveReaders", plan=plan)
     cause = explain(event)["cause"]
     assert f"The canary is still deleted: restore data/a.json from s3://{run_bucket}/runs/x/canary/data/a.json" in cause
     assert "No original was deleted" not in cause
@@ -318,7 +318,7 @@ NOT_IMPORTED = {"errorType": "Runtime.ImportModuleError", "errorMessage": "Unabl
 def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, run_bucket, error, said):
     """A ProveReaders killed with its canary set aside: the Cause says the Lambda died and where the
     copy is; an empty or null Cause (no answer at all) is never shown as `""`."""
-    from report.event import ReportEvent
+    from report.event import FailureEvent
     from report.explain import explain
 
     from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
@@ -328,7 +328,7 @@ def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, ru
     aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
     run.write_readers_check(ReadersCheck("x", canary=CanaryRecord(CanaryStatus.SET_ASIDE, "now", [aside])))
     plan = a_plan(run.uri, "i", "a/", "s3://d/data/a/")
-    event = ReportEvent(action="explain", execution="x", mode="compress", step="ProveReaders", plan=plan, error=error)
+    event = FailureEvent(execution="x", mode="compress", step="ProveReaders", plan=plan, error=error)
     text = explain(event)["cause"]
     assert text.startswith(f"ProveReaders failed. {said}") and '""' not in text and "None" not in text, text
     assert f"The canary is still deleted: restore data/a.json from s3://{run_bucket}/runs/x/canary/" in text, text
@@ -349,10 +349,12 @@ def test_every_lambda_event_model_refuses_unknown_fields():
     from plan.app import ExecutionInput, PlanEvent
     from prove_readers.app import ProveReadersEvent
     from refresh_readers.app import RefreshEvent
-    from report.event import ReportEvent
+    from report.event import FailureEvent, IndexesEvent, RunEndEvent
+    from select_indexes.app import BulkInput, SelectEvent
     from set_compressed.app import SetCompressedEvent
 
-    for model in (ExecutionInput, PlanEvent, ProveReadersEvent, RefreshEvent, ReportEvent, SetCompressedEvent):
+    models = (ExecutionInput, PlanEvent, ProveReadersEvent, RefreshEvent, SetCompressedEvent, SelectEvent, BulkInput)
+    for model in (*models, RunEndEvent, FailureEvent, IndexesEvent):
         assert model.model_config.get("extra") == "forbid", model.__name__
 
 

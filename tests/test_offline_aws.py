@@ -115,17 +115,17 @@ def test_lambda_invoke_runs_the_real_handler(offline_aws):
         FunctionName=name,
         Runtime="python3.12",
         Role=role["Role"]["Arn"],
-        Handler="report.app.handler",
+        Handler="report.explain.handler",
         Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
     )
-    event = {"action": "explain", "execution": "x", "mode": "compress", "step": "Verify", "error": {"Cause": "boom"}}
+    event = {"execution": "x", "mode": "compress", "step": "Verify", "error": {"Cause": "boom"}}
     resp = lam.invoke(FunctionName=name, Payload=json.dumps(event))
     assert "FunctionError" not in resp
     assert json.loads(resp["Payload"].read()) == {
         "error": "VerifyFailed",
         "cause": "Verify failed. boom. No original was deleted.",
     }
-    resp = lam.invoke(FunctionName=name, Payload=json.dumps({"action": "nonsense"}))
+    resp = lam.invoke(FunctionName=name, Payload=json.dumps({"action": "explain", **event}))
     assert resp["FunctionError"] == "Unhandled"
     assert json.loads(resp["Payload"].read())["errorType"] == "ValidationError"
 

@@ -112,9 +112,8 @@ def test_set_compressed_and_summarize_of_250000_files_stay_small(deployment):
 
     summary = _invoke(
         deployment,
-        "ReportFunction",
+        "SummarizeFunction",
         {
-            "action": "summary",
             "execution": execution,
             "mode": "compress",
             "plan": PlanResult(
@@ -135,9 +134,9 @@ def test_set_compressed_and_summarize_of_250000_files_stay_small(deployment):
     assert summary["files"] == FILES and summary["objectsDeleted"] == FILES
     assert summary["bytesUncompressed"] == sizes
     assert summary["bytesCompressed"] == sum(f.size // 8 + 40 for f in plan.files)
-    seconds, memory = _report(deployment, "ReportFunction")
+    seconds, memory = _report(deployment, "SummarizeFunction")
     assert memory < MAX_MEMORY_MB, f"Summarize used {memory} MB summing {FILES:,} files"
-    assert seconds < timeouts["ReportFunction"], "within the function's Timeout"
+    assert seconds < timeouts["SummarizeFunction"], "within the function's Timeout"
     assert locks.read() is None, "the run's lock is released"
 
 

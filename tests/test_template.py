@@ -139,7 +139,7 @@ def _tail(resource: str) -> str:
 
 def test_only_the_delete_steps_and_the_canary_delete_data_each_its_suffixes_and_only_by_etag(transformed):
     """Delete removes X.json, RemoveCompressed X.json.gz and its .gzi, ProveReaders one canary file;
-    Plan and Report delete only prefix locks. Every delete in the data bucket needs s3:if-match."""
+    Plan, Summarize and ExplainFailure delete only prefix locks. Every delete in the data bucket needs s3:if-match."""
     deleters: dict[str, list[str]] = {}
     for role, statement in _statements(transformed["Resources"]):
         if statement["Effect"] != "Allow" or "s3:DeleteObject" not in _listify(statement["Action"]):
@@ -154,7 +154,8 @@ def test_only_the_delete_steps_and_the_canary_delete_data_each_its_suffixes_and_
         "RemoveCompressedJobRole": ["*.json.gz", "*.json.gz.gzi"],
         "ProveReadersFunctionRole": ["*.json", "*.json.gz", "*.json.gz.gzi"],
         "PlanFunctionRole": ["/.bgzip-workflow/locks/*"],
-        "ReportFunctionRole": ["/.bgzip-workflow/locks/*"],
+        "SummarizeFunctionRole": ["/.bgzip-workflow/locks/*"],
+        "ExplainFailureFunctionRole": ["/.bgzip-workflow/locks/*"],
     }
 
 
@@ -459,7 +460,8 @@ def test_a_kms_key_is_granted_through_s3_only_to_the_roles_that_touch_data_objec
             }
             granted.add(role)
     jobs = {f"{step}JobRole" for step in ("Compress", "Verify", "Delete", "Decompress", "RemoveCompressed")}
-    functions = {f"{name}FunctionRole" for name in ("Plan", "SetCompressed", "ProveReaders", "Report")}
+    roles = ("Plan", "SetCompressed", "ProveReaders", "Summarize", "ExplainFailure")  # a lock is a data object
+    functions = {f"{name}FunctionRole" for name in roles}
     assert granted == jobs | functions
 
 

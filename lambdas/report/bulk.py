@@ -1,5 +1,6 @@
-"""ReportIndexes: a bulk run's table, one row per index, read from each index run's outcome.json (or its
-execution), written to the bulk run's folder.
+"""The ReportIndexes state's Lambda: a bulk run's table, one row per index, read from each index run's
+outcome.json (or its execution), written to the bulk run's folder. The index runs released their own
+locks.
 """
 
 from __future__ import annotations
@@ -10,15 +11,19 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
-from aws_lambda_powertools import Logger
-from report.event import ReportEvent, cap
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from report.cause import cap
+from report.event import IndexesEvent
 
 from batch_job.boundary import BulkSummary, RunSummary, files_sentence
 from batch_job.locations import parse_location
 from batch_job.records import Outcome
 from batch_job.runfolder import RunFolder, run_folder_uri
 
-logger = Logger(child=True)
+logger = Logger()
+tracer = Tracer()
 
 ROW_CAUSE = 600  # a bulk table row, as the output shows it (the report in the run bucket has it all)
 
@@ -52,7 +57,7 @@ def _index_outcome(machine: str, result: dict[str, Any]) -> Outcome:
     return found if found is not None else _described(machine, result)
 
 
-def bulk(event: ReportEvent) -> dict:
+def bulk(event: IndexesEvent) -> dict:
     """Every index's outcome, read from its own run: the whole table goes to this bulk run's folder
     (bulk-report.json and .txt); the output holds the counts, the table's head and its address."""
     with ThreadPoolExecutor(16) as pool:
@@ -104,3 +109,10 @@ def _row_line(row: dict) -> str:
     if row.get("files") is not None:
         line += ", " + files_sentence(row["files"], row["bytesUncompressed"] or 0, row["bytesCompressed"] or 0)
     return line + (f" ({row['cause']})" if row["cause"] else "")
+
+
+@logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
+@tracer.capture_lambda_handler
+@event_parser(model=IndexesEvent)
+def handler(event: IndexesEvent, context: LambdaContext) -> dict:
+    return bulk(event)

@@ -1,9 +1,11 @@
-"""What every Report handler gets (Summarize, ExplainFailure, ReportIndexes), and the run folder it names."""
+"""What each Report handler gets: Summarize and ExplainFailure the run that ended (ExplainFailure also
+the caught error), ReportIndexes a bulk run's index runs. Each a model of its own, so that a state
+sending a key its handler does not take fails at once (tests/test_asl_source.py checks the ASL)."""
 
 from __future__ import annotations
 
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, ConfigDict
@@ -16,25 +18,19 @@ from batch_job.runfolder import RunFolder
 
 logger = Logger(child=True)
 
-MAX_CAUSE = 32_000  # a Fail state's Cause holds at most 32,768 characters
 
+class RunEndEvent(BaseModel):
+    """Summarize's event: the index run that SUCCEEDED, and Plan's result."""
 
-class ReportEvent(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["summary", "explain", "bulk"]
     execution: str
     mode: Mode
-    step: str = ""
-    error: dict[str, Any] = {}
-    plan: dict[str, Any] = {}
-    machine: str = ""  # bulk: the index runs' state machine
-    results: list[dict[str, Any]] = []  # bulk: each index's outcome
-    skipped: list[dict[str, Any]] = []  # bulk: indexes not converted, and why
+    plan: dict[str, Any] = {}  # empty when Plan itself failed (its failure state passes no plan)
 
     @cached_property
     def planned(self) -> PlanResult | None:
-        """Plan's result, parsed once; None when Plan itself failed (its failure state passes an empty plan)."""
+        """Plan's result, parsed once; None when Plan itself failed."""
         if not self.plan:
             return None
         try:
@@ -43,16 +39,28 @@ class ReportEvent(BaseModel):
             logger.warning("Plan's result is not this release's: %s", sorted(self.plan))
             return None
 
+    def run_folder(self) -> RunFolder | None:
+        run = self.planned.run if self.planned else self.plan.get("run")  # .get: an older release's plan
+        return RunFolder(parse_location(run)) if run else None
 
-def run_folder(event: ReportEvent) -> RunFolder | None:
-    run = event.planned.run if event.planned else event.plan.get("run")  # .get: an older release's plan
-    return RunFolder(parse_location(run)) if run else None
+    def target(self) -> str:
+        return self.planned.target if self.planned else self.plan.get("target", "")
 
 
-def cap(text: str, limit: int = MAX_CAUSE, where: str = "") -> str:
-    """At most `limit` characters (a Fail state's Cause may hold 32,768): the head, then how much
-    was left out and where the rest is."""
-    if len(text) <= limit:
-        return text
-    tail = f" ... ({len(text) - limit:,} characters more{'; all of it: ' + where if where else ''})"
-    return text[: limit - len(tail)] + tail
+class FailureEvent(RunEndEvent):
+    """ExplainFailure's event: the index run that failed, the state it failed in and the caught error."""
+
+    step: str  # the state's name
+    error: dict[str, Any] = {}  # the caught error: {"Error": ..., "Cause": ...}
+
+
+class IndexesEvent(BaseModel):
+    """ReportIndexes' event: a bulk run's index runs, as its Map state ended them, and the ones it skipped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    execution: str
+    mode: Mode
+    machine: str  # the index runs' state machine
+    results: list[dict[str, Any]] = []  # each index's run: index, prefix, execution, status
+    skipped: list[dict[str, Any]] = []  # indexes not converted, and why

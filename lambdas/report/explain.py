@@ -1,21 +1,30 @@
-"""ExplainFailure: a caught error (a Batch job description as JSON, a Lambda error, or plain text) and
-the failed step's run folder turned into the Error and Cause of the execution's Fail state.
+"""The ExplainFailure state's Lambda: a caught error (a Batch job description as JSON, a Lambda error,
+or plain text) and the failed step's run folder turned into the Error and Cause of the execution's
+Fail state. It ends the run: the prefix lock released, outcome.json written (report/run_end.py).
 """
 
 from __future__ import annotations
 
 import json
 
-from aws_lambda_powertools import Logger
-from report.event import ReportEvent, cap, run_folder
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from report.cause import cap
+from report.event import FailureEvent
+from report.run_end import record_outcome, release_lock
 
 from batch_job import states
 from batch_job.boundary import Explanation
 from batch_job.rates import timeout_key
-from batch_job.records import CanaryStatus, FileRecord, Mode, ReadersCheck, Step
+from batch_job.records import CanaryStatus, FileRecord, Mode, Outcome, ReadersCheck, Step
 from batch_job.runfolder import RunFolder
 
-logger = Logger(child=True)
+logger = Logger()
+tracer = Tracer()
+# The engine's own log lines (locks) come out in the same structured form.
+copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 
 # ProveReaders deletes only its canary, and restores it before failing (its record says if not).
 CANARY_GONE = (CanaryStatus.SET_ASIDE, CanaryStatus.DELETED)
@@ -72,9 +81,9 @@ def _describe_cause(cause: str, error: str = "") -> str:
     return "; ".join(parts) or cause
 
 
-def _failed_files(event: ReportEvent) -> str:
+def _failed_files(event: FailureEvent) -> str:
     step = states.STATE_STEPS.get(event.step)
-    run = run_folder(event)
+    run = event.run_folder()
     if step is None or run is None:
         return ""
     try:
@@ -90,9 +99,9 @@ def _failed_files(event: ReportEvent) -> str:
     return f"{len(failed)} files failed: {shown}{more}"
 
 
-def _canary_gone(event: ReportEvent) -> str:
+def _canary_gone(event: FailureEvent) -> str:
     """What a failed ProveReaders left deleted, from its own record (normally nothing)."""
-    run = run_folder(event)
+    run = event.run_folder()
     if event.step != states.PROVE_READERS or run is None:
         return ""
     try:
@@ -106,11 +115,11 @@ def _canary_gone(event: ReportEvent) -> str:
     return f"The canary is still deleted: restore {copies}"
 
 
-def _job_errors(event: ReportEvent) -> str:
+def _job_errors(event: FailureEvent) -> str:
     """Why the step's jobs exited non-zero, from the error records they left (on AWS the job's own
     status reason says only "Essential container in task exited")."""
     step = states.STATE_STEPS.get(event.step)
-    run = run_folder(event)
+    run = event.run_folder()
     if step is None or run is None:
         return ""
     try:
@@ -127,7 +136,7 @@ def _job_errors(event: ReportEvent) -> str:
     return "; ".join(said)
 
 
-def _timed_out(event: ReportEvent) -> str:
+def _timed_out(event: FailureEvent) -> str:
     """A Batch step past its TimeoutSeconds. Step Functions stops waiting; it is not documented to
     terminate the jobs, which may run on until their own attempt limit."""
     step = states.STATE_STEPS.get(event.step)
@@ -141,7 +150,7 @@ def _timed_out(event: ReportEvent) -> str:
     )
 
 
-def _refresh_failed(event: ReportEvent) -> str:
+def _refresh_failed(event: FailureEvent) -> str:
     """RefreshReaders failed after the flag was committed: where that leaves the bioindex."""
     if event.step != states.REFRESH_READERS:
         return ""
@@ -153,7 +162,7 @@ def _refresh_failed(event: ReportEvent) -> str:
     )
 
 
-def _confirm_timed_out(event: ReportEvent) -> str:
+def _confirm_timed_out(event: FailureEvent) -> str:
     bound = event.planned.refresh.get("confirmTimeoutSeconds") if event.planned else None
     return (
         f"Nobody confirmed that the bioindex was restarted within {bound} s (ReaderConfirmTimeoutSeconds; "
@@ -161,7 +170,7 @@ def _confirm_timed_out(event: ReportEvent) -> str:
     )
 
 
-def _unreadable(event: ReportEvent) -> str:
+def _unreadable(event: FailureEvent) -> str:
     """The flag was set back because the bioindex could not read the converted files: what came of that."""
     if event.error.get("Error") != "ConvertedFilesUnreadable" and event.step not in states.AFTER_UNREADABLE:
         return ""
@@ -173,7 +182,7 @@ def _unreadable(event: ReportEvent) -> str:
     return "This was after the bioindex could not read the converted files and the flag was set back"
 
 
-def explain(event: ReportEvent) -> dict:
+def explain(event: FailureEvent) -> dict:
     timed_out = event.error.get("Error") == "States.Timeout"
     if timed_out and event.step == states.REFRESH_READERS:
         cause = _confirm_timed_out(event)
@@ -194,3 +203,13 @@ def explain(event: ReportEvent) -> dict:
         parts.append(f"run folder: {plan.run}")
     cause = ". ".join(p for p in parts if p) + "."
     return Explanation(error=f"{event.step}Failed", cause=cap(cause, where=plan.run if plan else "")).to_json()
+
+
+@logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
+@tracer.capture_lambda_handler
+@event_parser(model=FailureEvent)
+def handler(event: FailureEvent, context: LambdaContext) -> dict:
+    release_lock(event)  # first: whatever happens to the explanation, the next run may start
+    result = explain(event)
+    record_outcome(event, Outcome("FAILED", error=result["error"], cause=result["cause"]))
+    return result

@@ -1,22 +1,33 @@
-"""Summarize: a run that SUCCEEDED, as a RunSummary read from the heads of its plan and manifests."""
+"""The Summarize state's Lambda: a run that SUCCEEDED, as a RunSummary read from the heads of its plan
+and manifests. It ends the run: the prefix lock released, outcome.json written (report/run_end.py)."""
 
 from __future__ import annotations
 
-from report.event import ReportEvent, run_folder
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from report.event import RunEndEvent
+from report.run_end import record_outcome, release_lock
 
 from batch_job.boundary import RunSummary
-from batch_job.records import CanaryStatus, ReadersCheck, Step, Totals
+from batch_job.records import CanaryStatus, Outcome, ReadersCheck, Step, Totals
 from batch_job.runfolder import RunFolder
+
+logger = Logger()
+tracer = Tracer()
+# The engine's own log lines (locks) come out in the same structured form.
+copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 
 
 def _totals(run: RunFolder, step: Step, shards: int) -> Totals:
     return sum((head.totals for head in run.read_manifest_heads(step, shards).values()), Totals())
 
 
-def summary(event: ReportEvent) -> dict:
+def summary(event: RunEndEvent) -> dict:
     """The run's RunSummary, from the heads of the plan and the manifests alone: memory by shards,
     not by files."""
-    run = run_folder(event)
+    run = event.run_folder()
     plan = run.read_plan_head()
     verified = _totals(run, Step.VERIFY, plan.shards)
     compressed, original = verified.compressed_bytes, verified.original_bytes
@@ -35,3 +46,13 @@ def summary(event: ReportEvent) -> dict:
         objects_deleted=removed,
         readers_proven=bool(check.proven),
     ).to_json()
+
+
+@logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
+@tracer.capture_lambda_handler
+@event_parser(model=RunEndEvent)
+def handler(event: RunEndEvent, context: LambdaContext) -> dict:
+    release_lock(event)  # first: whatever happens to the summary, the next run may start
+    result = summary(event)
+    record_outcome(event, Outcome("SUCCEEDED", summary=result))
+    return result

@@ -1,0 +1,36 @@
+"""What Summarize and ExplainFailure both do, whichever ends an index run: release its prefix lock
+first, so the next run may start, then write its outcome.json, which a bulk run's report reads."""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger
+from report.event import RunEndEvent
+
+from batch_job.locations import parse_location
+from batch_job.locks import Locks
+from batch_job.records import Outcome
+
+logger = Logger(child=True)
+
+
+def release_lock(event: RunEndEvent) -> None:
+    """The run is over, whichever way: free its prefix for the next run."""
+    run, target = event.run_folder(), event.target()
+    if run is None or not target:
+        return  # Plan failed: it released what it had taken
+    try:
+        Locks(parse_location(target)).release(run.uri)
+    except Exception:  # the lock is then stale, and the next Plan clears it: never hide the run's outcome
+        logger.exception("could not release the lock")
+
+
+def record_outcome(event: RunEndEvent, outcome: Outcome) -> None:
+    """outcome.json in the run folder; best effort, the result stands. A run refused before Plan made
+    its folder writes nothing (Step Functions has it)."""
+    run = event.run_folder()
+    if run is None:
+        return
+    try:
+        run.write_outcome(outcome)
+    except Exception:
+        logger.exception("could not write the run's outcome")
