@@ -47,7 +47,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from offline.bioindex_db import BioindexDatabase, Schema
-from offline.warm_start import share_botocore_data
+from offline.warm_start import freeze_imported, share_botocore_data
 
 SET_PREFIX = "/api/bio/bgcompress/set-compressed/"
 HOLD_PATH = "/_standin/hold"
@@ -283,6 +283,7 @@ def zygote(args: argparse.Namespace) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # exited server processes are reaped by the kernel
     share_botocore_data()
     boto3.client("s3")  # botocore's models parsed here once, not again in every server process
+    freeze_imported()
     for line in sys.stdin:
         frozen = line.split()[1:] == ["frozen"]
         pid = os.fork()

@@ -36,7 +36,7 @@ from batch_job.locations import parse_location
 from batch_job.records import Flag
 from batch_job.runfolder import RunFolder
 from offline.aws import OfflineAWS
-from offline.warm_start import share_botocore_data
+from offline.warm_start import freeze_imported, share_botocore_data
 from tests.mariadb import MariaDB
 from tests.stacks import Deployment
 
@@ -74,6 +74,7 @@ def offline_aws():
         for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
             mp.delenv(name, raising=False)
         aws.start()
+        freeze_imported()  # moto's backends and the libraries: left out of every later full collection
         yield aws
     aws.stop()
 
