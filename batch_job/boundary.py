@@ -1,7 +1,7 @@
-"""The records that cross the state machines' boundary: what Plan hands the states after it, what each
-later Lambda answers, and what a run ends with. Step Functions, the console and scripts see them as
-JSON with camelCase keys; the Lambdas, `bgz` and statemachine/build.py (each Lambda task's
-ResultSelector) see these fields, built by keyword only.
+"""The records that cross the state machines' boundary: an index run's input, what Plan hands the
+states after it, what each later Lambda answers, and what a run ends with. Step Functions, the
+console and scripts see them as JSON with camelCase keys; the Lambdas, `bgz` and
+statemachine/build.py (each Lambda task's ResultSelector) see these fields, built by keyword only.
 
 They live with the engine (batch_job/), because the engine is what EngineLayer brings the Lambdas.
 The run folder's own records are in records.py.
@@ -46,6 +46,22 @@ class _Boundary:
             return cls(**{f.name: body[_camel(f.name)] for f in fields(cls)})
         except (KeyError, TypeError):
             return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunInput(_Boundary):
+    """An index run's execution input: what `bgz start` (or an operator in the console) passes to
+    StartExecution. Plan checks it: lambdas/plan/app.py's ExecutionInput takes these fields, and two
+    more that only the bulk machine sets."""
+
+    index: str  # as __Indexes has it
+    prefix: str  # the bioindex's prefix, as __Indexes has it
+    shards: int | None = None  # None: Plan sizes the run
+    level: int | None = None  # as bgzip -l; None: bgzip's default
+
+    def to_json(self) -> dict[str, Any]:
+        """Only what is set, as an operator would type it."""
+        return {key: value for key, value in super().to_json().items() if value is not None}
 
 
 @dataclass(frozen=True, kw_only=True)

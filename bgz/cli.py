@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from batch_job import version
+from batch_job.boundary import RunInput
 from batch_job.errors import BadInput
 from batch_job.locations import check_prefix
 from batch_job.records import Mode, parse_time
@@ -158,12 +159,13 @@ def _run(args: argparse.Namespace, stack: Stack, mode: str, record: dict) -> int
         started = runs.start_bulk(stack, mode, selection)
         what = f"bulk {mode} run"
     else:
-        execution_input = {"index": args.index, "prefix": args.prefix}
-        if getattr(args, "shards", None):
-            execution_input["shards"] = args.shards
-        if getattr(args, "level", None) is not None:
-            execution_input["level"] = args.level
-        started = runs.start(stack, mode, execution_input)
+        run_input = RunInput(
+            index=args.index,
+            prefix=args.prefix,
+            shards=getattr(args, "shards", None),
+            level=getattr(args, "level", None),
+        )
+        started = runs.start(stack, mode, run_input)
         what = f"{mode} run"
     arn = started["executionArn"]
     name = arn.rsplit(":", 1)[-1]

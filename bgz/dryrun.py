@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from batch_job import bgzf
+from batch_job.boundary import RunInput
 from batch_job.sizes import human_bytes
 from bgz.errors import OperatorError
 from bgz.estimate import Sizing, estimate, sampled_ratio
@@ -82,7 +83,7 @@ def preview(stack: Stack, mode: str, index: str, prefix: str, shards: int | None
         "execution": "dry-run",
         "executionArn": "",
         "dryRun": True,
-        "input": {"index": index, "prefix": prefix, **({"shards": shards} if shards else {})},
+        "input": RunInput(index=index, prefix=prefix, shards=shards or None).to_json(),
     }
     try:
         found = stack.invoke("PlanFunctionName", payload)

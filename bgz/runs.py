@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 
 from batch_job import keys
+from batch_job.boundary import RunInput
 from batch_job.sizes import human_duration
 from bgz.errors import OperatorError
 from bgz.stack import Stack
@@ -56,12 +57,12 @@ def check_not_busy(stack: Stack, index: str, prefix: str) -> None:
         )
 
 
-def start(stack: Stack, mode: str, execution_input: dict) -> dict:
-    check_not_busy(stack, execution_input["index"], execution_input["prefix"])
+def start(stack: Stack, mode: str, run_input: RunInput) -> dict:
+    check_not_busy(stack, run_input.index, run_input.prefix)
     return stack.client("stepfunctions").start_execution(
         stateMachineArn=stack.machine_arn(mode),
-        name=timestamped_name(execution_input["index"]),
-        input=json.dumps(execution_input),
+        name=timestamped_name(run_input.index),
+        input=json.dumps(run_input.to_json()),
     )
 
 

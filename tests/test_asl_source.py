@@ -142,6 +142,24 @@ def _lambda_payloads(states_: dict) -> list[tuple[str, str, dict]]:
     return found
 
 
+def test_the_bulk_machine_starts_each_index_run_with_an_input_plan_takes():
+    """The Input of the bulk machine's StartExecution: fields of Plan's ExecutionInput, the required ones all there."""
+    from plan.app import ExecutionInput
+
+    states = json.loads((ROOT / "statemachine" / "bulk.asl.json").read_text())["States"]
+    starts = [
+        state["Parameters"]["Input"]
+        for mapped in states.values()
+        for state in mapped.get("ItemProcessor", {}).get("States", {}).values()
+        if state.get("Resource", "").startswith("arn:aws:states:::states:startExecution")
+    ]
+    assert len(starts) == 1
+    sent = {key.removesuffix(".$") for key in starts[0]}
+    fields = ExecutionInput.model_fields
+    assert sent <= {field.alias or name for name, field in fields.items()}
+    assert {field.alias or name for name, field in fields.items() if field.is_required()} <= sent
+
+
 def test_every_lambda_payload_is_what_its_handler_s_event_model_takes():
     """The keys each Lambda state sends are fields of the handler's event model (by their JSON name),
     and every field the model requires is sent: the ASL and the Lambdas cannot drift apart."""

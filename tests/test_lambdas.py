@@ -344,6 +344,26 @@ def test_the_sample_execution_inputs_are_valid(path):
     assert parsed.model_dump(exclude_defaults=True) == body
 
 
+def test_bgz_s_run_input_is_what_plan_takes():
+    """bgz builds an index run's input as a RunInput; Plan checks it as ExecutionInput. Their fields
+    are one list (ExecutionInput has the bulk machine's two more), and what bgz sends, Plan reads back."""
+    from plan.app import ExecutionInput
+
+    from batch_job.boundary import RunInput
+
+    taken = {field.alias or name for name, field in ExecutionInput.model_fields.items()}
+    bulk_only = {"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID", "bulkConcurrency"}
+    assert taken == set(RunInput.json_keys()) | bulk_only
+    typed = RunInput(index="genes", prefix="genes/", shards=3, level=9)
+    assert typed.to_json() == {"index": "genes", "prefix": "genes/", "shards": 3, "level": 9}
+    parsed = ExecutionInput.model_validate(typed.to_json())
+    assert (parsed.index, parsed.prefix, parsed.shards, parsed.level) == ("genes", "genes/", 3, 9)
+    left_to_plan = RunInput(index="genes", prefix="genes/")
+    assert left_to_plan.to_json() == {"index": "genes", "prefix": "genes/"}, "unset fields are not sent"
+    parsed = ExecutionInput.model_validate(left_to_plan.to_json())
+    assert (parsed.shards, parsed.level) == (None, -1)
+
+
 def test_every_lambda_event_model_refuses_unknown_fields():
     """A misspelt field in a state's payload is an error, never silently ignored."""
     from plan.app import ExecutionInput, PlanEvent
