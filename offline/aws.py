@@ -123,27 +123,36 @@ class OfflineAWS:
         return self.wait(arn, on_state, timeout)
 
     def wait(self, execution_arn: str, on_state=None, timeout: float = 300) -> dict:
+        """DescribeExecution's answer once the execution has ended, with its whole history as "history".
+
+        While it runs, the execution is watched in moto's backend in this process, as DescribeExecution
+        and GetExecutionHistory would show it, without their HTTP and serialization: four tests
+        polling a history of hundreds of events through the API kept a core busy."""
         sfn = self.client("stepfunctions")
+        execution = _moto_execution(execution_arn)
         deadline = time.monotonic() + timeout
         seen = 0
-        read = 0.0
         while True:
-            # Status first: a finished execution's history read after it is complete.
-            result = sfn.describe_execution(executionArn=execution_arn)
-            ended = result["status"] != "RUNNING"
-            # The whole history only every half second (moto spends a core reading it faster), the
-            # status every quarter: a test waits at most that long after its run ends. (Every tenth,
-            # the polls of four test workers cost more CPU than the quarter second they saved.)
-            if ended or (on_state and time.monotonic() - read >= 0.5):
-                read = time.monotonic()
-                events = sfn.get_execution_history(executionArn=execution_arn)["events"]
+            # Status first: a finished execution's history is read after it is complete.
+            ended = execution.exec_status != "RUNNING"
+            if on_state:
+                events = execution.to_history_output()["events"]
                 for event in events[seen:]:
-                    if on_state and event["type"].endswith("StateEntered"):
+                    if event["type"].endswith("StateEntered"):
                         on_state(event["stateEnteredEventDetails"]["name"])
                 seen = len(events)
             if ended:
-                result["history"] = events
+                result = sfn.describe_execution(executionArn=execution_arn)
+                result["history"] = sfn.get_execution_history(executionArn=execution_arn)["events"]
                 return result
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{execution_arn} still running after {timeout} s")
-            time.sleep(0.25)
+            time.sleep(0.1)
+
+
+def _moto_execution(execution_arn: str):
+    """moto's own object for a started execution (arn:aws:states:REGION:ACCOUNT:execution:...)."""
+    from moto.stepfunctions.parser.models import stepfunctions_parser_backends
+
+    region, account = execution_arn.split(":")[3:5]
+    return stepfunctions_parser_backends[account][region].describe_execution(execution_arn)
