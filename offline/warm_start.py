@@ -189,10 +189,9 @@ def share_botocore_data() -> None:
 
 def freeze_imported() -> None:
     """Leave what this process has made so far out of every later garbage collection, its children's
-    included. Else each collection in a child walks the hundreds of thousands of objects the libraries
-    made, writing to every page they are on: a fork's shared pages copied, and a child's CPU time
-    doubled (gc.freeze, as Python's gc documentation advises before fork)."""
-    gc.collect()
+    included (gc.freeze, which Python's gc documentation advises before fork). Else each collection
+    in a child walks the hundreds of thousands of objects the libraries made, writing to every page
+    they are on: a fork's shared pages copied, and a child's CPU time doubled."""
     gc.freeze()
 
 

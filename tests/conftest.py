@@ -74,7 +74,7 @@ def offline_aws():
         for name in ("AWS_PROFILE", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE"):
             mp.delenv(name, raising=False)
         aws.start()
-        freeze_imported()  # moto's backends and the libraries: left out of every later full collection
+        freeze_imported()  # moto's backends and the libraries: left out of every later collection
         yield aws
     aws.stop()
 

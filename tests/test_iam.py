@@ -244,8 +244,8 @@ def test_a_data_bucket_encrypted_with_kms_is_used_through_s3_only(offline_aws, t
 
 
 def test_a_call_the_role_does_not_allow_is_refused_as_it_is_made(offline_aws, tmp_path, mariadb):
-    """The offline stack's jobs and Lambdas meet IAM as on AWS (authorization.Enforcer): the Report
-    function may delete a lock naming its ETag, but no original; in one DeleteObjects call S3 deletes
+    """The offline stack's jobs and Lambdas meet IAM as on AWS (authorization.Enforcer): Summarize's
+    role may delete a lock naming its ETag, but no original; in one DeleteObjects call S3 deletes
     the one and reports the other AccessDenied, and a lone DeleteObject of an original fails whole.
     Both originals stay."""
     d = Deployment(offline_aws, tmp_path, mariadb)

@@ -26,7 +26,7 @@ class RunEndEvent(BaseModel):
 
     execution: str
     mode: Mode
-    plan: dict[str, Any] = {}  # empty when Plan itself failed (its failure state passes no plan)
+    plan: dict[str, Any]  # Plan's result, as the state machine keeps it in $.plan
 
     @cached_property
     def planned(self) -> PlanResult | None:
@@ -50,6 +50,7 @@ class RunEndEvent(BaseModel):
 class FailureEvent(RunEndEvent):
     """ExplainFailure's event: the index run that failed, the state it failed in and the caught error."""
 
+    plan: dict[str, Any] = {}  # empty when Plan itself failed (its failure state passes no plan)
     step: str  # the state's name
     error: dict[str, Any] = {}  # the caught error: {"Error": ..., "Cause": ...}
 
