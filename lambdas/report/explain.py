@@ -13,12 +13,12 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from report.cause import cap
 from report.event import FailureEvent
-from report.run_end import record_outcome, release_lock
+from report.run_end import recorded, release_lock
 
 from batch_job import states
 from batch_job.boundary import Explanation
 from batch_job.rates import timeout_key
-from batch_job.records import CanaryStatus, FileRecord, Mode, Outcome, ReadersCheck, Step
+from batch_job.records import CanaryStatus, FileRecord, Mode, ReadersCheck, Step
 from batch_job.runfolder import RunFolder
 
 logger = Logger()
@@ -210,6 +210,4 @@ def explain(event: FailureEvent) -> dict:
 @event_parser(model=FailureEvent)
 def handler(event: FailureEvent, context: LambdaContext) -> dict:
     release_lock(event)  # first: whatever happens to the explanation, the next run may start
-    result = explain(event)
-    record_outcome(event, Outcome("FAILED", error=result["error"], cause=result["cause"]))
-    return result
+    return recorded(event, explain(event))

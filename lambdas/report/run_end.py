@@ -4,7 +4,7 @@ first, so the next run may start, then write its outcome.json, which a bulk run'
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger
-from report.event import RunEndEvent
+from report.event import FailureEvent, RunEndEvent
 
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
@@ -24,13 +24,19 @@ def release_lock(event: RunEndEvent) -> None:
         logger.exception("could not release the lock")
 
 
-def record_outcome(event: RunEndEvent, outcome: Outcome) -> None:
-    """outcome.json in the run folder; best effort, the result stands. A run refused before Plan made
-    its folder writes nothing (Step Functions has it)."""
+def recorded(event: RunEndEvent, result: dict) -> dict:
+    """`result` (Summarize's RunSummary, or ExplainFailure's Explanation), once written to the run
+    folder as its outcome.json; best effort, the result stands. A run refused before Plan made its
+    folder writes nothing (Step Functions has it)."""
     run = event.run_folder()
     if run is None:
-        return
+        return result
+    if isinstance(event, FailureEvent):
+        outcome = Outcome("FAILED", error=result["error"], cause=result["cause"])
+    else:
+        outcome = Outcome("SUCCEEDED", summary=result)
     try:
         run.write_outcome(outcome)
     except Exception:
         logger.exception("could not write the run's outcome")
+    return result

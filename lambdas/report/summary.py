@@ -8,10 +8,10 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from report.event import RunEndEvent
-from report.run_end import record_outcome, release_lock
+from report.run_end import recorded, release_lock
 
 from batch_job.boundary import RunSummary
-from batch_job.records import CanaryStatus, Outcome, ReadersCheck, Step, Totals
+from batch_job.records import CanaryStatus, ReadersCheck, Step, Totals
 from batch_job.runfolder import RunFolder
 
 logger = Logger()
@@ -53,6 +53,4 @@ def summary(event: RunEndEvent) -> dict:
 @event_parser(model=RunEndEvent)
 def handler(event: RunEndEvent, context: LambdaContext) -> dict:
     release_lock(event)  # first: whatever happens to the summary, the next run may start
-    result = summary(event)
-    record_outcome(event, Outcome("SUCCEEDED", summary=result))
-    return result
+    return recorded(event, summary(event))
