@@ -51,7 +51,7 @@ class _Boundary:
 @dataclass(frozen=True, kw_only=True)
 class RunInput(_Boundary):
     """An index run's execution input: what `bgz start` (or an operator in the console) passes to
-    StartExecution. Plan checks it: lambdas/plan/app.py's ExecutionInput takes these fields, and two
+    StartExecution. Plan checks it: lambdas/payloads.py's ExecutionInput takes these fields, and two
     more that only the bulk machine sets."""
 
     index: str  # as __Indexes has it

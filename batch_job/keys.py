@@ -19,9 +19,10 @@ The project's words, one thing each (and where an older name remains):
   the job is named `<execution name>-<step>`. shard: a slice of a run's files, one array child.
 - canary: the one file ProveReaders deletes early, to see which side each bioindex process reads.
   `ProofSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
-- boundary records (boundary.py): what crosses the state machines' boundary: Plan's result, each
-  later Lambda's answer (FlagConfirmed, RefreshProgress, ReadersProof, OldAnswers, Explanation)
-  and a run's summary. ReadersProof is the answer; ReadersCheck the run folder's record behind it.
+- boundary records (boundary.py): what crosses the state machines' boundary: an index run's input
+  (RunInput), Plan's result, each later Lambda's answer (FlagConfirmed, RefreshProgress, ReadersProof,
+  OldAnswers, Explanation) and a run's summary. ReadersProof is the answer; ReadersCheck the run
+  folder's record behind it. What each state sends its Lambda: lambdas/payloads.py (event models).
 """
 
 from __future__ import annotations

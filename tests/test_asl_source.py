@@ -144,7 +144,7 @@ def _lambda_payloads(states_: dict) -> list[tuple[str, str, dict]]:
 
 def test_the_bulk_machine_starts_each_index_run_with_an_input_plan_takes():
     """The Input of the bulk machine's StartExecution: fields of Plan's ExecutionInput, the required ones all there."""
-    from plan.app import ExecutionInput
+    from payloads import ExecutionInput
 
     states = json.loads((ROOT / "statemachine" / "bulk.asl.json").read_text())["States"]
     starts = [
@@ -163,12 +163,16 @@ def test_the_bulk_machine_starts_each_index_run_with_an_input_plan_takes():
 def test_every_lambda_payload_is_what_its_handler_s_event_model_takes():
     """The keys each Lambda state sends are fields of the handler's event model (by their JSON name),
     and every field the model requires is sent: the ASL and the Lambdas cannot drift apart."""
-    from plan.app import PlanEvent
-    from prove_readers.app import ProveReadersEvent
-    from refresh_readers.app import RefreshEvent
-    from report.event import FailureEvent, IndexesEvent, RunEndEvent
-    from select_indexes.app import SelectEvent
-    from set_compressed.app import SetCompressedEvent
+    from payloads import (
+        FailureEvent,
+        IndexesEvent,
+        PlanEvent,
+        ProveReadersEvent,
+        RefreshEvent,
+        RunEndEvent,
+        SelectEvent,
+        SetCompressedEvent,
+    )
 
     models = {
         "${PlanFunctionArn}": PlanEvent,

@@ -87,8 +87,8 @@ def _summary(index: str, prefix: str, name: str) -> dict:
 
 
 def test_a_thousand_indexes_half_failing_stay_within_every_limit(s3, run_bucket, monkeypatch):
+    from payloads import IndexesEvent
     from report.bulk import bulk
-    from report.event import IndexesEvent
     from select_indexes.app import SelectEvent, selection
 
     monkeypatch.setenv("RUN_BUCKET", run_bucket)

@@ -274,7 +274,7 @@ def a_plan(run: str, index: str, prefix: str, target: str) -> dict:
 
 def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     """Should a canary not be restored, the Cause must say where its copy is, never "nothing deleted"."""
-    from report.event import FailureEvent
+    from payloads import FailureEvent
     from report.explain import explain
 
     from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
@@ -318,7 +318,7 @@ NOT_IMPORTED = {"errorType": "Runtime.ImportModuleError", "errorMessage": "Unabl
 def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, run_bucket, error, said):
     """A ProveReaders killed with its canary set aside: the Cause says the Lambda died and where the
     copy is; an empty or null Cause (no answer at all) is never shown as `""`."""
-    from report.event import FailureEvent
+    from payloads import FailureEvent
     from report.explain import explain
 
     from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
@@ -337,7 +337,7 @@ def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, ru
 @pytest.mark.parametrize("path", sorted((ROOT / "events").glob("*.json")), ids=lambda p: p.name)
 def test_the_sample_execution_inputs_are_valid(path):
     """events/ holds the inputs the README starts runs with: each is what Plan accepts."""
-    from plan.app import ExecutionInput
+    from payloads import ExecutionInput
 
     body = json.loads(path.read_text())
     parsed = ExecutionInput.model_validate(body)
@@ -347,7 +347,7 @@ def test_the_sample_execution_inputs_are_valid(path):
 def test_bgz_s_run_input_is_what_plan_takes():
     """bgz builds an index run's input as a RunInput; Plan checks it as ExecutionInput. Their fields
     are one list (ExecutionInput has the bulk machine's two more), and what bgz sends, Plan reads back."""
-    from plan.app import ExecutionInput
+    from payloads import ExecutionInput
 
     from batch_job.boundary import RunInput
 
@@ -366,12 +366,18 @@ def test_bgz_s_run_input_is_what_plan_takes():
 
 def test_every_lambda_event_model_refuses_unknown_fields():
     """A misspelt field in a state's payload is an error, never silently ignored."""
-    from plan.app import ExecutionInput, PlanEvent
-    from prove_readers.app import ProveReadersEvent
-    from refresh_readers.app import RefreshEvent
-    from report.event import FailureEvent, IndexesEvent, RunEndEvent
-    from select_indexes.app import BulkInput, SelectEvent
-    from set_compressed.app import SetCompressedEvent
+    from payloads import (
+        BulkInput,
+        ExecutionInput,
+        FailureEvent,
+        IndexesEvent,
+        PlanEvent,
+        ProveReadersEvent,
+        RefreshEvent,
+        RunEndEvent,
+        SelectEvent,
+        SetCompressedEvent,
+    )
 
     models = (ExecutionInput, PlanEvent, ProveReadersEvent, RefreshEvent, SetCompressedEvent, SelectEvent, BulkInput)
     for model in (*models, RunEndEvent, FailureEvent, IndexesEvent):
@@ -406,7 +412,8 @@ def test_notify_says_a_bulk_runs_table_and_a_timeout_in_plain_words():
 
 
 def test_index_runs_get_unique_valid_names_whatever_the_index_names():
-    from select_indexes.app import MAX_BULK_NAME, child_names
+    from payloads import MAX_BULK_NAME
+    from select_indexes.app import child_names
 
     bulk = "b" * MAX_BULK_NAME
     indexes = ["a" * 40 + "1", "a" * 40 + "2", "x.y", "x-y", "é"]

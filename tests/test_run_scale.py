@@ -144,7 +144,8 @@ def test_set_compressed_and_summarize_of_250000_files_stay_small(deployment):
 
 
 def _check_run(run: RunFolder, plan: Plan):
-    from set_compressed.app import SetCompressedEvent, check_run
+    from payloads import SetCompressedEvent
+    from set_compressed.app import check_run
 
     event = SetCompressedEvent(index=plan.index, prefix=plan.prefix, compressed=True, run=run.uri, execution="x")
     return check_run(run, event)

@@ -10,14 +10,12 @@ sample queries for the reader check. Every refusal costs no compute: no Batch jo
 from __future__ import annotations
 
 import os
-import re
-from typing import Literal
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from payloads import PlanEvent
 
 from batch_job.bioindex.errors import IndexNotServed
 from batch_job.bioindex.rows import IndexRow
@@ -40,51 +38,12 @@ tracer = Tracer()
 # The engine's own log lines (locks, plan) come out in the same structured form.
 copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 
-INDEX_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 SAMPLED = 5  # files a dry run names for sampling the compression ratio
 
 
 class RunEnded(Exception):
     """The execution was stopped (or ended) while Plan worked: the lock Plan took is released, as no
     later state of the run will release it."""
-
-
-class ExecutionInput(BaseModel):
-    """What an operator passes to StartExecution: the index name and prefix as `__Indexes` has them."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    index: str = Field(pattern=INDEX_NAME)
-    prefix: str
-    shards: int | None = Field(default=None, ge=1, le=10_000)
-    level: int = Field(default=-1, ge=-1, le=9)
-    # Set by the bulk machine: links this run to it in the console.
-    started_by: str | None = Field(default=None, alias="AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID")
-    # Set by the bulk machine: how many index runs share the job queue at once.
-    bulk_concurrency: int | None = Field(default=None, ge=1, alias="bulkConcurrency")
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        return check_prefix(value)
-
-
-class PlanEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["compress", "rollback"]
-    execution: str
-    execution_arn: str = Field(alias="executionArn")
-    input: ExecutionInput
-    dry_run: bool = Field(default=False, alias="dryRun")  # `bgz plan`: pre-flight and listing only
-
-    @field_validator("execution")
-    @classmethod
-    def _execution(cls, value: str) -> str:
-        # The execution name names the Batch jobs and the run folder.
-        if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", value):
-            raise ValueError(f"execution name {value!r} may use only letters, digits, '-' and '_' (Batch job names)")
-        return value
 
 
 def dry_run(target: str, rollback: bool, shards: int | None, row: IndexRow) -> dict:

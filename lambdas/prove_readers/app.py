@@ -23,7 +23,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
+from payloads import ProveReadersEvent
 
 from batch_job.bioindex.backend import FlagBackend
 from batch_job.bioindex.errors import ConvertedFilesUnreadable, OldAnswersNotBack, ReadersStale
@@ -50,16 +50,6 @@ NOT_PROVEN = (
     "ReaderRefresh=requests: the bioindex's answers do not say which process gave them, so no series of "
     "requests can show that every process loaded the flag"
 )
-
-
-class ProveReadersEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    run: str
-    execution: str
-    compressed: bool
-    refresh: RefreshMode  # the ReaderRefresh mode this run took (Plan's), whatever the stack says now
-    revert: bool = False  # prove the old answers are back after the flag was set back
 
 
 def _stale(found: Comparison, compressed: bool, canary: str) -> ReadersStale:

@@ -18,13 +18,12 @@ The `hook` mode invokes the operator's own Lambda directly from the state machin
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Literal
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from payloads import RefreshEvent
 
 from batch_job.boundary import RefreshProgress
 from batch_job.locations import parse_location
@@ -45,17 +44,6 @@ class RefreshFailed(Exception):
 
 class RefreshTimedOut(Exception):
     """The ECS deployments did not complete within the stack's ReaderRefreshTimeoutSeconds."""
-
-
-class RefreshEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    action: Literal["restart", "check", "await"]
-    run: str
-    execution: str
-    compressed: bool  # the flag every process must load
-    revert: bool = False  # the flag was set back after the bioindex could not read the new side
-    task_token: str | None = Field(default=None, alias="taskToken")
 
 
 def _ecs_deployments(settings: config.ReaderRefresh) -> dict[str, str]:

@@ -14,8 +14,8 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from payloads import IndexesEvent
 from report.cause import cap
-from report.event import IndexesEvent
 
 from batch_job.boundary import BulkSummary, RunSummary, files_sentence
 from batch_job.locations import parse_location

@@ -11,8 +11,8 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from payloads import FailureEvent
 from report.cause import cap
-from report.event import FailureEvent
 from report.run_end import recorded, release_lock
 
 from batch_job import states

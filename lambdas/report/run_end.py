@@ -4,7 +4,7 @@ first, so the next run may start, then write its outcome.json, which a bulk run'
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger
-from report.event import FailureEvent, RunEndEvent
+from payloads import FailureEvent, RunEndEvent
 
 from batch_job.locations import parse_location
 from batch_job.locks import Locks

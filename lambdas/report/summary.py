@@ -7,7 +7,7 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from report.event import RunEndEvent
+from payloads import RunEndEvent
 from report.run_end import recorded, release_lock
 
 from batch_job.boundary import RunSummary

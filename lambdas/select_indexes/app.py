@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Literal
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from payloads import SelectEvent
 
 from batch_job.bioindex.errors import UnknownIndex
 from batch_job.bioindex.rows import IndexRow
 from batch_job.keys import execution_name
-from batch_job.locations import check_prefix
 from bioindex import config
 
 logger = Logger()
@@ -34,55 +32,6 @@ STATUS_BYTES = 40  # what an index's outcome holds beyond its item
 
 class BulkTooLarge(Exception):
     """More indexes than one bulk execution's state can carry."""
-
-
-MAX_BULK_NAME = 60
-
-
-class Explicit(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    index: str
-    prefix: str
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        return check_prefix(value)
-
-
-class BulkInput(BaseModel):
-    """What an operator passes to the bulk machine's StartExecution."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    mode: Literal["compress", "rollback"]
-    all: bool = False
-    include: list[str] | None = None
-    exclude: list[str] = []
-    indexes: list[Explicit] | None = None
-    concurrency: int = Field(default=0, ge=0, le=40)  # 0: the stack's BulkConcurrency
-    level: int = Field(default=-1, ge=-1, le=9)
-
-    @model_validator(mode="after")
-    def _one_selection(self) -> BulkInput:
-        chosen = [
-            name for name, value in (("all", self.all), ("include", self.include), ("indexes", self.indexes)) if value
-        ]
-        if len(chosen) != 1:
-            raise ValueError(
-                'give exactly one of "all": true, "include": [NAME, ...] or "indexes": [{index, prefix}, ...]'
-            )
-        return self
-
-
-class SelectEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    # Each index run is named <index>-<this>: leave the index room.
-    execution: str = Field(max_length=MAX_BULK_NAME)
-    input: BulkInput
-    machines: dict[Literal["compress", "rollback"], str]  # the child state machines' ARNs
 
 
 def _skip_reason(row: IndexRow, compress: bool) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict
+from payloads import SetCompressedEvent
 
 from batch_job.boundary import FlagConfirmed
 from batch_job.errors import PlanMismatch
@@ -29,16 +29,6 @@ tracer = Tracer()
 
 class NotVerified(Exception):
     """The run's verify manifests do not show every planned file verified OK."""
-
-
-class SetCompressedEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    index: str
-    prefix: str
-    compressed: bool
-    run: str
-    execution: str
 
 
 def check_run(run: RunFolder, event: SetCompressedEvent) -> PlanHead:

@@ -1,0 +1,204 @@
+"""What each state sends its Lambda: the event of every function, in the order a run meets them - the
+execution input Plan checks, then Plan's, SetCompressed's, RefreshReaders', ProveReaders', Summarize's
+and ExplainFailure's events; the bulk machine's input, SelectIndexes' and ReportIndexes' events.
+
+Each refuses a key it does not know (a misspelt key in a state's payload is an error, never
+ignored); tests/test_asl_source.py checks every Lambda state's Payload against its model. What the
+Lambdas answer, and Plan's result, are records of batch_job/boundary.py.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import cached_property
+from typing import Any, Literal
+
+from aws_lambda_powertools import Logger
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from batch_job.boundary import PlanResult
+from batch_job.errors import BadInput
+from batch_job.locations import check_prefix, parse_location
+from batch_job.records import Mode, RefreshMode
+from batch_job.runfolder import RunFolder
+
+logger = Logger(child=True)
+
+INDEX_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+MAX_BULK_NAME = 60  # a bulk execution's name: each index run is named <index>-<this>
+
+
+class ExecutionInput(BaseModel):
+    """What an operator passes to StartExecution: the index name and prefix as `__Indexes` has them
+    (`bgz start` builds it as batch_job.boundary.RunInput)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: str = Field(pattern=INDEX_NAME)
+    prefix: str
+    shards: int | None = Field(default=None, ge=1, le=10_000)
+    level: int = Field(default=-1, ge=-1, le=9)
+    # Set by the bulk machine: links this run to it in the console.
+    started_by: str | None = Field(default=None, alias="AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID")
+    # Set by the bulk machine: how many index runs share the job queue at once.
+    bulk_concurrency: int | None = Field(default=None, ge=1, alias="bulkConcurrency")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return check_prefix(value)
+
+
+class PlanEvent(BaseModel):
+    """Plan's event: the execution, its input, and whether `bgz plan` only previews the run (dryRun)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["compress", "rollback"]
+    execution: str
+    execution_arn: str = Field(alias="executionArn")
+    input: ExecutionInput
+    dry_run: bool = Field(default=False, alias="dryRun")  # `bgz plan`: pre-flight and listing only
+
+    @field_validator("execution")
+    @classmethod
+    def _execution(cls, value: str) -> str:
+        # The execution name names the Batch jobs and the run folder.
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,80}", value):
+            raise ValueError(f"execution name {value!r} may use only letters, digits, '-' and '_' (Batch job names)")
+        return value
+
+
+class SetCompressedEvent(BaseModel):
+    """SetCompressed's and SetUncompressed's event: the flag to set for this (index, prefix), and the run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: str
+    prefix: str
+    compressed: bool
+    run: str
+    execution: str
+
+
+class RefreshEvent(BaseModel):
+    """RefreshReaders' event (and ReloadOldFlag's): restart the readers, check or await their refresh."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["restart", "check", "await"]
+    run: str
+    execution: str
+    compressed: bool  # the flag every process must load
+    revert: bool = False  # the flag was set back after the bioindex could not read the new side
+    task_token: str | None = Field(default=None, alias="taskToken")
+
+
+class ProveReadersEvent(BaseModel):
+    """ProveReaders' event (and ProveOldAnswers', with revert): which side every reader must now read."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: str
+    execution: str
+    compressed: bool
+    refresh: RefreshMode  # the ReaderRefresh mode this run took (Plan's), whatever the stack says now
+    revert: bool = False  # prove the old answers are back after the flag was set back
+
+
+class RunEndEvent(BaseModel):
+    """Summarize's event: the index run that SUCCEEDED, and Plan's result."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    execution: str
+    mode: Mode
+    plan: dict[str, Any]  # Plan's result, as the state machine keeps it in $.plan
+
+    @cached_property
+    def planned(self) -> PlanResult | None:
+        """Plan's result, parsed once; None when Plan itself failed."""
+        if not self.plan:
+            return None
+        try:
+            return PlanResult.from_json(self.plan)
+        except BadInput:  # a run planned by an older release, still running across an upgrade
+            logger.warning("Plan's result is not this release's: %s", sorted(self.plan))
+            return None
+
+    def run_folder(self) -> RunFolder | None:
+        run = self.planned.run if self.planned else self.plan.get("run")  # .get: an older release's plan
+        return RunFolder(parse_location(run)) if run else None
+
+    def target(self) -> str:
+        return self.planned.target if self.planned else self.plan.get("target", "")
+
+
+class FailureEvent(RunEndEvent):
+    """ExplainFailure's event: the index run that failed, the state it failed in and the caught error."""
+
+    plan: dict[str, Any] = {}  # empty when Plan itself failed (its failure state passes no plan)
+    step: str  # the state's name
+    error: dict[str, Any] = {}  # the caught error: {"Error": ..., "Cause": ...}
+
+
+class Explicit(BaseModel):
+    """One (index, prefix) of a bulk run's explicit list."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    index: str
+    prefix: str
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        return check_prefix(value)
+
+
+class BulkInput(BaseModel):
+    """What an operator passes to the bulk machine's StartExecution."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mode: Literal["compress", "rollback"]
+    all: bool = False
+    include: list[str] | None = None
+    exclude: list[str] = []
+    indexes: list[Explicit] | None = None
+    concurrency: int = Field(default=0, ge=0, le=40)  # 0: the stack's BulkConcurrency
+    level: int = Field(default=-1, ge=-1, le=9)
+
+    @model_validator(mode="after")
+    def _one_selection(self) -> BulkInput:
+        chosen = [
+            name for name, value in (("all", self.all), ("include", self.include), ("indexes", self.indexes)) if value
+        ]
+        if len(chosen) != 1:
+            raise ValueError(
+                'give exactly one of "all": true, "include": [NAME, ...] or "indexes": [{index, prefix}, ...]'
+            )
+        return self
+
+
+class SelectEvent(BaseModel):
+    """SelectIndexes' event: the bulk run's input, and the index runs' state machines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Each index run is named <index>-<this>: leave the index room.
+    execution: str = Field(max_length=MAX_BULK_NAME)
+    input: BulkInput
+    machines: dict[Literal["compress", "rollback"], str]  # the child state machines' ARNs
+
+
+class IndexesEvent(BaseModel):
+    """ReportIndexes' event: a bulk run's index runs, as its Map state ended them, and the ones it skipped."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    execution: str
+    mode: Mode
+    machine: str  # the index runs' state machine
+    results: list[dict[str, Any]] = []  # each index's run: index, prefix, execution, status
+    skipped: list[dict[str, Any]] = []  # indexes not converted, and why
