@@ -16,6 +16,7 @@ Where each part of the code is tested:
     lambdas/                                   test_lambdas (models, packaging), test_workflow,
                                                test_bioindex_safety, test_reader_refresh, test_notifications
     lambdas/select_indexes, the bulk machine   test_bulk, test_bulk_scale
+    lambdas/payloads.py                        test_asl_source (each state's payload its event), test_lambdas
     statemachine/                              test_asl_source, test_template (the graph: no path deletes
                                                before the flag), test_workflow (executed by moto)
     template.yaml (roles)                      test_template, test_iam (every call against its role)
