@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import re
 from functools import cached_property
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from batch_job.boundary import PlanResult
 from batch_job.errors import BadInput
@@ -26,6 +26,7 @@ logger = Logger(child=True)
 
 INDEX_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 MAX_BULK_NAME = 60  # a bulk execution's name: each index run is named <index>-<this>
+Prefix = Annotated[str, AfterValidator(check_prefix)]  # an index's prefix as __Indexes has it, ending in /
 
 
 class ExecutionInput(BaseModel):
@@ -35,18 +36,13 @@ class ExecutionInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     index: str = Field(pattern=INDEX_NAME)
-    prefix: str
+    prefix: Prefix
     shards: int | None = Field(default=None, ge=1, le=10_000)
     level: int = Field(default=-1, ge=-1, le=9)
     # Set by the bulk machine: links this run to it in the console.
     started_by: str | None = Field(default=None, alias="AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID")
     # Set by the bulk machine: how many index runs share the job queue at once.
     bulk_concurrency: int | None = Field(default=None, ge=1, alias="bulkConcurrency")
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        return check_prefix(value)
 
 
 class PlanEvent(BaseModel):
@@ -148,12 +144,7 @@ class Explicit(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     index: str
-    prefix: str
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        return check_prefix(value)
+    prefix: Prefix
 
 
 class BulkInput(BaseModel):
