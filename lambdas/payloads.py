@@ -26,7 +26,13 @@ logger = Logger(child=True)
 
 INDEX_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 MAX_BULK_NAME = 60  # a bulk execution's name: each index run is named <index>-<this>
-Prefix = Annotated[str, AfterValidator(check_prefix)]  # an index's prefix as __Indexes has it, ending in /
+
+
+def _prefix(value: str) -> str:
+    return check_prefix(value)
+
+
+Prefix = Annotated[str, AfterValidator(_prefix)]  # an index's prefix as __Indexes has it, ending in /
 
 
 class ExecutionInput(BaseModel):

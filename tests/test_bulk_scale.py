@@ -87,9 +87,9 @@ def _summary(index: str, prefix: str, name: str) -> dict:
 
 
 def test_a_thousand_indexes_half_failing_stay_within_every_limit(s3, run_bucket, monkeypatch):
-    from payloads import IndexesEvent
+    from payloads import IndexesEvent, SelectEvent
     from report.bulk import bulk
-    from select_indexes.app import SelectEvent, selection
+    from select_indexes.app import selection
 
     monkeypatch.setenv("RUN_BUCKET", run_bucket)
     asl = json.loads((ROOT / "statemachine" / "bulk.asl.json").read_text())["States"]
@@ -139,7 +139,8 @@ def test_a_thousand_indexes_half_failing_stay_within_every_limit(s3, run_bucket,
 
 
 def test_more_indexes_than_one_state_can_carry_are_refused_before_anything_runs():
-    from select_indexes.app import BulkTooLarge, SelectEvent, selection
+    from payloads import SelectEvent
+    from select_indexes.app import BulkTooLarge, selection
 
     event = {
         "execution": "bulk-too-many",

@@ -237,9 +237,10 @@ def test_the_packaged_handlers_use_the_layers_engine_and_never_load_the_codec(tm
     shutil.copytree(ROOT / "batch_job", layer / "batch_job", ignore=shutil.ignore_patterns("__pycache__"))
     probe = (
         "import sys, plan.app, set_compressed.app, prove_readers.app, refresh_readers.app, report.summary,"
-        " report.explain, report.bulk, batch_job, bioindex;"
+        " report.explain, report.bulk, select_indexes.app, notify.app, batch_job, bioindex, payloads;"
         "print(batch_job.__file__);"
         "print(bioindex.__file__);"
+        "print(payloads.__file__);"
         "print(sorted(m for m in ('deflate', 'batch_job.codec', 'batch_job.htslib') if m in sys.modules))"
     )
     out = subprocess.run(
@@ -251,7 +252,8 @@ def test_the_packaged_handlers_use_the_layers_engine_and_never_load_the_codec(tm
         check=True,
     ).stdout.splitlines()
     assert out[0].startswith(str(layer)) and out[1].startswith(str(package)), "the handlers use the packaged code"
-    assert out[2] == "[]", "the Lambdas never load the codec"
+    assert out[2] == str(package / "payloads.py"), "every state's event comes with the handlers"
+    assert out[3] == "[]", "the Lambdas never load the codec"
 
 
 def a_plan(run: str, index: str, prefix: str, target: str) -> dict:
@@ -362,6 +364,29 @@ def test_bgz_s_run_input_is_what_plan_takes():
     assert left_to_plan.to_json() == {"index": "genes", "prefix": "genes/"}, "unset fields are not sent"
     parsed = ExecutionInput.model_validate(left_to_plan.to_json())
     assert (parsed.shards, parsed.level) == (None, -1)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "said"),
+    [("genes", "must end with '/'"), ("", "prefix is empty"), ("a//b/", "empty, '.' or '..' path segment")],
+)
+def test_a_bulk_runs_explicit_prefix_is_checked_as_plan_checks_one(prefix, said):
+    """SelectIndexes refuses a malformed prefix of an explicit list before any index run starts,
+    with the words Plan uses for one run's."""
+    from payloads import BulkInput, ExecutionInput
+    from pydantic import ValidationError
+
+    for model, body in (
+        (BulkInput, {"mode": "compress", "indexes": [{"index": "genes", "prefix": prefix}]}),
+        (ExecutionInput, {"index": "genes", "prefix": prefix}),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            model.model_validate(body)
+        (error,) = refused.value.errors()
+        assert error["type"] == "value_error" and said in error["msg"], error
+        assert error["loc"][-1] == "prefix", error
+    accepted = BulkInput.model_validate({"mode": "compress", "indexes": [{"index": "g", "prefix": "g/"}]})
+    assert accepted.indexes[0].prefix == "g/"
 
 
 def test_every_lambda_event_model_refuses_unknown_fields():
