@@ -1,4 +1,4 @@
-"""The nine hooks into moto's internals that make the offline stack run the real ASL, jobs and
+"""The ten hooks into moto's internals that make the offline stack run the real ASL, jobs and
 Lambdas. They touch private code, so moto is pinned exactly and tests/test_offline_aws.py fails
 loudly when an upgrade breaks them:
 
@@ -33,6 +33,9 @@ loudly when an upgrade breaks them:
    and again at every StartExecution (0.1-0.3 s each for our machines); an execution now reuses the
    tree CreateStateMachine built. Each execution still gets its own evaluation components, built
    from that tree as moto builds them; a definition that does not parse is refused each time.
+10. Batch DescribeJobs walks a copy of the job table: moto walks the table itself while a submit
+   from another thread (a bulk run's index runs, side by side) adds to it, and the .sync task that
+   asked failed with "dictionary changed size during iteration". What it answers is moto's own.
 """
 
 from __future__ import annotations
@@ -112,6 +115,12 @@ def _finish_job_for_real(self, include_start_attempt: bool, job) -> None:
 
     target = array_parent if "size" in job.array_properties else single
     threading.Thread(target=target, daemon=True).start()
+
+
+def _describe_jobs_of_a_copy(self, jobs: list[str] | None) -> list[dict]:
+    """moto's describe_jobs over a copy of its job table (list() of a dict is one step under the GIL)."""
+    wanted = set(jobs or ())
+    return [job.describe() for key, job in list(self._jobs.items()) if not wanted or key in wanted or job.arn in wanted]
 
 
 def _invoke_for_real(self, function_name, qualifier, body, headers, response_headers):
@@ -356,6 +365,9 @@ def install_hooks(runner: Runner) -> None:
         if own is not None and not getattr(own, "_bgzip_recorded", False):
             task._eval_execution = recorded(own)
     BatchSimpleBackend._mark_job_as_finished = _finish_job_for_real
+    from moto.batch.models import BatchBackend  # what BatchSimpleBackend hands every other call to
+
+    BatchBackend.describe_jobs = _describe_jobs_of_a_copy
     LambdaSimpleBackend.invoke = _invoke_for_real
 
     from moto.ecs.models import EC2ContainerServiceBackend

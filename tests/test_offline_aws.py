@@ -179,3 +179,31 @@ def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_bad_one
     for _ in range(2):
         with pytest.raises(ClientError, match="ASLParserException"):
             _machine(offline_aws, {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Nxt": "Echo"}}})
+
+
+def test_describe_jobs_answers_while_a_submit_adds_a_job(offline_aws):
+    """A bulk run's index runs submit and describe jobs side by side. moto walked its job table while a
+    submit from another thread added to it, and the .sync task asking failed ("dictionary changed size
+    during iteration"). Here a submit lands between two jobs of the walk; DescribeJobs still answers."""
+    from moto.batch_simple.models import batch_simple_backends  # the offline stack's (no Docker)
+
+    backend = batch_simple_backends["123456789012"]["us-east-1"]
+
+    class Job:
+        def __init__(self, name: str, submits: bool = False) -> None:
+            self.arn, self.name, self.submits = f"arn:job/{name}", name, submits
+
+        def describe(self) -> dict:
+            if self.submits:  # another thread's submit, landing now
+                backend._jobs[f"late-{uuid.uuid4().hex}"] = Job("late")
+            return {"jobName": self.name}
+
+    saved = dict(backend._jobs)
+    backend._jobs.clear()
+    backend._jobs.update({"a": Job("a", submits=True), "b": Job("b")})
+    try:
+        assert [j["jobName"] for j in backend.describe_jobs(None)] == ["a", "b"]
+        assert [j["jobName"] for j in backend.describe_jobs(["arn:job/b"])] == ["b"]
+    finally:
+        backend._jobs.clear()
+        backend._jobs.update(saved)
