@@ -12,6 +12,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from payloads import IndexesEvent
@@ -24,6 +25,8 @@ from batch_job.runfolder import RunFolder, run_folder_uri
 
 logger = Logger()
 tracer = Tracer()
+# The engine's own log lines (run folder reads) come out in the same structured form, as before the split.
+copy_config_to_registered_loggers(source_logger=logger, include={"bgzip-job"})
 
 ROW_CAUSE = 600  # a bulk table row, as the output shows it (the report in the run bucket has it all)
 
