@@ -170,7 +170,12 @@ def share_botocore_data() -> None:
     quarter of a Lambda invoke here. After this, a process parses each file once, and the zygote's
     children inherit what it parsed. botocore treats loaded data as shared already (a session caches
     it for all its clients, and deep-copies what it changes); a child's changes never reach the zygote
-    or a sibling. The tests' own process (moto's server, `bgz`) calls it too."""
+    or a sibling. The tests' own process (moto's server, `bgz`) calls it too.
+
+    Each new session also lists botocore's data folder again (some 400 services, a stat of each
+    version's file) to learn which services exist, and each service's folder for its versions: a
+    quarter of a job's or a Lambda invoke's CPU here. Those listings are kept per search path too;
+    the folders do not change while a process runs."""
     from botocore import loaders
 
     if getattr(loaders.JSONFileLoader.load_file, "shared", False):
@@ -183,8 +188,25 @@ def share_botocore_data() -> None:
             parsed[file_path] = load_file(self, file_path)
         return parsed[file_path]
 
+    listed: dict[tuple, list[str]] = {}
+    list_services, list_versions = loaders.Loader.list_available_services, loaders.Loader.list_api_versions
+
+    def list_available_services_once(self, type_name):
+        key = (tuple(self.search_paths), type_name)
+        if key not in listed:
+            listed[key] = list_services(self, type_name)
+        return list(listed[key])
+
+    def list_api_versions_once(self, service_name, type_name):
+        key = (tuple(self.search_paths), type_name, service_name)
+        if key not in listed:
+            listed[key] = list_versions(self, service_name, type_name)
+        return list(listed[key])
+
     load_file_once.shared = True
     loaders.JSONFileLoader.load_file = load_file_once
+    loaders.Loader.list_available_services = list_available_services_once
+    loaders.Loader.list_api_versions = list_api_versions_once
 
 
 def freeze_imported() -> None:
@@ -196,13 +218,16 @@ def freeze_imported() -> None:
 
 
 def _parse_botocore_data() -> None:
-    """The zygote's children find the models of every service the stack uses parsed already."""
-    import botocore.session
+    """The zygote's children find the models of every service the stack uses parsed already, and
+    botocore's data folder listed as a boto3 session lists it (boto3 adds a folder of its own)."""
+    import boto3.session
 
     share_botocore_data()
-    session = botocore.session.get_session()
+    session = boto3.session.Session(aws_access_key_id="zygote", aws_secret_access_key="zygote")
     for service in SERVICES:
-        session.create_client(service, "us-east-1", aws_access_key_id="zygote", aws_secret_access_key="zygote")
+        client = session.client(service, "us-east-1")
+        client.can_paginate(next(iter(client.meta.method_to_api_mapping)))  # the paginators' model too
+        assert client.waiter_names is not None  # and the waiters'
 
 
 def serve(socket_path: str) -> None:

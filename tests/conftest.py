@@ -22,6 +22,7 @@ Where each part of the code is tested:
     template.yaml (roles)                      test_template, test_iam (every call against its role)
     bgz/                                       test_bgz, test_selftest, test_demo (the demo and sandbox)
     offline/                                   test_offline_aws (the moto hooks), and every slow test
+    offline/warm_start.py                      test_warm_start (a zygote's children, botocore's data shared)
     README.md, docs/                           test_docs
     the image, pyproject                       test_packaging, check_build.py (after `sam build`)
 """
