@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, astuple, dataclass, field, fields
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 
 from batch_job.errors import BadInput
 from batch_job.keys import COMPRESSED_SUFFIX, compressed_key, gzi_key, original_key
@@ -103,8 +104,11 @@ def json_object(data: bytes, name: str) -> dict:
 HEAD_END = ', "files": ['
 
 
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=...) without a new encoder each
+
+
 def _head_first(head: dict, files: Iterable[dict], tail: dict | None = None) -> bytes:
-    lines = ",\n".join(json.dumps(f, separators=(",", ":")) for f in files)
+    lines = ",\n".join(_compact(f) for f in files)
     end = "".join(f", {json.dumps(name)}: {json.dumps(value)}" for name, value in (tail or {}).items())
     return (json.dumps(head)[:-1] + HEAD_END + "\n" + lines + "\n]" + end + "}\n").encode()
 
@@ -129,8 +133,14 @@ def keys_digest(keys: Iterable[str]) -> str:
     return digest.hexdigest()[:16]
 
 
+@cache
+def _field_names(kind: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(kind))
+
+
 def _without_none(record: object) -> dict:
-    return {f.name: getattr(record, f.name) for f in fields(record) if getattr(record, f.name) is not None}
+    values = ((name, getattr(record, name)) for name in _field_names(type(record)))
+    return {name: value for name, value in values if value is not None}
 
 
 @dataclass(frozen=True, slots=True)  # a plan may hold hundreds of thousands
