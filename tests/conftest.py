@@ -29,7 +29,9 @@ Where each part of the code is tested:
 
 from __future__ import annotations
 
+import compileall
 import uuid
+from pathlib import Path
 
 import boto3
 import pytest
@@ -43,11 +45,23 @@ from tests.mariadb import MariaDB
 from tests.stacks import Deployment
 
 REGION = "us-east-1"
+ROOT = Path(__file__).resolve().parent.parent
 SLOW_FIXTURES = {"offline_aws", "mariadb"}
 
 
 def pytest_configure(config: pytest.Config) -> None:
     share_botocore_data()  # the harness, moto's server and `bgz` make hundreds of clients
+    if not hasattr(config, "workerinput"):  # once, before pytest-xdist starts its workers
+        _compile_project()
+
+
+def _compile_project() -> None:
+    """Each job, Lambda invoke and `bgz` of the suite is a new process that imports the project's
+    code. Where PYTHONDONTWRITEBYTECODE is set no process writes what it compiled, and each compiled
+    every module again: half of a Lambda invoke's imports. Compiled once here (the .pyc files are
+    still checked against their sources at each import)."""
+    for package in ("batch_job", "bgz", "lambdas", "offline", "demo"):
+        compileall.compile_dir(ROOT / package, quiet=1)
 
 
 # The modules whose tests take longest (20-60 s each, `make test` prints the slowest), run first so
