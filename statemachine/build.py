@@ -8,7 +8,9 @@ this module is the one source both files are written from. After changing it, ru
     python statemachine/build.py           # writes both files
     python statemachine/build.py --check   # exits 1, naming the file, if a committed file is stale
 
-tests/test_asl_source.py fails while a committed file differs from what this writes.
+tests/test_asl_source.py fails while a committed file differs from what this writes. Each Lambda
+state's ResultSelector comes from the fields of the record its function answers (batch_job/boundary.py),
+and its Payload is checked against the function's event model (lambdas/payloads.py) as it is written.
 """
 
 from __future__ import annotations
@@ -21,6 +23,19 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # so that `python statemachine/build.py` finds batch_job
+sys.path.insert(0, str(HERE.parent / "lambdas"))  # and payloads, every Lambda's event model
+
+from payloads import (  # noqa: E402
+    FailureEvent,
+    IndexesEvent,
+    PlanEvent,
+    ProveReadersEvent,
+    RefreshEvent,
+    RunEndEvent,
+    SelectEvent,
+    SetCompressedEvent,
+)
+from pydantic import BaseModel  # noqa: E402
 
 from batch_job import states  # noqa: E402
 from batch_job.boundary import (  # noqa: E402
@@ -35,6 +50,20 @@ from batch_job.rates import timeout_key  # noqa: E402
 from batch_job.records import Mode, RefreshMode, Step  # noqa: E402
 
 State = dict[str, Any]
+
+# The event model of each of the stack's Lambdas: every Payload a state sends one is checked against
+# it as the ASL is written (payload_for). The operator's ReaderRefreshHookArn takes the event the
+# README documents, not one of ours.
+EVENTS: dict[str, type[BaseModel]] = {
+    "${PlanFunctionArn}": PlanEvent,
+    "${SetCompressedFunctionArn}": SetCompressedEvent,
+    "${RefreshReadersFunctionArn}": RefreshEvent,
+    "${ProveReadersFunctionArn}": ProveReadersEvent,
+    "${SummarizeFunctionArn}": RunEndEvent,
+    "${ExplainFailureFunctionArn}": FailureEvent,
+    "${ReportIndexesFunctionArn}": IndexesEvent,
+    "${SelectIndexesFunctionArn}": SelectEvent,
+}
 
 FILES = {
     Mode.COMPRESS: HERE / "compress.asl.json",
@@ -117,6 +146,24 @@ def selected(record: type) -> State:
     return {f"{key}.$": f"$.Payload.{key}" for key in record.json_keys()}
 
 
+def payload_for(function: str, payload: State) -> State:
+    """`payload` as the Lambda `function` takes it: each key (a path where it ends in `.$`) a field of
+    the function's event model by its JSON name, and every field the model requires given. Else the
+    build fails, naming the keys: the ASL and the handlers cannot drift apart."""
+    model = EVENTS.get(function)
+    if model is None:
+        return payload
+    fields = model.model_fields
+    names = {field.alias or name for name, field in fields.items()}
+    required = {field.alias or name for name, field in fields.items() if field.is_required()}
+    sent = {key.removesuffix(".$") for key in payload}
+    if not sent <= names:
+        raise ValueError(f"a Payload for {function} sends {sorted(sent - names)}, unknown to {model.__name__}")
+    if not required <= sent:
+        raise ValueError(f"a Payload for {function} leaves out {sorted(required - sent)}, which {model.__name__} needs")
+    return payload
+
+
 def catch_all(next_state: str, result_path: str = "$.error") -> list[State]:
     """Any error that is not retried: keep it at result_path and go to next_state."""
     return [{"ErrorEquals": ["States.ALL"], "ResultPath": result_path, "Next": next_state}]
@@ -138,7 +185,7 @@ def lambda_task(
         "Type": "Task",
         "Comment": comment,
         "Resource": "arn:aws:states:::lambda:invoke",
-        "Parameters": {"FunctionName": function, "Payload": payload},
+        "Parameters": {"FunctionName": function, "Payload": payload_for(function, payload)},
         "ResultSelector": result_selector,
     }
     if output_path is not None:
@@ -279,7 +326,9 @@ def refresh_step(step: str, compressed: bool, revert: bool, next_state: str) -> 
             "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
             "Parameters": {
                 "FunctionName": "${RefreshReadersFunctionArn}",
-                "Payload": {"action": "await", "taskToken.$": "$$.Task.Token", **payload},
+                "Payload": payload_for(
+                    "${RefreshReadersFunctionArn}", {"action": "await", "taskToken.$": "$$.Task.Token", **payload}
+                ),
             },
             "TimeoutSecondsPath": "$.plan.refresh.confirmTimeoutSeconds",
             "ResultPath": "$.refresh",
