@@ -56,10 +56,8 @@ class BioindexStandin:
         self.control = Path(tempfile.mkdtemp(prefix="bioindex-standin-"))
         # The one listening socket every process accepts from (uvicorn's master opens it the same way).
         self._listener = socket.create_server(("127.0.0.1", 0), backlog=256)
-        self._listener.set_inheritable(True)
         self.port = self._listener.getsockname()[1]
         self._procs: list[int] = []  # the server processes' pids
-        self._forker: subprocess.Popen | None = None
         self._lock = threading.Lock()
         self._closing = threading.Event()
         self._watcher: threading.Thread | None = None
@@ -69,38 +67,15 @@ class BioindexStandin:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _zygote(self) -> subprocess.Popen:
-        """The process that forks the server processes (offline/bioindex_worker.py's zygote)."""
-        if self._forker is None or self._forker.poll() is not None:
-            command = [
-                sys.executable,
-                "-m",
-                "offline.bioindex_worker",
-                "--zygote",
-                "--fd",
-                str(self._listener.fileno()),
-            ]
-            command += ["--db", self.db.url, "--bucket", self.bucket, "--control", str(self.control)]
-            if self.token:
-                command += ["--token", self.token]
-            if self.set_endpoint:
-                command.append("--set-endpoint")
-            self._forker = subprocess.Popen(
-                command,
-                env=self.env,
-                cwd=ROOT,
-                pass_fds=(self._listener.fileno(),),
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-        return self._forker
-
     def _spawn(self, frozen: bool = False) -> int:
-        forker = self._zygote()
-        forker.stdin.write("spawn frozen\n" if frozen else "spawn\n")
-        forker.stdin.flush()
-        return int(forker.stdout.readline())
+        argv = ["--db", self.db.url, "--bucket", self.bucket, "--control", str(self.control)]
+        if self.token:
+            argv += ["--token", self.token]
+        if self.set_endpoint:
+            argv.append("--set-endpoint")
+        if frozen:
+            argv.append("--frozen")
+        return _forker().spawn(argv, self.env, self._listener)
 
     def _wait_ready(self, pids: list[int]) -> None:
         deadline = time.monotonic() + 30
@@ -166,10 +141,6 @@ class BioindexStandin:
     def close(self) -> None:
         self._closing.set()
         self.stop()
-        if self._forker is not None:
-            self._forker.stdin.close()
-            self._forker.wait(timeout=10)
-            self._forker.stdout.close()
         self._listener.close()
 
     # ---- restarts asked for by the workflow's refresh (a hook Lambda, an ECS deployment) ----------
@@ -250,11 +221,57 @@ class BioindexStandin:
         return {entry["pid"] for entry in self._log() if entry["request"].split(" ", 1)[1].startswith(path_prefix)}
 
 
+class _Forker:
+    """The process that forks every stand-in's server processes (offline/bioindex_worker.py's zygote),
+    one for this process: a new interpreter with the libraries imported takes 0.3 s of CPU, and a test
+    run starts about a hundred stand-ins. It ends when this process does (its socket closes)."""
+
+    def __init__(self) -> None:
+        self._requests, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "offline.bioindex_worker", "--zygote", str(theirs.fileno())],
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+            cwd=ROOT,
+            pass_fds=(theirs.fileno(),),
+        )
+        theirs.close()
+        self._lock = threading.Lock()
+
+    def alive(self) -> bool:
+        return self._process.poll() is None
+
+    def spawn(self, argv: list[str], env: dict[str, str], listener: socket.socket) -> int:
+        """A new server process with these arguments and environment, accepting from `listener`."""
+        request = json.dumps({"argv": argv, "env": env}).encode()
+        with self._lock:
+            socket.send_fds(self._requests, [request], [listener.fileno()])
+            answer = self._requests.recv(32)
+        if not answer:
+            raise RuntimeError(f"the bioindex stand-in's zygote died (exit {self._process.wait()})")
+        return int(answer)
+
+
+_shared: _Forker | None = None
+_shared_lock = threading.Lock()
+
+
+def _forker() -> _Forker:
+    global _shared
+    with _shared_lock:
+        if _shared is None or not _shared.alive():
+            _shared = _Forker()
+        return _shared
+
+
 def _alive(pid: int) -> bool:
+    """Running: not gone, and not a zombie (a process whose zygote died is left to an init that may
+    never reap it)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    with contextlib.suppress(OSError):  # where there is no /proc (macOS), os.kill's answer
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
 

@@ -2,6 +2,7 @@
 
     python -m offline.bioindex_worker --fd N --db URL --bucket B --control DIR [--token T]
         [--set-endpoint] [--frozen]
+    python -m offline.bioindex_worker --zygote FD     # forks such processes (bioindex_standin.py's)
 
 Like one process of the real server it caches every index row (with its `compressed` flag) when it
 starts, and reloads that cache only when it serves `GET /api/bio/indexes` (or a query names an
@@ -275,41 +276,63 @@ def serve(args: argparse.Namespace) -> None:
                 server._handle_request_noblock()  # accepts, or returns if another process won the race
 
 
-def zygote(args: argparse.Namespace) -> None:
-    """Start server processes on request: each line `spawn` (or `spawn frozen`) on stdin forks one,
-    whose pid is the answer on stdout. A fork of this process, which has imported everything, starts
-    in milliseconds where a new interpreter takes a second: the stand-in restarts often. Each process
-    still loads the flags when it starts, as a new one of the real server does."""
+def zygote(requests: socket.socket) -> None:
+    """Start server processes on request, for every stand-in of the process that started this one.
+    Each request is one server process's arguments and environment, with its listening socket passed
+    along (SCM_RIGHTS); the answer is the new process's pid. A fork of this process, which has imported
+    everything, starts in milliseconds where a new interpreter takes a second: the stand-in restarts
+    often, and a test run starts about a hundred stand-ins. Each process still loads the flags when it
+    starts, as a new one of the real server does. It ends when the process that started it has gone."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # exited server processes are reaped by the kernel
     share_botocore_data()
     boto3.client("s3")  # botocore's models parsed here once, not again in every server process
     freeze_imported()
-    for line in sys.stdin:
-        frozen = line.split()[1:] == ["frozen"]
+    parser = _parser()
+    while True:
+        message, fds, _, _ = socket.recv_fds(requests, 1 << 20, 1)
+        if not message:
+            return
+        request = json.loads(message)
         pid = os.fork()
         if pid == 0:
             signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            sys.stdin.close()
-            args.frozen = frozen
+            requests.close()
             try:
+                os.environ.clear()
+                os.environ.update(request["env"])
+                boto3.DEFAULT_SESSION = None  # the request's environment makes the client, not this one's
+                args = parser.parse_args(request["argv"])
+                args.fd = fds[0]
                 serve(args)
             finally:
                 os._exit(0)
-        print(pid, flush=True)
+        os.close(fds[0])
+        requests.send(str(pid).encode())
 
 
-def main() -> None:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--fd", type=int, required=True, help="the inherited listening socket")
-    parser.add_argument("--db", required=True)
-    parser.add_argument("--bucket", required=True)
-    parser.add_argument("--control", required=True)
+    parser.add_argument("--fd", type=int, help="the inherited listening socket")
+    parser.add_argument("--db")
+    parser.add_argument("--bucket")
+    parser.add_argument("--control")
     parser.add_argument("--token")
     parser.add_argument("--set-endpoint", action="store_true")
     parser.add_argument("--frozen", action="store_true")
-    parser.add_argument("--zygote", action="store_true", help="fork server processes on request (see zygote)")
+    parser.add_argument("--zygote", type=int, metavar="FD", help="fork server processes on this socket's requests")
+    return parser
+
+
+def main() -> None:
+    parser = _parser()
     args = parser.parse_args()
-    zygote(args) if args.zygote else serve(args)
+    if args.zygote is not None:
+        zygote(socket.socket(fileno=args.zygote))
+        return
+    missing = [name for name in ("fd", "db", "bucket", "control") if getattr(args, name) is None]
+    if missing:
+        parser.error(f"a server process needs --{', --'.join(missing)}")
+    serve(args)
 
 
 if __name__ == "__main__":

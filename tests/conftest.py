@@ -23,6 +23,7 @@ Where each part of the code is tested:
     bgz/                                       test_bgz, test_selftest, test_demo (the demo and sandbox)
     offline/                                   test_offline_aws (the moto hooks), and every slow test
     offline/warm_start.py                      test_warm_start (a zygote's children, botocore's data shared)
+    offline/bioindex_standin.py                test_bioindex_standin (one zygote, each stand-in's arguments)
     README.md, docs/                           test_docs
     the image, pyproject                       test_packaging, check_build.py (after `sam build`)
 """
