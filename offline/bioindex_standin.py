@@ -227,7 +227,7 @@ class _Forker:
     run starts about a hundred stand-ins. It ends when this process does (its socket closes)."""
 
     def __init__(self) -> None:
-        self._requests, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self._requests, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._process = subprocess.Popen(
             [sys.executable, "-m", "offline.bioindex_worker", "--zygote", str(theirs.fileno())],
             env={**os.environ, "PYTHONPATH": str(ROOT)},
@@ -242,12 +242,16 @@ class _Forker:
 
     def spawn(self, argv: list[str], env: dict[str, str], listener: socket.socket) -> int:
         """A new server process with these arguments and environment, accepting from `listener`."""
-        request = json.dumps({"argv": argv, "env": env}).encode()
+        request = json.dumps({"argv": argv, "env": env}).encode() + b"\n"
         with self._lock:
-            socket.send_fds(self._requests, [request], [listener.fileno()])
-            answer = self._requests.recv(32)
-        if not answer:
-            raise RuntimeError(f"the bioindex stand-in's zygote died (exit {self._process.wait()})")
+            sent = socket.send_fds(self._requests, [request], [listener.fileno()])
+            self._requests.sendall(request[sent:])
+            answer = b""
+            while not answer.endswith(b"\n"):
+                data = self._requests.recv(32)
+                if not data:
+                    raise RuntimeError(f"the bioindex stand-in's zygote died (exit {self._process.wait()})")
+                answer += data
         return int(answer)
 
 

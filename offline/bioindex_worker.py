@@ -278,8 +278,8 @@ def serve(args: argparse.Namespace) -> None:
 
 def zygote(requests: socket.socket) -> None:
     """Start server processes on request, for every stand-in of the process that started this one.
-    Each request is one server process's arguments and environment, with its listening socket passed
-    along (SCM_RIGHTS); the answer is the new process's pid. A fork of this process, which has imported
+    Each request is a line: one server process's arguments and environment, with its listening socket
+    passed along (SCM_RIGHTS); the answer is the new process's pid, a line. A fork of this process, which has imported
     everything, starts in milliseconds where a new interpreter takes a second: the stand-in restarts
     often, and a test run starts about a hundred stand-ins. Each process still loads the flags when it
     starts, as a new one of the real server does. It ends when the process that started it has gone."""
@@ -289,7 +289,7 @@ def zygote(requests: socket.socket) -> None:
     freeze_imported()
     parser = _parser()
     while True:
-        message, fds, _, _ = socket.recv_fds(requests, 1 << 20, 1)
+        message, fds = _request(requests)
         if not message:
             return
         request = json.loads(message)
@@ -307,7 +307,18 @@ def zygote(requests: socket.socket) -> None:
             finally:
                 os._exit(0)
         os.close(fds[0])
-        requests.send(str(pid).encode())
+        requests.sendall(f"{pid}\n".encode())
+
+
+def _request(requests: socket.socket) -> tuple[bytes, list[int]]:
+    """One request line and the socket passed with it; empty at the end of the stream."""
+    message, fds = b"", []
+    while not message.endswith(b"\n"):
+        data, passed, _, _ = socket.recv_fds(requests, 1 << 16, 1)
+        if not data:
+            return b"", []
+        message, fds = message + data, fds + passed
+    return message, fds
 
 
 def _parser() -> argparse.ArgumentParser:
