@@ -34,10 +34,11 @@ from bgz.confirm import confirm, waiting
 from bgz.selftest import selftest
 from bgz.stack import Stack
 from bgz.watch import snapshot
+from offline import standin_hook
 from offline.aws import OfflineAWS
 from offline.bioindex_db import BioindexDatabase
 from offline.bioindex_standin import BioindexStandin
-from offline.sample_index import index_uploaded, make_sample_index, upload_tree
+from offline.sample_index import load_index, make_sample_index
 
 INDEX, PREFIX, BUCKET = "associations", "associations/", "bioindex-data"
 SECOND_INDEX, SECOND_PREFIX = "genes", "genes/"
@@ -80,14 +81,11 @@ def show_objects(aws: OfflineAWS, prefix: str = PREFIX) -> None:
         print(f"    {obj['Size']:>9}  s3://{BUCKET}/{obj['Key']}")
 
 
-def load_index(aws: OfflineAWS, db: BioindexDatabase, root: Path, name: str, prefix: str, seed: int) -> dict:
+def sample_index(aws: OfflineAWS, db: BioindexDatabase, root: Path, name: str, prefix: str, seed: int) -> dict:
     """A sample index's files in the data bucket, indexed in the bioindex's tables."""
-    s3 = aws.client("s3")
-    db.add_index(name, prefix, SCHEMA)
     make_sample_index(root, seed=seed, ascii_keys=True)
-    content = upload_tree(s3, BUCKET, root, prefix)
-    rows = index_uploaded(s3, BUCKET, db, name, SCHEMA, content)
-    print(f"sample index {name!r} ({rows} index rows) at s3://{BUCKET}/{prefix}")
+    content = load_index(aws.client("s3"), BUCKET, db, name, prefix, SCHEMA, root)
+    print(f"sample index {name!r} at s3://{BUCKET}/{prefix}")
     return {k: v for k, v in content.items() if k.endswith(".json")}
 
 
@@ -125,12 +123,10 @@ def demo_stack(port: int = 0, restart_hook: bool = False) -> Iterator[DemoStack]
             try:
                 parameters = {"FlagBackend": "http", "InsecureBioindexUrl": bioindex.url}
                 if restart_hook:
-                    control = {"STANDIN_CONTROL": str(bioindex.control)}
-                    hook = aws.create_function("bioindex-restart", "offline.standin_hook.handler", control)
-                    parameters |= {"ReaderRefresh": "hook", "ReaderRefreshHookArn": hook["FunctionArn"]}
+                    parameters |= standin_hook.parameters(aws, "bioindex-restart", bioindex)
                 aws.deploy(STACK, BUCKET, parameters)
-                first = load_index(aws, db, Path(tmp) / "index", INDEX, PREFIX, seed=7)
-                second = load_index(aws, db, Path(tmp) / "second", SECOND_INDEX, SECOND_PREFIX, seed=11)
+                first = sample_index(aws, db, Path(tmp) / "index", INDEX, PREFIX, seed=7)
+                second = sample_index(aws, db, Path(tmp) / "second", SECOND_INDEX, SECOND_PREFIX, seed=11)
                 bioindex.start()
                 yield DemoStack(aws, db, bioindex, first, second)
             finally:

@@ -172,6 +172,10 @@ class BioindexDatabase:
             "VALUES (%s, %s, %s, %s, %s, %s)",
             (name, table, prefix, schema, "2026-11-01 00:00:00" if built else None, int(compressed)),
         )
+        return self.row_id(name, prefix)
+
+    def row_id(self, name: str, prefix: str) -> int:
+        """The `__Indexes` row of (name, prefix); the last added where a test added it twice."""
         return self.run("SELECT `id` FROM `__Indexes` WHERE `name` = %s AND `prefix` = %s", (name, prefix))[-1][0]
 
     def index_row(self, name: str, arity: int) -> dict | None:

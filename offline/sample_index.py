@@ -89,8 +89,17 @@ def upload_tree(s3, bucket: str, root: Path, prefix: str) -> dict[str, bytes]:
 
 def index_uploaded(s3, bucket: str, db, name: str, schema: str, content: dict[str, bytes]) -> int:
     """Index the uploaded .json objects of `content` (key -> bytes) in the bioindex's tables, with the
-    ETags S3 gives them, as the bioindex CLI `index` does; returns the index rows written. The demo
-    and the tests' stacks load their sample indexes through this one path."""
+    ETags S3 gives them, as the bioindex CLI `index` does; returns the index rows written."""
     keys = sorted(k for k in content if k.endswith(".json"))
     objects = [(k, s3.head_object(Bucket=bucket, Key=k)["ETag"].strip('"'), content[k]) for k in keys]
     return db.build(name, schema.count(",") + 1, objects)
+
+
+def load_index(s3, bucket: str, db, name: str, prefix: str, schema: str, root: Path, key_prefix: str = "") -> dict:
+    """An index (name, prefix) in the bioindex's tables, built from the files under `root` uploaded to
+    s3://bucket/key_prefix (the prefix itself, unless the bioindex reads under a subdir); returns
+    key -> content of what was uploaded. What the demo and the tests' stacks load indexes with."""
+    db.add_index(name, prefix, schema)
+    content = upload_tree(s3, bucket, root, key_prefix or prefix)
+    index_uploaded(s3, bucket, db, name, schema, content)
+    return content

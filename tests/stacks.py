@@ -12,12 +12,12 @@ from pathlib import Path
 from batch_job import states
 from bgz.confirm import confirm
 from bgz.stack import Stack
-from offline import authorization, recorder
+from offline import authorization, recorder, standin_hook
 from offline.bioindex_db import BioindexDatabase
 from offline.bioindex_standin import BioindexStandin
 from offline.deployer import ACCOUNT, REGION
 from offline.recorder import Call
-from offline.sample_index import index_uploaded, make_sample_index, upload_tree
+from offline.sample_index import load_index, make_sample_index
 
 INDEX = "associations"
 PREFIX = "associations/"
@@ -60,7 +60,6 @@ class Deployment:
         self.db = BioindexDatabase(mariadb.url(mariadb.create_schema(self.name)))
         self.db.create_tables()
         self.schema = schema or (HTTP_SCHEMA if backend == "http" else SCHEMA)
-        self.row_id = self.db.add_index(INDEX, PREFIX, self.schema)
         self.subdir = subdir
         self.key_prefix = f"{subdir}/{PREFIX}" if subdir else PREFIX
         data_bucket = f"{self.name}-data"
@@ -104,9 +103,9 @@ class Deployment:
             )
         root = tmp_path / "index"
         make_sample_index(root, ascii_keys=True)
-        self.originals = dict(upload_tree(self.s3, data_bucket, root, self.key_prefix))
+        self.originals = load_index(self.s3, data_bucket, self.db, INDEX, PREFIX, self.schema, root, self.key_prefix)
+        self.row_id = self.db.row_id(INDEX, PREFIX)
         self.json_keys = sorted(k for k in self.originals if k.endswith(".json"))
-        index_uploaded(self.s3, data_bucket, self.db, INDEX, self.schema, self.originals)
         self.bioindex.start(frozen=frozen)
         self.states: list[str] = []
         self.confirm_automatically = True
@@ -114,10 +113,7 @@ class Deployment:
     def _refresh_parameters(self, refresh: str) -> dict:
         """How the stack restarts the stand-in's processes after a flag change (ReaderRefresh)."""
         if refresh == "hook":  # the operator's Lambda: here, one that restarts the stand-in
-            hook = self.aws.create_function(
-                f"hook-{self.name}", "offline.standin_hook.handler", {"STANDIN_CONTROL": str(self.bioindex.control)}
-            )
-            return {"ReaderRefresh": "hook", "ReaderRefreshHookArn": hook["FunctionArn"]}
+            return standin_hook.parameters(self.aws, f"hook-{self.name}", self.bioindex)
         if refresh == "ecs-service":  # the bioindex as an ECS service; a new deployment restarts the stand-in
             ecs = self.aws.client("ecs")
             ecs.create_cluster(clusterName=f"{self.name}-bioindex")
@@ -162,13 +158,10 @@ class Deployment:
 
     def add_index(self, name: str, prefix: str, root: Path, schema: str | None = None) -> dict[str, bytes]:
         """Another index with its own files, built."""
-        schema = schema or self.schema
-        self.db.add_index(name, prefix, schema)
-        content = upload_tree(
-            self.s3, self.stack.data_bucket, root, f"{self.subdir}/{prefix}" if self.subdir else prefix
+        key_prefix = f"{self.subdir}/{prefix}" if self.subdir else prefix
+        return load_index(
+            self.s3, self.stack.data_bucket, self.db, name, prefix, schema or self.schema, root, key_prefix
         )
-        index_uploaded(self.s3, self.stack.data_bucket, self.db, name, schema, content)
-        return content
 
     def data_keys(self) -> set[str]:
         resp = self.s3.list_objects_v2(Bucket=self.stack.data_bucket, Prefix=self.key_prefix)
