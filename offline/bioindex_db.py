@@ -176,7 +176,8 @@ class BioindexDatabase:
 
     def row_id(self, name: str, prefix: str) -> int:
         """The `__Indexes` row of (name, prefix); the last added where a test added it twice."""
-        return self.run("SELECT `id` FROM `__Indexes` WHERE `name` = %s AND `prefix` = %s", (name, prefix))[-1][0]
+        query = "SELECT `id` FROM `__Indexes` WHERE `name` = %s AND `prefix` = %s ORDER BY `id`"
+        return self.run(query, (name, prefix))[-1][0]
 
     def index_row(self, name: str, arity: int) -> dict | None:
         rows = self.run(

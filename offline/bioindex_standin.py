@@ -87,11 +87,11 @@ class BioindexStandin:
     def start(self, frozen: int = 0) -> BioindexStandin:
         """Start the processes; the first `frozen` of them never reload their cached flags."""
         with self._lock:
-            new = [self._spawn(frozen=n < frozen) for n in range(self.workers)]
-            self._procs += new
             try:
-                self._wait_ready(new)
-            except RuntimeError:
+                for n in range(self.workers):
+                    self._procs.append(self._spawn(frozen=n < frozen))
+                self._wait_ready(self._procs)
+            except Exception:  # none left serving: those started are stopped
                 self._stop(self._procs)
                 self._procs = []
                 raise
@@ -244,14 +244,20 @@ class _Forker:
         """A new server process with these arguments and environment, accepting from `listener`."""
         request = json.dumps({"argv": argv, "env": env}).encode() + b"\n"
         with self._lock:
-            sent = socket.send_fds(self._requests, [request], [listener.fileno()])
-            self._requests.sendall(request[sent:])
-            answer = b""
-            while not answer.endswith(b"\n"):
-                data = self._requests.recv(32)
-                if not data:
-                    raise RuntimeError(f"the bioindex stand-in's zygote died (exit {self._process.wait()})")
-                answer += data
+            try:
+                sent = socket.send_fds(self._requests, [request], [listener.fileno()])
+                self._requests.sendall(request[sent:])
+                answer = b""
+                while not answer.endswith(b"\n"):
+                    data = self._requests.recv(32)
+                    if not data:
+                        raise RuntimeError(f"the bioindex stand-in's zygote died (exit {self._process.wait()})")
+                    answer += data
+            except BaseException:  # a request cut short leaves the stream out of step: this zygote is done
+                self._requests.close()
+                self._process.kill()
+                self._process.wait()
+                raise
         return int(answer)
 
 
