@@ -269,9 +269,10 @@ def serve(args: argparse.Namespace) -> None:
     # being served is answered (the other processes take the queued ones).
     signal.signal(signal.SIGTERM, lambda *_: STOPPING.set())
     (Path(args.control) / f"ready-{os.getpid()}").touch()
+    owner = os.getppid()  # the zygote; once it has gone, so has every stand-in it served: stop too
     with contextlib.suppress(KeyboardInterrupt), selectors.PollSelector() as selector:
         selector.register(listener, selectors.EVENT_READ)
-        while not STOPPING.is_set():
+        while not STOPPING.is_set() and os.getppid() == owner:
             if selector.select(0.1):  # (handle_request would spin: a non-blocking socket's timeout is 0)
                 server._handle_request_noblock()  # accepts, or returns if another process won the race
 

@@ -45,8 +45,10 @@ def test_two_stand_ins_fork_from_one_zygote_each_with_its_own_arguments(tmp_path
         parents = {_parent(pid) for pid in genes.pids() | variants.pids()}
         assert len(genes.pids() | variants.pids()) == 4 and len(parents) == 1
         (zygote,) = parents
-        os.kill(zygote, signal.SIGKILL)  # a dead zygote is replaced at the next start
-        while bioindex_standin._shared.alive():
+        os.kill(zygote, signal.SIGKILL)  # its server processes stop; a new zygote comes at the next start
+        deadline = time.monotonic() + 10
+        while bioindex_standin._shared.alive() or any(map(bioindex_standin._alive, genes.pids() | variants.pids())):
+            assert time.monotonic() < deadline, "server processes outlived their zygote"
             time.sleep(0.01)
         genes.restart()
         assert _indexes(genes, "one") == ["genes"] and _parent(next(iter(genes.pids()))) != zygote
