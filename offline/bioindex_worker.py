@@ -279,11 +279,12 @@ def serve(args: argparse.Namespace) -> None:
 
 def zygote(requests: socket.socket) -> None:
     """Start server processes on request, for every stand-in of the process that started this one.
-    Each request is a line: one server process's arguments and environment, with its listening socket
-    passed along (SCM_RIGHTS); the answer is the new process's pid, a line. A fork of this process, which has imported
-    everything, starts in milliseconds where a new interpreter takes a second: the stand-in restarts
-    often, and a test run starts about a hundred stand-ins. Each process still loads the flags when it
-    starts, as a new one of the real server does. It ends when the process that started it has gone."""
+    Each request is a line: one server process's arguments and environment, with its listening
+    socket passed along (SCM_RIGHTS); the answer is the new process's pid, a line. A fork of this
+    process, which has imported everything, starts in milliseconds where a new interpreter takes a
+    second: the stand-in restarts often, and a test run starts about a hundred stand-ins. Each
+    process still loads the flags when it starts, as a new one of the real server does. It ends when
+    the process that started it has gone."""
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # exited server processes are reaped by the kernel
     share_botocore_data()
     boto3.client("s3")  # botocore's models parsed here once, not again in every server process
