@@ -104,7 +104,7 @@ def json_object(data: bytes, name: str) -> dict:
 HEAD_END = ', "files": ['
 
 
-_compact = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(..., separators=...) without a new encoder each
+_compact = json.JSONEncoder(separators=(",", ":")).encode  # json.dumps(f, separators=...), one encoder for all
 
 
 def _head_first(head: dict, files: Iterable[dict], tail: dict | None = None) -> bytes:
