@@ -3,7 +3,8 @@ execution input Plan checks, then Plan's, SetCompressed's, RefreshReaders', Prov
 and ExplainFailure's events; the bulk machine's input, SelectIndexes' and ReportIndexes' events.
 
 Each refuses a key it does not know (a misspelt key in a state's payload is an error, never
-ignored); tests/test_asl_source.py checks every Lambda state's Payload against its model. What the
+ignored); statemachine/build.py checks every Lambda state's Payload against its model as it writes
+the ASL. What the
 Lambdas answer, and Plan's result, are records of batch_job/boundary.py.
 """
 

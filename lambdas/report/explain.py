@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from payloads import FailureEvent
 from report.cause import cap
-from report.run_end import recorded, release_lock
+from report.run_end import end_run
 
 from batch_job import states
 from batch_job.boundary import Explanation
@@ -209,5 +209,4 @@ def explain(event: FailureEvent) -> dict:
 @tracer.capture_lambda_handler
 @event_parser(model=FailureEvent)
 def handler(event: FailureEvent, context: LambdaContext) -> dict:
-    release_lock(event)  # first: whatever happens to the explanation, the next run may start
-    return recorded(event, explain(event))
+    return end_run(event, explain)

@@ -3,6 +3,9 @@ first, so the next run may start, then write its outcome.json, which a bulk run'
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from aws_lambda_powertools import Logger
 from payloads import FailureEvent, RunEndEvent
 
@@ -11,6 +14,14 @@ from batch_job.locks import Locks
 from batch_job.records import Outcome
 
 logger = Logger(child=True)
+Event = TypeVar("Event", bound=RunEndEvent)
+
+
+def end_run(event: Event, answer: Callable[[Event], dict]) -> dict:
+    """The run's lock released first, whatever happens to its answer, so the next run may start;
+    then `answer(event)` (Summarize's RunSummary, or ExplainFailure's Explanation), recorded."""
+    release_lock(event)
+    return recorded(event, answer(event))
 
 
 def release_lock(event: RunEndEvent) -> None:

@@ -8,7 +8,7 @@ from aws_lambda_powertools.logging.utils import copy_config_to_registered_logger
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from payloads import RunEndEvent
-from report.run_end import recorded, release_lock
+from report.run_end import end_run
 
 from batch_job.boundary import RunSummary
 from batch_job.records import CanaryStatus, ReadersCheck, Step, Totals
@@ -52,5 +52,4 @@ def summary(event: RunEndEvent) -> dict:
 @tracer.capture_lambda_handler
 @event_parser(model=RunEndEvent)
 def handler(event: RunEndEvent, context: LambdaContext) -> dict:
-    release_lock(event)  # first: whatever happens to the summary, the next run may start
-    return recorded(event, summary(event))
+    return end_run(event, summary)
