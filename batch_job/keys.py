@@ -14,15 +14,15 @@ The project's words, one thing each (and where an older name remains):
   holds its records (records.py, runfolder.py). Its execution name is `<index>-<UTC time>`
   (`execution` in events and records: `Flag.execution`, `Refresh.execution`); its execution ARN is
   what a lock records (`Lock.execution_arn`; its JSON key stays `execution`, which every version reads).
-- state: a state of a state machine (states.py), the word at the Step Functions boundary. Step: what
+- state: a state of a state machine (workflow/states.py), the word at the Step Functions boundary. Step: what
   a Batch state's job runs (records.Step: compress, verify, delete, decompress, remove-compressed);
   the job is named `<execution name>-<step>`. shard: a slice of a run's files, one array child.
 - canary: the one file ProveReaders deletes early, to see which side each bioindex process reads.
   `ProofSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
-- boundary records (boundary.py): what crosses the state machines' boundary: an index run's input
+- boundary records (workflow/boundary.py): what crosses the state machines' boundary: an index run's input
   (RunInput), Plan's result, each later Lambda's answer (FlagConfirmed, RefreshProgress, ReadersProof,
   OldAnswers, Explanation) and a run's summary. ReadersProof is the answer; ReadersCheck the run
-  folder's record behind it. What each state sends its Lambda: lambdas/payloads.py (event models).
+  folder's record behind it. What each state sends its Lambda: workflow/events.py (event models).
 """
 
 from __future__ import annotations

@@ -28,16 +28,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from batch_job import version
-from batch_job.boundary import RunInput
 from batch_job.errors import BadInput
 from batch_job.locations import check_prefix
 from batch_job.records import Mode, parse_time
 from batch_job.sizes import human_bytes
-from batch_job.states import EXPLAIN_FAILURE, SEQUENCE, SUMMARIZE
 from bgz import runs
 from bgz.errors import explain
 from bgz.stack import Stack
 from bgz.watch import outcome, snapshot, watch, where_it_is
+from workflow.boundary import RunInput
+from workflow.states import EXPLAIN_FAILURE, SEQUENCE, SUMMARIZE
 
 
 def _selection(args: argparse.Namespace) -> dict | None:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from batch_job import bgzf
-from batch_job.boundary import RunInput
 from batch_job.sizes import human_bytes
 from bgz.errors import OperatorError
 from bgz.estimate import Sizing, estimate, sampled_ratio
 from bgz.stack import Stack
+from workflow.boundary import RunInput
 
 SAMPLE_BYTES = 4 << 20  # from the start of each sampled file
 

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from batch_job import states
 from bgz import runs
 from bgz.stack import Stack
+from workflow import states
 
 # The state whose Lambda logs where, as /aws/lambda/<stack>-<suffix>.
 LAMBDA_LOGS = {

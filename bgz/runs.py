@@ -6,10 +6,10 @@ import json
 from datetime import UTC, datetime
 
 from batch_job import keys
-from batch_job.boundary import RunInput
 from batch_job.sizes import human_duration
 from bgz.errors import OperatorError
 from bgz.stack import Stack
+from workflow.boundary import RunInput
 
 MODES = ("compress", "rollback")
 BULK = "bulk"

@@ -11,11 +11,11 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from batch_job import states
-from batch_job.boundary import BulkSummary, RunSummary
 from batch_job.sizes import elapsed, human_bytes, seconds_left
 from bgz import runs
 from bgz.stack import Stack
+from workflow import states
+from workflow.boundary import BulkSummary, RunSummary
 
 
 @dataclass

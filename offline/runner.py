@@ -110,7 +110,7 @@ class Runner:
                 recorder.COMPONENT: f"function:{function.function_name}",
                 "FUNCTION_ARN": function.function_arn,
                 "POWERTOOLS_TRACE_DISABLED": "true",
-                # The function's package, and the engine as EngineLayer brings it.
+                # The function's package, and the engine and the boundary as EngineLayer and WorkflowLayer bring them.
                 "PYTHONPATH": f"{ROOT / 'lambdas'}{os.pathsep}{ROOT}",
             }
         )

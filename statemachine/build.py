@@ -1,7 +1,7 @@
 """Writes compress.asl.json, rollback.asl.json and bulk.asl.json, the Step Functions state machines, from one
 description.
 
-The two machines are one sequence of states run in opposite directions (batch_job/states.py names them).
+The two machines are one sequence of states run in opposite directions (workflow/states.py names them).
 The ASL stays plain JSON, which SAM (DefinitionUri + DefinitionSubstitutions), the AWS console and moto read;
 this module is the one source both files are written from. After changing it, run it and commit both files:
 
@@ -9,8 +9,8 @@ this module is the one source both files are written from. After changing it, ru
     python statemachine/build.py --check   # exits 1, naming the file, if a committed file is stale
 
 tests/test_asl_source.py fails while a committed file differs from what this writes. Each Lambda
-state's ResultSelector comes from the fields of the record its function answers (batch_job/boundary.py),
-and its Payload is checked against the function's event model (lambdas/payloads.py) as it is written.
+state's ResultSelector comes from the fields of the record its function answers (workflow/boundary.py),
+and its Payload is checked against the function's event model (workflow/events.py) as it is written.
 """
 
 from __future__ import annotations
@@ -22,10 +22,22 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # so that `python statemachine/build.py` finds batch_job
-sys.path.insert(0, str(HERE.parent / "lambdas"))  # and payloads, every Lambda's event model
+sys.path.insert(0, str(HERE.parent))  # so that `python statemachine/build.py` finds batch_job and workflow
 
-from payloads import (  # noqa: E402
+from pydantic import BaseModel  # noqa: E402
+
+from batch_job.rates import timeout_key  # noqa: E402
+from batch_job.records import Mode, RefreshMode, Step  # noqa: E402
+from workflow import states  # noqa: E402
+from workflow.boundary import (  # noqa: E402
+    Explanation,
+    FlagConfirmed,
+    OldAnswers,
+    PlanResult,
+    ReadersProof,
+    RefreshProgress,
+)
+from workflow.events import (  # noqa: E402
     FailureEvent,
     IndexesEvent,
     PlanEvent,
@@ -35,19 +47,6 @@ from payloads import (  # noqa: E402
     SelectEvent,
     SetCompressedEvent,
 )
-from pydantic import BaseModel  # noqa: E402
-
-from batch_job import states  # noqa: E402
-from batch_job.boundary import (  # noqa: E402
-    Explanation,
-    FlagConfirmed,
-    OldAnswers,
-    PlanResult,
-    ReadersProof,
-    RefreshProgress,
-)
-from batch_job.rates import timeout_key  # noqa: E402
-from batch_job.records import Mode, RefreshMode, Step  # noqa: E402
 
 State = dict[str, Any]
 

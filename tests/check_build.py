@@ -1,11 +1,11 @@
 """Checks what `sam build` made (`make sam-build` runs it on .aws-sam/build), as Lambda would load it:
 
-- every function's package holds its handler, and the layer the whole engine (batch_job), so the
-  run folder's formats are the jobs' own;
-- the layer's compiled wheels are for the runtime (CPython 3.12, x86_64), and no boto3 or botocore
+- every function's package holds its handler, EngineLayer the whole engine (batch_job), so the
+  run folder's formats are the jobs' own, and WorkflowLayer the whole boundary (workflow);
+- the engine layer's compiled wheels are for the runtime (CPython 3.12, x86_64), and no boto3 or botocore
   is bundled (the runtime's are used: a second botocore is 30 MB);
-- every handler imports with nothing but its package, the layer and what the runtime provides. The
-  layer is built once more for this machine's Python for that (same Makefile target, same lock),
+- every handler imports with nothing but its package, the layers and what the runtime provides. The
+  engine layer is built once more for this machine's Python for that (same Makefile target, same lock),
   since a CPython 3.12 extension does not load in another Python.
 
     python tests/check_build.py .aws-sam/build
@@ -44,10 +44,14 @@ def functions(build: Path) -> dict[str, str]:
 
 def check_contents(build: Path, handlers: dict[str, str]) -> None:
     layer = build / "EngineLayer" / "python"
-    engine = {p.relative_to(ROOT).as_posix() for p in (ROOT / "batch_job").rglob("*.py")}
-    shipped = {p.relative_to(layer).as_posix() for p in (layer / "batch_job").rglob("*.py")}
-    if engine != shipped:
-        fail(f"the layer's engine differs from batch_job/: missing {sorted(engine - shipped)}")
+    for name, package in (("EngineLayer", "batch_job"), ("WorkflowLayer", "workflow")):
+        source = {p.relative_to(ROOT).as_posix() for p in (ROOT / package).rglob("*.py")}
+        shipped = {p.relative_to(build / name / "python").as_posix() for p in (build / name / "python").rglob("*.py")}
+        if name == "EngineLayer":  # beside the engine: the dependencies' wheels
+            shipped = {p for p in shipped if p.startswith(f"{package}/")}
+        if source != shipped:
+            missing, extra = sorted(source - shipped), sorted(shipped - source)
+            fail(f"{name} differs from {package}/: missing {missing}, extra {extra}")
     for name, handler in handlers.items():
         module = build / name / (handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
         if not module.is_file():
@@ -78,7 +82,8 @@ def check_imports(build: Path, handlers: dict[str, str]) -> None:
             (runtime / source.name).symlink_to(source)
         for name, handler in handlers.items():
             module = handler.rsplit(".", 1)[0]
-            path = [str(build / name), str(local_layer / "python"), str(runtime)]
+            layers = [str(local_layer / "python"), str(build / "WorkflowLayer" / "python")]
+            path = [str(build / name), *layers, str(runtime)]
             code = f"import sys; sys.path[:0] = {path!r}; import {module}"
             env = {"PATH": os.environ.get("PATH", ""), "AWS_DEFAULT_REGION": "us-east-1", "RUN_BUCKET": "runs"}
             # -I -S: no site-packages, no user paths, no PYTHONPATH: only what Lambda would have.
@@ -96,7 +101,7 @@ def main() -> None:
         fail("the built template has no functions")
     check_contents(build, handlers)
     check_imports(build, handlers)
-    print(f"check_build: {len(handlers)} functions and the engine layer hold and import what they need")
+    print(f"check_build: {len(handlers)} functions and their two layers hold and import what they need")
 
 
 if __name__ == "__main__":

@@ -11,12 +11,14 @@ Where each part of the code is tested:
     batch_job/locks.py                         test_locks, test_workflow (stale locks, parallel runs)
     batch_job/bioindex/                        test_mysql_backend, test_database_tls, test_http_backend,
                                                test_live_flag
-    batch_job/rates.py, boundary.py            test_rates; test_lambdas (each selector its record),
-                                               test_workflow, test_run_scale
+    batch_job/rates.py                         test_rates
     lambdas/                                   test_lambdas (models, packaging), test_workflow,
                                                test_bioindex_safety, test_reader_refresh, test_notifications
     lambdas/select_indexes, the bulk machine   test_bulk, test_bulk_scale
-    lambdas/payloads.py                        test_asl_source (each state's payload its event), test_lambdas
+    workflow/states.py, events.py              test_asl_source (the names; each state's payload its event),
+                                               test_lambdas (each event refuses unknown keys)
+    workflow/boundary.py                       test_lambdas (each selector its record), test_workflow,
+                                               test_run_scale
     statemachine/                              test_asl_source, test_template (the graph: no path deletes
                                                before the flag), test_workflow (executed by moto)
     template.yaml (roles)                      test_template, test_iam (every call against its role)
@@ -25,7 +27,7 @@ Where each part of the code is tested:
     offline/warm_start.py                      test_warm_start (a zygote's children, botocore's data shared)
     offline/bioindex_standin.py                test_bioindex_standin (one zygote, each stand-in's arguments)
     README.md, docs/                           test_docs
-    the image, pyproject                       test_packaging, check_build.py (after `sam build`)
+    the image, pyproject, the layers' Makefiles test_packaging, test_lambdas, check_build.py (after `sam build`)
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ def _compile_project() -> None:
     code. Where PYTHONDONTWRITEBYTECODE is set no process writes what it compiled, and each compiled
     every module again: half of a Lambda invoke's imports. Compiled once here (the .pyc files are
     still checked against their sources at each import)."""
-    for package in ("batch_job", "bgz", "lambdas", "offline", "demo"):
+    for package in ("batch_job", "workflow", "bgz", "lambdas", "offline", "demo"):
         compileall.compile_dir(ROOT / package, quiet=1)
 
 

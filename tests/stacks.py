@@ -9,7 +9,6 @@ import time
 import uuid
 from pathlib import Path
 
-from batch_job import states
 from bgz.confirm import confirm
 from bgz.stack import Stack
 from offline import authorization, recorder, standin_hook
@@ -18,6 +17,7 @@ from offline.bioindex_standin import BioindexStandin
 from offline.deployer import ACCOUNT, REGION
 from offline.recorder import Call
 from offline.sample_index import load_index, make_sample_index
+from workflow import states
 
 INDEX = "associations"
 PREFIX = "associations/"

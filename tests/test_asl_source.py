@@ -1,5 +1,5 @@
 """The ASL files come from statemachine/build.py: the committed files must be what it writes, the
-states that run a step or a Lambda must be the names in batch_job/states.py, and what each Lambda
+states that run a step or a Lambda must be the names in workflow/states.py, and what each Lambda
 state sends must be what its handler's event model takes."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from types import ModuleType
 
 import pytest
 
-from batch_job import states
 from batch_job.records import Mode
+from workflow import states
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "statemachine" / "build.py"
@@ -144,7 +144,7 @@ def _lambda_payloads(states_: dict) -> list[tuple[str, str, dict]]:
 
 def test_the_bulk_machine_starts_each_index_run_with_an_input_plan_takes():
     """The Input of the bulk machine's StartExecution: fields of Plan's ExecutionInput, the required ones all there."""
-    from payloads import ExecutionInput
+    from workflow.events import ExecutionInput
 
     states = json.loads((ROOT / "statemachine" / "bulk.asl.json").read_text())["States"]
     starts = [

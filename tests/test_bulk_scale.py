@@ -71,7 +71,7 @@ def _indexes(count: int) -> list[dict]:
 
 def _summary(index: str, prefix: str, name: str) -> dict:
     """An index run's Summarize output, as its outcome.json keeps it."""
-    from batch_job.boundary import RunSummary
+    from workflow.boundary import RunSummary
 
     return RunSummary(
         mode="compress",
@@ -87,9 +87,10 @@ def _summary(index: str, prefix: str, name: str) -> dict:
 
 
 def test_a_thousand_indexes_half_failing_stay_within_every_limit(s3, run_bucket, monkeypatch):
-    from payloads import IndexesEvent, SelectEvent
     from report.bulk import bulk
     from select_indexes.app import selection
+
+    from workflow.events import IndexesEvent, SelectEvent
 
     monkeypatch.setenv("RUN_BUCKET", run_bucket)
     asl = json.loads((ROOT / "statemachine" / "bulk.asl.json").read_text())["States"]
@@ -139,8 +140,9 @@ def test_a_thousand_indexes_half_failing_stay_within_every_limit(s3, run_bucket,
 
 
 def test_more_indexes_than_one_state_can_carry_are_refused_before_anything_runs():
-    from payloads import SelectEvent
     from select_indexes.app import BulkTooLarge, selection
+
+    from workflow.events import SelectEvent
 
     event = {
         "execution": "bulk-too-many",

@@ -225,40 +225,47 @@ def test_schemas_that_cannot_be_sampled_say_so(schema):
         query_columns(schema)
 
 
-def test_the_packaged_handlers_use_the_layers_engine_and_never_load_the_codec(tmp_path):
-    """A function's package as lambdas/Makefile makes it, beside the engine as EngineLayer carries it:
-    the handlers import the packaged copies (make sam-build checks the real layer, wheels included)."""
-    package, layer = tmp_path / "function", tmp_path / "layer"
+def test_the_packaged_handlers_use_the_layers_code_and_never_load_the_codec(tmp_path):
+    """A function's package as lambdas/Makefile makes it, beside the engine as EngineLayer carries it
+    and the boundary as WorkflowLayer's Makefile builds it: the handlers import the packaged copies
+    (make sam-build checks the real layers, wheels included)."""
+    package, engine, boundary = tmp_path / "function", tmp_path / "engine", tmp_path / "workflow-layer"
     package.mkdir()
     subprocess.run(
         ["make", "-s", "-C", "lambdas", "build-PlanFunction", f"ARTIFACTS_DIR={package}"], cwd=ROOT, check=True
     )
+    subprocess.run(
+        ["make", "-s", "-C", "workflow", "build-WorkflowLayer", f"ARTIFACTS_DIR={boundary}"], cwd=ROOT, check=True
+    )
     assert not (package / "batch_job").exists(), "the engine comes in the layer, once"
-    shutil.copytree(ROOT / "batch_job", layer / "batch_job", ignore=shutil.ignore_patterns("__pycache__"))
+    assert not (package / "workflow").exists(), "the boundary comes in its layer, once"
+    assert not (boundary / "python" / "workflow" / "Makefile").exists(), "the layer holds the package alone"
+    shutil.copytree(ROOT / "batch_job", engine / "batch_job", ignore=shutil.ignore_patterns("__pycache__"))
     probe = (
         "import sys, plan.app, set_compressed.app, prove_readers.app, refresh_readers.app, report.summary,"
-        " report.explain, report.bulk, select_indexes.app, notify.app, batch_job, bioindex, payloads;"
+        " report.explain, report.bulk, select_indexes.app, notify.app, batch_job, bioindex, workflow.events;"
         "print(batch_job.__file__);"
         "print(bioindex.__file__);"
-        "print(payloads.__file__);"
+        "print(workflow.events.__file__);"
         "print(sorted(m for m in ('deflate', 'batch_job.codec', 'batch_job.htslib') if m in sys.modules))"
     )
+    path = f"{package}:{engine}:{boundary / 'python'}"
     out = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=package,
-        env={"PYTHONPATH": f"{package}:{layer}", "PATH": "/usr/bin:/bin", "POWERTOOLS_TRACE_DISABLED": "true"},
+        env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "POWERTOOLS_TRACE_DISABLED": "true"},
         capture_output=True,
         text=True,
         check=True,
     ).stdout.splitlines()
-    assert out[0].startswith(str(layer)) and out[1].startswith(str(package)), "the handlers use the packaged code"
-    assert out[2] == str(package / "payloads.py"), "every state's event comes with the handlers"
+    assert out[0].startswith(str(engine)) and out[1].startswith(str(package)), "the handlers use the packaged code"
+    assert out[2] == str(boundary / "python" / "workflow" / "events.py"), "every state's event comes in WorkflowLayer"
     assert out[3] == "[]", "the Lambdas never load the codec"
 
 
 def a_plan(run: str, index: str, prefix: str, target: str) -> dict:
     """Plan's result for a run of one shard, as the state machine hands it on."""
-    from batch_job.boundary import PlanResult
+    from workflow.boundary import PlanResult
 
     return PlanResult(
         run=run,
@@ -276,11 +283,11 @@ def a_plan(run: str, index: str, prefix: str, target: str) -> dict:
 
 def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     """Should a canary not be restored, the Cause must say where its copy is, never "nothing deleted"."""
-    from payloads import FailureEvent
     from report.explain import explain
 
     from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
     from batch_job.runfolder import RunFolder
+    from workflow.events import FailureEvent
 
     run = RunFolder(parse_location(f"s3://{run_bucket}/runs/x/"))
     aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
@@ -320,11 +327,11 @@ NOT_IMPORTED = {"errorType": "Runtime.ImportModuleError", "errorMessage": "Unabl
 def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, run_bucket, error, said):
     """A ProveReaders killed with its canary set aside: the Cause says the Lambda died and where the
     copy is; an empty or null Cause (no answer at all) is never shown as `""`."""
-    from payloads import FailureEvent
     from report.explain import explain
 
     from batch_job.records import CanaryObject, CanaryRecord, CanaryStatus, ReadersCheck
     from batch_job.runfolder import RunFolder
+    from workflow.events import FailureEvent
 
     run = RunFolder(parse_location(f"s3://{run_bucket}/runs/x/"))
     aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
@@ -339,7 +346,7 @@ def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, ru
 @pytest.mark.parametrize("path", sorted((ROOT / "events").glob("*.json")), ids=lambda p: p.name)
 def test_the_sample_execution_inputs_are_valid(path):
     """events/ holds the inputs the README starts runs with: each is what Plan accepts."""
-    from payloads import ExecutionInput
+    from workflow.events import ExecutionInput
 
     body = json.loads(path.read_text())
     parsed = ExecutionInput.model_validate(body)
@@ -349,9 +356,8 @@ def test_the_sample_execution_inputs_are_valid(path):
 def test_bgz_s_run_input_is_what_plan_takes():
     """bgz builds an index run's input as a RunInput; Plan checks it as ExecutionInput. Their fields
     are one list (ExecutionInput has the bulk machine's two more), and what bgz sends, Plan reads back."""
-    from payloads import ExecutionInput
-
-    from batch_job.boundary import RunInput
+    from workflow.boundary import RunInput
+    from workflow.events import ExecutionInput
 
     taken = {field.alias or name for name, field in ExecutionInput.model_fields.items()}
     bulk_only = {"AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID", "bulkConcurrency"}
@@ -373,8 +379,9 @@ def test_bgz_s_run_input_is_what_plan_takes():
 def test_a_bulk_runs_explicit_prefix_is_checked_as_plan_checks_one(prefix, said):
     """SelectIndexes refuses a malformed prefix of an explicit list before any index run starts,
     with the words Plan uses for one run's."""
-    from payloads import BulkInput, ExecutionInput
     from pydantic import ValidationError
+
+    from workflow.events import BulkInput, ExecutionInput
 
     for model, body in (
         (BulkInput, {"mode": "compress", "indexes": [{"index": "genes", "prefix": prefix}]}),
@@ -391,12 +398,13 @@ def test_a_bulk_runs_explicit_prefix_is_checked_as_plan_checks_one(prefix, said)
 
 def test_every_lambda_event_model_refuses_unknown_fields():
     """A misspelt field in a state's payload is an error, never silently ignored: every model of
-    payloads.py, and of the selftest's event, refuses what it does not know."""
-    import payloads
+    workflow/events.py, and of the selftest's event, refuses what it does not know."""
     from plan.selftest import SelfTestEvent
     from pydantic import BaseModel
 
-    models = [m for m in vars(payloads).values() if isinstance(m, type) and issubclass(m, BaseModel)]
+    from workflow import events
+
+    models = [m for m in vars(events).values() if isinstance(m, type) and issubclass(m, BaseModel)]
     models = [m for m in models if m is not BaseModel]
     assert len(models) == 11, [m.__name__ for m in models]
     for model in (*models, SelfTestEvent):
@@ -406,7 +414,7 @@ def test_every_lambda_event_model_refuses_unknown_fields():
 def test_notify_says_a_bulk_runs_table_and_a_timeout_in_plain_words():
     from notify.app import message
 
-    from batch_job.boundary import BulkSummary
+    from workflow.boundary import BulkSummary
 
     table = "compress of 2 indexes: 1 succeeded, 0 failed, 1 skipped\na a/: SUCCEEDED, 5 files"
     subject, body = message(
@@ -431,8 +439,9 @@ def test_notify_says_a_bulk_runs_table_and_a_timeout_in_plain_words():
 
 
 def test_index_runs_get_unique_valid_names_whatever_the_index_names():
-    from payloads import MAX_BULK_NAME
     from select_indexes.app import child_names
+
+    from workflow.events import MAX_BULK_NAME
 
     bulk = "b" * MAX_BULK_NAME
     indexes = ["a" * 40 + "1", "a" * 40 + "2", "x.y", "x-y", "é"]
@@ -508,8 +517,8 @@ def test_the_ecs_refresh_is_done_only_when_every_task_started_after_the_flag(mon
 def test_each_lambda_tasks_result_selector_is_its_answers_record(machine):
     """What a Lambda answers is a boundary record, and its task keeps every field of it (a field the
     Lambda stops answering fails the state, where a hand-written selector would drop it silently)."""
-    from batch_job import states
-    from batch_job.boundary import Explanation, FlagConfirmed, OldAnswers, ReadersProof, RefreshProgress
+    from workflow import states
+    from workflow.boundary import Explanation, FlagConfirmed, OldAnswers, ReadersProof, RefreshProgress
 
     found = json.loads((ROOT / "statemachine" / f"{machine}.asl.json").read_text())["States"]
     flag = states.SET_COMPRESSED if machine == "compress" else states.SET_UNCOMPRESSED
@@ -533,8 +542,8 @@ def test_each_lambda_tasks_result_selector_is_its_answers_record(machine):
 def test_the_boundary_records_round_trip_and_say_sizes_one_way():
     """Plan's result and the run summary as the state machines carry them (camelCase JSON), and back;
     an output that is not a run summary (a bulk run's) is None, not an error."""
-    from batch_job.boundary import BulkSummary, PlanResult, RunSummary, files_sentence
     from batch_job.errors import BadInput
+    from workflow.boundary import BulkSummary, PlanResult, RunSummary, files_sentence
 
     plan = PlanResult.from_json(a_plan("s3://r/runs/x/", "genes", "genes/", "s3://d/genes/"))
     assert PlanResult.from_json(plan.to_json()) == plan and plan.index == "genes"

@@ -19,8 +19,8 @@ from collections import Counter
 import pytest
 import urllib3
 
-from batch_job import states
 from tests.stacks import INDEX, PREFIX, Deployment
+from workflow import states
 
 WORKERS = 4
 

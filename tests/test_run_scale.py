@@ -12,7 +12,6 @@ import re
 
 import pytest
 
-from batch_job.boundary import PlanResult
 from batch_job.errors import BadInput
 from batch_job.locations import parse_location
 from batch_job.locks import Lock, Locks
@@ -20,6 +19,7 @@ from batch_job.records import FileRecord, Manifest, Mode, Plan, PlannedFile, Sta
 from batch_job.runfolder import RunFolder
 from offline.cfn_yaml import load_template
 from tests.stacks import INDEX, PREFIX, Deployment
+from workflow.boundary import PlanResult
 
 FILES, SHARDS = 250_000, 100
 MAX_MEMORY_MB = 150
@@ -144,8 +144,9 @@ def test_set_compressed_and_summarize_of_250000_files_stay_small(deployment):
 
 
 def _check_run(run: RunFolder, plan: Plan):
-    from payloads import SetCompressedEvent
     from set_compressed.app import check_run
+
+    from workflow.events import SetCompressedEvent
 
     event = SetCompressedEvent(index=plan.index, prefix=plan.prefix, compressed=True, run=run.uri, execution="x")
     return check_run(run, event)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from batch_job import states
 from offline import authorization
 from offline.cfn_yaml import load_template
 from offline.intrinsics import Intrinsics, parameter_errors, parameter_values, rule_function_errors
+from workflow import states
 
 ROOT = Path(__file__).resolve().parent.parent
 MACHINES = {

@@ -16,7 +16,7 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batch_job.boundary import BulkSummary, RunSummary
+from workflow.boundary import BulkSummary, RunSummary
 
 logger = Logger()
 tracer = Tracer()

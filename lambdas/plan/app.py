@@ -15,12 +15,10 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from payloads import PlanEvent
 
 from batch_job.bioindex.errors import IndexNotServed
 from batch_job.bioindex.rows import IndexRow
 from batch_job.bioindex.server import BioindexServer
-from batch_job.boundary import PlanResult
 from batch_job.errors import BadInput
 from batch_job.keys import s3_prefix
 from batch_job.locations import check_prefix, parse_location
@@ -30,6 +28,8 @@ from batch_job.runfolder import RunFolder, run_folder_uri
 from batch_job.steps.plan import make_plan, preview
 from bioindex import config
 from bioindex.readers import capture
+from workflow.boundary import PlanResult
+from workflow.events import PlanEvent
 
 from . import selftest
 

@@ -23,12 +23,10 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from payloads import ProveReadersEvent
 
 from batch_job.bioindex.backend import FlagBackend
 from batch_job.bioindex.errors import ConvertedFilesUnreadable, OldAnswersNotBack, ReadersStale
 from batch_job.bioindex.server import BioindexServer
-from batch_job.boundary import OldAnswers, ReadersProof
 from batch_job.errors import PlanMismatch
 from batch_job.locations import parse_location
 from batch_job.records import CanaryStatus, Flag, Mode, Plan, Readers, ReadersCheck, Refresh, RefreshMode, now
@@ -37,6 +35,8 @@ from batch_job.steps.delete import check_flag
 from bioindex import config
 from bioindex.flag_record import set_and_record
 from bioindex.readers import Comparison, compare
+from workflow.boundary import OldAnswers, ReadersProof
+from workflow.events import ProveReadersEvent
 
 from .canary import Canary
 

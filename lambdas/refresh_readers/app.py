@@ -23,13 +23,13 @@ import boto3
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from payloads import RefreshEvent
 
-from batch_job.boundary import RefreshProgress
 from batch_job.locations import parse_location
 from batch_job.records import Refresh, RefreshMode, now, parse_time
 from batch_job.runfolder import RunFolder
 from bioindex import config
+from workflow.boundary import RefreshProgress
+from workflow.events import RefreshEvent
 
 logger = Logger()
 tracer = Tracer()

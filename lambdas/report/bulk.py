@@ -15,13 +15,13 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from payloads import IndexesEvent
 from report.cause import cap
 
-from batch_job.boundary import BulkSummary, RunSummary, files_sentence
 from batch_job.locations import parse_location
 from batch_job.records import Outcome
 from batch_job.runfolder import RunFolder, run_folder_uri
+from workflow.boundary import BulkSummary, RunSummary, files_sentence
+from workflow.events import IndexesEvent
 
 logger = Logger()
 tracer = Tracer()

@@ -11,15 +11,15 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from payloads import FailureEvent
 from report.cause import cap
 from report.run_end import end_run
 
-from batch_job import states
-from batch_job.boundary import Explanation
 from batch_job.rates import timeout_key
 from batch_job.records import CanaryStatus, FileRecord, Mode, ReadersCheck, Step
 from batch_job.runfolder import RunFolder
+from workflow import states
+from workflow.boundary import Explanation
+from workflow.events import FailureEvent
 
 logger = Logger()
 tracer = Tracer()

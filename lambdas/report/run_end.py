@@ -7,11 +7,11 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from aws_lambda_powertools import Logger
-from payloads import FailureEvent, RunEndEvent
 
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.records import Outcome
+from workflow.events import FailureEvent, RunEndEvent
 
 logger = Logger(child=True)
 Event = TypeVar("Event", bound=RunEndEvent)

@@ -7,12 +7,12 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from payloads import RunEndEvent
 from report.run_end import end_run
 
-from batch_job.boundary import RunSummary
 from batch_job.records import CanaryStatus, ReadersCheck, Step, Totals
 from batch_job.runfolder import RunFolder
+from workflow.boundary import RunSummary
+from workflow.events import RunEndEvent
 
 logger = Logger()
 tracer = Tracer()

@@ -15,12 +15,12 @@ import os
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from payloads import SelectEvent
 
 from batch_job.bioindex.errors import UnknownIndex
 from batch_job.bioindex.rows import IndexRow
 from batch_job.keys import execution_name
 from bioindex import config
+from workflow.events import SelectEvent
 
 logger = Logger()
 tracer = Tracer()

@@ -12,9 +12,7 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from payloads import SetCompressedEvent
 
-from batch_job.boundary import FlagConfirmed
 from batch_job.errors import PlanMismatch
 from batch_job.locations import parse_location
 from batch_job.locks import Locks
@@ -22,6 +20,8 @@ from batch_job.records import Mode, PlanHead, Step
 from batch_job.runfolder import RunFolder, manifest_key
 from bioindex import config
 from bioindex.flag_record import set_and_record
+from workflow.boundary import FlagConfirmed
+from workflow.events import SetCompressedEvent
 
 logger = Logger()
 tracer = Tracer()

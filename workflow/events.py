@@ -4,8 +4,7 @@ and ExplainFailure's events; the bulk machine's input, SelectIndexes' and Report
 
 Each refuses a key it does not know (a misspelt key in a state's payload is an error, never
 ignored); statemachine/build.py checks every Lambda state's Payload against its model as it writes
-the ASL. What the
-Lambdas answer, and Plan's result, are records of batch_job/boundary.py.
+the ASL. What the Lambdas answer, and Plan's result, are records of boundary.py.
 """
 
 from __future__ import annotations
@@ -17,11 +16,11 @@ from typing import Annotated, Any, Literal
 from aws_lambda_powertools import Logger
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from batch_job.boundary import PlanResult
 from batch_job.errors import BadInput
 from batch_job.locations import check_prefix, parse_location
 from batch_job.records import Mode, RefreshMode
 from batch_job.runfolder import RunFolder
+from workflow.boundary import PlanResult
 
 logger = Logger(child=True)
 
@@ -38,7 +37,7 @@ Prefix = Annotated[str, AfterValidator(_prefix)]  # an index's prefix as __Index
 
 class ExecutionInput(BaseModel):
     """What an operator passes to StartExecution: the index name and prefix as `__Indexes` has them
-    (`bgz start` builds it as batch_job.boundary.RunInput)."""
+    (`bgz start` builds it as boundary.RunInput)."""
 
     model_config = ConfigDict(extra="forbid")
 

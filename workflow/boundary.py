@@ -3,8 +3,7 @@ states after it, what each later Lambda answers, and what a run ends with. Step 
 console and scripts see them as JSON with camelCase keys; the Lambdas, `bgz` and
 statemachine/build.py (each Lambda task's ResultSelector) see these fields, built by keyword only.
 
-They live with the engine (batch_job/), because the engine is what EngineLayer brings the Lambdas.
-The run folder's own records are in records.py.
+What the Lambdas are sent is events.py's; the run folder's own records are batch_job/records.py's.
 """
 
 from __future__ import annotations
@@ -51,7 +50,7 @@ class _Boundary:
 @dataclass(frozen=True, kw_only=True)
 class RunInput(_Boundary):
     """An index run's execution input: what `bgz start` (or an operator in the console) passes to
-    StartExecution. Plan checks it: lambdas/payloads.py's ExecutionInput takes these fields, and two
+    StartExecution. Plan checks it: events.py's ExecutionInput takes these fields, and two
     more that only the bulk machine sets."""
 
     index: str  # as __Indexes has it
