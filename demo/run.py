@@ -24,7 +24,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from batch_job.htslib import INSTALL
@@ -34,11 +33,11 @@ from bgz.confirm import confirm, waiting
 from bgz.selftest import selftest
 from bgz.stack import Stack
 from bgz.watch import snapshot
-from offline import standin_hook
 from offline.aws import OfflineAWS
 from offline.bioindex_db import BioindexDatabase
 from offline.bioindex_standin import BioindexStandin
-from offline.sample_index import load_index, make_sample_index
+from offline.sample_index import make_sample_index
+from offline.sample_stack import SampleStack
 
 INDEX, PREFIX, BUCKET = "associations", "associations/", "bioindex-data"
 SECOND_INDEX, SECOND_PREFIX = "genes", "genes/"
@@ -81,12 +80,11 @@ def show_objects(aws: OfflineAWS, prefix: str = PREFIX) -> None:
         print(f"    {obj['Size']:>9}  s3://{BUCKET}/{obj['Key']}")
 
 
-def sample_index(aws: OfflineAWS, db: BioindexDatabase, root: Path, name: str, prefix: str, seed: int) -> dict:
+def sample_index(stack: SampleStack, root: Path, name: str, prefix: str, seed: int) -> None:
     """A sample index's files in the data bucket, indexed in the bioindex's tables."""
     make_sample_index(root, seed=seed, ascii_keys=True)
-    content = load_index(aws.client("s3"), BUCKET, db, name, prefix, SCHEMA, root)
+    stack.add_index(name, prefix, SCHEMA, root)
     print(f"sample index {name!r} at s3://{BUCKET}/{prefix}")
-    return {k: v for k, v in content.items() if k.endswith(".json")}
 
 
 def bgz(*args: str) -> int:
@@ -98,41 +96,30 @@ def bgz(*args: str) -> int:
     return code
 
 
-@dataclass
-class DemoStack:
-    """The offline stack with two sample indexes in a bioindex stand-in: what demo and sandbox run."""
-
-    aws: OfflineAWS
-    db: BioindexDatabase
-    bioindex: BioindexStandin
-    first: dict  # INDEX's originals: key -> bytes
-    second: dict  # SECOND_INDEX's
-
-
 @contextlib.contextmanager
-def demo_stack(port: int = 0, restart_hook: bool = False) -> Iterator[DemoStack]:
-    """Deploy it, load the indexes, start the stand-in; stop everything after. `restart_hook`:
-    ReaderRefresh=hook, the stand-in restarted by the stack itself (the sandbox); else the template's
-    default, confirm, which the demo's operator answers."""
+def demo_stack(port: int = 0, restart_hook: bool = False) -> Iterator[SampleStack]:
+    """The offline stack (offline/sample_stack.py) with two sample indexes, their originals in
+    `.indexes`; everything stopped after. `restart_hook`: ReaderRefresh=hook, the stand-in restarted
+    by the stack itself (the sandbox); else the template's default, confirm, which the demo's
+    operator answers."""
     aws = OfflineAWS(port=port).start()
     try:
         with tempfile.TemporaryDirectory(prefix="bgzip-demo-") as tmp:
             db = BioindexDatabase(f"sqlite:///{tmp}/bioindex.sqlite")
             db.create_tables()
-            bioindex = BioindexStandin(db, BUCKET, set_endpoint=True, env=aws.env)
-            try:
-                parameters = {"FlagBackend": "http", "InsecureBioindexUrl": bioindex.url}
-                if restart_hook:
-                    parameters |= standin_hook.parameters(aws, "bioindex-restart", bioindex)
-                aws.deploy(STACK, BUCKET, parameters)
-                first = sample_index(aws, db, Path(tmp) / "index", INDEX, PREFIX, seed=7)
-                second = sample_index(aws, db, Path(tmp) / "second", SECOND_INDEX, SECOND_PREFIX, seed=11)
-                bioindex.start()
-                yield DemoStack(aws, db, bioindex, first, second)
-            finally:
-                bioindex.close()
+            refresh = "hook" if restart_hook else "confirm"
+            with SampleStack(aws, db, STACK, BUCKET, backend="http", refresh=refresh) as demo:
+                sample_index(demo, Path(tmp) / "index", INDEX, PREFIX, seed=7)
+                sample_index(demo, Path(tmp) / "second", SECOND_INDEX, SECOND_PREFIX, seed=11)
+                demo.start()
+                yield demo
     finally:
         aws.stop()
+
+
+def originals(demo: SampleStack, index: str) -> dict[str, bytes]:
+    """What the index's X.json files held when the demo loaded them."""
+    return {k: v for k, v in demo.indexes[index].items() if k.endswith(".json")}
 
 
 def operators_day(aws: OfflineAWS, db: BioindexDatabase, content: dict, second: dict) -> int:
@@ -211,7 +198,7 @@ def main() -> int:
         done = threading.Event()
         threading.Thread(target=Operator(demo.aws, demo.bioindex).serve, args=(done,), daemon=True).start()
         try:
-            return operators_day(demo.aws, demo.db, demo.first, demo.second)
+            return operators_day(demo.aws, demo.db, originals(demo, INDEX), originals(demo, SECOND_INDEX))
         finally:
             done.set()
 

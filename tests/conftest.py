@@ -24,6 +24,7 @@ Where each part of the code is tested:
     template.yaml (roles)                      test_template, test_iam (every call against its role)
     bgz/                                       test_bgz, test_selftest, test_demo (the demo and sandbox)
     offline/                                   test_offline_aws (the moto hooks), and every slow test
+    offline/sample_stack.py                    every test with a Deployment, test_demo (the same stack)
     offline/warm_start.py                      test_warm_start (a zygote's children, botocore's data shared)
     offline/bioindex_standin.py                test_bioindex_standin (one zygote, each stand-in's arguments)
     README.md, docs/                           test_docs

@@ -1,5 +1,6 @@
-"""A fresh offline stack per test: the template's resources in moto, sample data indexed in the
-bioindex's tables (MariaDB), and the bioindex stand-in serving them from several processes."""
+"""A fresh offline stack per test: offline/sample_stack.py's stack, as the demo runs it, with the
+bioindex's tables in MariaDB, the sample index loaded, and what the tests drive and check besides
+(running a machine, holding a job, the calls the roles refused)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,12 @@ from pathlib import Path
 
 from bgz.confirm import confirm
 from bgz.stack import Stack
-from offline import authorization, recorder, standin_hook
+from offline import authorization, recorder
 from offline.bioindex_db import BioindexDatabase
-from offline.bioindex_standin import BioindexStandin
 from offline.deployer import ACCOUNT, REGION
 from offline.recorder import Call
-from offline.sample_index import load_index, make_sample_index
+from offline.sample_index import make_sample_index
+from offline.sample_stack import SampleStack
 from workflow import states
 
 INDEX = "associations"
@@ -33,7 +34,7 @@ def upload_ca_bundle(s3, bucket: str, pem: str) -> str:
     return f"s3://{bucket}/rds/global-bundle.pem"
 
 
-class Deployment:
+class Deployment(SampleStack):
     """A fresh stack, data bucket, bioindex database and bioindex stand-in for one test."""
 
     def __init__(
@@ -55,85 +56,62 @@ class Deployment:
         data_bucket_key: bool = False,
         template: dict | None = None,
     ) -> None:
-        self.aws = aws
-        self.name = f"bgz{uuid.uuid4().hex[:8]}"
-        self.db = BioindexDatabase(mariadb.url(mariadb.create_schema(self.name)))
-        self.db.create_tables()
+        name = f"bgz{uuid.uuid4().hex[:8]}"
+        db = BioindexDatabase(mariadb.url(mariadb.create_schema(name)))
+        db.create_tables()
         self.schema = schema or (HTTP_SCHEMA if backend == "http" else SCHEMA)
         self.subdir = subdir
         self.key_prefix = f"{subdir}/{PREFIX}" if subdir else PREFIX
-        data_bucket = f"{self.name}-data"
-        self.bioindex = BioindexStandin(
-            self.db, data_bucket, workers=workers, token=token, set_endpoint=backend == "http", env=aws.env
-        )
         self.refresh = refresh
         self.confirmations: list[str] = []  # what `bgz confirm` said, ReaderRefresh=confirm
         login = mariadb.secret()
         if managed_secret:  # an RDS-managed master user secret: the host comes from parameters
             login = {k: login[k] for k in ("username", "password")}
             host = {"BioindexDatabaseHost": "127.0.0.1", "BioindexDatabasePort": str(mariadb.port)}
-        secret = aws.client("secretsmanager").create_secret(Name=f"{self.name}-rds", SecretString=json.dumps(login))
+        secret = aws.client("secretsmanager").create_secret(Name=f"{name}-rds", SecretString=json.dumps(login))
         stack_parameters = {
             **(host if managed_secret else {}),
-            "FlagBackend": backend,
             "BioindexDatabaseSecretArn": secret["ARN"],
-            "BioindexDatabaseCaBundle": upload_ca_bundle(aws.client("s3"), f"{self.name}-config", mariadb.ca_pem),
-            "BioindexDatabaseSchema": self.name,
+            "BioindexDatabaseCaBundle": upload_ca_bundle(aws.client("s3"), f"{name}-config", mariadb.ca_pem),
+            "BioindexDatabaseSchema": name,
             "BioindexS3Subdir": subdir,
-            "InsecureBioindexUrl": self.bioindex.url,  # the stand-in serves plain http on loopback
             "ReaderRefreshRequests": "32",
             "ReaderCheckRequests": "8",
             "Function.Environment": {"BIOINDEX_RETRY_BASE_SECONDS": "0.02", **(lambda_env or {})},
-            **self._refresh_parameters(refresh),
-            **(parameters or {}),
         }
         self.data_key = ""  # data_bucket_key: the data bucket is SSE-KMS with this key (Bucket Keys off)
         if data_bucket_key:
-            self.data_key = aws.client("kms").create_key(Description=f"{self.name} data")["KeyMetadata"]["Arn"]
+            self.data_key = aws.client("kms").create_key(Description=f"{name} data")["KeyMetadata"]["Arn"]
             stack_parameters["DataBucketKmsKeyArn"] = self.data_key
         self.s3 = aws.client("s3")
-        self.stack = aws.deploy(self.name, data_bucket, stack_parameters, template)
+        super().__init__(
+            aws,
+            db,
+            name,
+            f"{name}-data",
+            backend=backend,
+            refresh=refresh,
+            workers=workers,
+            token=token,
+            parameters={**stack_parameters, **(parameters or {})},
+            template=template,
+        )
         # Calls a test makes its components attempt on purpose, which template.yaml's roles refuse.
         self.expected_denials: set[str] = set()
         if data_bucket_key:
             default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": self.data_key}
             self.s3.put_bucket_encryption(
-                Bucket=data_bucket,
+                Bucket=self.stack.data_bucket,
                 ServerSideEncryptionConfiguration={"Rules": [{"ApplyServerSideEncryptionByDefault": default}]},
             )
         root = tmp_path / "index"
         make_sample_index(root, ascii_keys=True)
-        self.originals = load_index(self.s3, data_bucket, self.db, INDEX, PREFIX, self.schema, root, self.key_prefix)
+        self.originals = self.add_index(INDEX, PREFIX, self.schema, root, self.key_prefix)
         self.row_id = self.db.row_id(INDEX, PREFIX)
         self.json_keys = sorted(k for k in self.originals if k.endswith(".json"))
-        self.bioindex.start(frozen=frozen)
+        self.start(frozen=frozen)
         self.states: list[str] = []
         self.confirm_automatically = True
-
-    def _refresh_parameters(self, refresh: str) -> dict:
-        """How the stack restarts the stand-in's processes after a flag change (ReaderRefresh)."""
-        if refresh == "hook":  # the operator's Lambda: here, one that restarts the stand-in
-            return standin_hook.parameters(self.aws, f"hook-{self.name}", self.bioindex)
-        if refresh == "ecs-service":  # the bioindex as an ECS service; a new deployment restarts the stand-in
-            ecs = self.aws.client("ecs")
-            ecs.create_cluster(clusterName=f"{self.name}-bioindex")
-            ecs.register_task_definition(
-                family="bioindex", containerDefinitions=[{"name": "bioindex", "image": "bioindex", "memory": 512}]
-            )
-            ecs.create_service(
-                cluster=f"{self.name}-bioindex",
-                serviceName="bioindex",
-                taskDefinition="bioindex",
-                desiredCount=self.bioindex.workers,
-            )
-            self.aws.runner.restart_service = lambda service: self.bioindex.restart(pause=0.2)
-            return {
-                "ReaderRefresh": "ecs-service",
-                "BioindexEcsCluster": f"{self.name}-bioindex",
-                "BioindexEcsServices": "bioindex",
-                "ReaderRefreshPollSeconds": "1",
-            }
-        return {"ReaderRefresh": refresh}
 
     def confirm_when_asked(self, state: str) -> None:
         """ReaderRefresh=confirm: what the operator does when asked - restart the bioindex, `bgz confirm`."""
@@ -156,12 +134,10 @@ class Deployment:
         self.bioindex.restart()
         self.confirmations.append(confirm(stack, description))
 
-    def add_index(self, name: str, prefix: str, root: Path, schema: str | None = None) -> dict[str, bytes]:
-        """Another index with its own files, built."""
-        key_prefix = f"{self.subdir}/{prefix}" if self.subdir else prefix
-        return load_index(
-            self.s3, self.stack.data_bucket, self.db, name, prefix, schema or self.schema, root, key_prefix
-        )
+    def add_index(self, name: str, prefix: str, schema: str, root: Path, key_prefix: str = "") -> dict[str, bytes]:
+        """Another index with its own files, under the stack's subdir if it has one."""
+        key_prefix = key_prefix or (f"{self.subdir}/{prefix}" if self.subdir else prefix)
+        return super().add_index(name, prefix, schema, root, key_prefix)
 
     def data_keys(self) -> set[str]:
         resp = self.s3.list_objects_v2(Bucket=self.stack.data_bucket, Prefix=self.key_prefix)
@@ -217,10 +193,9 @@ class Deployment:
         return authorization.denied(self.stack, self.calls(), REGION, ACCOUNT)
 
     def close(self) -> None:
-        self.bioindex.close()
+        super().close()
         self.aws.runner.before_job = None
         self.aws.runner.before_invoke = None
-        self.aws.runner.restart_service = None
         # Every test's runs, failures included, stay within their roles.
         denied = [line for line in self.denied() if line not in self.expected_denials]
         assert not denied, "calls the stack's roles do not allow:\n" + "\n".join(denied)

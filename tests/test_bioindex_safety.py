@@ -27,7 +27,7 @@ def _refused_at_plan(d: Deployment, result: dict, error: str, *words: str) -> No
 
 
 def test_a_wrong_prefix_is_refused_at_plan_even_when_the_index_is_already_compressed(deployment, tmp_path):
-    other = deployment.add_index("other-index", "other/", tmp_path / "index" / "T2D")
+    other = deployment.add_index("other-index", "other/", deployment.schema, tmp_path / "index" / "T2D")
     deployment.db.set_compressed(INDEX, PREFIX, True)
     result = deployment.run(index=INDEX, prefix="other/")
     _refused_at_plan(deployment, result, "UnknownIndex", "prefix 'other/' belongs to index 'other-index'")

@@ -15,7 +15,7 @@ def deployment(offline_aws, tmp_path, mariadb):
     d = Deployment(offline_aws, tmp_path, mariadb)
     root = tmp_path / "genes"
     make_sample_index(root, seed=11, ascii_keys=True)
-    d.genes = d.add_index("genes", "genes/", root)
+    d.genes = d.add_index("genes", "genes/", d.schema, root)
     d.db.add_index("broken", "broken/", d.schema)  # built, but no file under its prefix: its Plan refuses
     d.db.add_index("draft", "draft/", d.schema, built=False)
     d.db.add_index("done", "done/", d.schema, compressed=True)

@@ -77,7 +77,7 @@ def test_an_unchanged_listing_is_not_a_confirmation(deployment):
 
 
 def test_a_wrong_prefix_of_an_already_compressed_index_is_refused_at_plan(deployment, tmp_path):
-    other = deployment.add_index("other-index", "other/", tmp_path / "index" / "T2D")
+    other = deployment.add_index("other-index", "other/", deployment.schema, tmp_path / "index" / "T2D")
     deployment.db.set_compressed(INDEX, PREFIX, True)
     deployment.bioindex.restart()
     result = deployment.run(index=INDEX, prefix="other/")

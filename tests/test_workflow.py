@@ -195,7 +195,7 @@ def test_a_run_stopped_while_plan_works_leaves_no_lock(deployment):
 
 
 def test_runs_in_parallel_on_different_prefixes_do_not_block_each_other(deployment, tmp_path):
-    deployment.add_index("other-index", "other/", tmp_path / "index" / "BMI")
+    deployment.add_index("other-index", "other/", deployment.schema, tmp_path / "index" / "BMI")
     results = {}
     threads = [
         threading.Thread(target=lambda: results.update(one=deployment.run())),
