@@ -52,7 +52,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         rollback=args.rollback,
         shards=args.shards,
         shard_bytes=args.shard_bytes,
-        prefix=args.prefix and check_prefix(args.prefix),
+        bioindex_prefix=args.prefix and check_prefix(args.prefix),
     )
     log.info(
         "plan: %s run of index %s: %d files, %s, %d shards -> %s",

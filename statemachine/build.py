@@ -197,8 +197,8 @@ def lambda_task(
 
 
 def failed(state: str, error_path: str = "$.error") -> State:
-    """The Pass state "<state> failed": records the failed step and its error for ExplainFailure."""
-    parameters: State = {"step": state, "error.$": error_path}
+    """The Pass state "<state> failed": records the failed state and its error for ExplainFailure."""
+    parameters: State = {"state": state, "error.$": error_path}
     if state == states.PLAN:
         parameters["plan"] = {}  # there is no plan yet
     else:
@@ -447,7 +447,7 @@ def definition(mode: Mode) -> State:
         payload={
             "mode": mode.value,
             "execution.$": "$$.Execution.Name",
-            "step.$": "$.failure.step",
+            "state.$": "$.failure.state",
             "error.$": "$.failure.error",
             "plan.$": "$.failure.plan",
         },

@@ -112,10 +112,10 @@ def test_each_step_records_its_failure_under_its_state_name(mode):
     recorded = {}
     for name, state in machine["States"].items():
         if state["Type"] == "Pass":
-            step = state["Parameters"]["step"]
-            assert name == step + FAILED_SUFFIX
+            failed_in = state["Parameters"]["state"]
+            assert name == failed_in + FAILED_SUFFIX
             assert state["Next"] == states.EXPLAIN_FAILURE
-            recorded[name] = step
+            recorded[name] = failed_in
     assert set(recorded.values()) == set(states.SEQUENCE[mode]) | set(states.AFTER_UNREADABLE)
 
     # and each step's Tasks (a Lambda, or the Batch jobs) catch into that step's own record - but

@@ -293,7 +293,7 @@ def test_explain_says_when_a_canary_is_still_deleted(s3, run_bucket):
     aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
     run.write_readers_check(ReadersCheck("x", canary=CanaryRecord(CanaryStatus.DELETED, "now", [aside])))
     plan = a_plan(run.uri, "i", "a/", "s3://d/data/a/")
-    event = FailureEvent(execution="x", mode="compress", step="ProveReaders", plan=plan)
+    event = FailureEvent(execution="x", mode="compress", state="ProveReaders", plan=plan)
     cause = explain(event)["cause"]
     assert f"The canary is still deleted: restore data/a.json from s3://{run_bucket}/runs/x/canary/data/a.json" in cause
     assert "No original was deleted" not in cause
@@ -337,7 +337,7 @@ def test_explain_says_a_killed_prove_readers_died_and_where_the_canary_is(s3, ru
     aside = CanaryObject("data/a.json", "e", 3, "runs/x/canary/data/a.json", "f")
     run.write_readers_check(ReadersCheck("x", canary=CanaryRecord(CanaryStatus.SET_ASIDE, "now", [aside])))
     plan = a_plan(run.uri, "i", "a/", "s3://d/data/a/")
-    event = FailureEvent(execution="x", mode="compress", step="ProveReaders", plan=plan, error=error)
+    event = FailureEvent(execution="x", mode="compress", state="ProveReaders", plan=plan, error=error)
     text = explain(event)["cause"]
     assert text.startswith(f"ProveReaders failed. {said}") and '""' not in text and "None" not in text, text
     assert f"The canary is still deleted: restore data/a.json from s3://{run_bucket}/runs/x/canary/" in text, text

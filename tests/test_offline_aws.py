@@ -118,7 +118,7 @@ def test_lambda_invoke_runs_the_real_handler(offline_aws):
         Handler="report.explain.handler",
         Code={"ZipFile": b"PK\x05\x06" + b"\0" * 18},
     )
-    event = {"execution": "x", "mode": "compress", "step": "Verify", "error": {"Cause": "boom"}}
+    event = {"execution": "x", "mode": "compress", "state": "Verify", "error": {"Cause": "boom"}}
     resp = lam.invoke(FunctionName=name, Payload=json.dumps(event))
     assert "FunctionError" not in resp
     assert json.loads(resp["Payload"].read()) == {

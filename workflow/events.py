@@ -140,7 +140,7 @@ class FailureEvent(RunEndEvent):
     """ExplainFailure's event: the index run that failed, the state it failed in and the caught error."""
 
     plan: dict[str, Any] = {}  # empty when Plan itself failed (its failure state passes no plan)
-    step: str  # the state's name
+    state: str  # where it failed: a state's name (states.py)
     error: dict[str, Any] = {}  # the caught error: {"Error": ..., "Cause": ...}
 
 

@@ -109,15 +109,15 @@ def make_plan(
     rollback: bool = False,
     shards: int | None = None,
     shard_bytes: int | None = None,
-    prefix: str | None = None,
-    execution: str = "",
+    bioindex_prefix: str | None = None,
+    execution_arn: str = "",
 ) -> Plan:
     """Take the target's lock for this run, then write the run's plan, or return the plan already
     there if it is for the same work.
 
-    `prefix` is the bioindex's name for the target (its `__Indexes.prefix`), which differs from the
-    S3 key prefix when the bioindex keeps its data under a subdir; by default it is the key prefix.
-    `execution` names the Step Functions execution that owns the run, so that its lock can be found
+    `bioindex_prefix` is the bioindex's name for the target (its `__Indexes.prefix`), which differs
+    from the S3 key prefix when the bioindex keeps its data under a subdir; by default it is the key
+    prefix. `execution_arn` is the Step Functions execution that owns the run, so that its lock can be found
     stale once it ends. An existing plan is kept (not re-listed) so that re-running the Plan step
     after a failure continues the same run instead of silently changing what it covers.
     """
@@ -126,7 +126,7 @@ def make_plan(
     target = parse_location(target_uri)
     _check_run_outside_target(run, target)
     mode = Mode.ROLLBACK if rollback else Mode.COMPRESS
-    bioindex_prefix = prefix or _bioindex_prefix(target)
+    bioindex_prefix = bioindex_prefix or _bioindex_prefix(target)
     existing = run.read_plan() if run.has_plan() else None
     if existing is not None and (existing.mode, existing.index, existing.target) != (mode, index, target.uri):
         raise BadInput(
@@ -137,7 +137,7 @@ def make_plan(
         log.info("plan: the run in %s is finished; its plan is kept and no lock is taken", run.uri)
         return existing
     locks = Locks(target)
-    locks.acquire(Lock(locks.key_prefix, target.uri, run.uri, execution, mode, index, bioindex_prefix))
+    locks.acquire(Lock(locks.key_prefix, target.uri, run.uri, execution_arn, mode, index, bioindex_prefix))
     if existing is not None:
         log.info("plan: keeping the existing plan in %s (%d files)", run.uri, len(existing.files))
         return existing

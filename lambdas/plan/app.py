@@ -129,7 +129,13 @@ def plan(event: PlanEvent) -> dict:
         return dry_run(target, rollback, event.input.shards, row)
     run = RunFolder(parse_location(run_folder_uri(os.environ["RUN_BUCKET"], event.execution)))
     plan = make_plan(
-        target, index, run, rollback=rollback, shards=event.input.shards, prefix=prefix, execution=event.execution_arn
+        target,
+        index,
+        run,
+        rollback=rollback,
+        shards=event.input.shards,
+        bioindex_prefix=prefix,
+        execution_arn=event.execution_arn,
     )
     logger.info("planned", extra={"files": len(plan.files), "bytes": plan.total_bytes, "shards": plan.shards})
 

@@ -82,7 +82,7 @@ def _describe_cause(cause: str, error: str = "") -> str:
 
 
 def _failed_files(event: FailureEvent) -> str:
-    step = states.STATE_STEPS.get(event.step)
+    step = states.STATE_STEPS.get(event.state)
     run = event.run_folder()
     if step is None or run is None:
         return ""
@@ -102,7 +102,7 @@ def _failed_files(event: FailureEvent) -> str:
 def _canary_gone(event: FailureEvent) -> str:
     """What a failed ProveReaders left deleted, from its own record (normally nothing)."""
     run = event.run_folder()
-    if event.step != states.PROVE_READERS or run is None:
+    if event.state != states.PROVE_READERS or run is None:
         return ""
     try:
         check = run.read_readers_check()
@@ -118,7 +118,7 @@ def _canary_gone(event: FailureEvent) -> str:
 def _job_errors(event: FailureEvent) -> str:
     """Why the step's jobs exited non-zero, from the error records they left (on AWS the job's own
     status reason says only "Essential container in task exited")."""
-    step = states.STATE_STEPS.get(event.step)
+    step = states.STATE_STEPS.get(event.state)
     run = event.run_folder()
     if step is None or run is None:
         return ""
@@ -139,7 +139,7 @@ def _job_errors(event: FailureEvent) -> str:
 def _timed_out(event: FailureEvent) -> str:
     """A Batch step past its TimeoutSeconds. Step Functions stops waiting; it is not documented to
     terminate the jobs, which may run on until their own attempt limit."""
-    step = states.STATE_STEPS.get(event.step)
+    step = states.STATE_STEPS.get(event.state)
     bound = event.planned.timeouts.get(timeout_key(step)) if step and event.planned else None
     within = f" within {bound} s (the bound Plan sized from this run's bytes and the job sizes)" if bound else ""
     return (
@@ -152,7 +152,7 @@ def _timed_out(event: FailureEvent) -> str:
 
 def _refresh_failed(event: FailureEvent) -> str:
     """RefreshReaders failed after the flag was committed: where that leaves the bioindex."""
-    if event.step != states.REFRESH_READERS:
+    if event.state != states.REFRESH_READERS:
         return ""
     flag = str(event.mode == Mode.COMPRESS).lower()
     return (
@@ -172,9 +172,9 @@ def _confirm_timed_out(event: FailureEvent) -> str:
 
 def _unreadable(event: FailureEvent) -> str:
     """The flag was set back because the bioindex could not read the converted files: what came of that."""
-    if event.error.get("Error") != "ConvertedFilesUnreadable" and event.step not in states.AFTER_UNREADABLE:
+    if event.error.get("Error") != "ConvertedFilesUnreadable" and event.state not in states.AFTER_UNREADABLE:
         return ""
-    if event.step == states.PROVE_READERS:
+    if event.state == states.PROVE_READERS:
         return (
             "Every bioindex process reloaded the old flag and answers as before the run. Find out why it cannot "
             "read the converted files (a bgzip without S3 support, no access to the objects), then start a new run"
@@ -184,25 +184,25 @@ def _unreadable(event: FailureEvent) -> str:
 
 def explain(event: FailureEvent) -> dict:
     timed_out = event.error.get("Error") == "States.Timeout"
-    if timed_out and event.step == states.REFRESH_READERS:
+    if timed_out and event.state == states.REFRESH_READERS:
         cause = _confirm_timed_out(event)
     elif timed_out:
         cause = _timed_out(event)
     else:
         cause = _describe_cause(str(event.error.get("Cause", "")), str(event.error.get("Error", "")))
-    parts = [f"{event.step} failed", cause, _unreadable(event), _refresh_failed(event)]
+    parts = [f"{event.state} failed", cause, _unreadable(event), _refresh_failed(event)]
     parts += [_job_errors(event), _failed_files(event)]
     gone = _canary_gone(event)
     if gone:
         parts.append(gone)
-    elif event.step in states.BEFORE_DELETION[event.mode] or event.step in states.AFTER_UNREADABLE:
+    elif event.state in states.BEFORE_DELETION[event.mode] or event.state in states.AFTER_UNREADABLE:
         parts.append(NOTHING_DELETED[event.mode])
     plan = event.planned
     if plan is not None:
         parts.append(f"index {plan.index!r} prefix {plan.prefix!r} at {plan.target}")
         parts.append(f"run folder: {plan.run}")
     cause = ". ".join(p for p in parts if p) + "."
-    return Explanation(error=f"{event.step}Failed", cause=cap(cause, where=plan.run if plan else "")).to_json()
+    return Explanation(error=f"{event.state}Failed", cause=cap(cause, where=plan.run if plan else "")).to_json()
 
 
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)
