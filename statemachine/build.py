@@ -390,7 +390,7 @@ def definition(mode: Mode) -> State:
         "run.$": "$.plan.run",
         "compressed": compressed,
         "execution.$": "$$.Execution.Name",
-        "refresh.$": "$.plan.refresh.mode",
+        "refreshMode.$": "$.plan.refresh.mode",
     }
     machine[prove_readers] = lambda_task(
         comment=f"Re-read the flag and prove the bioindex processes no longer read the {old_files} files: the sample "
@@ -433,6 +433,7 @@ def definition(mode: Mode) -> State:
         comment="Files and bytes before and after, from the run folder's manifests.",
         function="${SummarizeFunctionArn}",
         payload={"mode": mode.value, "execution.$": "$$.Execution.Name", "plan.$": "$.plan"},
+        # The execution's output: RunSummary.to_json() whole (its fields and the ratio derived from them).
         result_selector={"summary.$": "$.Payload"},
         output_path="$.summary",
         result_path="$",

@@ -104,7 +104,8 @@ class ProveReadersEvent(BaseModel):
     run: str
     execution: str
     compressed: bool
-    refresh: RefreshMode  # the ReaderRefresh mode this run took (Plan's), whatever the stack says now
+    # The ReaderRefresh mode this run took ($.plan.refresh.mode), whatever the stack says now.
+    refresh_mode: RefreshMode = Field(alias="refreshMode")
     revert: bool = False  # prove the old answers are back after the flag was set back
 
 

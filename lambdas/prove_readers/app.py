@@ -99,7 +99,7 @@ def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, read
         raise OldAnswersNotBack(f"{Flag.NAME} in {run.uri} does not show the flag set back; restart the bioindex")
     bioindex = config.server()
     record = run.read_readers_check() or ReadersCheck(event.execution)
-    _refresh_here(bioindex, record, event.refresh)
+    _refresh_here(bioindex, record, event.refresh_mode)
     found = compare(bioindex, readers, config.proof_settings().check_requests)
     if found:
         raise OldAnswersNotBack(
@@ -127,7 +127,7 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     backend = config.backend(bioindex)
     backend.check_unchanged(flag)
     record = run.read_readers_check() or ReadersCheck(event.execution)
-    refresh = event.refresh
+    refresh = event.refresh_mode
     if refresh.restarts and not _restarted(run, refresh):
         raise ReadersStale(f"the run's {Refresh.NAME} does not show the bioindex restarted ({refresh} mode)")
     record.refresh = refresh.value
