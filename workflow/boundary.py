@@ -75,8 +75,12 @@ class PlanResult(_Boundary):
     files: int  # how many (plan.json lists them)
     bytes: int
     level: str  # as bgzip -l; a string because Batch job parameters are strings
-    timeouts: dict[str, int]  # each Batch step's TimeoutSeconds, sized from this plan
-    refresh: dict[str, Any]  # how RefreshReaders makes every bioindex process load the new flag
+    # Each Batch state's TimeoutSeconds, sized from this plan: {"compress": 5400, "verify": ...}, one
+    # key a step (batch_job/rates.py: timeout_key, step_timeouts).
+    timeouts: dict[str, int]
+    # How the refresh states make every bioindex process load the new flag, as the stack said at Plan:
+    # {"mode": "confirm", "pollSeconds": 30, "confirmTimeoutSeconds": 86400} (lambdas/bioindex/config.py).
+    refresh: dict[str, Any]
 
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> PlanResult:
