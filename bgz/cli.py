@@ -7,7 +7,7 @@
     bgz watch EXECUTION                                    follow a run to its end
     bgz confirm EXECUTION | --bulk NAME --restarted-at T   the bioindex was restarted: a waiting run goes on
     bgz stop EXECUTION                                     stop a run and its jobs, free its prefix
-    bgz logs EXECUTION [--step S] [--follow]               the CloudWatch lines of its jobs and Lambdas
+    bgz logs EXECUTION [--state S] [--follow]              the CloudWatch lines of its jobs and Lambdas
     bgz list [--index NAME]                                recent runs of both state machines
     bgz status INDEX PREFIX/                               its files, flag, last run and lock
     bgz locks                                              which runs hold which prefixes
@@ -299,7 +299,7 @@ def cmd_logs(args: argparse.Namespace, stack: Stack) -> int:
     from bgz import logs
 
     description = runs.find(stack, args.execution)
-    only = logs.Only(args.step, args.since, args.filter)
+    only = logs.Only(args.state, args.since, args.filter)
     if args.follow:
         logs.follow(stack, description, only, args.interval, sys.stdout)
         return 0
@@ -307,15 +307,15 @@ def cmd_logs(args: argparse.Namespace, stack: Stack) -> int:
     for line in found:
         print(line)
     if not found:
-        also = [f"in state {args.step}"] if args.step else []
+        also = [f"in state {args.state}"] if args.state else []
         also += [f"since {args.since:%Y-%m-%dT%H:%M:%SZ}"] if args.since else []
         also += [f"containing {args.filter!r}"] if args.filter else []
         print(f"no log lines for {description['name']}" + "".join(f" {words}" for words in also))
-        if args.step:
+        if args.state:
             rollback = description.get("stateMachineArn", "").endswith("-rollback")
             mode = Mode.ROLLBACK if rollback else Mode.COMPRESS
             names = (*SEQUENCE[mode], SUMMARIZE, EXPLAIN_FAILURE)
-            if args.step not in names:
+            if args.state not in names:
                 print(f"this is a {mode} run; its states: {', '.join(names)}")
     return 0
 
@@ -437,7 +437,7 @@ EXAMPLES = {
         "bgz confirm --bulk bulk-compress-20261201T120000Z --restarted-at 2026-12-01T12:30:00Z",
     ],
     "stop": [f"bgz stop {RUN} --reason 'wrong prefix'"],
-    "logs": [f"bgz logs {RUN} --step Verify", f"bgz logs {RUN} --follow", f"bgz logs {RUN} --since 1h --filter ERROR"],
+    "logs": [f"bgz logs {RUN} --state Verify", f"bgz logs {RUN} --follow", f"bgz logs {RUN} --since 1h --filter ERROR"],
     "list": ["bgz list --index associations", "bgz list --json"],
     "status": ["bgz status associations associations/", "bgz status associations associations/ --json"],
     "locks": ["bgz locks"],
@@ -541,7 +541,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_stop)
     p = _add(sub, "logs", parents=[common], help="the CloudWatch lines of a run's jobs and Lambdas")
     p.add_argument("execution", help="execution name or ARN")
-    p.add_argument("--step", help="only this state's lines, e.g. Plan, Compress, Verify, DeleteOriginals")
+    p.add_argument(
+        "--state",
+        "--step",  # its older name, kept for scripts
+        dest="state",
+        help="only this state's lines, e.g. Plan, Compress, Verify, DeleteOriginals",
+    )
     p.add_argument(
         "--since",
         type=_since,

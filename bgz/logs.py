@@ -141,12 +141,12 @@ def _text(message: str) -> str:
 class Only:
     """Which lines to show: one state's, from a time on, containing a text (as `grep -F`)."""
 
-    step: str | None = None
+    state: str | None = None
     since: datetime | None = None
     text: str | None = None
 
     def keeps(self, line: str) -> bool:
-        """A line of the step's sources, from `since` on (CloudWatch's startTime): does it hold the text?"""
+        """A line of the state's sources, from `since` on (CloudWatch's startTime): does it hold the text?"""
         return not self.text or self.text in line
 
 
@@ -158,7 +158,7 @@ def lines(stack: Stack, description: dict, only: Only, seen: set) -> list[str]:
         start_ms = max(start_ms, int(only.since.timestamp() * 1000))
     out = []
     for source in sources(stack, description["executionArn"]):
-        if only.step and source.state != only.step:
+        if only.state and source.state != only.state:
             continue
         for event in _events(stack, source, description["name"], start_ms):
             key = (source.group, source.stream, event["timestamp"], event["message"])

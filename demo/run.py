@@ -136,7 +136,7 @@ def operators_day(aws: OfflineAWS, db: BioindexDatabase, content: dict, second: 
     print(f"  bioindex flag compressed={db.compressed(INDEX, PREFIX)}; objects now:")
     show_objects(aws)
     compressed = next(r for r in runs.recent(stack, INDEX, 1))["name"]
-    if bgz("logs", compressed, "--step", "Verify"):
+    if bgz("logs", compressed, "--state", "Verify"):
         return 1
     if bgz("rollback", INDEX, PREFIX, "--yes", "--wait", "--interval", "1"):
         return 1

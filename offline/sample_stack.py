@@ -17,8 +17,9 @@ from offline.sample_index import load_index
 
 # How the stack restarts the stand-in's processes after a flag change (the template's ReaderRefresh):
 # "hook", the operator's Lambda, here one that restarts the stand-in (offline/standin_hook.py);
-# "ecs-service", a new deployment of the bioindex's ECS service, which restarts the stand-in; or
-# one the stand-in needs no part in ("confirm", the template's default, "requests", "none").
+# "ecs-service", a new deployment of the bioindex's ECS service, which restarts the stand-in; or one
+# that deploys nothing for the stand-in ("confirm", the template's default, where the operator
+# restarts it; "requests"; "none").
 REFRESHES = ("confirm", "hook", "ecs-service", "requests", "none")
 
 
@@ -57,7 +58,7 @@ class SampleStack:
             }
             self.stack: DeployedStack = aws.deploy(name, data_bucket, stack_parameters, template)
         except BaseException:
-            self.close()
+            SampleStack.close(self)  # this class's part only: a subclass's close may need a stack
             raise
 
     def _refresh_parameters(self, refresh: str) -> dict[str, str]:
@@ -75,7 +76,7 @@ class SampleStack:
                 taskDefinition="bioindex",
                 desiredCount=self.bioindex.workers,
             )
-            self.aws.runner.restart_service = lambda service: self.bioindex.restart(pause=0.2)
+            self.aws.runner.restart_service = self._restart_service
             return {
                 "ReaderRefresh": "ecs-service",
                 "BioindexEcsCluster": f"{self.name}-bioindex",
@@ -83,6 +84,10 @@ class SampleStack:
                 "ReaderRefreshPollSeconds": "1",
             }
         return {"ReaderRefresh": refresh}
+
+    def _restart_service(self, service: str) -> None:
+        """A new deployment of the bioindex's ECS service: the stand-in restarts, one process at a time."""
+        self.bioindex.restart(pause=0.2)
 
     def add_index(self, name: str, prefix: str, schema: str, root: Path, key_prefix: str = "") -> dict[str, bytes]:
         """The files under `root` uploaded to the data bucket under `key_prefix` (default: the prefix)
@@ -99,8 +104,11 @@ class SampleStack:
         self.bioindex.start(frozen=frozen)
 
     def close(self) -> None:
-        self.bioindex.close()
-        self.aws.runner.restart_service = None
+        try:
+            self.bioindex.close()
+        finally:
+            if self.aws.runner.restart_service == self._restart_service:  # ours, not another stack's
+                self.aws.runner.restart_service = None
 
     def __enter__(self) -> SampleStack:
         return self

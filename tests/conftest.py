@@ -28,7 +28,7 @@ Where each part of the code is tested:
     offline/warm_start.py                      test_warm_start (a zygote's children, botocore's data shared)
     offline/bioindex_standin.py                test_bioindex_standin (one zygote, each stand-in's arguments)
     README.md, docs/                           test_docs
-    the image, pyproject, the layers' Makefiles test_packaging, test_lambdas, check_build.py (after `sam build`)
+    the image, pyproject, layer Makefiles      test_packaging, test_lambdas, check_build.py (after `sam build`)
 """
 
 from __future__ import annotations

@@ -98,6 +98,16 @@ class Deployment(SampleStack):
         )
         # Calls a test makes its components attempt on purpose, which template.yaml's roles refuse.
         self.expected_denials: set[str] = set()
+        try:
+            self._load(tmp_path, frozen, data_bucket_key)
+        except BaseException:
+            SampleStack.close(self)  # the fixture never gets this stack: stop its stand-in here
+            raise
+        self.states: list[str] = []
+        self.confirm_automatically = True
+
+    def _load(self, tmp_path: Path, frozen: int, data_bucket_key: bool) -> None:
+        """The data bucket's encryption, the sample index, the stand-in started."""
         if data_bucket_key:
             default = {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": self.data_key}
             self.s3.put_bucket_encryption(
@@ -110,8 +120,6 @@ class Deployment(SampleStack):
         self.row_id = self.db.row_id(INDEX, PREFIX)
         self.json_keys = sorted(k for k in self.originals if k.endswith(".json"))
         self.start(frozen=frozen)
-        self.states: list[str] = []
-        self.confirm_automatically = True
 
     def confirm_when_asked(self, state: str) -> None:
         """ReaderRefresh=confirm: what the operator does when asked - restart the bioindex, `bgz confirm`."""

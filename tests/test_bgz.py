@@ -99,7 +99,7 @@ def test_start_wait_list_watch_and_rollback(deployment, capsys):
     assert (record["started"], record["mode"], record["bulk"]) == (True, "rollback", False), record
     assert record["end"]["status"] == "SUCCEEDED" and record["end"]["outcome"].startswith("SUCCEEDED: rollback of")
     assert record["executionArn"].endswith(":" + record["name"]) and record["console"].endswith(record["executionArn"])
-    rc, out, _ = bgz(capsys, deployment, "logs", record["name"], "--step", "Verify")
+    rc, out, _ = bgz(capsys, deployment, "logs", record["name"], "--state", "Verify")
     assert rc == 0 and "this is a rollback run; its states: Plan, Decompress, VerifyRestored," in out, out
     assert deployment.originals_intact()
     rc, out, _ = bgz(capsys, deployment, "plan", INDEX, PREFIX, "--json")
@@ -462,7 +462,7 @@ def test_logs_of_a_run_by_state_and_followed(deployment, capsys):
     assert "[Plan] INFO planned" in followed, "the Lambda's lines, found by the execution's name"
     assert re.search(r"\[Compress\] .*compress: 5 files, .* 0 failed", followed), "the job's own stream"
     assert re.search(r"\[Verify\] .*verify: 5 files", followed) and "[DeleteOriginals]" in followed
-    rc, out, _ = bgz(capsys, deployment, "logs", name, "--step", "Verify")
+    rc, out, _ = bgz(capsys, deployment, "logs", name, "--step", "Verify")  # --state by its older name
     lines = out.splitlines()
     assert rc == 0 and lines and all(line.startswith("[Verify]") for line in lines)
     assert set(lines) <= set(followed.splitlines()), "the same lines, once each"
@@ -721,7 +721,7 @@ def test_bash_completes_subcommands_and_their_options(tmp_path, capsys):
         return set(shown.stdout.split())
 
     assert complete("st") == {"start", "stop", "status"}
-    assert {"--since", "--step"} <= complete("logs", "RUN", "--s")
+    assert {"--since", "--state", "--step"} <= complete("logs", "RUN", "--s")
     assert complete("completion", "") == {"bash", "zsh", "tcsh"}
 
 

@@ -353,6 +353,23 @@ def test_the_sample_execution_inputs_are_valid(path):
     assert parsed.model_dump(exclude_defaults=True) == body
 
 
+def test_a_run_started_before_an_update_is_still_understood():
+    """A running execution keeps its state machine's definition while a stack update replaces the
+    Lambdas: the events' renamed fields still take the names an earlier release's machines send."""
+    from pydantic import ValidationError
+
+    from workflow.events import FailureEvent, ProveReadersEvent
+
+    run = {"run": "s3://runs/runs/x/", "execution": "x", "compressed": True}
+    for key in ("refreshMode", "refresh"):
+        assert ProveReadersEvent.model_validate({**run, key: "hook"}).refresh_mode == RefreshMode.HOOK
+    failed = {"execution": "x", "mode": "compress", "error": {"Error": "States.Timeout"}}
+    for key in ("state", "step"):
+        assert FailureEvent.model_validate({**failed, key: "Verify"}).state == "Verify"
+    with pytest.raises(ValidationError, match="stat"):  # and nothing else: a misspelt key is still refused
+        FailureEvent.model_validate({**failed, "state": "Verify", "stat": "Verify"})
+
+
 def test_bgz_s_run_input_is_what_plan_takes():
     """bgz builds an index run's input as a RunInput; Plan checks it as ExecutionInput. Their fields
     are one list (ExecutionInput has the bulk machine's two more), and what bgz sends, Plan reads back."""

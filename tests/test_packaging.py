@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
@@ -33,6 +34,22 @@ def test_image_installs_what_the_job_imports():
     assert re.search(r"apt-get install .*\btabix=1\.16\+ds-3\b", text), "the image brings htslib's bgzip"
 
 
+def test_the_engine_imports_nothing_the_image_and_the_engine_layer_do_not_carry():
+    """The image and EngineLayer carry batch_job/ alone: no module of it may import the boundary
+    (workflow/, WorkflowLayer's), the Lambdas' code, bgz or the offline stack. The offline stack runs
+    jobs with the whole repository on their path, so only this reading of the imports can tell."""
+    handlers = {p.name for p in (ROOT / "lambdas").iterdir() if p.is_dir() and not p.name.startswith("__")}
+    outside = {"workflow", "lambdas", "bgz", "offline", "demo", "tests"} | handlers
+    found = []
+    for path in sorted((ROOT / "batch_job").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            found += [f"{path.relative_to(ROOT)}: {name}" for name in names if name.split(".")[0] in outside]
+    assert not found, found
+
+
 def test_base_image_is_pinned_and_the_build_context_holds_only_the_engine():
     images = re.findall(r"^FROM (\S+)", DOCKERFILE.read_text(), re.M)
     assert images and all(re.fullmatch(r"python:3\.12\.\d+-slim-bookworm( AS \w+)?", i) for i in images), images
@@ -51,7 +68,7 @@ def _lock() -> dict[str, str]:
 
 
 def test_one_lock_pins_the_layer_the_image_and_the_test_environment():
-    """Everything the Lambda layer and the image install is pinned in batch_job/requirements/lock.txt, within
+    """Everything EngineLayer and the image install is pinned in batch_job/requirements/lock.txt, within
     pyproject.toml's ranges, and is what the tests run with (make installs with the lock)."""
     from importlib.metadata import version
 

@@ -14,7 +14,7 @@ from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools import Logger
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from batch_job.errors import BadInput
 from batch_job.locations import check_prefix, parse_location
@@ -104,8 +104,9 @@ class ProveReadersEvent(BaseModel):
     run: str
     execution: str
     compressed: bool
-    # The ReaderRefresh mode this run took ($.plan.refresh.mode), whatever the stack says now.
-    refresh_mode: RefreshMode = Field(alias="refreshMode")
+    # The ReaderRefresh mode this run took ($.plan.refresh.mode), whatever the stack says now. A run
+    # started before the stack was updated from an earlier release sends it as "refresh".
+    refresh_mode: RefreshMode = Field(alias="refreshMode", validation_alias=AliasChoices("refreshMode", "refresh"))
     revert: bool = False  # prove the old answers are back after the flag was set back
 
 
@@ -141,7 +142,9 @@ class FailureEvent(RunEndEvent):
     """ExplainFailure's event: the index run that failed, the state it failed in and the caught error."""
 
     plan: dict[str, Any] = {}  # empty when Plan itself failed (its failure state passes no plan)
-    state: str  # where it failed: a state's name (states.py)
+    # Where it failed: a state's name (states.py). A run started before the stack was updated from an
+    # earlier release sends it as "step".
+    state: str = Field(validation_alias=AliasChoices("state", "step"))
     error: dict[str, Any] = {}  # the caught error: {"Error": ..., "Cause": ...}
 
 

@@ -127,10 +127,10 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     backend = config.backend(bioindex)
     backend.check_unchanged(flag)
     record = run.read_readers_check() or ReadersCheck(event.execution)
-    refresh = event.refresh_mode
-    if refresh.restarts and not _restarted(run, refresh):
-        raise ReadersStale(f"the run's {Refresh.NAME} does not show the bioindex restarted ({refresh} mode)")
-    record.refresh = refresh.value
+    mode = event.refresh_mode
+    if mode.restarts and not _restarted(run, mode):
+        raise ReadersStale(f"the run's {Refresh.NAME} does not show the bioindex restarted ({mode} mode)")
+    record.refresh = mode.value
     if bioindex is None or readers is None:
         reason = "no BioindexUrl configured" if bioindex is None else "no sample answers were captured at Plan"
         record.checked, record.proven, record.reason, record.finished = False, False, reason, now()
@@ -145,7 +145,7 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
             Comparison(differing=record.differences or ["an earlier attempt"]), event.compressed, readers.canary
         )
     if canary.status != CanaryStatus.RELEASED:
-        _refresh_here(bioindex, record, refresh)
+        _refresh_here(bioindex, record, mode)
         if canary.status is None:  # a retried attempt may have deleted the canary already: then only after
             found = compare(bioindex, readers, 1)
             if found:
@@ -175,15 +175,15 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
             canary.restore()
             raise _stale(found, event.compressed, readers.canary)
         canary.release()
-    record.checked, record.proven, record.finished = True, refresh.restarts, now()
-    record.reason = None if refresh.restarts else NOT_PROVEN
+    record.checked, record.proven, record.finished = True, mode.restarts, now()
+    record.reason = None if mode.restarts else NOT_PROVEN
     run.write_readers_check(record)
     logger.info(
-        "readers checked", extra={"canary": canary.keys, "samples": len(readers.samples), "proven": refresh.restarts}
+        "readers checked", extra={"canary": canary.keys, "samples": len(readers.samples), "proven": mode.restarts}
     )
     return ReadersProof(
         checked=True,
-        proven=refresh.restarts,
+        proven=mode.restarts,
         reason=record.reason or "",
         canary=canary.keys,
         samples=len(readers.samples),
