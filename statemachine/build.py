@@ -50,9 +50,9 @@ from workflow.events import (  # noqa: E402
 
 State = dict[str, Any]
 
-# The event model of each of the stack's Lambdas: every Payload a state sends one is checked against
-# it as the ASL is written (payload_for). The operator's ReaderRefreshHookArn takes the event the
-# README documents, not one of ours.
+# The event model of each of the stack's Lambdas (the one its handler in template.yaml parses, which
+# test_asl_source checks): every Payload a state sends one is checked against it as the ASL is
+# written (payload_for). The operator's ReaderRefreshHookArn takes the event the README documents.
 EVENTS: dict[str, type[BaseModel]] = {
     "${PlanFunctionArn}": PlanEvent,
     "${SetCompressedFunctionArn}": SetCompressedEvent,

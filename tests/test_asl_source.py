@@ -4,6 +4,7 @@ state sends must be what its handler's event model takes."""
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import json
 import sys
@@ -170,6 +171,26 @@ def test_every_lambda_payload_is_what_its_handler_s_event_model_takes(build):
             assert build.payload_for(function, payload) is payload
             called.add(function)
     assert called == {*build.EVENTS, "${ReaderRefreshHookArn}"}, "every Lambda of the stack is called by some state"
+
+
+def test_each_event_model_is_the_one_its_function_s_handler_parses(build):
+    """build.py checks a state's Payload against EVENTS[function]; that model must be the one the
+    handler template.yaml names for the function parses its event with (event_parser or parse)."""
+    from offline.cfn_yaml import load_template
+
+    resources = load_template()["Resources"]
+    for function, model in build.EVENTS.items():
+        logical_id = function.removeprefix("${").removesuffix("Arn}")
+        handler = resources[logical_id]["Properties"]["Handler"]
+        module = ROOT / "lambdas" / (handler.rsplit(".", 1)[0].replace(".", "/") + ".py")
+        parsed_with = {
+            keyword.value.id
+            for node in ast.walk(ast.parse(module.read_text()))
+            if isinstance(node, ast.Call)
+            for keyword in node.keywords
+            if keyword.arg == "model" and isinstance(keyword.value, ast.Name)
+        }
+        assert model.__name__ in parsed_with, f"{logical_id}'s {handler} parses {parsed_with}, not {model.__name__}"
 
 
 @pytest.mark.parametrize(
