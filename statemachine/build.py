@@ -38,6 +38,7 @@ from workflow.boundary import (  # noqa: E402
     RefreshProgress,
 )
 from workflow.events import (  # noqa: E402
+    ExecutionInput,
     FailureEvent,
     IndexesEvent,
     PlanEvent,
@@ -145,22 +146,25 @@ def selected(record: type) -> State:
     return {f"{key}.$": f"$.Payload.{key}" for key in record.json_keys()}
 
 
-def payload_for(function: str, payload: State) -> State:
-    """`payload` as the Lambda `function` takes it: each key (a path where it ends in `.$`) a field of
-    the function's event model by its JSON name, and every field the model requires given. Else the
-    build fails, naming the keys: the ASL and the handlers cannot drift apart."""
-    model = EVENTS.get(function)
-    if model is None:
-        return payload
+def taken_by(model: type[BaseModel], body: State, what: str) -> State:
+    """`body` as `model` takes it: each key (a path where it ends in `.$`) a field of the model by its
+    JSON name, and every field the model requires given. Else the build fails, naming `what` and the
+    keys: the ASL and the code that reads what it sends cannot drift apart."""
     fields = model.model_fields
     names = {field.alias or name for name, field in fields.items()}
     required = {field.alias or name for name, field in fields.items() if field.is_required()}
-    sent = {key.removesuffix(".$") for key in payload}
+    sent = {key.removesuffix(".$") for key in body}
     if not sent <= names:
-        raise ValueError(f"a Payload for {function} sends {sorted(sent - names)}, unknown to {model.__name__}")
+        raise ValueError(f"{what} sends {sorted(sent - names)}, unknown to {model.__name__}")
     if not required <= sent:
-        raise ValueError(f"a Payload for {function} leaves out {sorted(required - sent)}, which {model.__name__} needs")
-    return payload
+        raise ValueError(f"{what} leaves out {sorted(required - sent)}, which {model.__name__} needs")
+    return body
+
+
+def payload_for(function: str, payload: State) -> State:
+    """`payload` as the Lambda `function` takes it (its event model in EVENTS)."""
+    model = EVENTS.get(function)
+    return payload if model is None else taken_by(model, payload, f"a Payload for {function}")
 
 
 def catch_all(next_state: str, result_path: str = "$.error") -> list[State]:
@@ -517,13 +521,17 @@ def bulk_definition() -> State:
             "Parameters": {
                 "StateMachineArn.$": "$.machine",
                 "Name.$": "$.item.name",
-                "Input": {
-                    "index.$": "$.item.index",
-                    "prefix.$": "$.item.prefix",
-                    "level.$": "$.item.level",
-                    "bulkConcurrency.$": "$.concurrency",  # its steps' timeouts share the queue
-                    "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
-                },
+                "Input": taken_by(
+                    ExecutionInput,  # what the child's Plan checks
+                    {
+                        "index.$": "$.item.index",
+                        "prefix.$": "$.item.prefix",
+                        "level.$": "$.item.level",
+                        "bulkConcurrency.$": "$.concurrency",  # its steps' timeouts share the queue
+                        "AWS_STEP_FUNCTIONS_STARTED_BY_EXECUTION_ID.$": "$$.Execution.Id",
+                    },
+                    "the bulk machine's child Input",
+                ),
             },
             "ResultSelector": {"execution.$": "$.ExecutionArn"},
             "ResultPath": "$.result",
