@@ -32,7 +32,10 @@ loudly when an upgrade breaks them:
 9. An ASL definition's syntax tree is built once: moto parses it with ANTLR at CreateStateMachine
    and again at every StartExecution (0.1-0.3 s each for our machines); an execution now reuses the
    tree CreateStateMachine built. Each execution still gets its own evaluation components, built
-   from that tree as moto builds them; a definition that does not parse is refused each time.
+   from that tree as moto builds them; a definition that does not parse is refused each time. A
+   deploy of the template under another stack name is not parsed at CreateStateMachine when the
+   same definition under the first stack's name was: its first StartExecution parses it (the tests
+   deploy about ninety stacks and run few of their machines: these parses were a sixth of the server's time).
 10. Batch DescribeJobs walks a copy of the job table: moto walks the table itself while a submit
    from another thread (a bulk run's index runs, side by side) adds to it, and the .sync task that
    asked failed with "dictionary changed size during iteration". What it answers is moto's own.
@@ -254,6 +257,7 @@ def _backend_once_per_host(original):
     return get_backend_for_host
 
 
+STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")  # CloudFormation's rule for a stack's name
 TREES_KEPT = 16  # the definitions most recently parsed (a tree keeps its parser and tokens: megabytes)
 
 
@@ -278,6 +282,31 @@ def _syntax_tree_once(original):
         return Preprocessor().visit(tree), tree
 
     return parse
+
+
+def _validated_once_per_template(original, unvalidated):
+    """CreateStateMachine of a definition that differs from one validated before only in the stack's
+    name is not parsed again (`unvalidated` creates it); its first StartExecution builds its tree, as
+    for any definition, and refuses it then if it does not parse. template.yaml names each machine
+    `<stack>-<machine>`, and the stack's name appears in its definition only as `<stack>-` at the start
+    of a name or of an ARN's last part: inside JSON strings, so the two definitions' states are the same."""
+    shapes: set[str] = set()
+    lock = threading.Lock()
+
+    def create_state_machine(self, name: str, definition: str, **kwargs):
+        stack = name.rpartition("-")[0]
+        shape = definition.replace(f"{stack}-", "\0-") if STACK_NAME.fullmatch(stack) else None
+        with lock:
+            known = shape is not None and shape in shapes
+        if known:
+            return unvalidated(self, name=name, definition=definition, **kwargs)
+        machine = original(self, name=name, definition=definition, **kwargs)  # parses it: raises if refused
+        if shape is not None:
+            with lock:
+                shapes.add(shape)
+        return machine
+
+    return create_state_machine
 
 
 def install_hooks(runner: Runner) -> None:
@@ -404,4 +433,13 @@ def install_hooks(runner: Runner) -> None:
     if not hasattr(Parser, "_bgzip_original_parse"):
         Parser._bgzip_original_parse = staticmethod(Parser.parse)
     Parser.parse = staticmethod(_syntax_tree_once(Parser._bgzip_original_parse))
+
+    from moto.stepfunctions.models import StepFunctionBackend
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend as Backend
+
+    if not hasattr(Backend, "_bgzip_original_create_state_machine"):
+        Backend._bgzip_original_create_state_machine = Backend.create_state_machine
+    Backend.create_state_machine = _validated_once_per_template(
+        Backend._bgzip_original_create_state_machine, StepFunctionBackend.create_state_machine
+    )
     _runner = runner

@@ -181,6 +181,45 @@ def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_bad_one
             _machine(offline_aws, {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Nxt": "Echo"}}})
 
 
+def test_a_stack_deployed_again_under_another_name_is_parsed_at_its_first_execution(offline_aws, monkeypatch):
+    """Hook 9 at CreateStateMachine: the same definition under another stack's name is not parsed
+    again until it runs; one that differs in anything else is parsed, and refused, at once."""
+    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser as Parser
+
+    parsed: list[str] = []
+    hooked = Parser.parse
+    monkeypatch.setattr(
+        Parser, "parse", staticmethod(lambda definition: parsed.append(definition) or hooked(definition))
+    )
+    sfn = offline_aws.client("stepfunctions")
+    role = offline_aws.client("iam").create_role(
+        RoleName=f"canary-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument="{}"
+    )
+    function = "arn:aws:lambda:us-east-1:123456789012:function:STACK-Plan"
+    template = {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Result": {"plan": function}, "End": True}}}
+
+    def deploy(stack: str, body: dict = template) -> tuple[str, str]:
+        definition = json.dumps(body).replace("STACK", stack)
+        arn = sfn.create_state_machine(name=f"{stack}-echo", definition=definition, roleArn=role["Role"]["Arn"])
+        return arn["stateMachineArn"], definition
+
+    first_stack, second_stack = (f"canary{uuid.uuid4().hex[:8]}" for _ in range(2))
+    _, first_definition = deploy(first_stack)
+    assert parsed == [first_definition]
+    second, second_definition = deploy(second_stack)
+    assert parsed == [first_definition], "the second stack's machine was parsed at CreateStateMachine"
+    execution = sfn.start_execution(stateMachineArn=second, name=f"canary-{uuid.uuid4().hex[:8]}")["executionArn"]
+    deadline = time.monotonic() + 30
+    while (run := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert json.loads(run["output"]) == {"plan": function.replace("STACK", second_stack)}
+    assert parsed == [first_definition, second_definition]
+    broken = {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Result": {"plan": function}, "Nxt": "Echo"}}}
+    with pytest.raises(ClientError, match="ASLParserException"):
+        deploy(f"canary{uuid.uuid4().hex[:8]}", broken)
+
+
 def test_describe_jobs_answers_while_a_submit_adds_a_job(offline_aws):
     """A bulk run's index runs submit and describe jobs side by side. moto walked its job table while a
     submit from another thread added to it, and the .sync task asking failed ("dictionary changed size
