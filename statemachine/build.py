@@ -228,7 +228,7 @@ def batch_task(state: str, next_state: str, array: bool) -> State:
         parameters["ArrayProperties"] = {"Size.$": "$.plan.shards"}
     parameters["Parameters"] = {"run.$": "$.plan.run"}
     if step == Step.COMPRESS:
-        parameters["Parameters"]["level.$"] = "$.plan.level"
+        parameters["Parameters"]["level.$"] = "States.Format('{}', $.plan.level)"  # Batch parameters are strings
     return {
         "Type": "Task",
         "Resource": "arn:aws:states:::batch:submitJob.sync",

@@ -74,7 +74,7 @@ class PlanResult(_Boundary):
     shards: int
     files: int  # how many (plan.json lists them)
     bytes: int
-    level: str  # as bgzip -l; a string because Batch job parameters are strings
+    level: int  # as bgzip -l, -1 its default (the Compress state passes it to Batch as a string)
     # Each Batch state's TimeoutSeconds, sized from this plan: {"compress": 5400, "verify": ...}, one
     # key a step (batch_job/rates.py: timeout_key, step_timeouts).
     timeouts: dict[str, int]

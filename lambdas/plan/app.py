@@ -164,7 +164,7 @@ def plan(event: PlanEvent) -> dict:
         shards=plan.shards,
         files=len(plan.files),
         bytes=plan.total_bytes,
-        level=str(event.input.level),
+        level=event.input.level,
         timeouts=step_timeouts(plan, job_limits().shared_by(event.input.bulk_concurrency or 1)),
         refresh=config.reader_refresh().state(),
     ).to_json()
