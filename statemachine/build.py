@@ -403,7 +403,7 @@ def definition(mode: Mode) -> State:
         function="${ProveReadersFunctionArn}",
         payload=prove_payload,
         result_selector=selected(ReadersProof),
-        result_path="$.readers",
+        result_path="$.readersProof",
         catch=[
             {"ErrorEquals": ["ConvertedFilesUnreadable"], "ResultPath": "$.error", "Next": states.RELOAD_OLD_FLAG},
             *catch_all(f"{prove_readers} failed"),

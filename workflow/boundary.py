@@ -111,7 +111,7 @@ class RefreshProgress(_Boundary):
 
 @dataclass(frozen=True, kw_only=True)
 class ReadersProof(_Boundary):
-    """ProveReaders' answer, kept as `$.readers` (the whole record is the run folder's readers-check.json)."""
+    """ProveReaders' answer, kept as `$.readersProof` (the whole record is the run folder's readers-check.json)."""
 
     checked: bool
     proven: bool
