@@ -34,8 +34,8 @@ loudly when an upgrade breaks them:
    tree CreateStateMachine built. Each execution still gets its own evaluation components, built
    from that tree as moto builds them; a definition that does not parse is refused each time. A
    deploy of the template under another stack name is not parsed at CreateStateMachine when the
-   same definition under the first stack's name was: its first StartExecution parses it (the tests
-   deploy about ninety stacks and run few of their machines: these parses were a sixth of the server's time).
+   same definition under the first stack's name was: its first execution parses it (the tests deploy
+   about ninety stacks and run few of their machines: these parses were a sixth of the server's time).
 10. Batch DescribeJobs walks a copy of the job table: moto walks the table itself while a submit
    from another thread (a bulk run's index runs, side by side) adds to it, and the .sync task that
    asked failed with "dictionary changed size during iteration". What it answers is moto's own.
@@ -286,10 +286,11 @@ def _syntax_tree_once(original):
 
 def _validated_once_per_template(original, unvalidated):
     """CreateStateMachine of a definition that differs from one validated before only in the stack's
-    name is not parsed again (`unvalidated` creates it); its first StartExecution builds its tree, as
-    for any definition, and refuses it then if it does not parse. template.yaml names each machine
-    `<stack>-<machine>`, and the stack's name appears in its definition only as `<stack>-` at the start
-    of a name or of an ARN's last part: inside JSON strings, so the two definitions' states are the same."""
+    name is not parsed again (`unvalidated` creates it); its first execution builds its tree. template.yaml
+    names each machine `<stack>-<machine>`, and its definitions hold the stack's name only as `<stack>-`
+    before the name of a function, job definition or job queue, inside JSON strings: the two definitions'
+    states are the same, so the second parses as the first did. (One that did not would leave its first
+    execution RUNNING, as moto parses in the execution's own thread.)"""
     shapes: set[str] = set()
     lock = threading.Lock()
 

@@ -275,7 +275,7 @@ def a_plan(run: str, index: str, prefix: str, target: str) -> dict:
         shards=1,
         files=1,
         bytes=3,
-        level="-1",
+        level=-1,
         timeouts={},
         refresh={},
     ).to_json()

@@ -186,11 +186,16 @@ def test_a_stack_deployed_again_under_another_name_is_parsed_at_its_first_execut
     again until it runs; one that differs in anything else is parsed, and refused, at once."""
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser as Parser
 
-    parsed: list[str] = []
+    first_stack, second_stack = (f"canary{uuid.uuid4().hex[:8]}" for _ in range(2))
+    parsed: list[str] = []  # this test's definitions: other tests' executions may run on this server too
     hooked = Parser.parse
-    monkeypatch.setattr(
-        Parser, "parse", staticmethod(lambda definition: parsed.append(definition) or hooked(definition))
-    )
+
+    def counted(definition: str):
+        if first_stack in definition or second_stack in definition:
+            parsed.append(definition)
+        return hooked(definition)
+
+    monkeypatch.setattr(Parser, "parse", staticmethod(counted))
     sfn = offline_aws.client("stepfunctions")
     role = offline_aws.client("iam").create_role(
         RoleName=f"canary-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument="{}"
@@ -203,7 +208,6 @@ def test_a_stack_deployed_again_under_another_name_is_parsed_at_its_first_execut
         arn = sfn.create_state_machine(name=f"{stack}-echo", definition=definition, roleArn=role["Role"]["Arn"])
         return arn["stateMachineArn"], definition
 
-    first_stack, second_stack = (f"canary{uuid.uuid4().hex[:8]}" for _ in range(2))
     _, first_definition = deploy(first_stack)
     assert parsed == [first_definition]
     second, second_definition = deploy(second_stack)

@@ -124,7 +124,7 @@ def test_set_compressed_and_summarize_of_250000_files_stay_small(deployment):
                 shards=plan.shards,
                 files=FILES,
                 bytes=plan.total_bytes,
-                level="-1",
+                level=-1,
                 timeouts={},
                 refresh={},
             ).to_json(),
