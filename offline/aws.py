@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import os
+import shutil
 import socket
 import tempfile
 import time
@@ -73,6 +74,7 @@ class OfflineAWS:
     def stop(self) -> None:
         self._server.stop()
         self.runner.close()
+        shutil.rmtree(self.calls, ignore_errors=True)  # a few MB a test run: never left behind in /tmp
 
     def client(self, service: str):
         """One client per service, shared (boto3's clients are thread-safe; making one costs 15 ms)."""

@@ -4,7 +4,10 @@ of them, these fail loudly here instead of the workflow tests failing in confusi
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -57,6 +60,18 @@ def _batch(aws) -> tuple[str, str, str]:
         )["jobDefinitionArn"]
 
     return queue, definition(["Ref::what"]), definition(["compress", "--run", "Ref::run"])
+
+
+@pytest.mark.slow  # a moto server in a process of its own
+def test_a_stopped_stack_leaves_no_call_log_behind(tmp_path):
+    """Every job's and Lambda's calls are logged in a temporary folder (a few MB a test run): stop()
+    removes it. In a process of its own: a second OfflineAWS here would repoint this one's clients."""
+    script = "from offline.aws import OfflineAWS; aws = OfflineAWS().start(); print(aws.calls); aws.stop()"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=99)
+    assert done.returncode == 0, done.stderr
+    calls = Path(done.stdout.strip().splitlines()[-1])
+    assert calls.parent == tmp_path and not calls.exists()
 
 
 def test_sync_batch_jobs_run_for_real_and_retries_wait_for_the_new_job(offline_aws, tmp_path):
