@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -139,9 +140,14 @@ class BioindexStandin:
         return set(self._procs)
 
     def close(self) -> None:
+        """Every process stopped; the control folder removed once the restart watcher has ended."""
         self._closing.set()
         self.stop()
         self._listener.close()
+        if self._watcher is not None:
+            self._watcher.join(timeout=30)
+        if self._watcher is None or not self._watcher.is_alive():
+            shutil.rmtree(self.control, ignore_errors=True)  # every stand-in had left one in /tmp
 
     # ---- restarts asked for by the workflow's refresh (a hook Lambda, an ECS deployment) ----------
 

@@ -57,6 +57,22 @@ def test_two_stand_ins_fork_from_one_zygote_each_with_its_own_arguments(tmp_path
         variants.close()
 
 
+def test_a_closed_stand_in_leaves_no_control_folder(tmp_path):
+    """Its control files (readiness, the request log, restart requests) live in a temporary folder:
+    close() removes it, also after a restart asked through it (the watcher has ended first)."""
+    standin = _standin(tmp_path, "genes", "one")
+    try:
+        (standin.control / f"{bioindex_standin.RESTART_REQUEST}t1").touch()
+        deadline = time.monotonic() + 30
+        while not (standin.control / f"{bioindex_standin.RESTART_DONE}t1").exists():
+            assert time.monotonic() < deadline, "the restart asked for was not done"
+            time.sleep(0.02)
+        assert _indexes(standin, "one") == ["genes"]
+    finally:
+        standin.close()
+    assert not standin.control.exists()
+
+
 def test_no_zygote_outlives_the_process_that_started_it(tmp_path):
     code = (
         "import sys; from tests.test_bioindex_standin import _standin; from offline import bioindex_standin;"
