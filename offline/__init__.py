@@ -9,7 +9,7 @@ benchmark, `make demo` and `make sandbox` are its clients; nothing here is deplo
       │    │    ├─ cfn_yaml.py       the template read as CloudFormation reads it (short tags)
       │    │    ├─ intrinsics.py     Ref, Fn::Sub, Fn::If...; the parameters checked against the Rules
       │    │    └─ authorization.py  each job's and Lambda's role, from the SAM transform
-      │    ├─ moto_hooks.py    the ten patches of moto's internals (pinned moto; canary: test_offline_aws)
+      │    ├─ moto_hooks.py    the eleven patches of moto's internals (pinned moto; canary: test_offline_aws)
       │    └─ runner.py        runs each Batch job and Lambda invoke in a process of its own
       │         ├─ warm_start.py      ... forked from a zygote with the libraries imported
       │         ├─ job_runtime.py, lambda_runtime.py   what that process runs

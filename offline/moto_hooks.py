@@ -1,4 +1,4 @@
-"""The ten hooks into moto's internals that make the offline stack run the real ASL, jobs and
+"""The eleven hooks into moto's internals that make the offline stack run the real ASL, jobs and
 Lambdas. They touch private code, so moto is pinned exactly and tests/test_offline_aws.py fails
 loudly when an upgrade breaks them:
 
@@ -32,19 +32,24 @@ loudly when an upgrade breaks them:
 9. An ASL definition's syntax tree is built once: moto parses it with ANTLR at CreateStateMachine
    and again at every StartExecution (0.1-0.3 s each for our machines); an execution now reuses the
    tree CreateStateMachine built. Each execution still gets its own evaluation components, built
-   from that tree as moto builds them; a definition that does not parse is refused each time. A
-   deploy of the template under another stack name is not parsed at CreateStateMachine when the
-   same definition under the first stack's name was: its first execution parses it (the tests deploy
-   about ninety stacks and run few of their machines: these parses were a sixth of the server's time).
+   from that tree as moto builds them; a definition that does not parse is refused each time. The
+   template deployed again under another stack name is not parsed again: its components are built
+   from the first stack's tree with the stack's name changed in their strings, and must then hold
+   it as often as the definition does, or it is parsed (the tests deploy about ninety stacks: these
+   parses were a sixth of the server's time).
 10. Batch DescribeJobs walks a copy of the job table: moto walks the table itself while a submit
    from another thread (a bulk run's index runs, side by side) adds to it, and the .sync task that
    asked failed with "dictionary changed size during iteration". What it answers is moto's own.
+11. The interpreter's boto3 client for each region and service and each JSONPath's parse are made
+   once (moto makes a client at every service call of every state, and a new JSONPath parser, its
+   grammar tables built, at every path it reads: a tenth of the server's time).
 """
 
 from __future__ import annotations
 
 import datetime
 import fnmatch
+import functools
 import html
 import json
 import re
@@ -62,12 +67,16 @@ from offline import recorder
 from offline.runner import Runner
 
 PINNED_MOTO = "5.2.5"
+_SESSION = get_session()
 SYNC_POLL_SECONDS = 0.05  # how often a .sync task looks at its Batch job (moto: 0.5 s)
 RETRY_WAIT_SCALE = 0.1  # of a Retry's IntervalSeconds (with its backoff) that the offline stack waits
 
 
+@functools.cache
 def _operation(service: str, action: str):
-    model = get_session().get_service_model(service)
+    """The operation's model: the same for every call (a new botocore session per call was a thirtieth
+    of the server's time)."""
+    model = _SESSION.get_service_model(service)
     names = {xform_name(name): name for name in model.operation_names}
     name = names.get(action) or names.get(xform_name(action))
     return model.operation_model(name) if name else None
@@ -259,55 +268,147 @@ def _backend_once_per_host(original):
 
 STACK_NAME = re.compile(r"[A-Za-z][A-Za-z0-9-]*")  # CloudFormation's rule for a stack's name
 TREES_KEPT = 16  # the definitions most recently parsed (a tree keeps its parser and tokens: megabytes)
+STACKS_KEPT = 1024  # the definitions most recently created, with their stack's name
 
 
-def _syntax_tree_once(original):
-    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+class _Trees:
+    """Each definition's syntax tree, built once; a definition that differs from a parsed one only in
+    its stack's name (`stack_of`, told at CreateStateMachine) is built from that tree, the names in its
+    strings changed. template.yaml names each machine `<stack>-<machine>`, and its definitions hold the
+    stack's name only as `<stack>-` inside JSON strings; a definition that holds it anywhere else (a
+    state's name, say) is parsed as moto parses it."""
 
-    trees: OrderedDict[str, object] = OrderedDict()
-    lock = threading.Lock()
+    def __init__(self, original) -> None:
+        self.original = original
+        self.trees: OrderedDict[str, object] = OrderedDict()
+        self.stacks: OrderedDict[str, str] = OrderedDict()  # definition -> its stack's name
+        self.shapes: dict[str, tuple[str, str]] = {}  # shape -> (a parsed definition, its stack)
+        self.lock = threading.Lock()
 
-    def parse(definition: str):
-        with lock:
-            tree = trees.get(definition)
+    def stack_of(self, definition: str, stack: str) -> bool:
+        """Tells the definition's stack; whether a definition of its shape has been parsed."""
+        with self.lock:
+            self.stacks[definition] = stack
+            self.stacks.move_to_end(definition)
+            while len(self.stacks) > STACKS_KEPT:
+                self.stacks.popitem(last=False)
+            parsed, _ = self.shapes.get(definition.replace(f"{stack}-", "\0-"), (None, None))
+            return parsed in self.trees
+
+    def parse(self, definition: str):
+        from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+        with self.lock:
+            tree = self.trees.get(definition)
             if tree is not None:
-                trees.move_to_end(definition)
-        if tree is None:
-            program, tree = original(definition)  # raises for a definition moto refuses
-            with lock:
-                trees[definition] = tree
-                while len(trees) > TREES_KEPT:
-                    trees.popitem(last=False)
-            return program, tree
-        return Preprocessor().visit(tree), tree
+                self.trees.move_to_end(definition)
+            stack = self.stacks.get(definition)
+            shape = definition.replace(f"{stack}-", "\0-") if stack else None
+            parsed, parsed_stack = self.shapes.get(shape, (None, None))
+            parsed_tree = self.trees.get(parsed)
+        if tree is not None:
+            return Preprocessor().visit(tree), tree
+        if parsed_tree is not None:
+            program = Preprocessor().visit(parsed_tree)
+            if _renamed(program, f"{parsed_stack}-", f"{stack}-") == definition.count(f"{stack}-"):
+                return program, parsed_tree
+        program, tree = self.original(definition)  # raises for a definition moto refuses
+        with self.lock:
+            self.trees[definition] = tree
+            while len(self.trees) > TREES_KEPT:
+                self.trees.popitem(last=False)
+            if shape is not None:
+                self.shapes[shape] = (definition, stack)
+        return program, tree
 
-    return parse
+
+def _renamed(program, old: str, new: str) -> int:
+    """Changes `old` to `new` in every string of `program`'s evaluation components; how many it
+    changed, or -1 where `old` is also in a key of their dictionaries (a state's name, say)."""
+    count, pending, seen = 0, [program], set()
+    while pending:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, dict):
+            items, put = node.items(), node.__setitem__
+            if any(isinstance(key, str) and old in key for key in node):
+                return -1
+        elif isinstance(node, list):
+            items, put = enumerate(node), node.__setitem__
+        elif _component(node):
+            items, put = vars(node).items(), lambda name, value, node=node: setattr(node, name, value)
+        else:
+            continue
+        for key, value in list(items):
+            if isinstance(value, str):
+                if old in value:
+                    count += value.count(old)
+                    put(key, value.replace(old, new))
+            elif isinstance(value, tuple) and any(isinstance(v, str) and old in v for v in value):
+                return -1
+            elif isinstance(value, (dict, list)) or hasattr(value, "__dict__"):
+                pending.append(value)
+    return count
 
 
-def _validated_once_per_template(original, unvalidated):
-    """CreateStateMachine of a definition that differs from one validated before only in the stack's
-    name is not parsed again (`unvalidated` creates it); its first execution builds its tree. template.yaml
-    names each machine `<stack>-<machine>`, and its definitions hold the stack's name only as `<stack>-`
-    before the name of a function, job definition or job queue, inside JSON strings: the two definitions'
-    states are the same, so the second parses as the first did. (One that did not would leave its first
-    execution RUNNING, as moto parses in the execution's own thread.)"""
-    shapes: set[str] = set()
-    lock = threading.Lock()
+def _component(node) -> bool:
+    """Whether `node` is one of the interpreter's evaluation components (not the parser's syntax tree)."""
+    module = type(node).__module__
+    return module.startswith("moto.stepfunctions.parser.asl.") and ".antlr." not in module and hasattr(node, "__dict__")
+
+
+def _told_the_stack(original, unvalidated, trees: _Trees):
+    """CreateStateMachine tells the parse which stack the definition is of (its name's first part);
+    a definition of the same shape as one parsed before is not parsed again to be validated
+    (`unvalidated` creates it): it parses as that one did."""
 
     def create_state_machine(self, name: str, definition: str, **kwargs):
         stack = name.rpartition("-")[0]
-        shape = definition.replace(f"{stack}-", "\0-") if STACK_NAME.fullmatch(stack) else None
-        with lock:
-            known = shape is not None and shape in shapes
-        if known:
+        if STACK_NAME.fullmatch(stack) and trees.stack_of(definition, stack):
             return unvalidated(self, name=name, definition=definition, **kwargs)
-        machine = original(self, name=name, definition=definition, **kwargs)  # parses it: raises if refused
-        if shape is not None:
-            with lock:
-                shapes.add(shape)
-        return machine
+        return original(self, name=name, definition=definition, **kwargs)  # parses it: raises if refused
 
     return create_state_machine
+
+
+def _once_per_process() -> None:
+    """The interpreter's boto3 client for each region and service, and each JSONPath's parse, made
+    once: moto makes a client at every service call of every state, and builds a new JSONPath
+    parser (its lexer and grammar tables) at every path it reads."""
+    import sys
+
+    from jsonpath_ng import parse as parse_path
+    from jsonpath_ng.ext import parse as parse_extended_path
+    from moto import settings
+    from moto.core.models import botocore_stubber
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: F401
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: F401
+        state_task_service_factory,  # imports every service integration, each with its boto_client_for
+    )
+    from moto.stepfunctions.parser.asl.utils import boto_client, json_path
+
+    original = getattr(boto_client, "_bgzip_original_boto_client_for", boto_client.boto_client_for)
+    boto_client._bgzip_original_boto_client_for = original
+    clients: dict[tuple, object] = {}
+    lock = threading.Lock()
+
+    def boto_client_for(region: str, service: str, state_credentials=None):
+        key = (region, service, settings.moto_server_port(), botocore_stubber.enabled)  # all moto's client reads
+        with lock:
+            if key not in clients:
+                clients[key] = original(region, service, state_credentials)
+            return clients[key]
+
+    boto_client_for._bgzip_once = True
+    for name, module in list(sys.modules.items()):
+        found = getattr(module, "boto_client_for", None) if name.startswith("moto.stepfunctions.parser.") else None
+        if found is original or getattr(found, "_bgzip_once", False):
+            module.boto_client_for = boto_client_for
+    json_path.parse = functools.lru_cache(maxsize=1024)(parse_extended_path)
+    result_path.parse = functools.lru_cache(maxsize=1024)(parse_path)
 
 
 def install_hooks(runner: Runner) -> None:
@@ -429,18 +530,17 @@ def install_hooks(runner: Runner) -> None:
         Dispatcher._bgzip_original_get_backend_for_host = Dispatcher.get_backend_for_host
     Dispatcher.get_backend_for_host = _backend_once_per_host(Dispatcher._bgzip_original_get_backend_for_host)
 
+    from moto.stepfunctions.models import StepFunctionBackend
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser as Parser
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend as Backend
 
     if not hasattr(Parser, "_bgzip_original_parse"):
         Parser._bgzip_original_parse = staticmethod(Parser.parse)
-    Parser.parse = staticmethod(_syntax_tree_once(Parser._bgzip_original_parse))
-
-    from moto.stepfunctions.models import StepFunctionBackend
-    from moto.stepfunctions.parser.models import StepFunctionsParserBackend as Backend
-
-    if not hasattr(Backend, "_bgzip_original_create_state_machine"):
         Backend._bgzip_original_create_state_machine = Backend.create_state_machine
-    Backend.create_state_machine = _validated_once_per_template(
-        Backend._bgzip_original_create_state_machine, StepFunctionBackend.create_state_machine
+    trees = _Trees(Parser._bgzip_original_parse)
+    Parser.parse = staticmethod(trees.parse)
+    Backend.create_state_machine = _told_the_stack(
+        Backend._bgzip_original_create_state_machine, StepFunctionBackend.create_state_machine, trees
     )
+    _once_per_process()
     _runner = runner

@@ -196,21 +196,31 @@ def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_bad_one
             _machine(offline_aws, {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Nxt": "Echo"}}})
 
 
-def test_a_stack_deployed_again_under_another_name_is_parsed_at_its_first_execution(offline_aws, monkeypatch):
-    """Hook 9 at CreateStateMachine: the same definition under another stack's name is not parsed
-    again until it runs; one that differs in anything else is parsed, and refused, at once."""
-    from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser as Parser
+def _finished(sfn, execution: str) -> dict:
+    deadline = time.monotonic() + 30
+    while (run := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return run
 
-    first_stack, second_stack = (f"canary{uuid.uuid4().hex[:8]}" for _ in range(2))
-    parsed: list[str] = []  # this test's definitions: other tests' executions may run on this server too
-    hooked = Parser.parse
 
-    def counted(definition: str):
-        if first_stack in definition or second_stack in definition:
+def test_a_stack_deployed_again_under_another_name_is_built_from_the_first_stacks_tree(offline_aws, monkeypatch):
+    """Hook 9 across stacks: the same definition under another stack's name is not parsed again, at
+    CreateStateMachine or when it runs, and its execution uses its own stack's names; one that holds
+    the name outside a string, or differs in anything else, is parsed (and a bad one refused)."""
+    from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
+
+    stacks = [f"canary{uuid.uuid4().hex[:8]}" for _ in range(4)]
+    parsed: list[str] = []  # ANTLR parses of this test's definitions (other tests' may run on this server)
+    parse = ASLParser.state_machine
+
+    def counted(parser: ASLParser):
+        definition = parser._input.tokenSource._input.strdata
+        if any(stack in definition for stack in stacks):
             parsed.append(definition)
-        return hooked(definition)
+        return parse(parser)
 
-    monkeypatch.setattr(Parser, "parse", staticmethod(counted))
+    monkeypatch.setattr(ASLParser, "state_machine", counted)
     sfn = offline_aws.client("stepfunctions")
     role = offline_aws.client("iam").create_role(
         RoleName=f"canary-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument="{}"
@@ -223,20 +233,48 @@ def test_a_stack_deployed_again_under_another_name_is_parsed_at_its_first_execut
         arn = sfn.create_state_machine(name=f"{stack}-echo", definition=definition, roleArn=role["Role"]["Arn"])
         return arn["stateMachineArn"], definition
 
-    _, first_definition = deploy(first_stack)
+    def output(machine: str) -> dict:
+        execution = sfn.start_execution(stateMachineArn=machine, name=f"canary-{uuid.uuid4().hex[:8]}")
+        return json.loads(_finished(sfn, execution["executionArn"])["output"])
+
+    first, first_definition = deploy(stacks[0])
     assert parsed == [first_definition]
-    second, second_definition = deploy(second_stack)
-    assert parsed == [first_definition], "the second stack's machine was parsed at CreateStateMachine"
-    execution = sfn.start_execution(stateMachineArn=second, name=f"canary-{uuid.uuid4().hex[:8]}")["executionArn"]
-    deadline = time.monotonic() + 30
-    while (run := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    assert json.loads(run["output"]) == {"plan": function.replace("STACK", second_stack)}
-    assert parsed == [first_definition, second_definition]
+    second, _ = deploy(stacks[1])
+    assert output(second) == {"plan": function.replace("STACK", stacks[1])}
+    assert output(first) == {"plan": function.replace("STACK", stacks[0])}, "the first stack's tree is unchanged"
+    assert parsed == [first_definition], "the second stack's machine was parsed"
+
+    named = {
+        "StartAt": "STACK-echo",
+        "States": {"STACK-echo": {"Type": "Pass", "Result": {"plan": function}, "End": True}},
+    }
+    deploy(stacks[2], named)
+    third, third_definition = deploy(stacks[3], named)
+    assert output(third) == {"plan": function.replace("STACK", stacks[3])}
+    assert parsed[-1] == third_definition, "a stack's name in a state's name: parsed as moto parses it"
     broken = {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Result": {"plan": function}, "Nxt": "Echo"}}}
     with pytest.raises(ClientError, match="ASLParserException"):
         deploy(f"canary{uuid.uuid4().hex[:8]}", broken)
+
+
+def test_the_interpreter_makes_one_client_per_service_and_parses_each_path_once(offline_aws):
+    """Hook 11: moto's interpreter asks for a boto3 client at every service call and parses every
+    JSONPath it reads; both are made once, and a path's parse still finds what moto's finds."""
+    from jsonpath_ng.ext import parse
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_batch
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    batch = state_task_service_batch.boto_client_for("us-east-1", "batch")
+    assert batch is state_task_service_batch.boto_client_for("us-east-1", "batch")
+    assert lambda_eval_utils.boto_client_for("us-east-1", "lambda") is not batch
+    assert batch.meta.endpoint_url.endswith(f":{offline_aws.port}")
+    assert batch is not state_task_service_batch.boto_client_for("eu-west-1", "batch")
+    data = {"plan": {"files": [{"key": "a.json"}, {"key": "b.json"}]}}
+    assert json_path.extract_json("$.plan.files[*].key", data) == ["a.json", "b.json"]
+    for path in ("$.plan.files[*].key", "$.plan.files[1]", "$.plan.files[?(@.key == 'a.json')]"):
+        assert json_path.parse(path) is json_path.parse(path)
+        assert [m.value for m in json_path.parse(path).find(data)] == [m.value for m in parse(path).find(data)]
 
 
 def test_describe_jobs_answers_while_a_submit_adds_a_job(offline_aws):
