@@ -307,6 +307,7 @@ def denied(stack, calls: list[Call], region: str, account: str, template: dict |
     key = stack.refs.get("DataBucketKmsKeyArn")
     keys = {stack.data_bucket: key} if key else {}
     refused = []
+    decided: dict[tuple[str, Request], bool] = {}  # a run makes the same request many times
     for call in calls:
         role = components.get(call.component)
         if role is None:
@@ -314,7 +315,9 @@ def denied(stack, calls: list[Call], region: str, account: str, template: dict |
                 raise AssertionError(f"{call.component} of stack {stack.name} has no role in the template")
             continue  # another stack's component
         for request in requests_of(call, region, account, keys):
-            if not role.decide(request):
+            if (call.component, request) not in decided:
+                decided[call.component, request] = role.decide(request)
+            if not decided[call.component, request]:
                 refused.append(f"{role.name} may not {request} ({call.component} called {call.operation})")
     return sorted(set(refused))
 
