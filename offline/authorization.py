@@ -315,9 +315,10 @@ def denied(stack, calls: list[Call], region: str, account: str, template: dict |
                 raise AssertionError(f"{call.component} of stack {stack.name} has no role in the template")
             continue  # another stack's component
         for request in requests_of(call, region, account, keys):
-            if (call.component, request) not in decided:
-                decided[call.component, request] = role.decide(request)
-            if not decided[call.component, request]:
+            allowed = decided.get((call.component, request))
+            if allowed is None:
+                allowed = decided[call.component, request] = role.decide(request)
+            if not allowed:
                 refused.append(f"{role.name} may not {request} ({call.component} called {call.operation})")
     return sorted(set(refused))
 

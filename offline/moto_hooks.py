@@ -34,15 +34,15 @@ loudly when an upgrade breaks them:
    tree CreateStateMachine built. Each execution still gets its own evaluation components, built
    from that tree as moto builds them; a definition that does not parse is refused each time. The
    template deployed again under another stack name is not parsed again: its components are built
-   from the first stack's tree with the stack's name changed in their strings, and must then hold
-   it as often as the definition does, or it is parsed (the tests deploy about ninety stacks: these
-   parses were a sixth of the server's time).
+   from the first stack's tree with the stack's name changed in their strings (it is parsed where they
+   hold the name somewhere it cannot be changed, or not as often as its text does). The tests deploy
+   about ninety stacks: these parses were a sixth of the server's time.
 10. Batch DescribeJobs walks a copy of the job table: moto walks the table itself while a submit
    from another thread (a bulk run's index runs, side by side) adds to it, and the .sync task that
    asked failed with "dictionary changed size during iteration". What it answers is moto's own.
 11. The interpreter's boto3 client for each region and service and each JSONPath's parse are made
    once (moto makes a client at every service call of every state, and a new JSONPath parser, its
-   grammar tables built, at every path it reads: a tenth of the server's time).
+   grammar tables built, at every path it reads: 4% of a test process's time).
 """
 
 from __future__ import annotations
@@ -53,11 +53,13 @@ import functools
 import html
 import json
 import re
+import sys
 import threading
 import time
 import types
 import uuid
 from collections import OrderedDict
+from collections.abc import Callable
 
 import moto
 from botocore import xform_name
@@ -67,19 +69,27 @@ from offline import recorder
 from offline.runner import Runner
 
 PINNED_MOTO = "5.2.5"
-_SESSION = get_session()
 SYNC_POLL_SECONDS = 0.05  # how often a .sync task looks at its Batch job (moto: 0.5 s)
 RETRY_WAIT_SCALE = 0.1  # of a Retry's IntervalSeconds (with its backoff) that the offline stack waits
 
 
+_models_lock = threading.Lock()  # a botocore session is not thread-safe
+
+
 @functools.cache
 def _operation(service: str, action: str):
-    """The operation's model: the same for every call (a new botocore session per call was a thirtieth
-    of the server's time)."""
-    model = _SESSION.get_service_model(service)
-    names = {xform_name(name): name for name in model.operation_names}
-    name = names.get(action) or names.get(xform_name(action))
-    return model.operation_model(name) if name else None
+    """The operation's model, looked up once (a new botocore session per call was a thirtieth of a test
+    process's time)."""
+    with _models_lock:
+        model = _session().get_service_model(service)
+        names = {xform_name(name): name for name in model.operation_names}
+        name = names.get(action) or names.get(xform_name(action))
+        return model.operation_model(name) if name else None
+
+
+@functools.cache
+def _session():
+    return get_session()
 
 
 def _normalise_parameters_by_model(self, parameters, boto_service_name=None, service_action_name=None):
@@ -273,12 +283,14 @@ STACKS_KEPT = 1024  # the definitions most recently created, with their stack's 
 
 class _Trees:
     """Each definition's syntax tree, built once; a definition that differs from a parsed one only in
-    its stack's name (`stack_of`, told at CreateStateMachine) is built from that tree, the names in its
-    strings changed. template.yaml names each machine `<stack>-<machine>`, and its definitions hold the
-    stack's name only as `<stack>-` inside JSON strings; a definition that holds it anywhere else (a
-    state's name, say) is parsed as moto parses it."""
+    its stack's name (`stack_of`, told at CreateStateMachine) is built from that tree, the name changed
+    in its components' strings. template.yaml names each machine `<stack>-<machine>`, and its
+    definitions hold the stack's name only as `<stack>-` in the values of their Parameters. Where the
+    components hold the name somewhere it cannot be changed (a dictionary's key, such as a state's name
+    in States) or a different number of times than the definition's text does, the definition is
+    parsed as moto parses it."""
 
-    def __init__(self, original) -> None:
+    def __init__(self, original: Callable[[str], tuple]) -> None:
         self.original = original
         self.trees: OrderedDict[str, object] = OrderedDict()
         self.stacks: OrderedDict[str, str] = OrderedDict()  # definition -> its stack's name
@@ -293,11 +305,14 @@ class _Trees:
             while len(self.stacks) > STACKS_KEPT:
                 self.stacks.popitem(last=False)
             parsed, _ = self.shapes.get(definition.replace(f"{stack}-", "\0-"), (None, None))
-            return parsed in self.trees
+            if parsed in self.trees:
+                self.trees.move_to_end(parsed)
+                return True
+            return False
 
-    def parse(self, definition: str):
-        from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
-
+    def parse(self, definition: str) -> tuple:
+        """AmazonStateLanguageParser.parse: (the program, a syntax tree). From the renamed shape the
+        tree is the other stack's; moto's execution uses only the program."""
         with self.lock:
             tree = self.trees.get(definition)
             if tree is not None:
@@ -306,11 +321,13 @@ class _Trees:
             shape = definition.replace(f"{stack}-", "\0-") if stack else None
             parsed, parsed_stack = self.shapes.get(shape, (None, None))
             parsed_tree = self.trees.get(parsed)
+            if parsed_tree is not None:
+                self.trees.move_to_end(parsed)
         if tree is not None:
-            return Preprocessor().visit(tree), tree
+            return _visit(tree), tree
         if parsed_tree is not None:
-            program = Preprocessor().visit(parsed_tree)
-            if _renamed(program, f"{parsed_stack}-", f"{stack}-") == definition.count(f"{stack}-"):
+            program = _visit(parsed_tree)
+            if _rename(program, f"{parsed_stack}-", f"{stack}-") == definition.count(f"{stack}-"):
                 return program, parsed_tree
         program, tree = self.original(definition)  # raises for a definition moto refuses
         with self.lock:
@@ -322,9 +339,20 @@ class _Trees:
         return program, tree
 
 
-def _renamed(program, old: str, new: str) -> int:
-    """Changes `old` to `new` in every string of `program`'s evaluation components; how many it
-    changed, or -1 where `old` is also in a key of their dictionaries (a state's name, say)."""
+def _visit(tree):
+    """The program moto's Preprocessor builds from `tree`, with a query-language stack of its own
+    (moto keeps one list on the class for every thread, and a visit that raises leaves its entry)."""
+    from moto.stepfunctions.parser.asl.parse.preprocessor import Preprocessor
+
+    preprocessor = Preprocessor()
+    preprocessor._query_language_per_scope = []
+    return preprocessor.visit(tree)
+
+
+def _rename(program, old: str, new: str) -> int:
+    """Changes `old` to `new` in every string of `program`'s evaluation components (the program is
+    changed); how many it changed, or -1 where `old` is somewhere it cannot be changed: a dictionary's
+    key (a state's name in States), a tuple or a set."""
     count, pending, seen = 0, [program], set()
     while pending:
         node = pending.pop()
@@ -337,6 +365,8 @@ def _renamed(program, old: str, new: str) -> int:
                 return -1
         elif isinstance(node, list):
             items, put = enumerate(node), node.__setitem__
+        elif isinstance(node, (tuple, set, frozenset)):
+            items, put = enumerate(node), None
         elif _component(node):
             items, put = vars(node).items(), lambda name, value, node=node: setattr(node, name, value)
         else:
@@ -344,11 +374,11 @@ def _renamed(program, old: str, new: str) -> int:
         for key, value in list(items):
             if isinstance(value, str):
                 if old in value:
+                    if put is None:
+                        return -1
                     count += value.count(old)
                     put(key, value.replace(old, new))
-            elif isinstance(value, tuple) and any(isinstance(v, str) and old in v for v in value):
-                return -1
-            elif isinstance(value, (dict, list)) or hasattr(value, "__dict__"):
+            elif isinstance(value, (dict, list, tuple, set, frozenset)) or hasattr(value, "__dict__"):
                 pending.append(value)
     return count
 
@@ -359,8 +389,8 @@ def _component(node) -> bool:
     return module.startswith("moto.stepfunctions.parser.asl.") and ".antlr." not in module and hasattr(node, "__dict__")
 
 
-def _told_the_stack(original, unvalidated, trees: _Trees):
-    """CreateStateMachine tells the parse which stack the definition is of (its name's first part);
+def _told_the_stack(original: Callable, unvalidated: Callable, trees: _Trees) -> Callable:
+    """CreateStateMachine tells the parse which stack the definition is of (its name up to the last "-");
     a definition of the same shape as one parsed before is not parsed again to be validated
     (`unvalidated` creates it): it parses as that one did."""
 
@@ -373,21 +403,14 @@ def _told_the_stack(original, unvalidated, trees: _Trees):
     return create_state_machine
 
 
-def _once_per_process() -> None:
-    """The interpreter's boto3 client for each region and service, and each JSONPath's parse, made
-    once: moto makes a client at every service call of every state, and builds a new JSONPath
-    parser (its lexer and grammar tables) at every path it reads."""
-    import sys
-
+def _clients_and_paths_made_once() -> None:
+    """Hook 11. moto's `boto_client_for` is patched where it is defined (for the modules that import it
+    later) and in every module that imported it already."""
     from jsonpath_ng import parse as parse_path
     from jsonpath_ng.ext import parse as parse_extended_path
     from moto import settings
     from moto.core.models import botocore_stubber
     from moto.stepfunctions.parser.asl.component.common.path import result_path
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils  # noqa: F401
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (  # noqa: F401
-        state_task_service_factory,  # imports every service integration, each with its boto_client_for
-    )
     from moto.stepfunctions.parser.asl.utils import boto_client, json_path
 
     original = getattr(boto_client, "_bgzip_original_boto_client_for", boto_client.boto_client_for)
@@ -395,8 +418,8 @@ def _once_per_process() -> None:
     clients: dict[tuple, object] = {}
     lock = threading.Lock()
 
-    def boto_client_for(region: str, service: str, state_credentials=None):
-        key = (region, service, settings.moto_server_port(), botocore_stubber.enabled)  # all moto's client reads
+    def boto_client_for(region: str, service: str, state_credentials: object = None):
+        key = (region, service, settings.moto_server_port(), botocore_stubber.enabled)  # what moto's reads
         with lock:
             if key not in clients:
                 clients[key] = original(region, service, state_credentials)
@@ -542,5 +565,5 @@ def install_hooks(runner: Runner) -> None:
     Backend.create_state_machine = _told_the_stack(
         Backend._bgzip_original_create_state_machine, StepFunctionBackend.create_state_machine, trees
     )
-    _once_per_process()
+    _clients_and_paths_made_once()
     _runner = runner

@@ -207,7 +207,7 @@ def _finished(sfn, execution: str) -> dict:
 def test_a_stack_deployed_again_under_another_name_is_built_from_the_first_stacks_tree(offline_aws, monkeypatch):
     """Hook 9 across stacks: the same definition under another stack's name is not parsed again, at
     CreateStateMachine or when it runs, and its execution uses its own stack's names; one that holds
-    the name outside a string, or differs in anything else, is parsed (and a bad one refused)."""
+    the name in a state's name, or differs in anything else, is parsed (and a bad one refused)."""
     from moto.stepfunctions.parser.asl.antlr.runtime.ASLParser import ASLParser
 
     stacks = [f"canary{uuid.uuid4().hex[:8]}" for _ in range(4)]
@@ -226,7 +226,8 @@ def test_a_stack_deployed_again_under_another_name_is_built_from_the_first_stack
         RoleName=f"canary-{uuid.uuid4().hex[:6]}", AssumeRolePolicyDocument="{}"
     )
     function = "arn:aws:lambda:us-east-1:123456789012:function:STACK-Plan"
-    template = {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Result": {"plan": function}, "End": True}}}
+    echo = {"Type": "Pass", "Parameters": {"plan": function}, "End": True}  # where template.yaml has the name
+    template = {"StartAt": "Echo", "States": {"Echo": echo}}
 
     def deploy(stack: str, body: dict = template) -> tuple[str, str]:
         definition = json.dumps(body).replace("STACK", stack)
@@ -246,35 +247,46 @@ def test_a_stack_deployed_again_under_another_name_is_built_from_the_first_stack
 
     named = {
         "StartAt": "STACK-echo",
-        "States": {"STACK-echo": {"Type": "Pass", "Result": {"plan": function}, "End": True}},
+        "States": {"STACK-echo": echo},
     }
     deploy(stacks[2], named)
     third, third_definition = deploy(stacks[3], named)
     assert output(third) == {"plan": function.replace("STACK", stacks[3])}
     assert parsed[-1] == third_definition, "a stack's name in a state's name: parsed as moto parses it"
-    broken = {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Result": {"plan": function}, "Nxt": "Echo"}}}
+    broken = {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Parameters": {"plan": function}, "Nxt": "Echo"}}}
     with pytest.raises(ClientError, match="ASLParserException"):
         deploy(f"canary{uuid.uuid4().hex[:8]}", broken)
 
 
 def test_the_interpreter_makes_one_client_per_service_and_parses_each_path_once(offline_aws):
     """Hook 11: moto's interpreter asks for a boto3 client at every service call and parses every
-    JSONPath it reads; both are made once, and a path's parse still finds what moto's finds."""
+    JSONPath it reads; both are made once, and a path's parse still finds what a new parser finds."""
+    import sys
+
+    from jsonpath_ng import parse as parse_path
     from jsonpath_ng.ext import parse
-    from moto.stepfunctions.parser.asl.component.state.exec.state_task import lambda_eval_utils
+    from moto.stepfunctions.parser.asl.component.common.path import result_path
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_batch
     from moto.stepfunctions.parser.asl.utils import json_path
 
     batch = state_task_service_batch.boto_client_for("us-east-1", "batch")
     assert batch is state_task_service_batch.boto_client_for("us-east-1", "batch")
-    assert lambda_eval_utils.boto_client_for("us-east-1", "lambda") is not batch
     assert batch.meta.endpoint_url.endswith(f":{offline_aws.port}")
     assert batch is not state_task_service_batch.boto_client_for("eu-west-1", "batch")
+    makers = {
+        name: module.boto_client_for
+        for name, module in list(sys.modules.items())
+        if name.startswith("moto.stepfunctions.parser.") and hasattr(module, "boto_client_for")
+    }
+    assert "moto.stepfunctions.parser.asl.component.state.exec.state_task.lambda_eval_utils" in makers
+    assert set(makers.values()) == {state_task_service_batch.boto_client_for}, makers
     data = {"plan": {"files": [{"key": "a.json"}, {"key": "b.json"}]}}
     assert json_path.extract_json("$.plan.files[*].key", data) == ["a.json", "b.json"]
     for path in ("$.plan.files[*].key", "$.plan.files[1]", "$.plan.files[?(@.key == 'a.json')]"):
         assert json_path.parse(path) is json_path.parse(path)
         assert [m.value for m in json_path.parse(path).find(data)] == [m.value for m in parse(path).find(data)]
+    assert result_path.parse("$.plan") is result_path.parse("$.plan")
+    assert result_path.parse("$.plan").update_or_create({}, 1) == parse_path("$.plan").update_or_create({}, 1)
 
 
 def test_describe_jobs_answers_while_a_submit_adds_a_job(offline_aws):

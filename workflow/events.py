@@ -26,10 +26,9 @@ logger = Logger(child=True)
 
 INDEX_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
 MAX_BULK_NAME = 60  # a bulk execution's name: each index run is named <index>-<this>
-# Every event refuses a key it does not know. A model's validator is built when a Lambda first parses
-# one (defer_build): each function parses one or two of these models, and building all of them at
-# import was a fifth of a Lambda's cold start past the libraries.
-EVENT = ConfigDict(extra="forbid", defer_build=True)
+# A model's validator is built when a Lambda first parses one (defer_build): each function parses one
+# or two of these models, and building all of them at import was a fifth of a cold start's own imports.
+EVENT_CONFIG = ConfigDict(extra="forbid", defer_build=True)
 
 
 def _prefix(value: str) -> str:
@@ -43,7 +42,7 @@ class ExecutionInput(BaseModel):
     """What an operator passes to StartExecution: the index name and prefix as `__Indexes` has them
     (`bgz start` builds it as boundary.RunInput)."""
 
-    model_config = EVENT
+    model_config = EVENT_CONFIG
 
     index: str = Field(pattern=INDEX_NAME)
     prefix: Prefix
@@ -58,7 +57,7 @@ class ExecutionInput(BaseModel):
 class PlanEvent(BaseModel):
     """Plan's event: the execution, its input, and whether `bgz plan` only previews the run (dryRun)."""
 
-    model_config = EVENT
+    model_config = EVENT_CONFIG
 
     mode: Literal["compress", "rollback"]
     execution: str
@@ -78,7 +77,7 @@ class PlanEvent(BaseModel):
 class SetCompressedEvent(BaseModel):
     """SetCompressed's and SetUncompressed's event: the flag to set for this (index, prefix), and the run."""
 
-    model_config = EVENT
+    model_config = EVENT_CONFIG
 
     index: str
     prefix: str
@@ -90,7 +89,7 @@ class SetCompressedEvent(BaseModel):
 class RefreshEvent(BaseModel):
     """RefreshReaders' event (and ReloadOldFlag's): restart the readers, check or await their refresh."""
 
-    model_config = EVENT
+    model_config = EVENT_CONFIG
 
     action: Literal["restart", "check", "await"]
     run: str
@@ -103,7 +102,7 @@ class RefreshEvent(BaseModel):
 class ProveReadersEvent(BaseModel):
     """ProveReaders' event (and ProveOldAnswers', with revert): which side every reader must now read."""
 
-    model_config = EVENT
+    model_config = EVENT_CONFIG
 
     run: str
     execution: str
@@ -117,7 +116,7 @@ class ProveReadersEvent(BaseModel):
 class RunEndEvent(BaseModel):
     """Summarize's event: the index run that SUCCEEDED, and Plan's result."""
 
-    model_config = EVENT
+    model_config = EVENT_CONFIG
 
     execution: str
     mode: Mode
@@ -155,7 +154,7 @@ class FailureEvent(RunEndEvent):
 class Explicit(BaseModel):
     """One (index, prefix) of a bulk run's explicit list."""
 
-    model_config = EVENT
+    model_config = EVENT_CONFIG
 
     index: str
     prefix: Prefix
@@ -164,7 +163,7 @@ class Explicit(BaseModel):
 class BulkInput(BaseModel):
     """What an operator passes to the bulk machine's StartExecution."""
 
-    model_config = EVENT
+    model_config = EVENT_CONFIG
 
     mode: Literal["compress", "rollback"]
     all: bool = False
@@ -189,7 +188,7 @@ class BulkInput(BaseModel):
 class SelectEvent(BaseModel):
     """SelectIndexes' event: the bulk run's input, and the index runs' state machines."""
 
-    model_config = EVENT
+    model_config = EVENT_CONFIG
 
     # Each index run is named <index>-<this>: leave the index room.
     execution: str = Field(max_length=MAX_BULK_NAME)
@@ -200,7 +199,7 @@ class SelectEvent(BaseModel):
 class IndexesEvent(BaseModel):
     """ReportIndexes' event: a bulk run's index runs, as its Map state ended them, and the ones it skipped."""
 
-    model_config = EVENT
+    model_config = EVENT_CONFIG
 
     execution: str
     mode: Mode
