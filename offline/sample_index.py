@@ -5,6 +5,7 @@ Used by `make demo`, the tests and the benchmark, so all three work on the same 
 
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 from typing import BinaryIO
@@ -56,16 +57,8 @@ def make_sample_index(root: Path, seed: int = 7, ascii_keys: bool = False) -> li
 
     `ascii_keys` leaves the non-ASCII folder name out: the bioindex cannot index such keys.
     """
-    odd_folder = "with space" if ascii_keys else "with space ü"
-    files = {
-        "T2D/part-00000.json": gwas_lines(300_000, seed),
-        "T2D/part-00001.json": gwas_lines(65_280 * 3 + 1, seed + 1),
-        "BMI/part-00000.json": gwas_lines(120_000, seed + 2),
-        "BMI/part-00001.json": gwas_lines(40_000, seed + 3),
-        f"LDL/{odd_folder}/part-00000.json": gwas_lines(80_000, seed + 4),
-    }
     written = []
-    for name, data in files.items():
+    for name, data in _sample_files(seed, ascii_keys).items():
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -73,6 +66,19 @@ def make_sample_index(root: Path, seed: int = 7, ascii_keys: bool = False) -> li
     (root / "T2D" / "_SUCCESS").write_bytes(b"")
     (root / "README.txt").write_text("not part of the index\n")
     return written
+
+
+@functools.cache
+def _sample_files(seed: int, ascii_keys: bool) -> dict[str, bytes]:
+    """The sample index's files, made once per process (every test's stack loads the same ones)."""
+    odd_folder = "with space" if ascii_keys else "with space ü"
+    return {
+        "T2D/part-00000.json": gwas_lines(300_000, seed),
+        "T2D/part-00001.json": gwas_lines(65_280 * 3 + 1, seed + 1),
+        "BMI/part-00000.json": gwas_lines(120_000, seed + 2),
+        "BMI/part-00001.json": gwas_lines(40_000, seed + 3),
+        f"LDL/{odd_folder}/part-00000.json": gwas_lines(80_000, seed + 4),
+    }
 
 
 def upload_tree(s3, bucket: str, root: Path, prefix: str) -> dict[str, bytes]:
