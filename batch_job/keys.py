@@ -20,9 +20,10 @@ The project's words, one thing each (and where an older name remains):
 - canary: the one file ProveReaders deletes early, to see which side each bioindex process reads.
   `ProofSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
 - boundary records (workflow/boundary.py): what crosses the state machines' boundary: an index run's input
-  (RunInput), Plan's result, each later Lambda's answer (FlagConfirmed, RefreshProgress, ReadersProof,
-  OldAnswers, Explanation) and a run's summary. ReadersProof is the answer; ReadersCheck the run
-  folder's record behind it. What each state sends its Lambda: workflow/events.py (event models).
+  (RunInput), Plan's result (PlanPreview for `bgz plan`), each later Lambda's answer (FlagConfirmed,
+  RefreshProgress, ReadersProof, OldAnswers, Explanation) and a run's summary. ReadersProof is the
+  answer; ReadersCheck the run folder's record behind it. What each state sends its Lambda:
+  workflow/events.py (event models).
 """
 
 from __future__ import annotations

@@ -98,9 +98,10 @@ def _names(text: str) -> list[str]:
 
 
 def _checked_before_starting(args: argparse.Namespace, stack: Stack, mode: str, selection: dict | None) -> str:
-    """What `bgz plan` checks, before anything starts: one index's pre-flight, listing and lock (with
-    the plan block printed), or a bulk run's selection. Returns what the run will delete, in words;
-    raises BadInput (nothing started) on any refusal."""
+    """What `bgz plan` checks, before anything starts: one index's pre-flight, listing and lock (the
+    Plan Lambda invoked with dryRun, which locks and writes nothing; the plan block printed), or a bulk
+    run's selection. Returns what the run will delete, in words; raises BadInput (nothing started) on
+    any refusal."""
     from bgz.dryrun import preview, select, sizing
 
     spent = "original .json files" if mode == "compress" else ".json.gz files and their .gzi"

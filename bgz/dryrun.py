@@ -10,7 +10,7 @@ from batch_job.sizes import human_bytes
 from bgz.errors import OperatorError
 from bgz.estimate import Sizing, estimate, sampled_ratio
 from bgz.stack import Stack
-from workflow.boundary import RunInput
+from workflow.boundary import PlanPreview, RunInput
 
 SAMPLE_BYTES = 4 << 20  # from the start of each sampled file
 
@@ -86,19 +86,26 @@ def preview(stack: Stack, mode: str, index: str, prefix: str, shards: int | None
         "input": RunInput(index=index, prefix=prefix, shards=shards or None).to_json(),
     }
     try:
-        found = stack.invoke("PlanFunctionName", payload)
+        answer = stack.invoke("PlanFunctionName", payload)
     except OperatorError as exc:
         return Preview(index, prefix, [f"{index} {prefix}: refused by the pre-flight: {exc}"], refused=str(exc))
-    bucket = found["target"][len("s3://") :].split("/", 1)[0]
-    ratio = _ratio(stack, bucket, found["samples"], mode == "rollback")
-    source, target = found["bytes"], int(found["bytes"] * ratio)
-    guess = estimate(mode, source, target, found["shards"], size)
+    found = PlanPreview.parse(answer)
+    if found is None:
+        raise OperatorError(
+            f"the stack's Plan answered a dry run with {sorted(answer)}, not a preview",
+            "deploy this version of the stack, or use the bgz that came with the deployed one",
+        )
+    bucket = found.target[len("s3://") :].split("/", 1)[0]
+    ratio = _ratio(stack, bucket, found.samples, mode == "rollback")
+    source, target = found.bytes, int(found.bytes * ratio)
+    guess = estimate(mode, source, target, found.shards, size)
     after = "compressed" if mode == "compress" else "restored"
+    row = found.row.get("id")
     lines = [
-        f"{mode} of index {index} prefix {prefix} at {found['target']}",
-        "  pre-flight: passed" + (f" (__Indexes row {found['row'].get('id')})" if found["row"].get("id") else ""),
-        f"  files: {found['files']}, {human_bytes(source)}; shards: {found['shards']}",
-        f"  expected {after} size: {human_bytes(target)} ({ratio:.1%}, from {len(found['samples'])} files sampled now)",
+        f"{mode} of index {index} prefix {prefix} at {found.target}",
+        "  pre-flight: passed" + (f" (__Indexes row {row})" if row else ""),
+        f"  files: {found.files}, {human_bytes(source)}; shards: {found.shards}",
+        f"  expected {after} size: {human_bytes(target)} ({ratio:.1%}, from {len(found.samples)} files sampled now)",
         f"  estimated wall time: {guess.wall_seconds / 60:.0f} min with {guess.parallel_jobs} jobs of "
         f"{size.job_vcpus:g} vCPU at once (MaxvCpus {size.max_vcpus})",
         f"  estimated cost: ${guess.cost:.2f} of Fargate{' Spot' if size.spot else ''}; S3 storage "
@@ -107,7 +114,7 @@ def preview(stack: Stack, mode: str, index: str, prefix: str, shards: int | None
             if guess.monthly_saving >= 0
             else f"added: ${-guess.monthly_saving:.2f} a month"
         ),
-        f"  lock: {found['locked'] or 'free'}" + (f" ({found['staleLock']})" if found.get("staleLock") else ""),
+        f"  lock: {found.locked or 'free'}" + (f" ({found.stale_lock})" if found.stale_lock else ""),
     ]
     return Preview(
         index,
@@ -116,10 +123,10 @@ def preview(stack: Stack, mode: str, index: str, prefix: str, shards: int | None
         source,
         target,
         guess.cost,
-        locked=found["locked"],
-        files=found["files"],
-        target=found["target"],
-        shards=found["shards"],
+        locked=found.locked,
+        files=found.files,
+        target=found.target,
+        shards=found.shards,
         wall_seconds=guess.wall_seconds,
         monthly_saving=guess.monthly_saving,
     )

@@ -557,10 +557,10 @@ def test_each_lambda_tasks_result_selector_is_its_answers_record(machine):
 
 
 def test_the_boundary_records_round_trip_and_say_sizes_one_way():
-    """Plan's result and the run summary as the state machines carry them (camelCase JSON), and back;
-    an output that is not a run summary (a bulk run's) is None, not an error."""
+    """Plan's result, its preview and the run summary as the state machines carry them (camelCase
+    JSON), and back; an output that is not a run summary (a bulk run's) is None, not an error."""
     from batch_job.errors import BadInput
-    from workflow.boundary import BulkSummary, PlanResult, RunSummary, files_sentence
+    from workflow.boundary import BulkSummary, PlanPreview, PlanResult, RunSummary, files_sentence
 
     plan = PlanResult.from_json(a_plan("s3://r/runs/x/", "genes", "genes/", "s3://d/genes/"))
     assert PlanResult.from_json(plan.to_json()) == plan and plan.index == "genes"
@@ -569,6 +569,20 @@ def test_the_boundary_records_round_trip_and_say_sizes_one_way():
     assert selected == {f"{key}.$": f"$.Payload.{key}" for key in plan.to_json()}, "the ASL keeps all of it"
     with pytest.raises(BadInput, match="Plan's result is malformed"):
         PlanResult.from_json({"run": "s3://r/runs/x/"})
+    preview = PlanPreview(
+        dry_run=True,
+        target="s3://d/genes/",
+        row={"id": 3},
+        files=5,
+        bytes=736_650,
+        shards=1,
+        samples=["genes/a.json"],
+        locked="",
+        stale_lock="",
+    )
+    assert preview.to_json()["dryRun"] is True and preview.to_json()["staleLock"] == ""
+    assert PlanPreview.parse(preview.to_json()) == preview
+    assert PlanPreview.parse(plan.to_json()) is None, "Plan's result of a run is not a preview"
     summary = RunSummary(
         mode="compress",
         index="genes",

@@ -3,8 +3,9 @@
     states.py    the states' names and the order each run passes them (the ASL is written from them)
     events.py    what each state sends its Lambda, and the execution input: pydantic models that
                  refuse an unknown key (statemachine/build.py checks every Payload against them)
-    boundary.py  what the Lambdas answer and a run ends with: Plan's result, each later Lambda's
-                 answer, the run summary and the bulk report; and RunInput, as `bgz start` builds it
+    boundary.py  what the Lambdas answer and a run ends with: Plan's result (and its preview for
+                 `bgz plan`), each later Lambda's answer, the run summary and the bulk report; and
+                 RunInput, as `bgz start` builds it
 
 The run folder's records, which the Batch jobs read and write too, are the engine's
 (batch_job/records.py); the words both use are defined once, in batch_job/keys.py. The Lambdas get

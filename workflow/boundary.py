@@ -56,7 +56,7 @@ class RunInput(_Boundary):
     index: str  # as __Indexes has it
     prefix: str  # the bioindex's prefix, as __Indexes has it
     shards: int | None = None  # None: Plan sizes the run
-    level: int | None = None  # as bgzip -l; None: bgzip's default
+    level: int | None = None  # as bgzip -l; None: not given (Plan takes -1, bgzip's default)
 
     def to_json(self) -> dict[str, Any]:
         """Only what is set, as an operator would type it."""
@@ -92,6 +92,21 @@ class PlanResult(_Boundary):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PlanPreview(_Boundary):
+    """Plan's answer to `bgz plan` (dryRun): what the run would cover, with nothing locked or written."""
+
+    dry_run: bool  # always true: tells this answer from a PlanResult
+    target: str  # where its files are: s3://bucket/<subdir>/<prefix>
+    row: dict[str, Any]  # the index's __Indexes row, as a receipt records it
+    files: int
+    bytes: int
+    shards: int
+    samples: list[str]  # a few of its files, spread over sizes: bgz reads their first MBs for the ratio
+    locked: str  # "<target> is locked by <holder>" where a live run holds it, else ""
+    stale_lock: str  # a lock whose run has ended, which the run's Plan clears, in words, else ""
+
+
+@dataclass(frozen=True, kw_only=True)
 class FlagConfirmed(_Boundary):
     """SetCompressed's answer, kept as `$.flag`: the bioindex flag as read back from the bioindex."""
 
@@ -103,7 +118,9 @@ class FlagConfirmed(_Boundary):
 
 @dataclass(frozen=True, kw_only=True)
 class RefreshProgress(_Boundary):
-    """RefreshReaders' answer in ecs-service mode, kept as `$.refresh`; the Choice after it reads `done`."""
+    """RefreshReaders' answer in ecs-service mode, kept as `$.refresh`; the Choice after it reads `done`.
+    The other modes keep something else there: the hook's state `{"done": true}`, the confirm state
+    what `bgz confirm` sent, `{"confirmedBy": <user>, "at": <time>}`."""
 
     done: bool
     waiting: str  # the deployments still running, in words
@@ -116,8 +133,8 @@ class ReadersProof(_Boundary):
     checked: bool
     proven: bool
     reason: str  # why not proven; "" when proven
-    canary: list[str]  # the canary's objects, deleted and put back
-    samples: int  # sample queries compared
+    canary: list[str]  # the canary's objects: deleted first, put back only if an answer differed
+    samples: int  # how many sample queries (readers.json's, captured at Plan) were asked again and compared
 
 
 @dataclass(frozen=True, kw_only=True)

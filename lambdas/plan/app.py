@@ -28,7 +28,7 @@ from batch_job.runfolder import RunFolder, run_folder_uri
 from batch_job.steps.plan import make_plan, preview
 from bioindex import config
 from bioindex.readers import capture
-from workflow.boundary import PlanResult
+from workflow.boundary import PlanPreview, PlanResult
 from workflow.events import PlanEvent
 
 from . import selftest
@@ -55,17 +55,17 @@ def dry_run(target: str, rollback: bool, shards: int | None, row: IndexRow) -> d
     samples = sorted({by_size[i * (len(by_size) - 1) // (SAMPLED - 1)].key for i in range(SAMPLED)})
     blocking = Locks(location).blocking()
     stale = blocking is not None and not holder_alive(blocking)  # the run's own Plan would clear it
-    return {
-        "dryRun": True,
-        "target": target,
-        "row": row.receipt(),
-        "files": len(objects),
-        "bytes": sum(o.size for o in objects),
-        "shards": count,
-        "samples": samples,
-        "locked": f"{blocking.target} is locked by {blocking.holder()}" if blocking and not stale else "",
-        "staleLock": f"a stale lock of {blocking.holder()}, which the run clears" if stale else "",
-    }
+    return PlanPreview(
+        dry_run=True,
+        target=target,
+        row=row.receipt(),
+        files=len(objects),
+        bytes=sum(o.size for o in objects),
+        shards=count,
+        samples=samples,
+        locked=f"{blocking.target} is locked by {blocking.holder()}" if blocking and not stale else "",
+        stale_lock=f"a stale lock of {blocking.holder()}, which the run clears" if stale else "",
+    ).to_json()
 
 
 def job_limits() -> JobLimits:

@@ -1,5 +1,6 @@
 """The Summarize state's Lambda: a run that SUCCEEDED, as a RunSummary read from the heads of its plan
-and manifests. It ends the run: the prefix lock released, outcome.json written (report/run_end.py)."""
+and manifests. It ends the run (report/run_end.py's end_run): the prefix lock released, outcome.json
+written, and the RunSummary answered as it is."""
 
 from __future__ import annotations
 
