@@ -55,7 +55,7 @@ class RunInput(_Boundary):
 
     index: str  # as __Indexes has it
     prefix: str  # the bioindex's prefix, as __Indexes has it
-    shards: int | None = None  # None: Plan sizes the run
+    shards: int | None = None  # None: Plan sizes it (a shard per 20 GiB, no more shards than files, 10,000 at most)
     level: int | None = None  # as bgzip -l; None: not given (Plan takes -1, bgzip's default)
 
     def to_json(self) -> dict[str, Any]:
