@@ -166,7 +166,7 @@ def _run(args: argparse.Namespace, stack: Stack, mode: str, record: dict) -> int
             shards=getattr(args, "shards", None),
             level=getattr(args, "level", None),
         )
-        started = runs.start(stack, mode, run_input)  # named <index>-<UTC time>; refused if one runs on it
+        started = runs.start(stack, mode, run_input)  # named <index>-<UTC time>; not while one runs on it
         what = f"{mode} run"
     arn = started["executionArn"]
     name = arn.rsplit(":", 1)[-1]

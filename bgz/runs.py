@@ -59,7 +59,7 @@ def check_not_busy(stack: Stack, index: str, prefix: str) -> None:
 
 def start(stack: Stack, mode: str, run_input: RunInput) -> dict:
     """StartExecution of the mode's machine, named `<index>-<UTC time>`; refused while another
-    execution of the same (index, prefix) runs."""
+    execution of the same (index, prefix) runs (a check, not a guard: Plan's lock refuses a race)."""
     check_not_busy(stack, run_input.index, run_input.prefix)
     return stack.client("stepfunctions").start_execution(
         stateMachineArn=stack.machine_arn(mode),

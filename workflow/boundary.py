@@ -101,7 +101,7 @@ class PlanPreview(_Boundary):
     files: int
     bytes: int
     shards: int
-    samples: list[str]  # a few of its files, spread over sizes: bgz reads their first MBs for the ratio
+    samples: list[str]  # a few of its files, spread over sizes, from which bgz estimates the size after
     locked: str  # "<target> is locked by <holder>" where a live run holds it, else ""
     stale_lock: str  # a lock whose run has ended, which the run's Plan clears, in words, else ""
 
@@ -119,8 +119,8 @@ class FlagConfirmed(_Boundary):
 @dataclass(frozen=True, kw_only=True)
 class RefreshProgress(_Boundary):
     """RefreshReaders' answer in ecs-service mode, kept as `$.refresh`; the Choice after it reads `done`.
-    The other modes keep something else there: the hook's state `{"done": true}`, the confirm state
-    what `bgz confirm` sent, `{"confirmedBy": <user>, "at": <time>}`."""
+    In hook mode the state keeps `{"done": true}` there, in confirm mode what `bgz confirm` sent
+    (`{"confirmedBy": <user>, "at": <time>}`); requests mode keeps nothing."""
 
     done: bool
     waiting: str  # the deployments still running, in words
@@ -133,7 +133,8 @@ class ReadersProof(_Boundary):
     checked: bool
     proven: bool
     reason: str  # why not proven; "" when proven
-    canary: list[str]  # the canary's objects: deleted first, put back only if an answer differed
+    canary: list[str]  # the canary's objects, deleted first and left deleted (an answer that differed
+    # put them back and failed the state instead); Summarize counts them among the objects deleted
     samples: int  # how many sample queries (readers.json's, captured at Plan) were asked again and compared
 
 
