@@ -81,7 +81,7 @@ def _check_run_outside_target(run: RunFolder, target: Location) -> None:
         raise BadInput(f"the run folder {run.uri} is inside the target {target.uri}; put it elsewhere")
 
 
-def preview(target: Location, rollback: bool, shards: int | None = None) -> tuple[list[ObjectInfo], int]:
+def sources_and_shards(target: Location, rollback: bool, shards: int | None = None) -> tuple[list[ObjectInfo], int]:
     """What a plan of the target would hold - its sources and shard count - without the lock or a run
     folder: the dry run."""
     mode = Mode.ROLLBACK if rollback else Mode.COMPRESS
@@ -142,7 +142,7 @@ def make_plan(
         log.info("plan: keeping the existing plan in %s (%d files)", run.uri, len(existing.files))
         return existing
     try:
-        objects, _ = preview(target, rollback)
+        objects, _ = sources_and_shards(target, rollback)
         count = shard_count(objects, shards, shard_bytes)
         plan = Plan(mode, index, target.uri, bioindex_prefix, count, assign_shards(objects, count))
         run.write_plan(plan)

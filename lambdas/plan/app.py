@@ -25,7 +25,7 @@ from batch_job.locations import check_prefix, parse_location
 from batch_job.locks import Locks, execution_status, holder_alive
 from batch_job.rates import JobLimits, step_timeouts
 from batch_job.runfolder import RunFolder, run_folder_uri
-from batch_job.steps.plan import make_plan, preview
+from batch_job.steps.plan import make_plan, sources_and_shards
 from bioindex import config
 from bioindex.readers import capture
 from workflow.boundary import PlanPreview, PlanResult
@@ -50,7 +50,7 @@ def dry_run(target: str, rollback: bool, shards: int | None, row: IndexRow) -> d
     """What a run would cover, with nothing taken or written: the pre-flight passed, the listing, the
     shards, a few files to sample (spread over sizes), and the lock the run would meet."""
     location = parse_location(target)
-    objects, count = preview(location, rollback, shards)
+    objects, count = sources_and_shards(location, rollback, shards)
     by_size = sorted(objects, key=lambda o: o.size)
     samples = sorted({by_size[i * (len(by_size) - 1) // (SAMPLED - 1)].key for i in range(SAMPLED)})
     blocking = Locks(location).blocking()
