@@ -304,11 +304,7 @@ class _Trees:
             self.stacks.move_to_end(definition)
             while len(self.stacks) > STACKS_KEPT:
                 self.stacks.popitem(last=False)
-            parsed, _ = self.shapes.get(definition.replace(f"{stack}-", "\0-"), (None, None))
-            if parsed in self.trees:
-                self.trees.move_to_end(parsed)
-                return True
-            return False
+            return self._parsed_like(_shape(definition, stack))[1] is not None
 
     def parse(self, definition: str) -> tuple:
         """AmazonStateLanguageParser.parse: (the program, a syntax tree). From the renamed shape the
@@ -318,11 +314,8 @@ class _Trees:
             if tree is not None:
                 self.trees.move_to_end(definition)
             stack = self.stacks.get(definition)
-            shape = definition.replace(f"{stack}-", "\0-") if stack else None
-            parsed, parsed_stack = self.shapes.get(shape, (None, None))
-            parsed_tree = self.trees.get(parsed)
-            if parsed_tree is not None:
-                self.trees.move_to_end(parsed)
+            shape = _shape(definition, stack) if stack else None
+            parsed_stack, parsed_tree = self._parsed_like(shape)
         if tree is not None:
             return _visit(tree), tree
         if parsed_tree is not None:
@@ -337,6 +330,20 @@ class _Trees:
             if shape is not None:
                 self.shapes[shape] = (definition, stack)
         return program, tree
+
+    def _parsed_like(self, shape: str | None) -> tuple[str | None, object | None]:
+        """The stack and tree of a parsed definition of this shape, if one is kept (called under the lock)."""
+        parsed, stack = self.shapes.get(shape, (None, None))
+        tree = self.trees.get(parsed)
+        if tree is None:
+            return None, None
+        self.trees.move_to_end(parsed)
+        return stack, tree
+
+
+def _shape(definition: str, stack: str) -> str:
+    """The definition with its stack's name taken out: the same for every stack that deploys it."""
+    return definition.replace(f"{stack}-", "\0-")
 
 
 def _visit(tree):

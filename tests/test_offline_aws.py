@@ -174,18 +174,9 @@ def test_delete_objects_honours_each_objects_etag(offline_aws):
 def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_bad_one_is_always_refused(offline_aws):
     """Hooks 8 and 9: the syntax tree is reused, the evaluation components are not; every call here
     goes through the once-per-host service lookup."""
-    sfn = offline_aws.client("stepfunctions")
     arn = _machine(offline_aws, {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "End": True}}})
-    outputs = []
-    for n in range(2):
-        name = f"canary-{uuid.uuid4().hex[:8]}"
-        execution = sfn.start_execution(stateMachineArn=arn, name=name, input=json.dumps({"n": n}))["executionArn"]
-        deadline = time.monotonic() + 30
-        while (run := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        outputs.append(json.loads(run["output"]))
-    assert outputs == [{"n": 0}, {"n": 1}]
+    outputs = [offline_aws.run(arn, {"n": n}, f"canary-{uuid.uuid4().hex[:8]}", timeout=30)["output"] for n in range(2)]
+    assert [json.loads(output) for output in outputs] == [{"n": 0}, {"n": 1}]
     from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 
     definition = json.dumps({"StartAt": "Again", "States": {"Again": {"Type": "Pass", "End": True}}})
@@ -194,14 +185,6 @@ def test_a_definition_parsed_once_still_runs_each_execution_afresh_and_a_bad_one
     for _ in range(2):
         with pytest.raises(ClientError, match="ASLParserException"):
             _machine(offline_aws, {"StartAt": "Echo", "States": {"Echo": {"Type": "Pass", "Nxt": "Echo"}}})
-
-
-def _finished(sfn, execution: str) -> dict:
-    deadline = time.monotonic() + 30
-    while (run := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    return run
 
 
 def test_a_stack_deployed_again_under_another_name_is_built_from_the_first_stacks_tree(offline_aws, monkeypatch):
@@ -235,8 +218,7 @@ def test_a_stack_deployed_again_under_another_name_is_built_from_the_first_stack
         return arn["stateMachineArn"], definition
 
     def output(machine: str) -> dict:
-        execution = sfn.start_execution(stateMachineArn=machine, name=f"canary-{uuid.uuid4().hex[:8]}")
-        return json.loads(_finished(sfn, execution["executionArn"])["output"])
+        return json.loads(offline_aws.run(machine, {}, f"canary-{uuid.uuid4().hex[:8]}", timeout=30)["output"])
 
     first, first_definition = deploy(stacks[0])
     assert parsed == [first_definition]
