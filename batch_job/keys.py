@@ -17,6 +17,9 @@ The project's words, one thing each (and where an older name remains):
 - state: a state of a state machine (workflow/states.py), the word at the Step Functions boundary. Step: what
   a Batch state's job runs (records.Step: compress, verify, delete, decompress, remove-compressed);
   the job is named `<execution name>-<step>`. shard: a slice of a run's files, one array child.
+- readers: the bioindex's serving processes (RefreshReaders, ProveReaders). sample query: one of the
+  few queries Plan chooses (ReaderCheckSamples); answer: the bioindex's answer to one (`Answer`);
+  baseline: the answers before the run (`Baseline`, baseline.json), which ProveReaders asks again.
 - canary: the one file ProveReaders deletes early, to see which side each bioindex process reads.
   `ProofSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
 - boundary records (workflow/boundary.py): what crosses the state machines' boundary: an index run's input

@@ -488,8 +488,8 @@ class Flag:
 
 
 @dataclass
-class Sample:
-    """One sample query and the bioindex's answer to it before the run (records hashed canonically)."""
+class Answer:
+    """The bioindex's answer to one query (`q`): how many records, and their digest (hashed canonically)."""
 
     q: list[str]
     count: int
@@ -497,27 +497,30 @@ class Sample:
 
 
 @dataclass
-class Readers:
-    """readers.json: what Plan captured for ProveReaders: sample answers, and the canary file they read from."""
+class Baseline:
+    """baseline.json: the bioindex's answers before the run, captured at Plan for ProveReaders, and the
+    canary file they read from. Runs planned by an older release wrote it as readers.json, its answers
+    under `samples`; both are read."""
 
     index: str
     arity: int
     canary: str  # the planned key (X.json, or X.json.gz in a rollback) whose file is the canary
-    samples: list[Sample]
-    tied_to_canary: bool  # the samples' records were read from the canary file (mysql backend)
+    answers: list[Answer]
+    tied_to_canary: bool  # the answers' records were read from the canary file (mysql backend)
     captured_at: str = field(default_factory=now)
 
-    NAME = "readers.json"
+    NAME = "baseline.json"
+    OLD_NAME = "readers.json"
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1).encode()
 
     @classmethod
-    def from_json(cls, data: bytes) -> Readers:
-        body = json_object(data, cls.NAME)
-        with malformed(cls.NAME):
-            body["samples"] = [Sample(**s) for s in body["samples"]]
-            return cls(**body)
+    def from_json(cls, data: bytes, name: str = NAME) -> Baseline:
+        body = json_object(data, name)
+        with malformed(name):
+            answers = body.pop("answers") if "answers" in body else body.pop("samples")
+            return cls(**body, answers=[Answer(**a) for a in answers])
 
 
 class CanaryStatus(StrEnum):

@@ -5,7 +5,7 @@
     <step>/shard-K.error.json  why the step's job for shard K exited non-zero (gone once it succeeds)
     <step>/shard-K.progress.json  how far the step's job for shard K has got, rewritten while it works
     <step>/shard-K.restored.json  what a delete step put back when the bioindex flag changed under it
-    readers.json               the bioindex's answers to sample queries before the run, and the canary
+    baseline.json              the bioindex's answers to a few queries before the run, and the canary
     flag.json                  the bioindex flag as read back after setting it (the delete receipt)
     refresh.json               how the bioindex processes were made to load the new flag (refresh-revert.json:
                                the old flag again, after the bioindex could not read the new side)
@@ -26,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from batch_job.errors import BadInput, StoreError
 from batch_job.locations import Location, parse_location
 from batch_job.records import (
+    Baseline,
     FileRecord,
     Flag,
     JobError,
@@ -34,7 +35,6 @@ from batch_job.records import (
     Outcome,
     Plan,
     PlanHead,
-    Readers,
     ReadersCheck,
     Refresh,
     Step,
@@ -232,12 +232,15 @@ class RunFolder:
     def write_flag(self, flag: Flag) -> None:
         self._write(Flag.NAME, flag.to_json())
 
-    def read_readers(self) -> Readers | None:
-        data = self._read(Readers.NAME)
-        return None if data is None else Readers.from_json(data)
+    def read_baseline(self) -> Baseline | None:
+        for name in (Baseline.NAME, Baseline.OLD_NAME):
+            data = self._read(name)
+            if data is not None:
+                return Baseline.from_json(data, name)
+        return None
 
-    def write_readers(self, readers: Readers) -> None:
-        self._write(Readers.NAME, readers.to_json())
+    def write_baseline(self, baseline: Baseline) -> None:
+        self._write(Baseline.NAME, baseline.to_json())
 
     def read_readers_check(self) -> ReadersCheck | None:
         data = self._read(ReadersCheck.NAME)

@@ -351,7 +351,7 @@ def definition(mode: Mode) -> State:
 
     machine[plan] = lambda_task(
         comment="Validate the input, refuse a second run on the same index and prefix, run the bioindex pre-flight, "
-        "write plan.json and the sample answers to the run folder.",
+        "write plan.json and the baseline answers to the run folder.",
         function="${PlanFunctionArn}",
         payload={
             "mode": mode.value,
@@ -397,7 +397,7 @@ def definition(mode: Mode) -> State:
         "refreshMode.$": "$.plan.refresh.mode",
     }
     machine[prove_readers] = lambda_task(
-        comment=f"Re-read the flag and prove the bioindex processes no longer read the {old_files} files: the sample "
+        comment=f"Re-read the flag and prove the bioindex processes no longer read the {old_files} files: the baseline "
         "answers must not change, neither now (else the flag is set back: ConvertedFilesUnreadable) nor once one "
         "canary file is deleted (restored if any answer differs).",
         function="${ProveReadersFunctionArn}",
@@ -419,7 +419,7 @@ def definition(mode: Mode) -> State:
         refresh_step(states.RELOAD_OLD_FLAG, not compressed, revert=True, next_state=states.PROVE_OLD_ANSWERS)
     )
     machine[states.PROVE_OLD_ANSWERS] = lambda_task(
-        comment="The flag is back as before the run: every sample answers as before it, or the Cause says to restart.",
+        comment="The flag is back as before the run: the baseline answers are back, or the Cause says to restart.",
         function="${ProveReadersFunctionArn}",
         payload={**prove_payload, "revert": True},
         result_selector=selected(OldAnswers),

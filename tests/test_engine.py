@@ -975,6 +975,30 @@ def test_the_originals_etag_has_one_name_and_older_compress_manifests_still_read
     assert FileRecord.from_dict(older) == FileRecord("a.json", True, original_etag="e", original_size=3, gz_etag="g")
 
 
+def test_the_baseline_is_written_as_baseline_json_and_an_older_runs_readers_json_still_reads(tmp_path):
+    """A run planned by the release before wrote readers.json with its answers under `samples`: a
+    ProveReaders or delete step of the new release, reaching that run, reads it as the baseline."""
+    from batch_job.records import Answer, Baseline
+    from batch_job.runfolder import RunFolder
+
+    (tmp_path / "new").mkdir()
+    (tmp_path / "older").mkdir()
+    run = RunFolder(parse_location(str(tmp_path / "new")))
+    baseline = Baseline("genes", 1, "genes/a.json", [Answer(["SLC30A8"], 3, "ab")], True, captured_at="t")
+    run.write_baseline(baseline)
+    assert json.loads((tmp_path / "new" / "baseline.json").read_text())["answers"][0]["q"] == ["SLC30A8"]
+    assert run.read_baseline() == baseline
+
+    older = RunFolder(parse_location(str(tmp_path / "older")))
+    body = {**json.loads(baseline.to_json()), "samples": [{"q": ["SLC30A8"], "count": 3, "sha256": "ab"}]}
+    del body["answers"]
+    (tmp_path / "older" / "readers.json").write_text(json.dumps(body))
+    assert older.read_baseline() == baseline
+    (tmp_path / "older" / "readers.json").write_text(json.dumps({**body, "samples": None}))
+    with pytest.raises(errors.BadInput, match=r"readers\.json is malformed"):
+        older.read_baseline()
+
+
 def test_an_sdk_without_conditional_requests_is_refused_before_any_call():
     """The Lambdas use the runtime's botocore: one older than 1.36 would send deletes and lock writes
     without their conditions (or fail on them); refused with the reason, exit 2."""

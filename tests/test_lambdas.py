@@ -179,7 +179,7 @@ def test_plan_refuses_a_bioindex_url_that_does_not_serve_the_index(bioindex):
 
 
 def test_reader_refresh_settings_come_from_the_stack(monkeypatch):
-    from bioindex import config
+    from shared import config
 
     monkeypatch.delenv("READER_REFRESH", raising=False)
     assert config.reader_refresh().mode == RefreshMode.CONFIRM
@@ -199,7 +199,7 @@ def test_http_samples_need_a_schema_without_a_locus(bioindex, tmp_path):
     b = backend(bioindex, tmp_path)
     row = IndexRow(None, "genes", "genes/", "gene,chromosome:position", "", "2026-11-01", False)
     with pytest.raises(CannotSample, match="lists no loci"):
-        b.samples(row, [], 4)
+        b.sample_queries(row, [], 4)
 
 
 @pytest.mark.parametrize(
@@ -243,9 +243,9 @@ def test_the_packaged_handlers_use_the_layers_code_and_never_load_the_codec(tmp_
     shutil.copytree(ROOT / "batch_job", engine / "batch_job", ignore=shutil.ignore_patterns("__pycache__"))
     probe = (
         "import sys, plan.app, set_compressed.app, prove_readers.app, refresh_readers.app, report.summary,"
-        " report.explain, report.bulk, select_indexes.app, notify.app, batch_job, bioindex, workflow.events;"
+        " report.explain, report.bulk, select_indexes.app, notify.app, batch_job, shared, workflow.events;"
         "print(batch_job.__file__);"
-        "print(bioindex.__file__);"
+        "print(shared.__file__);"
         "print(workflow.events.__file__);"
         "print(sorted(m for m in ('deflate', 'batch_job.codec', 'batch_job.htslib') if m in sys.modules))"
     )
@@ -502,7 +502,7 @@ def test_the_ecs_refresh_is_done_only_when_every_task_started_after_the_flag(mon
     from refresh_readers.app import RefreshFailed, _ecs_waiting
 
     from batch_job.records import Refresh
-    from bioindex import config
+    from shared import config
 
     for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
@@ -552,7 +552,7 @@ def test_each_lambda_tasks_result_selector_is_its_answers_record(machine):
     explained = found[states.EXPLAIN_FAILURE]["ResultSelector"]
     assert explained == {"Error.$": "$.Payload.error", "Cause.$": "$.Payload.cause"}
     assert Explanation.json_keys() == ["error", "cause"]
-    proof = ReadersProof(checked=True, proven=True, reason="", canary=["a.json"], samples=3)
+    proof = ReadersProof(checked=True, proven=True, reason="", canary=["a.json"], queries=3)
     assert ReadersProof.parse(proof.to_json()) == proof
 
 

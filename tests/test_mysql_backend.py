@@ -108,8 +108,8 @@ def test_samples_come_from_the_smallest_file_with_rows(db, backend):
         PlannedFile("associations/unindexed.json", 10, "e3", 0),
     ]
     row = backend.preflight("associations", "associations/", "associations/", rollback=False)
-    canary, queries, tied = backend.samples(row, files, 3)
+    canary, queries, tied = backend.sample_queries(row, files, 3)
     assert canary.key == "associations/b.json" and tied
     assert len(queries) == 3 and all(q[0] == "BMI" and q[1].count(":") == 1 for q in queries)
     with pytest.raises(CannotSample, match="not built from these files"):
-        backend.samples(row, files[2:], 3)
+        backend.sample_queries(row, files[2:], 3)

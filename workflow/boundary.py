@@ -79,7 +79,7 @@ class PlanResult(_Boundary):
     # key a step (batch_job/rates.py: timeout_key, step_timeouts).
     timeouts: dict[str, int]
     # How the refresh states make every bioindex process load the new flag, as the stack said at Plan:
-    # {"mode": "confirm", "pollSeconds": 30, "confirmTimeoutSeconds": 86400} (lambdas/bioindex/config.py).
+    # {"mode": "confirm", "pollSeconds": 30, "confirmTimeoutSeconds": 86400} (lambdas/shared/config.py).
     refresh: dict[str, Any]
 
     @classmethod
@@ -135,7 +135,7 @@ class ReadersProof(_Boundary):
     reason: str  # why not proven; "" when proven
     canary: list[str]  # the canary's objects, deleted first and left deleted (an answer that differed
     # put them back and failed the state instead); Summarize counts them among the objects deleted
-    samples: int  # how many sample queries (readers.json's, captured at Plan) were asked again and compared
+    queries: int  # how many sample queries (baseline.json's, captured at Plan) were asked again and compared
 
 
 @dataclass(frozen=True, kw_only=True)

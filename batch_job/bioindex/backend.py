@@ -1,4 +1,4 @@
-"""The interface both flag backends offer the Lambdas: pre-flight, set-and-prove, re-check, samples."""
+"""The interface both flag backends offer the Lambdas: pre-flight, set-and-prove, re-check, sample queries."""
 
 from __future__ import annotations
 
@@ -34,7 +34,9 @@ class FlagBackend(Protocol):
     def check_unchanged(self, flag: Flag) -> None:
         """Raise FlagChanged unless the flag still is what flag.json recorded."""
 
-    def samples(self, row: IndexRow, files: list[PlannedFile], count: int) -> tuple[PlannedFile, list[list[str]], bool]:
+    def sample_queries(
+        self, row: IndexRow, files: list[PlannedFile], count: int
+    ) -> tuple[PlannedFile, list[list[str]], bool]:
         """The canary file, up to `count` sample queries, and whether their records lie in the canary."""
 
 

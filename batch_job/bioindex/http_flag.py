@@ -101,7 +101,9 @@ class HttpBackend:
                 "but flag.json recorded it: someone changed it since (the bioindex does not record who)"
             )
 
-    def samples(self, row: IndexRow, files: list[PlannedFile], count: int) -> tuple[PlannedFile, list[list[str]], bool]:
+    def sample_queries(
+        self, row: IndexRow, files: list[PlannedFile], count: int
+    ) -> tuple[PlannedFile, list[list[str]], bool]:
         columns = query_columns(row.schema)
         if columns.locus:
             raise CannotSample(

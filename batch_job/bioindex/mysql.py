@@ -227,7 +227,9 @@ class MysqlBackend:
                 "(the bioindex does not record who)"
             )
 
-    def samples(self, row: IndexRow, files: list[PlannedFile], count: int) -> tuple[PlannedFile, list[list[str]], bool]:
+    def sample_queries(
+        self, row: IndexRow, files: list[PlannedFile], count: int
+    ) -> tuple[PlannedFile, list[list[str]], bool]:
         columns = query_columns(row.schema)
         if not row.table or set(row.table) - _TABLE_CHARS:
             raise CannotSample(f"index table name {row.table!r} of {row.name!r} is not a plain table name")

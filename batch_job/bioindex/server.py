@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit
 import urllib3
 
 from batch_job.bioindex.errors import BioindexRejected, BioindexUnavailable, InsecureBioindexUrl
-from batch_job.records import Sample
+from batch_job.records import Answer
 
 DEFAULT_SET_PATH = "/api/bio/bgcompress/set-compressed/{index}/{value}?prefix={prefix}"
 INDEXES_PATH = "/api/bio/indexes"
@@ -129,14 +129,14 @@ class BioindexServer:
         """`GET /api/bio/keys/{index}/{arity}`: the distinct key values of the index's key columns."""
         return [list(map(str, k)) for k in self._json(f"/api/bio/keys/{quote(index, safe='')}/{arity}").get("keys", [])]
 
-    def answer(self, index: str, q: list[str], attempts: int | None = None) -> Sample:
+    def answer(self, index: str, q: list[str], attempts: int | None = None) -> Answer:
         """Every record the bioindex answers to `q` (all continuation pages), counted and hashed."""
         body = self._json(f"/api/bio/query/{quote(index, safe='')}?q={quote(','.join(q), safe='')}", attempts)
         records = list(body.get("data") or [])
         for _ in range(MAX_PAGES):
             token = body.get("continuation")
             if not token:
-                return Sample(list(q), len(records), records_digest(records))
+                return Answer(list(q), len(records), records_digest(records))
             body = self._json(f"/api/bio/cont?token={quote(str(token), safe='')}", attempts)
             records += list(body.get("data") or [])
         raise BioindexRejected(f"the answer to {q} has more than {MAX_PAGES} pages; choose smaller samples")

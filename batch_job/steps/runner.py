@@ -323,8 +323,8 @@ def canary_spent(run: RunFolder) -> set[str]:
     """The planned key of the canary, if the reader check deleted its spent side."""
     check = run.read_readers_check()
     if check is not None and check.canary_status in (CanaryStatus.DELETED, CanaryStatus.RELEASED):
-        readers = run.read_readers()
-        return {readers.canary} if readers else set()
+        baseline = run.read_baseline()
+        return {baseline.canary} if baseline else set()
     return set()
 
 

@@ -26,8 +26,8 @@ from batch_job.locks import Locks, execution_status, holder_alive
 from batch_job.rates import JobLimits, step_timeouts
 from batch_job.runfolder import RunFolder, run_folder_uri
 from batch_job.steps.plan import make_plan, sources_and_shards
-from bioindex import config
-from bioindex.readers import capture
+from shared import config
+from shared.baseline import capture
 from workflow.boundary import PlanPreview, PlanResult
 from workflow.events import PlanEvent
 
@@ -140,16 +140,16 @@ def plan(event: PlanEvent) -> dict:
     logger.info("planned", extra={"files": len(plan.files), "bytes": plan.total_bytes, "shards": plan.shards})
 
     check = config.proof_settings()
-    readers = run.read_readers()
-    if readers is None and bioindex is not None and check.samples > 0:
+    baseline = run.read_baseline()
+    if baseline is None and bioindex is not None and check.queries > 0:
         try:
-            readers = capture(bioindex, backend, row, plan, check.samples)
+            baseline = capture(bioindex, backend, row, plan, check.queries)
         except BaseException:
             Locks(parse_location(plan.target)).release(run.uri)  # the failure path has no plan to release it by
             raise
-        run.write_readers(readers)
-    if readers is not None:
-        logger.info("sample answers captured", extra={"canary": readers.canary, "samples": len(readers.samples)})
+        run.write_baseline(baseline)
+    if baseline is not None:
+        logger.info("baseline captured", extra={"canary": baseline.canary, "queries": len(baseline.answers)})
     status = execution_status(event.execution_arn)
     if status not in ("RUNNING", None, "ExecutionDoesNotExist"):  # `bgz stop` while Plan worked: no state follows
         Locks(parse_location(plan.target)).release(run.uri)

@@ -9,7 +9,7 @@ import os
 from pydantic import BaseModel, ConfigDict, Field
 
 from batch_job import selftest
-from bioindex import config
+from shared import config
 
 
 class SelfTestEvent(BaseModel):

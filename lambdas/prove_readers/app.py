@@ -10,7 +10,7 @@ happen to be idle, so that mode never counts as a proof).
    the flag is set back, flag.json says so, and the run fails with ConvertedFilesUnreadable; the state
    machine then refreshes the processes again and calls this with `revert` to prove the old answers
    are back.
-3. The canary's spent side is deleted and the samples asked again, many times each: a process that
+3. The canary's spent side is deleted and the sample queries asked again, many times each: a process that
    still reads the spent side now answers differently. Then the canary is restored, the run fails
    saying to restart the bioindex, and nothing else is deleted.
 
@@ -29,12 +29,12 @@ from batch_job.bioindex.errors import ConvertedFilesUnreadable, OldAnswersNotBac
 from batch_job.bioindex.server import BioindexServer
 from batch_job.errors import PlanMismatch
 from batch_job.locations import parse_location
-from batch_job.records import CanaryStatus, Flag, Mode, Plan, Readers, ReadersCheck, Refresh, RefreshMode, now
+from batch_job.records import Baseline, CanaryStatus, Flag, Mode, Plan, ReadersCheck, Refresh, RefreshMode, now
 from batch_job.runfolder import RunFolder
 from batch_job.steps.delete import check_flag
-from bioindex import config
-from bioindex.flag_record import set_and_record
-from bioindex.readers import Comparison, compare
+from shared import config
+from shared.baseline import Comparison, compare
+from shared.flag_record import set_and_record
 from workflow.boundary import OldAnswers, ReadersProof
 from workflow.events import ProveReadersEvent
 
@@ -92,15 +92,15 @@ def _restarted(run: RunFolder, mode: RefreshMode) -> bool:
     return refresh.done is not None
 
 
-def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, readers: Readers) -> dict:
-    """After the flag was set back and the processes refreshed: every sample answers as before the run."""
+def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, baseline: Baseline) -> dict:
+    """After the flag was set back and the processes refreshed: every sample query answers as before the run."""
     flag = run.read_flag()
     if flag is None or flag.compressed is event.compressed:
         raise OldAnswersNotBack(f"{Flag.NAME} in {run.uri} does not show the flag set back; restart the bioindex")
     bioindex = config.server()
     record = run.read_readers_check() or ReadersCheck(event.execution)
     _refresh_here(bioindex, record, event.refresh_mode)
-    found = compare(bioindex, readers, config.proof_settings().check_requests)
+    found = compare(bioindex, baseline, config.proof_settings().check_requests)
     if found:
         raise OldAnswersNotBack(
             f"the flag was set back to compressed={str(flag.compressed).lower()}, but the bioindex still answers "
@@ -119,9 +119,9 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     plan = run.read_plan()
     if (plan.mode == Mode.COMPRESS) is not event.compressed:
         raise PlanMismatch(f"run {run.uri} is a {plan.mode} run; refusing a check for compressed={event.compressed}")
-    readers = run.read_readers()
+    baseline = run.read_baseline()
     if event.revert:
-        return prove_old_answers(run, plan, event, readers)
+        return prove_old_answers(run, plan, event, baseline)
     flag = check_flag(run, plan)
     bioindex = config.server()
     backend = config.backend(bioindex)
@@ -131,23 +131,23 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
     if mode.restarts and not _restarted(run, mode):
         raise ReadersStale(f"the run's {Refresh.NAME} does not show the bioindex restarted ({mode} mode)")
     record.refresh = mode.value
-    if bioindex is None or readers is None:
-        reason = "no BioindexUrl configured" if bioindex is None else "no sample answers were captured at Plan"
+    if bioindex is None or baseline is None:
+        reason = "no BioindexUrl configured" if bioindex is None else "no baseline answers were captured at Plan"
         record.checked, record.proven, record.reason, record.finished = False, False, reason, now()
         run.write_readers_check(record)
         logger.warning("readers not proven", extra={"reason": reason})
-        return ReadersProof(checked=False, proven=False, reason=reason, canary=[], samples=0).to_json()
+        return ReadersProof(checked=False, proven=False, reason=reason, canary=[], queries=0).to_json()
 
     settings = config.proof_settings()
-    canary = Canary(run, plan, readers.canary, record)
+    canary = Canary(run, plan, baseline.canary, record)
     if canary.status == CanaryStatus.RESTORED:  # an earlier attempt found a stale process
         raise _stale(
-            Comparison(differing=record.differences or ["an earlier attempt"]), event.compressed, readers.canary
+            Comparison(differing=record.differences or ["an earlier attempt"]), event.compressed, baseline.canary
         )
     if canary.status != CanaryStatus.RELEASED:
         _refresh_here(bioindex, record, mode)
         if canary.status is None:  # a retried attempt may have deleted the canary already: then only after
-            found = compare(bioindex, readers, 1)
+            found = compare(bioindex, baseline, 1)
             if found:
                 record.checked, record.unreadable, record.errors = True, found.first(), found.errors or None
                 record.differences = found.differing or None
@@ -169,22 +169,22 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
                     f"compressed={str(not event.compressed).lower()}; first error or difference: {found.first()}"
                 )
         canary.delete()
-        found = compare(bioindex, readers, settings.check_requests)
+        found = compare(bioindex, baseline, settings.check_requests)
         record.requests, record.differences, record.errors = found.asked, found.differing, found.errors or None
         if found:
             canary.restore()
-            raise _stale(found, event.compressed, readers.canary)
+            raise _stale(found, event.compressed, baseline.canary)
         canary.release()
     record.checked, record.proven, record.finished = True, mode.restarts, now()
     record.reason = None if mode.restarts else NOT_PROVEN
     run.write_readers_check(record)
     logger.info(
-        "readers checked", extra={"canary": canary.keys, "samples": len(readers.samples), "proven": mode.restarts}
+        "readers checked", extra={"canary": canary.keys, "queries": len(baseline.answers), "proven": mode.restarts}
     )
     return ReadersProof(
         checked=True,
         proven=mode.restarts,
         reason=record.reason or "",
         canary=canary.keys,
-        samples=len(readers.samples),
+        queries=len(baseline.answers),
     ).to_json()

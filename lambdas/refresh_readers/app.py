@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from batch_job.locations import parse_location
 from batch_job.records import Refresh, RefreshMode, now, parse_time
 from batch_job.runfolder import RunFolder
-from bioindex import config
+from shared import config
 from workflow.boundary import RefreshProgress
 from workflow.events import RefreshEvent
 

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from batch_job.bioindex.errors import UnknownIndex
 from batch_job.bioindex.rows import IndexRow
 from batch_job.keys import execution_name
-from bioindex import config
+from shared import config
 from workflow.events import SelectEvent
 
 logger = Logger()

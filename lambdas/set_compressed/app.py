@@ -18,8 +18,8 @@ from batch_job.locations import parse_location
 from batch_job.locks import Locks
 from batch_job.records import Mode, PlanHead, Step
 from batch_job.runfolder import RunFolder, manifest_key
-from bioindex import config
-from bioindex.flag_record import set_and_record
+from shared import config
+from shared.flag_record import set_and_record
 from workflow.boundary import FlagConfirmed
 from workflow.events import SetCompressedEvent
 

@@ -1,4 +1,5 @@
-"""Sample answers: captured at Plan, compared again by ProveReaders.
+"""The baseline: the bioindex's answers to a few sample queries, captured at Plan and compared again
+by ProveReaders.
 
 The answers are what the run promises to keep: every record the bioindex returns for each sample
 query, counted and hashed. Any difference later - fewer records, other records, an error - means a
@@ -13,15 +14,15 @@ from batch_job.bioindex.backend import FlagBackend
 from batch_job.bioindex.errors import BioindexRejected, BioindexUnavailable, CannotSample
 from batch_job.bioindex.rows import IndexRow
 from batch_job.bioindex.server import BioindexServer
-from batch_job.records import Plan, Readers
+from batch_job.records import Baseline, Plan
 
 
-def capture(bioindex: BioindexServer, backend: FlagBackend, row: IndexRow, plan: Plan, samples: int) -> Readers:
+def capture(bioindex: BioindexServer, backend: FlagBackend, row: IndexRow, plan: Plan, queries: int) -> Baseline:
     """Choose the canary and the sample queries, and record the bioindex's answers, each asked twice
     (on new connections) so that processes that already disagree are found before anything changes."""
-    canary, queries, tied = backend.samples(row, plan.files, samples)
+    canary, chosen, tied = backend.sample_queries(row, plan.files, queries)
     answers = []
-    for q in queries:
+    for q in chosen:
         first, second = bioindex.answer(row.name, q), bioindex.answer(row.name, q)
         if first != second:
             raise CannotSample(
@@ -29,12 +30,12 @@ def capture(bioindex: BioindexServer, backend: FlagBackend, row: IndexRow, plan:
                 f"({first.count} then {second.count} records): its processes disagree already; fix that first"
             )
         answers.append(first)
-    return Readers(row.name, row.arity, canary.key, answers, tied)
+    return Baseline(row.name, row.arity, canary.key, answers, tied)
 
 
 @dataclass
 class Comparison:
-    """Sample answers asked again: those that differ from before the run, and those that failed.
+    """The baseline's queries asked again: the answers that differ from it, and those that failed.
     An error is not a stale answer: a process that reads a side it cannot read answers with one."""
 
     asked: int = 0
@@ -56,17 +57,17 @@ class Comparison:
         return " and ".join(parts)
 
 
-def compare(bioindex: BioindexServer, readers: Readers, requests: int) -> Comparison:
-    """Ask every sample `requests` times, one attempt each, and keep each answer that differs or fails."""
+def compare(bioindex: BioindexServer, baseline: Baseline, requests: int) -> Comparison:
+    """Ask every query `requests` times, one attempt each, and keep each answer that differs or fails."""
     found = Comparison()
-    for sample in readers.samples:
+    for before in baseline.answers:
         for _ in range(requests):
             found.asked += 1
             try:
-                now = bioindex.answer(readers.index, sample.q, attempts=1)
+                now = bioindex.answer(baseline.index, before.q, attempts=1)
             except (BioindexUnavailable, BioindexRejected) as exc:
-                found.errors.append(f"query {sample.q}: {exc}")
+                found.errors.append(f"query {before.q}: {exc}")
                 continue
-            if now != sample:
-                found.differing.append(f"query {sample.q}: {now.count} records where there were {sample.count}")
+            if now != before:
+                found.differing.append(f"query {before.q}: {now.count} records where there were {before.count}")
     return found

@@ -45,16 +45,16 @@ def backend(bioindex: BioindexServer | None) -> FlagBackend:
 
 @dataclass(frozen=True)
 class ProofSettings:
-    """How hard ProveReaders looks: sample queries, refreshes, and requests per sample after the canary."""
+    """How hard ProveReaders looks: how many sample queries, refreshes, and requests per query after the canary."""
 
-    samples: int
+    queries: int
     refresh_requests: int
     check_requests: int
 
 
 def proof_settings() -> ProofSettings:
     return ProofSettings(
-        samples=int(_env("READER_CHECK_SAMPLES", "4")),
+        queries=int(_env("READER_CHECK_SAMPLES", "4")),
         refresh_requests=int(_env("READER_REFRESH_REQUESTS", "64")),
         check_requests=int(_env("READER_CHECK_REQUESTS", "16")),
     )
