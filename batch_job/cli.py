@@ -48,7 +48,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
     plan = make_plan(
         args.target,
         args.index,
-        _run_folder(args.run, create=True),
+        _run_folder(args.run_folder, create=True),
         rollback=args.rollback,
         shards=args.shards,
         shard_bytes=args.shard_bytes,
@@ -61,7 +61,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         len(plan.files),
         human_bytes(plan.total_bytes),
         plan.shards,
-        args.run,
+        args.run_folder,
     )
     print(plan.shards)
     return 0
@@ -69,7 +69,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def _step(args: argparse.Namespace, step: Step, mode: Mode | None, work, **kwargs) -> int:
     progress = run_step(
-        _run_folder(args.run),
+        _run_folder(args.run_folder),
         step,
         mode,
         default_shard(args.shard),
@@ -114,13 +114,13 @@ def record_outcome(args: argparse.Namespace, code: int, message: str, failed: li
         return
     try:
         shard = default_shard(args.shard)
-        run = _run_folder(args.run)
+        run = _run_folder(args.run_folder)
         if code == 0:
             run.clear_error(step, shard)
             return
         run.write_error(JobError(step, shard, code, message, failed, _log_stream()))
     except Exception as exc:  # the run folder itself may be what failed
-        log.warning("could not record the step's outcome in %s: %s", args.run, exc)
+        log.warning("could not record the step's outcome in %s: %s", args.run_folder, exc)
 
 
 def _reach_bioindex(run: RunFolder, plan: Plan) -> None:
@@ -172,7 +172,7 @@ def _guarded_delete(args: argparse.Namespace, step: Step, mode: Mode) -> int:
         raise
     if guard.stopped is not None:
         raise guard.stopped
-    run = _run_folder(args.run)
+    run = _run_folder(args.run_folder)
     if status == 0 and release_when_done(run, run.read_plan(), step):
         log.info("%s: every file done; released the lock of the prefix", step)
     return status
@@ -200,7 +200,7 @@ def cmd_unlock(args: argparse.Namespace) -> int:
 def cmd_flag(args: argparse.Namespace) -> int:
     from batch_job.bioindex.by_hand import ATTESTED, set_flag
 
-    flag = set_flag(_run_folder(args.run), args.compressed, args.attest)
+    flag = set_flag(_run_folder(args.run_folder), args.compressed, args.attest)
     how = (
         "as you attest"
         if flag.backend == ATTESTED
@@ -208,7 +208,7 @@ def cmd_flag(args: argparse.Namespace) -> int:
     )
     print(f"flag.json: index {flag.index} prefix {flag.prefix} compressed={str(flag.compressed).lower()}, {how}")
     step = "delete" if flag.compressed else "remove-compressed"
-    print(f"now restart every process of the bioindex, then: bgzip-job {step} --run {args.run}")
+    print(f"now restart every process of the bioindex, then: bgzip-job {step} --run-folder {args.run_folder}")
     return 0
 
 
@@ -218,7 +218,7 @@ def cmd_selftest(args: argparse.Namespace) -> int:
     from batch_job.bioindex.live_flag import secrets_manager
     from batch_job.steps.selftest import round_trip
 
-    scratch = parse_location(args.run)
+    scratch = parse_location(args.run_folder)
     checks = [
         selftest.botocore_check("job"),
         selftest.checked("job compress, verify, restore", lambda: round_trip(scratch, args.threads)),
@@ -275,7 +275,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--prefix", help="the index's prefix in the bioindex, if not the target's key prefix (BIOINDEX_S3_SUBDIR)"
     )
-    plan.add_argument("--run", required=True, help="run folder: s3://bucket/runs/NAME/ or a local folder")
+    plan.add_argument(
+        "--run-folder", "--run", required=True, help="run folder: s3://bucket/runs/NAME/ or a local folder"
+    )
     plan.add_argument("--rollback", action="store_true", help="plan a rollback: every X.json.gz with its .gzi")
     plan.add_argument("--shards", type=int, help="number of shards (Batch array size)")
     plan.add_argument(
@@ -301,7 +303,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="set the bioindex flag of a run by hand after verify, as the workflow does, and write RUN/flag.json",
         formatter_class=formatter,
     )
-    flag.add_argument("--run", required=True, help="run folder holding plan.json and the verify manifests")
+    flag.add_argument(
+        "--run-folder", "--run", required=True, help="run folder holding plan.json and the verify manifests"
+    )
     which = flag.add_mutually_exclusive_group(required=True)
     which.add_argument("--compressed", action="store_true", help="a compress run: compressed=true")
     which.add_argument("--uncompressed", dest="compressed", action="store_false", help="a rollback: compressed=false")
@@ -315,7 +319,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="what `bgz selftest` runs as a Batch job: the image's codec and htslib in a scratch folder, the bioindex",
         formatter_class=formatter,
     )
-    check.add_argument("--run", required=True, help="scratch folder: s3://RUN_BUCKET/runs/selftest-NAME/")
+    check.add_argument(
+        "--run-folder", "--run", required=True, help="scratch folder: s3://RUN_BUCKET/runs/selftest-NAME/"
+    )
     check.add_argument("--threads", type=_positive, default=os.cpu_count() or 1, help="codec threads")
     check.set_defaults(func=cmd_selftest)
 
@@ -328,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     ]
     for name, func, text in steps:
         step = sub.add_parser(name, help=text, formatter_class=formatter)
-        step.add_argument("--run", required=True, help="run folder holding plan.json")
+        step.add_argument("--run-folder", "--run", required=True, help="run folder holding plan.json")
         step.add_argument("--shard", type=int, help="shard to work on (default: $AWS_BATCH_JOB_ARRAY_INDEX, else all)")
         deleting = name in ("delete", "remove-compressed")
         if not deleting:  # deletion runs no codec

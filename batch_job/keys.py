@@ -10,20 +10,25 @@ The project's words, one thing each (and where an older name remains):
 - original X.json, compressed X.json.gz, gzi X.json.gz.gzi; their ETags in a manifest record are
   `original_etag`, `gz_etag` and `gzi_etag` (older compress manifests say `source_etag`, read as
   `original_etag`).
-- run: one conversion of one (index, prefix), by a workflow execution or by hand; its run folder
-  holds its records (records.py, runfolder.py). Its execution name is `<index>-<UTC time>`
-  (`execution` in events and records: `Flag.execution`, `Refresh.execution`); its execution ARN is
-  what a lock records (`Lock.execution_arn`; its JSON key stays `execution`, which every version reads).
+- run: one conversion of one (index, prefix), by a workflow execution or by hand. run folder: where
+  its records are (records.py, runfolder.py); its URI is `run_folder` wherever a field holds it
+  (`runFolder` at the boundary, `--run-folder` for bgzip-job; `Lock.run_folder`, whose JSON key stays
+  `run`, which every version reads). Its execution name is `<index>-<UTC time>` (`execution` in events
+  and records: `Flag.execution`, `Refresh.execution`); its execution ARN is what a lock records
+  (`Lock.execution_arn`; its JSON key stays `execution`, for the same reason).
 - state: a state of a state machine (workflow/states.py), the word at the Step Functions boundary. Step: what
   a Batch state's job runs (records.Step: compress, verify, delete, decompress, remove-compressed);
   the job is named `<execution name>-<step>`. shard: a slice of a run's files, one array child.
 - readers: the bioindex's serving processes (RefreshReaders, ProveReaders). sample query: one of the
   few queries Plan chooses (ReaderCheckSamples); answer: the bioindex's answer to one (`Answer`);
   baseline: the answers before the run (`Baseline`, baseline.json), which ProveReaders asks again.
+- read back: the flag as the bioindex shows it after setting it (`Flag`, flag.json, `FlagReadBack`);
+  confirm: only the operator's word that every process restarted (ReaderRefresh=confirm, `bgz confirm`);
+  done: whether the refresh finished (`RefreshProgress.done`), `done_at` when (refresh.json).
 - canary: the one file ProveReaders deletes early, to see which side each bioindex process reads.
   `ProofSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
 - boundary records (workflow/boundary.py): what crosses the state machines' boundary: an index run's input
-  (RunInput), Plan's result (PlanPreview for `bgz plan`), each later Lambda's answer (FlagConfirmed,
+  (RunInput), Plan's result (PlanPreview for `bgz plan`), each later Lambda's answer (FlagReadBack,
   RefreshProgress, ReadersProof, OldAnswers, Explanation) and a run's summary. ReadersProof is the
   answer; ReadersCheck the run folder's record behind it. What each state sends its Lambda:
   workflow/events.py (event models).

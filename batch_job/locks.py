@@ -67,7 +67,7 @@ def lease_seconds() -> int:
 class Lock:
     key_prefix: str  # the target's key prefix (local: its absolute path without the leading '/')
     target: str
-    run: str  # the holder: its run folder
+    run_folder: str  # the holder's run folder (JSON key: run)
     execution_arn: str = ""  # the holder's Step Functions execution, if it is a workflow run
     mode: str = ""
     index: str = ""
@@ -78,9 +78,10 @@ class Lock:
 
     def holder(self) -> str:
         name = self.execution_arn.rsplit(":", 1)[-1]
-        who = f"execution {name}" if self.execution_arn else f"the run by hand {self.run}"
+        who = f"execution {name}" if self.execution_arn else f"the run by hand {self.run_folder}"
         activity = f"; lease renewed {self.renewed}" if self.renewed and self.renewed != self.created else ""
-        return f"{who} ({self.mode} of index {self.index!r}, since {self.created}{activity}; run folder {self.run})"
+        since = f"since {self.created}{activity}"
+        return f"{who} ({self.mode} of index {self.index!r}, {since}; run folder {self.run_folder})"
 
     def lease_left(self) -> float | None:
         """Seconds until the lease runs out as other machines see it (negative: it has), allowing for
@@ -89,13 +90,16 @@ class Lock:
             return None
         return self.lease_seconds + clock_allowance(self.lease_seconds) - _age_seconds(self.renewed or self.created)
 
-    # The JSON key of execution_arn: every version reading a lock must find its execution there (one
-    # that did not would take a running workflow's lock between its steps for a lapsed run by hand's).
+    # The JSON keys of execution_arn and run_folder: every version reading a lock must find its holder
+    # there (one that did not would take a running workflow's lock between its steps for a lapsed run
+    # by hand's).
     EXECUTION_KEY = "execution"
+    RUN_FOLDER_KEY = "run"
 
     def to_dict(self) -> dict:
         body = asdict(self)
         body[self.EXECUTION_KEY] = body.pop("execution_arn")
+        body[self.RUN_FOLDER_KEY] = body.pop("run_folder")
         return body
 
     def to_json(self) -> bytes:
@@ -110,6 +114,8 @@ class Lock:
             known = {f.name for f in fields(cls)}
             if cls.EXECUTION_KEY in body:
                 body["execution_arn"] = body.pop(cls.EXECUTION_KEY)
+            if cls.RUN_FOLDER_KEY in body:
+                body["run_folder"] = body.pop(cls.RUN_FOLDER_KEY)
             return cls(**({"created": ""} | {k: v for k, v in body.items() if k in known}))
         except (ValueError, TypeError, AttributeError) as exc:
             raise BadInput(f"not a bgzip-workflow lock: {exc}") from exc
@@ -247,7 +253,7 @@ class Locks:
         try:
             return Lock.from_json(data), info.etag
         except BadInput as exc:
-            unreadable = UnreadableLock(prefix, self._target_uri(prefix), run="", created="", problem=str(exc))
+            unreadable = UnreadableLock(prefix, self._target_uri(prefix), run_folder="", created="", problem=str(exc))
             unreadable.where = self.folder.store.uri(key)
             return unreadable, info.etag
 
@@ -297,7 +303,7 @@ class Locks:
         self._remove(lock, etag)
 
     def acquire(self, lock: Lock, alive: Callable[[Lock], bool] = holder_alive) -> None:
-        """Take the target's lock for `lock.run`, or raise PrefixLocked naming the holder."""
+        """Take the target's lock for `lock.run_folder`, or raise PrefixLocked naming the holder."""
         lock = replace(lock, lease_seconds=lock.lease_seconds or lease_seconds())
         for _ in range(3):
             if self.folder.store.create(self.key_of(lock.key_prefix), lock.to_json()) is None:
@@ -305,7 +311,7 @@ class Locks:
                 if found is None:
                     continue  # released in between: try again
                 existing, etag = found
-                if existing.run != lock.run:
+                if existing.run_folder != lock.run_folder:
                     if not alive(existing):
                         log.warning(
                             "lock: clearing the stale lock of %s held by %s", existing.target, existing.holder()
@@ -317,7 +323,7 @@ class Locks:
             try:
                 self._refuse_overlaps(lock, alive)
             except BaseException:
-                self.release(lock.run)  # never leave a lock behind that this call could not stand by
+                self.release(lock.run_folder)  # never leave a lock behind that this call could not stand by
                 raise
             return
         raise PrefixLocked(f"could not take the lock of {lock.target}: it kept changing hands; try again")
@@ -334,13 +340,13 @@ class Locks:
                 f"{lock.target} {where} {other.target}, which is locked by {other.holder()}; {_how_to_free(other)}"
             )
 
-    def release(self, run: str) -> bool:
-        """Remove the target's lock if `run` holds it; whether it did. The delete names the version
-        read; a holder still at work (`bgz stop` releases while a stopped step winds down) may renew
-        it in between, and then it is read and deleted again."""
+    def release(self, run_folder: str) -> bool:
+        """Remove the target's lock if the run of `run_folder` holds it; whether it did. The delete names
+        the version read; a holder still at work (`bgz stop` releases while a stopped step winds down)
+        may renew it in between, and then it is read and deleted again."""
         for _ in range(RELEASE_ATTEMPTS):
             found = self.read_own()
-            if found is None or found[0].run != run:
+            if found is None or found[0].run_folder != run_folder:
                 return False
             try:
                 self._remove(*found)
@@ -365,12 +371,12 @@ class Locks:
             time.sleep(pause)
         return self.read()
 
-    def check_held_by(self, run: str) -> None:
-        """Refuse unless `run` holds the target's lock: the destructive steps' precondition."""
+    def check_held_by(self, run_folder: str) -> None:
+        """Refuse unless the run of `run_folder` holds the target's lock: the destructive steps' precondition."""
         found = self.read_own()
         if found is None:
             raise PrefixLocked(f"no run holds the lock of {self.target.uri}; this run must plan again to take it")
-        if found[0].run != run:
+        if found[0].run_folder != run_folder:
             raise PrefixLocked(f"{self.target.uri} is locked by {found[0].holder()}, not by this run")
 
     def renew(self, lock: Lock, etag: str) -> tuple[Lock, str] | None:
@@ -407,8 +413,8 @@ class Locks:
         left = removed.lease_left() if removed is not None else None
         if left is not None and left > 0:
             say(
-                f"removed the lock of {removed.target}; a {removed.mode or 'run'} step of {removed.run} may still "
-                f"have a delete request in flight until its lease ends: waiting {left:.0f} s"
+                f"removed the lock of {removed.target}; a {removed.mode or 'run'} step of {removed.run_folder} may "
+                f"still have a delete request in flight until its lease ends: waiting {left:.0f} s"
             )
             time.sleep(left)
         return removed
@@ -419,8 +425,8 @@ class Lease:
     works, and the `check` its deletes are fenced with (Store.fenced). A step whose run does not hold
     the lock renews nothing; the delete steps check that it does before every batch anyway."""
 
-    def __init__(self, locks: Locks, run: str) -> None:
-        self.locks, self.run = locks, run
+    def __init__(self, locks: Locks, run_folder: str) -> None:
+        self.locks, self.run_folder = locks, run_folder
         self.held: tuple[Lock, str] | None = None
         self.deadline = 0.0  # monotonic: when the lease runs out as this process counts
         self.lost = ""
@@ -435,7 +441,7 @@ class Lease:
 
     def __enter__(self) -> Lease:
         found = self.locks.read()
-        if found is None or found[0].run != self.run or not found[0].lease_seconds:
+        if found is None or found[0].run_folder != self.run_folder or not found[0].lease_seconds:
             return self  # not this run's lock, or an older version's lock without a lease
         self.held = found
         self._renew()
@@ -450,7 +456,7 @@ class Lease:
                 renewed = self.locks.renew(*self.held)
                 if renewed is None:  # another version now: a sibling array job of this run renewed it?
                     found = self.locks.read_own()
-                    if found is not None and found[0].run == self.run:
+                    if found is not None and found[0].run_folder == self.run_folder:
                         self.held = found
                         continue
             except StoreError as exc:  # the lease stands until its deadline; the next beat tries again

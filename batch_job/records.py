@@ -453,9 +453,9 @@ class StepProgress:
 
 @dataclass
 class Flag:
-    """flag.json: the bioindex `compressed` flag as confirmed by reading it back; the receipt for deletions.
+    """flag.json: the bioindex `compressed` flag as read back after setting it; the receipt for deletions.
 
-    `backend` says how it was confirmed: "mysql" read the one `__Indexes` row of (index, prefix)
+    `backend` says how it was read back: "mysql" read the one `__Indexes` row of (index, prefix)
     back by its id (`row`: id, arity, table, schema, built); "http" saw the listing change, or
     relied on an earlier receipt of the same (index, prefix). `before` is the flag before the change.
     """
@@ -469,7 +469,7 @@ class Flag:
     row: dict | None = None
     target: str = ""
     execution: str = ""
-    confirmed_at: str = field(default_factory=now)
+    read_back_at: str = field(default_factory=now)
 
     NAME = "flag.json"
 
@@ -478,8 +478,11 @@ class Flag:
 
     @classmethod
     def from_json(cls, data: bytes) -> Flag:
+        body = json_object(data, cls.NAME)
         with malformed(cls.NAME):
-            flag = cls(**json_object(data, cls.NAME))
+            if "confirmed_at" in body:  # its name in receipts and runs of the release before
+                body["read_back_at"] = body.pop("confirmed_at")
+            flag = cls(**body)
             if not isinstance(flag.compressed, bool):  # "true" would read as true and "false" too
                 raise TypeError(f"compressed must be true or false, found {flag.compressed!r}")
             if not isinstance(flag.index, str) or not isinstance(flag.prefix, str):
@@ -599,7 +602,7 @@ class Refresh:
     deployments: dict[str, str] = field(default_factory=dict)  # ECS service -> the deployment this run started
     task_token: str | None = None
     asked: str | None = None  # what the operator was asked to do
-    done: str | None = None
+    done_at: str | None = None  # when every process had restarted (a deployment finished, `bgz confirm`)
     confirmed_by: str | None = None
 
     NAME = "refresh.json"
@@ -613,6 +616,8 @@ class Refresh:
         body = json_object(data, name)
         with malformed(name):
             body["mode"] = RefreshMode(body["mode"])
+            if "done" in body:  # its name in runs started by the release before
+                body["done_at"] = body.pop("done")
             return cls(**body)
 
 

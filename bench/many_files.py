@@ -65,18 +65,18 @@ def flag(run: str, index: str, prefix: str, compressed: bool) -> None:
 def whole_run(env: dict, target: str, runs: Path, count: int) -> dict[str, float]:
     """Every step of a compress run and of its rollback, seconds each."""
     compress, rollback = str(runs / "compress"), str(runs / "rollback")
-    times = {"plan": step(env, "plan", target, "--index", "bench", "--run", compress, "--prefix", "bench/")}
-    times["compress"] = step(env, "compress", "--run", compress)
-    times["verify"] = step(env, "verify", "--run", compress)
+    times = {"plan": step(env, "plan", target, "--index", "bench", "--run-folder", compress, "--prefix", "bench/")}
+    times["compress"] = step(env, "compress", "--run-folder", compress)
+    times["verify"] = step(env, "verify", "--run-folder", compress)
     flag(compress, "bench", "bench/", True)
-    times["delete"] = step(env, "delete", "--run", compress)
+    times["delete"] = step(env, "delete", "--run-folder", compress)
     times["rollback plan"] = step(
-        env, "plan", target, "--index", "bench", "--run", rollback, "--prefix", "bench/", "--rollback"
+        env, "plan", target, "--index", "bench", "--run-folder", rollback, "--prefix", "bench/", "--rollback"
     )
-    times["decompress"] = step(env, "decompress", "--run", rollback)
-    times["verify restored"] = step(env, "verify", "--run", rollback)
+    times["decompress"] = step(env, "decompress", "--run-folder", rollback)
+    times["verify restored"] = step(env, "verify", "--run-folder", rollback)
     flag(rollback, "bench", "bench/", False)
-    times["remove-compressed"] = step(env, "remove-compressed", "--run", rollback)
+    times["remove-compressed"] = step(env, "remove-compressed", "--run-folder", rollback)
     return times
 
 
@@ -116,8 +116,8 @@ def one_file(folder: Path, runs: Path, sources: Path, env: dict) -> float:
         for path in sorted(sources.rglob("*.json")):
             out.write(path.read_bytes())
     run = str(runs / "one")
-    step(env, "plan", str(folder), "--index", "bench", "--run", run, "--prefix", "bench/")
-    return step(env, "compress", "--run", run) + step(env, "verify", "--run", run)
+    step(env, "plan", str(folder), "--index", "bench", "--run-folder", run, "--prefix", "bench/")
+    return step(env, "compress", "--run-folder", run) + step(env, "verify", "--run-folder", run)
 
 
 def s3_target(folder: Path, bucket: str, latency: float) -> tuple[str, dict]:

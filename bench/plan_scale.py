@@ -74,7 +74,7 @@ def main() -> None:
             "print(int(hwm) // 1024, file=sys.stderr); sys.exit(rc)"
         )
         command = [sys.executable, "-c", probe, "plan", "s3://bench-data/associations/", "--index", "a"]
-        command += ["--run", "s3://bench-runs/runs/bench/", "--shards", "64"]
+        command += ["--run-folder", "s3://bench-runs/runs/bench/", "--shards", "64"]
         started = time.perf_counter()
         proc = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         seconds = time.perf_counter() - started

@@ -88,7 +88,7 @@ def main() -> int:
     ref, restored = work / "ref.gz", scratch / "ref.json"
     run, rrun = str(work / "run"), str(work / "restore-run")
     ours, restore = data / "gwas.json.gz", scratch / "restore"
-    subprocess.run(job("plan", str(data), "--index", "bench", "--run", run), check=True, capture_output=True)
+    subprocess.run(job("plan", str(data), "--index", "bench", "--run-folder", run), check=True, capture_output=True)
 
     def hts_compress() -> tuple[float, int]:
         # Our compress fsyncs both outputs before they count as written; make htslib's durable too.
@@ -98,11 +98,11 @@ def main() -> int:
     def our_compress() -> tuple[float, int]:
         for output in data.glob("*.gz*"):
             output.unlink()
-        return timed(job("compress", "--run", run, "--threads", t))
+        return timed(job("compress", "--run-folder", run, "--threads", t))
 
     def our_decompress() -> tuple[float, int]:
         (restore / "gwas.json").unlink(missing_ok=True)
-        return timed(job("decompress", "--run", rrun, "--threads", t))
+        return timed(job("decompress", "--run-folder", rrun, "--threads", t))
 
     # The same check by hand: htslib's output compared with X.json while sha256sum hashes X.json.
     check = f'"{BGZIP}" -d -@ {t} -c "{ref}" | cmp -s - "{src}" & sha256sum "{src}" >/dev/null; wait $!'
@@ -113,14 +113,14 @@ def main() -> int:
     # Compared in chunks: a parent holding big buffers would inflate the forked children's peak RSS.
     identical = filecmp.cmp(ours, ref, shallow=False)
     (hts_d, _), (our_v, rss_v) = paired(
-        n, lambda: timed([BGZIP, "-d", "-@", t, "-c", str(ref)]), lambda: timed(job("verify", "--run", run))
+        n, lambda: timed([BGZIP, "-d", "-@", t, "-c", str(ref)]), lambda: timed(job("verify", "--run-folder", run))
     )
     hts_v = min(timed(hts_check)[0] for _ in range(n))
     restore.mkdir(parents=True)
     shutil.copy(ours, restore / "gwas.json.gz")
     shutil.copy(data / "gwas.json.gz.gzi", restore / "gwas.json.gz.gzi")
     subprocess.run(
-        job("plan", str(restore), "--index", "b", "--run", rrun, "--rollback"), check=True, capture_output=True
+        job("plan", str(restore), "--index", "b", "--run-folder", rrun, "--rollback"), check=True, capture_output=True
     )
     (hts_d_file, _), (our_d, rss_d) = paired(n, lambda: timed(hts_restore), our_decompress)
     restored.unlink()

@@ -124,12 +124,12 @@ def _checked_before_starting(args: argparse.Namespace, stack: Stack, mode: str, 
     return f"deletes the {found.files} {spent} of {args.prefix} after every one is verified"
 
 
-def _confirmed(args: argparse.Namespace, mode: str, deletes: str) -> bool:
+def _agreed(args: argparse.Namespace, mode: str, deletes: str) -> bool:
     """Ask before a run that ends by deleting (as `sam deploy` asks before a change set); --yes answers."""
     if args.yes:
         return True
     if not sys.stdin.isatty():
-        raise BadInput(f"this {mode} run {deletes}: give --yes to start it where no terminal can confirm it")
+        raise BadInput(f"this {mode} run {deletes}: give --yes to start it where no terminal can answer")
     answer = input(f"This {mode} run {deletes}. Start it? [y/N] ")
     return answer.strip().lower() in ("y", "yes")
 
@@ -153,7 +153,7 @@ def _run(args: argparse.Namespace, stack: Stack, mode: str, record: dict) -> int
     """Check, ask, start, and with --wait follow to the end; fills `record` (what --json prints) as it goes."""
     selection = _selection(args)
     deletes = _checked_before_starting(args, stack, mode, selection)
-    if not _confirmed(args, mode, deletes):
+    if not _agreed(args, mode, deletes):
         print("not started")
         return 1
     if selection is not None:

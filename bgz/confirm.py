@@ -24,7 +24,12 @@ def waiting(stack: Stack, description: dict) -> tuple[Refresh, bool] | None:
     run = stack.run_folder(description["name"])
     for revert in (True, False):
         refresh = run.read_refresh(revert)
-        if refresh is not None and refresh.task_token and not refresh.done and refresh.execution == description["name"]:
+        if (
+            refresh is not None
+            and refresh.task_token
+            and not refresh.done_at
+            and refresh.execution == description["name"]
+        ):
             return refresh, revert
     return None
 
@@ -43,7 +48,7 @@ def confirm(stack: Stack, description: dict) -> str:
     who = getpass.getuser()
     output = {"confirmedBy": who, "at": now()}
     stack.client("stepfunctions").send_task_success(taskToken=refresh.task_token, output=json.dumps(output))
-    refresh.done, refresh.confirmed_by = output["at"], who
+    refresh.done_at, refresh.confirmed_by = output["at"], who
     stack.run_folder(description["name"]).write_refresh(refresh, revert)
     flag = str(refresh.compressed).lower()
     return f"{description['name']}: confirmed that every bioindex process restarted with compressed={flag}; it goes on"

@@ -139,5 +139,5 @@ def select(stack: Stack, mode: str, selection: dict) -> tuple[list[tuple[str, st
     payload = {"execution": "dry-run", "input": {"mode": mode, **selection}, "machines": machines}
     chosen = stack.invoke("SelectIndexesFunctionName", payload)
     pairs = [(item["index"], item["prefix"]) for item in chosen["items"]]
-    skipped = [f"{s['index']} {s['prefix']}: skipped ({s['reason']})" for s in chosen["run"]["skipped"]]
+    skipped = [f"{s['index']} {s['prefix']}: skipped ({s['reason']})" for s in chosen["bulk"]["skipped"]]
     return pairs, skipped

@@ -50,7 +50,7 @@ def job_checks(stack: Stack, name: str, say: Callable[[str], None], poll_seconds
             jobName=name,
             jobQueue=outputs["JobQueueArn"],
             jobDefinition=f"{stack.name}-compress",
-            containerOverrides={"command": ["selftest", "--run", scratch]},
+            containerOverrides={"command": ["selftest", "--run-folder", scratch]},
             timeout={"attemptDurationSeconds": JOB_TIMEOUT_SECONDS},
         )
     except (ClientError, BotoCoreError) as exc:

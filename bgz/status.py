@@ -69,7 +69,7 @@ def lines(record: dict) -> list[str]:
     else:
         by = f"execution {flag['execution'].rsplit(':', 1)[-1]}" if flag["execution"] else "a run"
         out.append(
-            f"  flag: compressed={str(flag['compressed']).lower()}, set by {by} at {flag['confirmed_at']} "
+            f"  flag: compressed={str(flag['compressed']).lower()}, set by {by} at {flag['read_back_at']} "
             f"({flag['backend']})"
         )
     run = record["lastRun"]

@@ -126,7 +126,7 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
     snap.shards, snap.files, snap.bytes_total = plan.shards, len(plan.files), plan.total_bytes
     if state.endswith(" confirmation") and description["status"] == "RUNNING":
         refresh = run.read_refresh(revert=step_state == states.RELOAD_OLD_FLAG)
-        snap.asked = refresh.asked if refresh is not None and not refresh.done else ""
+        snap.asked = refresh.asked if refresh is not None and not refresh.done_at else ""
     step = states.STATE_STEPS.get(step_state)
     if step is not None and description["status"] == "RUNNING":
         snap.step = True
@@ -171,7 +171,7 @@ def outcome(description: dict) -> str:
             return "SUCCEEDED"
         return (
             f"SUCCEEDED: {run.mode} of {run.index} {run.prefix}: {run.sentence()}, {run.objects_deleted} objects "
-            f"deleted; run folder {run.run}"
+            f"deleted; run folder {run.run_folder}"
         )
     return _ended(description)
 

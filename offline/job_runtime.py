@@ -1,6 +1,6 @@
 """Runs one Batch job's command as the image's entry point (`bgzip-job`) would, for the offline stack.
 
-    python offline/job_runtime.py compress --run s3://.../runs/NAME/
+    python offline/job_runtime.py compress --run-folder s3://.../runs/NAME/
 
 Its AWS calls are recorded when the runner asks (offline/recorder.py).
 """

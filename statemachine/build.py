@@ -31,7 +31,7 @@ from batch_job.records import Mode, RefreshMode, Step  # noqa: E402
 from workflow import states  # noqa: E402
 from workflow.boundary import (  # noqa: E402
     Explanation,
-    FlagConfirmed,
+    FlagReadBack,
     OldAnswers,
     PlanResult,
     ReadersProof,
@@ -226,7 +226,7 @@ def batch_task(state: str, next_state: str, array: bool) -> State:
     }
     if array:
         parameters["ArrayProperties"] = {"Size.$": "$.plan.shards"}
-    parameters["Parameters"] = {"run.$": "$.plan.run"}
+    parameters["Parameters"] = {"runFolder.$": "$.plan.runFolder"}
     if step == Step.COMPRESS:
         parameters["Parameters"]["level.$"] = "States.Format('{}', $.plan.level)"  # Batch parameters are strings
     return {
@@ -262,7 +262,7 @@ def refresh_step(step: str, compressed: bool, revert: bool, next_state: str) -> 
     """Make every bioindex process load the flag `compressed`, by the stack's ReaderRefresh mode (Plan
     returns it in $.plan.refresh), then go on to next_state. Every error goes to "<step> failed"."""
     payload: State = {
-        "run.$": "$.plan.run",
+        "runFolder.$": "$.plan.runFolder",
         "execution.$": "$$.Execution.Name",
         "compressed": compressed,
         "revert": revert,
@@ -377,10 +377,10 @@ def definition(mode: Mode) -> State:
             "index.$": "$.plan.index",
             "prefix.$": "$.plan.prefix",
             "compressed": compressed,
-            "run.$": "$.plan.run",
+            "runFolder.$": "$.plan.runFolder",
             "execution.$": "$$.Execution.Name",
         },
-        result_selector=selected(FlagConfirmed),
+        result_selector=selected(FlagReadBack),
         result_path="$.flag",
         catch=catch_all(f"{set_flag} failed"),
         next_state=refresh,
@@ -391,7 +391,7 @@ def definition(mode: Mode) -> State:
 
     old_files = "uncompressed .json" if compressed else "compressed .json.gz"
     prove_payload = {
-        "run.$": "$.plan.run",
+        "runFolder.$": "$.plan.runFolder",
         "compressed": compressed,
         "execution.$": "$$.Execution.Name",
         "refreshMode.$": "$.plan.refresh.mode",
@@ -567,11 +567,11 @@ def bulk_definition() -> State:
         "Type": "Map",
         "Comment": "One child execution per selected index, at most `concurrency` at once.",
         "ItemsPath": "$.items",
-        "MaxConcurrencyPath": "$.run.concurrency",
+        "MaxConcurrencyPath": "$.bulk.concurrency",
         "ItemSelector": {
             "item.$": "$$.Map.Item.Value",
-            "machine.$": "$.run.machine",
-            "concurrency.$": "$.run.concurrency",
+            "machine.$": "$.bulk.machine",
+            "concurrency.$": "$.bulk.concurrency",
         },
         "ItemProcessor": {
             "ProcessorConfig": {"Mode": "INLINE"},
@@ -588,11 +588,11 @@ def bulk_definition() -> State:
         "The whole table goes to the run bucket; the output holds its head and address.",
         function="${ReportIndexesFunctionArn}",
         payload={
-            "mode.$": "$.run.mode",
+            "mode.$": "$.bulk.mode",
             "execution.$": "$$.Execution.Name",
-            "machine.$": "$.run.machine",
+            "machine.$": "$.bulk.machine",
             "results.$": "$.items",
-            "skipped.$": "$.run.skipped",
+            "skipped.$": "$.bulk.skipped",
         },
         result_selector={"report.$": "$.Payload"},
         output_path="$.report",

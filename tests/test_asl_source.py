@@ -196,9 +196,12 @@ def test_each_event_model_is_the_one_its_function_s_handler_parses(build):
 @pytest.mark.parametrize(
     ("payload", "refused"),
     [
-        ({"index.$": "$.plan.index", "prefix": "p/", "compressed": True, "run.$": "$.plan.run"}, "leaves out"),
         (
-            {"index": "i", "prefix": "p/", "compressed": True, "run": "r", "execution": "e", "level": 1},
+            {"index.$": "$.plan.index", "prefix": "p/", "compressed": True, "runFolder.$": "$.plan.runFolder"},
+            "leaves out",
+        ),
+        (
+            {"index": "i", "prefix": "p/", "compressed": True, "runFolder": "r", "execution": "e", "level": 1},
             r"sends \['level'\], unknown to SetCompressedEvent",
         ),
     ],

@@ -191,7 +191,7 @@ def test_a_bioindex_under_an_s3_subdir(offline_aws, tmp_path, mariadb):
         d.aws.runner.before_job = None
         result = d.run()
         assert result["status"] == "SUCCEEDED", result.get("cause")
-        run = json.loads(result["output"])["run"].removeprefix(f"s3://{d.stack.run_bucket}/")
+        run = json.loads(result["output"])["runFolder"].removeprefix(f"s3://{d.stack.run_bucket}/")
 
         def read(name: str) -> dict:
             return json.loads(d.s3.get_object(Bucket=d.stack.run_bucket, Key=run + name)["Body"].read())

@@ -77,7 +77,7 @@ def _summary(index: str, prefix: str, name: str) -> dict:
         mode="compress",
         index=index,
         prefix=prefix,
-        run=f"s3://runs/runs/{name}/",
+        run_folder=f"s3://runs/runs/{name}/",
         files=3000,
         bytes_uncompressed=10**12,
         bytes_compressed=10**11,

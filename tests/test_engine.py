@@ -40,7 +40,7 @@ class Target:
         make_sample_index(self.local_root)
         if kind == "local":
             self.uri = str(self.local_root)
-            self.run = str(tmp_path / "run")
+            self.run_folder = str(tmp_path / "run")
             self.prefix = "data/"
         else:
             s3 = request.getfixturevalue("s3")
@@ -48,7 +48,7 @@ class Target:
             self.s3 = s3
             upload_tree(s3, self.bucket, self.local_root, PREFIX)
             self.uri = f"s3://{self.bucket}/{PREFIX}"
-            self.run = f"s3://{request.getfixturevalue('run_bucket')}/runs/test-run/"
+            self.run_folder = f"s3://{request.getfixturevalue('run_bucket')}/runs/test-run/"
             self.prefix = PREFIX
 
     def names(self) -> set[str]:
@@ -73,8 +73,8 @@ class Target:
 
     def run_json(self, name: str) -> dict:
         if self.kind == "local":
-            return json.loads((Path(self.run) / name).read_text())
-        bucket, _, key = self.run[len("s3://") :].partition("/")
+            return json.loads((Path(self.run_folder) / name).read_text())
+        bucket, _, key = self.run_folder[len("s3://") :].partition("/")
         return json.loads(self.s3.get_object(Bucket=bucket, Key=key + name)["Body"].read())
 
     def originals(self) -> dict[str, bytes]:
@@ -93,20 +93,22 @@ def job(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def compress_and_verify(target: Target, capsys, *plan_args: str) -> None:
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, *plan_args)[0] == 0
-    assert job(capsys, "compress", "--run", target.run)[0] == 0
-    assert job(capsys, "verify", "--run", target.run)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder, *plan_args)[0] == 0
+    assert job(capsys, "compress", "--run-folder", target.run_folder)[0] == 0
+    assert job(capsys, "verify", "--run-folder", target.run_folder)[0] == 0
 
 
 def test_compress_verify_delete_and_rollback(target, capsys, tmp_path):
     originals = target.originals()
     assert len(originals) == 5
-    rc, out, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--shards", "2")
+    rc, out, err = job(
+        capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder, "--shards", "2"
+    )
     assert rc == 0 and out.strip() == "2"
     plan = target.run_json("plan.json")
     assert sorted(f["key"].removeprefix(PREFIX) for f in plan["files"]) == sorted(originals)
 
-    rc, out, _ = job(capsys, "compress", "--run", target.run)
+    rc, out, _ = job(capsys, "compress", "--run-folder", target.run_folder)
     assert rc == 0 and out.startswith("compress: 5 files") and "0 failed" in out
     for name, data in originals.items():
         gz, gzi = target.read(name + ".gz"), target.read(name + ".gz.gzi")
@@ -115,7 +117,8 @@ def test_compress_verify_delete_and_rollback(target, capsys, tmp_path):
         assert len(gzi) == 8 + 16 * (-(-len(data) // 65280) - 1)
     assert set(target.originals()) == set(originals), "compress keeps the originals"
 
-    rc, out, _ = job(capsys, "verify", "--run", target.run, "--json")  # the summary line as a record
+    # --run, the flag's name before --run-folder, is still taken: scripts written for it go on working.
+    rc, out, _ = job(capsys, "verify", "--run", target.run_folder, "--json")  # the summary line as a record
     summary = json.loads(out)
     assert rc == 0 and (summary["step"], summary["files"], summary["filesFailed"], summary["failed"]) == (
         "verify",
@@ -128,21 +131,21 @@ def test_compress_verify_delete_and_rollback(target, capsys, tmp_path):
     assert {r["key"].removeprefix(PREFIX) for r in verified if r["ok"]} == set(originals)
     assert all(r["sha256"] == hashlib.sha256(originals[r["key"].removeprefix(PREFIX)]).hexdigest() for r in verified)
 
-    write_flag(target.run, "genes", target.prefix, True)
-    rc, out, _ = job(capsys, "delete", "--run", target.run)
+    write_flag(target.run_folder, "genes", target.prefix, True)
+    rc, out, _ = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 0
     assert not any(k.endswith(".json") for k in target.names())
     assert {"README.txt", "T2D/_SUCCESS"} <= target.names(), "nothing outside the plan is deleted"
-    assert job(capsys, "delete", "--run", target.run)[0] == 0, "re-running delete is harmless"
+    assert job(capsys, "delete", "--run-folder", target.run_folder)[0] == 0, "re-running delete is harmless"
 
-    rollback = target.run.rstrip("/") + "-rollback/"
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
-    assert job(capsys, "decompress", "--run", rollback)[0] == 0
-    assert job(capsys, "verify", "--run", rollback)[0] == 0
-    rc, _, err = job(capsys, "remove-compressed", "--run", rollback)
+    rollback = target.run_folder.rstrip("/") + "-rollback/"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", rollback, "--rollback")[0] == 0
+    assert job(capsys, "decompress", "--run-folder", rollback)[0] == 0
+    assert job(capsys, "verify", "--run-folder", rollback)[0] == 0
+    rc, _, err = job(capsys, "remove-compressed", "--run-folder", rollback)
     assert rc == 2 and "flag.json" in err, "removal needs the flag confirmed false"
     write_flag(rollback, "genes", target.prefix, False)
-    assert job(capsys, "remove-compressed", "--run", rollback)[0] == 0
+    assert job(capsys, "remove-compressed", "--run-folder", rollback)[0] == 0
     assert target.originals() == originals
     assert not any(k.endswith((".gz", ".gzi")) for k in target.names())
 
@@ -171,28 +174,31 @@ def test_small_files_on_s3_are_worked_on_many_at_once(target, capsys, monkeypatc
                 working[0] -= 1
 
     monkeypatch.setattr(compress, "compress_file", held)
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
-    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0
+    assert job(capsys, "compress", "--run-folder", target.run_folder)[0] == 0
     assert most[0] >= 12 if target.kind == "s3" else most[0] == 2, most
 
 
 def test_shards_cover_every_file_once_and_balance_bytes(target, capsys):
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--shards", "3")[1] == "3\n"
+    assert (
+        job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder, "--shards", "3")[1]
+        == "3\n"
+    )
     plan = target.run_json("plan.json")
     assert plan["shards"] == 3 and len(plan["files"]) == len({f["key"] for f in plan["files"]}) == 5
     loads = [sum(f["size"] for f in plan["files"] if f["shard"] == k) for k in range(3)]
     assert all(loads) and max(loads) <= plan["total_bytes"] - min(loads)
     for k in range(3):
-        assert job(capsys, "compress", "--run", target.run, "--shard", str(k))[0] == 0
+        assert job(capsys, "compress", "--run-folder", target.run_folder, "--shard", str(k))[0] == 0
         compressed = target.run_json(f"compress/shard-{k}.json")["files"]
         assert {r["key"] for r in compressed} == {f["key"] for f in plan["files"] if f["shard"] == k}
-    assert job(capsys, "compress", "--run", target.run, "--shard", "3")[0] == 2
+    assert job(capsys, "compress", "--run-folder", target.run_folder, "--shard", "3")[0] == 2
 
 
 def test_array_index_selects_the_shard(target, capsys, monkeypatch):
-    job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--shards", "2")
+    job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder, "--shards", "2")
     monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "1")
-    rc, out, _ = job(capsys, "compress", "--run", target.run)
+    rc, out, _ = job(capsys, "compress", "--run-folder", target.run_folder)
     plan = target.run_json("plan.json")
     assert rc == 0
     assert out.startswith(f"compress: {sum(1 for f in plan['files'] if f['shard'] == 1)} files")
@@ -204,10 +210,10 @@ def test_corrupted_output_is_caught_by_verify_and_blocks_delete(target, capsys):
     data = bytearray(target.read(name))
     data[len(data) // 2] ^= 0xFF
     target.write(name, bytes(data))
-    rc, out, _ = job(capsys, "verify", "--run", target.run)
+    rc, out, _ = job(capsys, "verify", "--run-folder", target.run_folder)
     assert rc == 1 and "1 failed" in out and "T2D/part-00000.json" in out
-    write_flag(target.run, "genes", target.prefix, True)
-    rc, out, _ = job(capsys, "delete", "--run", target.run)
+    write_flag(target.run_folder, "genes", target.prefix, True)
+    rc, out, _ = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 1
     assert "T2D/part-00000.json" in target.names(), "an original whose output failed verify is kept"
     assert sum(k.endswith(".json") for k in target.names()) == 1
@@ -221,8 +227,8 @@ def test_a_gz_htslib_cannot_read_fails_alone_among_many(tmp_path, capsys):
         (root / "p").mkdir(parents=True, exist_ok=True)
         (root / "p" / f"f{n:02d}.json").write_bytes(gwas_lines(20 + n, seed=n))
     run = str(tmp_path / "run")
-    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
-    assert job(capsys, "compress", "--run", run)[0] == 0
+    assert job(capsys, "plan", str(root), "--index", "x", "--run-folder", run)[0] == 0
+    assert job(capsys, "compress", "--run-folder", run)[0] == 0
     gz = {n: root / "p" / f"f{n:02d}.json.gz" for n in (7, 23, 41)}
     for n, where in zip(gz, (3, 2, 1.5), strict=True):  # corrupted in place, its ETag (size, mtime) kept
         before = os.stat(gz[n])
@@ -230,7 +236,7 @@ def test_a_gz_htslib_cannot_read_fails_alone_among_many(tmp_path, capsys):
         spoiled[int(len(spoiled) / where)] ^= 0xFF
         gz[n].write_bytes(bytes(spoiled))
         os.utime(gz[n], ns=(before.st_atime_ns, before.st_mtime_ns))
-    rc, out, _ = job(capsys, "verify", "--run", run)
+    rc, out, _ = job(capsys, "verify", "--run-folder", run)
     assert rc == 1 and "3 failed" in out, out
     manifest = json.loads((Path(run) / "verify" / "shard-0.json").read_text())
     failed = sorted(r["key"].rsplit("/", 1)[-1] for r in manifest["files"] if not r["ok"])
@@ -248,8 +254,8 @@ def test_small_files_are_verified_many_to_one_htslib_process(tmp_path, capsys, m
         (root / "p" / f"f{n:03d}.json").write_bytes(gwas_lines(3000 + 10 * n, seed=n))
     (root / "p" / "large.json").write_bytes(gwas_lines(verify.BATCHED_BELOW + 1, seed=999))
     run = str(tmp_path / "run")
-    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
-    assert job(capsys, "compress", "--run", run)[0] == 0
+    assert job(capsys, "plan", str(root), "--index", "x", "--run-folder", run)[0] == 0
+    assert job(capsys, "compress", "--run-folder", run)[0] == 0
     calls = tmp_path / "bgzip-calls"
     wrapper = tmp_path / "bin" / "bgzip"
     wrapper.parent.mkdir()
@@ -257,7 +263,7 @@ def test_small_files_are_verified_many_to_one_htslib_process(tmp_path, capsys, m
     wrapper.chmod(0o755)
     monkeypatch.setenv("PATH", f"{wrapper.parent}{os.pathsep}{os.environ['PATH']}")
 
-    rc, out, _ = job(capsys, "verify", "--run", run)
+    rc, out, _ = job(capsys, "verify", "--run-folder", run)
     assert rc == 0 and "151 files" in out, out
     assert calls.read_text().splitlines() == ["-d -c"] * 4, "3 batches and the large file, each read by htslib"
     records = json.loads((Path(run) / "verify" / "shard-0.json").read_text())["files"]
@@ -274,9 +280,9 @@ def test_a_large_file_between_small_ones_keeps_the_manifest_in_plan_order(tmp_pa
     for name, size in (("a", 2000), ("b", 2000), ("c", verify.BATCHED_BELOW + 1), ("d", 2000), ("e", 2000)):
         (root / "p" / f"{name}.json").write_bytes(gwas_lines(size, seed=ord(name)))
     run = str(tmp_path / "run")
-    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
-    assert job(capsys, "compress", "--run", run)[0] == 0
-    assert job(capsys, "verify", "--run", run)[0] == 0
+    assert job(capsys, "plan", str(root), "--index", "x", "--run-folder", run)[0] == 0
+    assert job(capsys, "compress", "--run-folder", run)[0] == 0
+    assert job(capsys, "verify", "--run-folder", run)[0] == 0
     planned = [f["key"] for f in json.loads((Path(run) / "plan.json").read_text())["files"]]
     recorded = [r["key"] for r in json.loads((Path(run) / "verify" / "shard-0.json").read_text())["files"]]
     assert recorded == planned and planned[2] == "p/c.json", (recorded, planned)
@@ -292,8 +298,8 @@ def test_a_stop_during_a_batch_ends_verify_with_130_and_the_same_command_finishe
     for n in range(150):
         (root / "p" / f"f{n:03d}.json").write_bytes(gwas_lines(2000, seed=n))
     run = str(tmp_path / "run")
-    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
-    assert job(capsys, "compress", "--run", run)[0] == 0
+    assert job(capsys, "plan", str(root), "--index", "x", "--run-folder", run)[0] == 0
+    assert job(capsys, "compress", "--run-folder", run)[0] == 0
     real, calls = verify._matches, []
 
     def interrupted_at_the_fifth(*args):
@@ -303,12 +309,12 @@ def test_a_stop_during_a_batch_ends_verify_with_130_and_the_same_command_finishe
         return real(*args)
 
     monkeypatch.setattr(verify, "_matches", interrupted_at_the_fifth)
-    rc, _, err = job(capsys, "verify", "--run", run)
+    rc, _, err = job(capsys, "verify", "--run-folder", run)
     assert rc == 130 and "interrupted; run the same command again to finish" in err, err
     assert not (Path(run) / "verify" / "shard-0.json").exists(), "a stopped shard records nothing"
     assert len(calls) < 150, "the step stopped before every file was read"
     monkeypatch.setattr(verify, "_matches", real)
-    rc, out, _ = job(capsys, "verify", "--run", run)
+    rc, out, _ = job(capsys, "verify", "--run-folder", run)
     assert rc == 0 and "150 files" in out and "0 failed" in out, out
 
 
@@ -337,12 +343,12 @@ def test_in_a_batch_a_gz_holding_a_line_more_than_its_original_fails(tmp_path, c
     (root / "p" / "a.json").write_bytes(first + second)
     (root / "p" / "b.json").write_bytes(more + second)
     run = str(tmp_path / "run")
-    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
-    assert job(capsys, "compress", "--run", run)[0] == 0
+    assert job(capsys, "plan", str(root), "--index", "x", "--run-folder", run)[0] == 0
+    assert job(capsys, "compress", "--run-folder", run)[0] == 0
     _forge_output(root / "p" / "a.json.gz", first + second + more)
     assert subprocess.run(["bgzip", "-t", str(root / "p" / "a.json.gz")]).returncode == 0
 
-    rc, out, _ = job(capsys, "verify", "--run", run)
+    rc, out, _ = job(capsys, "verify", "--run-folder", run)
     assert rc == 1 and "1 failed" in out, out
     records = {r["key"]: r for r in json.loads((Path(run) / "verify" / "shard-0.json").read_text())["files"]}
     assert records["p/a.json"]["error"] == "FileFailed: size: p/a.json.gz holds 27 bytes, p/a.json 18", records
@@ -356,8 +362,8 @@ def test_a_gz_of_other_bytes_fails_at_the_first_byte_that_differs(tmp_path, caps
     (root / "p").mkdir(parents=True)
     (root / "p" / "f.json").write_bytes(gwas_lines(6_000_000, seed=3))  # more than the pipes hold: bgzip is stopped
     run = str(tmp_path / "run")
-    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
-    assert job(capsys, "compress", "--run", run, "--level", "0")[0] == 0
+    assert job(capsys, "plan", str(root), "--index", "x", "--run-folder", run)[0] == 0
+    assert job(capsys, "compress", "--run-folder", run, "--level", "0")[0] == 0
     gz = root / "p" / "f.json.gz"
     before = os.stat(gz)
     data = bytearray(gz.read_bytes())
@@ -370,7 +376,7 @@ def test_a_gz_of_other_bytes_fails_at_the_first_byte_that_differs(tmp_path, caps
     os.utime(gz, ns=(before.st_atime_ns, before.st_mtime_ns))
     assert subprocess.run(["bgzip", "-t", str(gz)]).returncode == 0, "htslib reads the changed .gz"
 
-    rc, _, _ = job(capsys, "verify", "--run", run)
+    rc, _, _ = job(capsys, "verify", "--run-folder", run)
     assert rc == 1
     (record,) = json.loads((Path(run) / "verify" / "shard-0.json").read_text())["files"]
     assert (
@@ -407,7 +413,7 @@ def test_a_step_rewrites_its_progress_record_while_it_works(tmp_path, capsys, mo
         (root / "p").mkdir(parents=True, exist_ok=True)
         (root / "p" / f"f{n:02d}.json").write_bytes(gwas_lines(2000, seed=n))
     run = str(tmp_path / "run")
-    assert job(capsys, "plan", str(root), "--index", "x", "--run", run)[0] == 0
+    assert job(capsys, "plan", str(root), "--index", "x", "--run-folder", run)[0] == 0
     slow = compress.compress_file
 
     def compress_slowly(ctx, planned, level):
@@ -419,7 +425,7 @@ def test_a_step_rewrites_its_progress_record_while_it_works(tmp_path, capsys, mo
     monkeypatch.setattr(compress, "compress_file", compress_slowly)
     monkeypatch.setattr(RunFolder, "write_progress", lambda self, p: (written.append(p), write(self, p)))
     monkeypatch.setenv("BGZIP_JOB_PROGRESS_SECONDS", "0.01")
-    assert job(capsys, "compress", "--run", run, "--shard", "0")[0] == 0
+    assert job(capsys, "compress", "--run-folder", run, "--shard", "0")[0] == 0
 
     total = sum(p.stat().st_size for p in (root / "p").glob("*.json"))
     assert len(written) >= 3, "records while the step worked"
@@ -431,7 +437,7 @@ def test_a_step_rewrites_its_progress_record_while_it_works(tmp_path, capsys, mo
     assert folder.read_progresses(Step.COMPRESS, set()) == {}, "a shard with its manifest is counted from it"
 
     monkeypatch.setenv("BGZIP_JOB_PROGRESS_SECONDS", "soon")
-    rc, _, err = job(capsys, "verify", "--run", run)
+    rc, _, err = job(capsys, "verify", "--run-folder", run)
     assert rc == 2 and "BGZIP_JOB_PROGRESS_SECONDS must be a number of seconds, not 'soon'" in err
 
 
@@ -451,15 +457,15 @@ def test_a_gzi_that_does_not_match_is_caught(target, capsys):
     name = "T2D/part-00000.json.gz.gzi"
     data = target.read(name)
     target.write(name, data[:-16])
-    rc, out, _ = job(capsys, "verify", "--run", target.run)
+    rc, out, _ = job(capsys, "verify", "--run-folder", target.run_folder)
     assert rc == 1 and "T2D/part-00000.json" in out
 
 
 def test_original_modified_after_verify_is_not_deleted(target, capsys):
     compress_and_verify(target, capsys)
     target.write("BMI/part-00001.json", b'{"changed": true}\n')
-    write_flag(target.run, "genes", target.prefix, True)
-    rc, out, _ = job(capsys, "delete", "--run", target.run)
+    write_flag(target.run_folder, "genes", target.prefix, True)
+    rc, out, _ = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 1 and "BMI/part-00001.json" in out
     assert target.read("BMI/part-00001.json") == b'{"changed": true}\n'
 
@@ -467,13 +473,13 @@ def test_original_modified_after_verify_is_not_deleted(target, capsys):
 def test_delete_refuses_without_a_matching_flag(target, capsys):
     compress_and_verify(target, capsys)
     before = target.names()
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 2 and "no flag.json" in err
-    write_flag(target.run, "other-index", target.prefix, True)
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    write_flag(target.run_folder, "other-index", target.prefix, True)
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 2 and "other-index" in err
-    write_flag(target.run, "genes", target.prefix, False)
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    write_flag(target.run_folder, "genes", target.prefix, False)
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 2 and "compressed=false" in err
     assert target.names() == before
 
@@ -486,43 +492,43 @@ def test_delete_by_hand_refuses_a_workflow_run_whose_refresh_or_reader_proof_did
     from batch_job.runfolder import RunFolder
 
     compress_and_verify(target, capsys)
-    write_flag(target.run, "genes", target.prefix, True)
+    write_flag(target.run_folder, "genes", target.prefix, True)
     before = target.names()
-    run = RunFolder(parse_location(target.run))
+    run = RunFolder(parse_location(target.run_folder))
     run.write_refresh(Refresh(RefreshMode.CONFIRM, True, "test-run", task_token="t"))  # never confirmed
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 2 and "never restarted" in err
-    run.write_refresh(Refresh(RefreshMode.CONFIRM, True, "test-run", task_token="t", done="2026-12-01T10:00:00Z"))
+    run.write_refresh(Refresh(RefreshMode.CONFIRM, True, "test-run", task_token="t", done_at="2026-12-01T10:00:00Z"))
     restored = ReadersCheck("test-run", checked=True, finished=None, canary=CanaryRecord(CanaryStatus.RESTORED, "now"))
     run.write_readers_check(restored)
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 2 and "reader proof of this run did not pass (canary restored" in err
     run.write_readers_check(ReadersCheck("test-run", checked=True, unreadable="500", reverted="now", finished=None))
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 2 and "flag set back: True" in err
     assert target.names() == before
     passed = ReadersCheck("test-run", checked=True, finished="now", canary=CanaryRecord(CanaryStatus.RELEASED, "now"))
     run.write_readers_check(passed)
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 0, err
     deleted = before - target.names()
     assert deleted and all(n.endswith(".json") for n in deleted), "the originals, and only they, were deleted"
 
 
 def test_delete_refuses_files_not_verified(target, capsys):
-    job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
-    job(capsys, "compress", "--run", target.run)
-    write_flag(target.run, "genes", target.prefix, True)
+    job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)
+    job(capsys, "compress", "--run-folder", target.run_folder)
+    write_flag(target.run_folder, "genes", target.prefix, True)
     before = target.names()
-    rc, _, err = job(capsys, "delete", "--run", target.run)
-    assert rc == 2 and "verify has not run in" in err and "bgzip-job verify --run" in err, "final, not retried"
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
+    assert rc == 2 and "verify has not run in" in err and "bgzip-job verify --run-folder" in err, "final, not retried"
     assert target.names() == before
 
 
 def test_source_changed_after_plan_fails_that_file_only(target, capsys):
-    job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
+    job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)
     target.write("BMI/part-00000.json", gwas_lines(1000, seed=99))
-    rc, out, _ = job(capsys, "compress", "--run", target.run)
+    rc, out, _ = job(capsys, "compress", "--run-folder", target.run_folder)
     assert rc == 1 and "1 failed: " in out and "BMI/part-00000.json" in out
     assert "BMI/part-00000.json.gz" not in target.names()
     assert "T2D/part-00000.json.gz" in target.names()
@@ -532,7 +538,7 @@ def test_compress_is_idempotent(target, capsys):
     compress_and_verify(target, capsys)
     first = target.run_json("compress/shard-0.json")["files"]
     assert {r["status"] for r in first} == {"compressed"}
-    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    assert job(capsys, "compress", "--run-folder", target.run_folder)[0] == 0
     again = target.run_json("compress/shard-0.json")["files"]
     assert {r["status"] for r in again} == {"already-done"}
     assert [r["gz_etag"] for r in again] == [r["gz_etag"] for r in first]
@@ -545,13 +551,13 @@ def test_a_gz_without_its_gzi_is_redone(target, capsys):
         (target.local_root / "BMI/part-00000.json.gz.gzi").unlink()
     else:
         target.s3.delete_object(Bucket=target.bucket, Key=PREFIX + "BMI/part-00000.json.gz.gzi")
-    rc, _, _ = job(capsys, "verify", "--run", target.run)
+    rc, _, _ = job(capsys, "verify", "--run-folder", target.run_folder)
     assert rc == 1
-    assert job(capsys, "compress", "--run", target.run)[0] == 0
+    assert job(capsys, "compress", "--run-folder", target.run_folder)[0] == 0
     statuses = {r["key"].removeprefix(PREFIX): r["status"] for r in target.run_json("compress/shard-0.json")["files"]}
     assert statuses["BMI/part-00000.json"] == "compressed"
     assert list(statuses.values()).count("already-done") == 4
-    assert job(capsys, "verify", "--run", target.run)[0] == 0
+    assert job(capsys, "verify", "--run-folder", target.run_folder)[0] == 0
 
 
 def test_stale_output_from_another_source_version_is_replaced(target, capsys):
@@ -566,17 +572,17 @@ def test_rollback_keeps_existing_originals_and_checks_them(target, capsys, monke
     monkeypatch.setenv(LEASE_ENV, "4")  # `unlock --force` below waits out the compress run's lease
     compress_and_verify(target, capsys)
     target.write("BMI/part-00001.json", b'{"not": "the same"}\n')
-    rollback = target.run.rstrip("/") + "-rb/"
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")
+    rollback = target.run_folder.rstrip("/") + "-rb/"
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", rollback, "--rollback")
     assert rc == 2 and "is locked by the run by hand" in err and "compress of index 'genes'" in err
     rc, out, _ = job(capsys, "unlock", "--force", target.uri)  # the operator abandons the unfinished compress run
     assert rc == 0 and "removed the lock" in out
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
-    assert job(capsys, "decompress", "--run", rollback)[0] == 0
-    rc, out, _ = job(capsys, "verify", "--run", rollback)
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", rollback, "--rollback")[0] == 0
+    assert job(capsys, "decompress", "--run-folder", rollback)[0] == 0
+    rc, out, _ = job(capsys, "verify", "--run-folder", rollback)
     assert rc == 1 and "BMI/part-00001.json" in out
     write_flag(rollback, "genes", target.prefix, False)
-    assert job(capsys, "remove-compressed", "--run", rollback)[0] == 1
+    assert job(capsys, "remove-compressed", "--run-folder", rollback)[0] == 1
     assert "BMI/part-00001.json.gz" in target.names()
     assert "T2D/part-00000.json.gz" not in target.names()
 
@@ -584,14 +590,14 @@ def test_rollback_keeps_existing_originals_and_checks_them(target, capsys, monke
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["plan", "s3://bucket/no-slash", "--index", "g", "--run", "/tmp/x"], "must end with '/'"),
-        (["plan", "s3://bucket/a/../b/", "--index", "g", "--run", "/tmp/x"], "'..'"),
-        (["plan", "s3://Bad_Bucket/a/", "--index", "g", "--run", "/tmp/x"], "bucket name"),
-        (["plan", "s3://bucket/", "--index", "g", "--run", "/tmp/x"], "empty"),
-        (["plan", "/nonexistent/folder", "--index", "g", "--run", "/tmp/x"], "not an existing folder"),
-        (["compress", "--run", "/nonexistent/run"], "not an existing folder"),
-        (["compress", "--run", "s3://bucket/runs//x/"], "empty"),
-        (["plan", "s3://bucket/v2/a/", "--index", "g", "--run", "/tmp/x", "--prefix", "a"], "must end with '/'"),
+        (["plan", "s3://bucket/no-slash", "--index", "g", "--run-folder", "/tmp/x"], "must end with '/'"),
+        (["plan", "s3://bucket/a/../b/", "--index", "g", "--run-folder", "/tmp/x"], "'..'"),
+        (["plan", "s3://Bad_Bucket/a/", "--index", "g", "--run-folder", "/tmp/x"], "bucket name"),
+        (["plan", "s3://bucket/", "--index", "g", "--run-folder", "/tmp/x"], "empty"),
+        (["plan", "/nonexistent/folder", "--index", "g", "--run-folder", "/tmp/x"], "not an existing folder"),
+        (["compress", "--run-folder", "/nonexistent/run"], "not an existing folder"),
+        (["compress", "--run-folder", "s3://bucket/runs//x/"], "empty"),
+        (["plan", "s3://bucket/v2/a/", "--index", "g", "--run-folder", "/tmp/x", "--prefix", "a"], "must end with '/'"),
     ],
 )
 def test_bad_input_is_a_one_line_error(capsys, args, message):
@@ -603,22 +609,25 @@ def test_plan_refusals(target, capsys, tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("x")
-    rc, _, err = job(capsys, "plan", str(empty), "--index", "g", "--run", str(tmp_path / "r1"))
+    rc, _, err = job(capsys, "plan", str(empty), "--index", "g", "--run-folder", str(tmp_path / "r1"))
     assert rc == 2 and "nothing to do" in err
-    assert job(capsys, "compress", "--run", str(tmp_path / "r1"))[0] == 2, "no plan, nothing runs"
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "other", "--run", target.run)
+    assert job(capsys, "compress", "--run-folder", str(tmp_path / "r1"))[0] == 2, "no plan, nothing runs"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "other", "--run-folder", target.run_folder)
     assert rc == 2 and "already holds" in err
-    rc, _, err = job(capsys, "decompress", "--run", target.run)
+    rc, _, err = job(capsys, "decompress", "--run-folder", target.run_folder)
     assert rc == 2 and "compress plan" in err
     inside = target.uri.rstrip("/") + "/runs/" if target.kind == "s3" else str(target.local_root / "runs")
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", inside)
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", inside)
     assert rc == 2 and "inside the target" in err
 
 
 def test_plan_records_the_bioindex_prefix_of_a_subdir(target, capsys):
     """Under BIOINDEX_S3_SUBDIR the bioindex's prefix is not the key prefix: the plan keeps both."""
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--prefix", "genes/")[0] == 0
+    assert (
+        job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder, "--prefix", "genes/")[0]
+        == 0
+    )
     plan = target.run_json("plan.json")
     expected = target.uri if target.kind == "s3" else str(Path(target.uri).resolve()) + "/"
     assert (plan["prefix"], plan["target"]) == ("genes/", expected)
@@ -626,7 +635,7 @@ def test_plan_records_the_bioindex_prefix_of_a_subdir(target, capsys):
 
 def test_rollback_plan_refuses_gz_without_gzi(target, capsys):
     target.write("T2D/extra.json.gz", b"x")
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--rollback")
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder, "--rollback")
     assert rc == 2 and "no .gzi" in err
 
 
@@ -634,9 +643,9 @@ def test_unreadable_source_is_a_named_failure(tmp_path, capsys):
     data = tmp_path / "data"
     make_sample_index(data)
     run = str(tmp_path / "run")
-    job(capsys, "plan", str(data), "--index", "g", "--run", run)
+    job(capsys, "plan", str(data), "--index", "g", "--run-folder", run)
     shutil.rmtree(data / "LDL")
-    rc, out, _ = job(capsys, "compress", "--run", run)
+    rc, out, _ = job(capsys, "compress", "--run-folder", run)
     assert rc == 1 and "LDL/with space ü/part-00000.json" in out
 
 
@@ -649,12 +658,12 @@ def test_s3_multipart_upload_and_crash_leftovers(s3, bucket, run_bucket, capsys,
     stale = s3.create_multipart_upload(Bucket=bucket, Key="big/part-0.json.gz")["UploadId"]
     s3.upload_part(Bucket=bucket, Key="big/part-0.json.gz", UploadId=stale, PartNumber=1, Body=b"x" * 100)
     run = f"s3://{run_bucket}/runs/big/"
-    assert job(capsys, "plan", f"s3://{bucket}/big/", "--index", "big", "--run", run)[0] == 0
-    assert job(capsys, "compress", "--run", run)[0] == 0
+    assert job(capsys, "plan", f"s3://{bucket}/big/", "--index", "big", "--run-folder", run)[0] == 0
+    assert job(capsys, "compress", "--run-folder", run)[0] == 0
     head = s3.head_object(Bucket=bucket, Key="big/part-0.json.gz")
     assert "-" in head["ETag"], "written as a multipart upload"
     assert s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
-    assert job(capsys, "verify", "--run", run)[0] == 0
+    assert job(capsys, "verify", "--run-folder", run)[0] == 0
 
 
 def test_failed_upload_is_aborted_and_leaves_no_object(s3, bucket, monkeypatch):
@@ -686,12 +695,12 @@ def test_edge_sizes_end_to_end(target, capsys, tmp_path):
         (tmp_path / "x.gz").write_bytes(target.read(name + ".gz"))
         subprocess.run(["bgzip", "-t", str(tmp_path / "x.gz")], check=True)
         assert subprocess.run(["bgzip", "-dc", str(tmp_path / "x.gz")], capture_output=True).stdout == data
-    write_flag(target.run, "genes", target.prefix, True)
-    assert job(capsys, "delete", "--run", target.run)[0] == 0
-    rollback = target.run.rstrip("/") + "-rb/"
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
-    assert job(capsys, "decompress", "--run", rollback)[0] == 0
-    assert job(capsys, "verify", "--run", rollback)[0] == 0
+    write_flag(target.run_folder, "genes", target.prefix, True)
+    assert job(capsys, "delete", "--run-folder", target.run_folder)[0] == 0
+    rollback = target.run_folder.rstrip("/") + "-rb/"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", rollback, "--rollback")[0] == 0
+    assert job(capsys, "decompress", "--run-folder", rollback)[0] == 0
+    assert job(capsys, "verify", "--run-folder", rollback)[0] == 0
     assert {name: target.read(name) for name in edge} == edge
 
 
@@ -781,7 +790,7 @@ def test_a_delete_the_bucket_policy_refuses_is_final_and_recorded(tmp_path, requ
     says access was denied, and its manifest says which files are not deleted."""
     target = Target("s3", tmp_path, request)
     compress_and_verify(target, capsys)
-    write_flag(target.run, "genes", target.prefix, True)
+    write_flag(target.run_folder, "genes", target.prefix, True)
     protected = f"{PREFIX}BMI/part-00001.json"
     policy = {
         "Version": "2012-10-17",
@@ -796,7 +805,7 @@ def test_a_delete_the_bucket_policy_refuses_is_final_and_recorded(tmp_path, requ
         ],
     }
     target.s3.put_bucket_policy(Bucket=target.bucket, Policy=json.dumps(policy))
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 2, err
     assert "access denied" in err and f"{protected} (AccessDenied)" in err and "not retried" in err
     assert protected.removeprefix(PREFIX) in target.names()
@@ -827,7 +836,7 @@ def test_each_engine_error_exits_with_its_own_status(tmp_path, monkeypatch, caps
         raise error
 
     monkeypatch.setattr(cli, "cmd_verify", raising)
-    assert cli.main(["verify", "--run", str(tmp_path)]) == code
+    assert cli.main(["verify", "--run-folder", str(tmp_path)]) == code
     body = json.loads((tmp_path / "verify" / "shard-all.error.json").read_text())
     assert body["exit"] == code and str(error) in body["message"]
 
@@ -875,10 +884,10 @@ def test_access_denied_is_final_at_once_not_retried(tmp_path, monkeypatch, capsy
         for name in ("a", "b"):
             s3.put_object(Bucket="data", Key=f"genes/{name}.json", Body=gwas_lines(50_000, seed=ord(name)))
         run = str(tmp_path / "run")
-        assert cli.main(["plan", "s3://data/genes/", "--index", "genes", "--run", run]) == 0
+        assert cli.main(["plan", "s3://data/genes/", "--index", "genes", "--run-folder", run]) == 0
         for name, value in reader.items():
             monkeypatch.setenv(name, value)
-        assert cli.main(["compress", "--run", run]) == 2
+        assert cli.main(["compress", "--run-folder", run]) == 2
         _, err = capsys.readouterr()
         assert "access denied" in err and "AccessDenied" in err
         assert "retrying" not in caplog.text, "a refusal is not transient"
@@ -915,10 +924,15 @@ def test_shard_bytes_takes_units(tmp_path, capsys, text, size):
     target.mkdir()
     (target / "a.json").write_bytes(gwas_lines(10_000))
     assert (
-        cli.main(["plan", str(target), "--index", "genes", "--run", str(tmp_path / "run"), "--shard-bytes", text]) == 0
+        cli.main(
+            ["plan", str(target), "--index", "genes", "--run-folder", str(tmp_path / "run"), "--shard-bytes", text]
+        )
+        == 0
     )
     with pytest.raises(SystemExit) as refused:
-        cli.main(["plan", str(target), "--index", "genes", "--run", str(tmp_path / "r2"), "--shard-bytes", "20XB"])
+        cli.main(
+            ["plan", str(target), "--index", "genes", "--run-folder", str(tmp_path / "r2"), "--shard-bytes", "20XB"]
+        )
     assert refused.value.code == 2 and "'20XB' is not a size" in capsys.readouterr().err
 
 
@@ -927,16 +941,18 @@ def test_a_corrupted_gz_is_named_as_the_problem_not_its_original(tmp_path, capsy
     target.mkdir()
     (target / "a.json").write_bytes(gwas_lines(200_000))
     run = str(tmp_path / "run")
-    assert cli.main(["plan", str(target), "--index", "genes", "--run", run]) == 0
-    assert cli.main(["compress", "--run", run]) == 0
+    assert cli.main(["plan", str(target), "--index", "genes", "--run-folder", run]) == 0
+    assert cli.main(["compress", "--run-folder", run]) == 0
     gz = target / "a.json.gz"
     corrupt = bytearray(gz.read_bytes())
     corrupt[len(corrupt) // 2] ^= 0x55
     gz.write_bytes(bytes(corrupt))
-    assert cli.main(["verify", "--run", run]) == 1
+    assert cli.main(["verify", "--run-folder", run]) == 1
     assert "a.json.gz changed after its .gzi was written (modified or corrupted)" in caplog.text
     assert "not made from the current a.json" not in caplog.text
-    assert cli.main(["compress", "--run", run]) == 0 and cli.main(["verify", "--run", run]) == 0, "compress rewrites it"
+    assert cli.main(["compress", "--run-folder", run]) == 0 and cli.main(["verify", "--run-folder", run]) == 0, (
+        "compress rewrites it"
+    )
 
 
 def test_an_interrupt_waits_for_a_shards_deletions_and_their_record():
@@ -973,6 +989,28 @@ def test_the_originals_etag_has_one_name_and_older_compress_manifests_still_read
     assert written == {"key": "a.json", "ok": True, "original_etag": "e", "original_size": 3}
     older = {"key": "a.json", "ok": True, "source_etag": "e", "source_size": 3, "gz_etag": "g"}
     assert FileRecord.from_dict(older) == FileRecord("a.json", True, original_etag="e", original_size=3, gz_etag="g")
+
+
+def test_refresh_json_says_when_the_refresh_was_done_as_done_at_and_an_older_runs_done_still_reads():
+    """`done` is RefreshProgress's yes/no; the time in refresh.json is `done_at`. A run started by the
+    release before wrote that time as `done`: a delete step reaching it still sees the refresh done."""
+    from batch_job.records import Refresh, RefreshMode
+
+    refresh = Refresh(RefreshMode.CONFIRM, True, "test-run", started="s", task_token="t", done_at="d")
+    assert json.loads(refresh.to_json())["done_at"] == "d"
+    older = {k: v for k, v in json.loads(refresh.to_json()).items() if k != "done_at"} | {"done": "d"}
+    assert Refresh.from_json(json.dumps(older).encode()) == refresh
+
+
+def test_flag_json_says_when_the_flag_was_read_back_and_an_older_receipts_confirmed_at_still_reads():
+    """A receipt outlives releases: one written by the release before says `confirmed_at`, and a
+    later run relying on it (or a delete step of a run started before) reads it as `read_back_at`."""
+    from batch_job.records import Flag
+
+    flag = Flag("genes", "genes/", True, "https://bioindex.test", execution="e", read_back_at="t")
+    assert json.loads(flag.to_json())["read_back_at"] == "t"
+    older = {k: v for k, v in json.loads(flag.to_json()).items() if k != "read_back_at"} | {"confirmed_at": "t"}
+    assert Flag.from_json(json.dumps(older).encode()) == flag
 
 
 def test_the_baseline_is_written_as_baseline_json_and_an_older_runs_readers_json_still_reads(tmp_path):
@@ -1012,7 +1050,7 @@ def test_an_sdk_without_conditional_requests_is_refused_before_any_call():
 def test_a_bucket_that_does_not_exist_is_final_and_named(s3, run_bucket, capsys):
     """A typo in the bucket is not a storage hiccup: exit 2 (Batch does not retry), naming the bucket."""
     rc, _, err = job(
-        capsys, "plan", "s3://no-such-bucket-here/genes/", "--index", "genes", "--run", f"s3://{run_bucket}/r/"
+        capsys, "plan", "s3://no-such-bucket-here/genes/", "--index", "genes", "--run-folder", f"s3://{run_bucket}/r/"
     )
     assert rc == 2 and "bucket 'no-such-bucket-here' does not exist" in err, err
 
@@ -1021,21 +1059,21 @@ def test_bad_array_index_and_flag_values_are_one_line_refusals(tmp_path, capsys,
     target = Target("local", tmp_path, None)
     compress_and_verify(target, capsys)
     monkeypatch.setenv("AWS_BATCH_JOB_ARRAY_INDEX", "abc")
-    rc, _, err = job(capsys, "verify", "--run", target.run)
+    rc, _, err = job(capsys, "verify", "--run-folder", target.run_folder)
     assert rc == 2 and "AWS_BATCH_JOB_ARRAY_INDEX is 'abc', not a shard number" in err and "Traceback" not in err
     monkeypatch.delenv("AWS_BATCH_JOB_ARRAY_INDEX")
     flag = {"index": "genes", "prefix": target.prefix, "compressed": "true", "bioindex_url": ""}
-    (Path(target.run) / "flag.json").write_text(json.dumps(flag))
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    (Path(target.run_folder) / "flag.json").write_text(json.dumps(flag))
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 2 and "flag.json is malformed: compressed must be true or false, found 'true'" in err, err
-    (Path(target.run) / "flag.json").write_text("[]")
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    (Path(target.run_folder) / "flag.json").write_text("[]")
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 2 and err.count("is malformed") == 1, err
     assert len(target.originals()) == 5, "nothing deleted"
-    plan = json.loads((Path(target.run) / "plan.json").read_text())
-    (Path(target.run) / "plan.json").write_text(json.dumps(plan | {"shards": 0}))
+    plan = json.loads((Path(target.run_folder) / "plan.json").read_text())
+    (Path(target.run_folder) / "plan.json").write_text(json.dumps(plan | {"shards": 0}))
     for step in ("verify", "delete"):
-        rc, _, err = job(capsys, step, "--run", target.run)
+        rc, _, err = job(capsys, step, "--run-folder", target.run_folder)
         assert rc == 2 and "plan.json is malformed: shards must be a number of at least 1, found 0" in err, err
 
 
@@ -1043,12 +1081,12 @@ def test_plan_says_which_way_a_prefix_converts_and_that_a_uri_is_not_a_prefix(tm
     from batch_job.locations import check_prefix
 
     target = Target("local", tmp_path, None)
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run, "--rollback")
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder, "--rollback")
     assert rc == 2 and "no *.json.gz with a .gzi" in err and "it is not compressed (its *.json are there)" in err
     compress_and_verify(target, capsys)
-    write_flag(target.run, "genes", target.prefix, True)
-    assert job(capsys, "delete", "--run", target.run)[0] == 0
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", str(tmp_path / "again"))
+    write_flag(target.run_folder, "genes", target.prefix, True)
+    assert job(capsys, "delete", "--run-folder", target.run_folder)[0] == 0
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", str(tmp_path / "again"))
     assert rc == 2 and "it is compressed already" in err and "a rollback converts it back" in err, err
     with pytest.raises(errors.BadInput, match=r"'s3://b/genes/' is a URI: give the prefix as the bioindex has it"):
         check_prefix("s3://b/genes/")

@@ -73,7 +73,7 @@ def test_a_4xx_is_final(deployment):
 def test_an_unchanged_listing_is_not_a_confirmation(deployment):
     deployment.bioindex.ignore_updates()
     result = deployment.run()
-    _failed_before_deletion(deployment, result, "SetCompressed", "FlagNotConfirmed", "unchanged listing proves nothing")
+    _failed_before_deletion(deployment, result, "SetCompressed", "FlagNotReadBack", "unchanged listing proves nothing")
 
 
 def test_a_wrong_prefix_of_an_already_compressed_index_is_refused_at_plan(deployment, tmp_path):

@@ -19,7 +19,7 @@ from batch_job.bioindex.errors import (
     BioindexUnavailable,
     CannotSample,
     FlagAlreadySet,
-    FlagNotConfirmed,
+    FlagNotReadBack,
     IndexNotBuilt,
     IndexNotServed,
     InsecureBioindexUrl,
@@ -128,13 +128,13 @@ def test_http_backend_confirms_a_changed_listing_and_keeps_no_receipt_itself(bio
 
 def test_http_backend_never_takes_an_unchanged_listing_as_proof(bioindex, tmp_path):
     b = backend(bioindex, tmp_path)
-    with pytest.raises(FlagNotConfirmed, match="unchanged listing proves nothing"):
+    with pytest.raises(FlagNotReadBack, match="unchanged listing proves nothing"):
         b.set_flag("genes", "no-such-prefix/", True)
     bioindex.db.set_compressed("genes", "genes/", True)
     bioindex.db.set_compressed("genes", "genes-by-build/", True)
     with pytest.raises(FlagAlreadySet, match="'other/' may be another index's prefix"):
         b.preflight("genes", "other/", "other/", rollback=False)
-    with pytest.raises(FlagNotConfirmed):
+    with pytest.raises(FlagNotReadBack):
         b.set_flag("genes", "other/", True)
 
 
@@ -268,7 +268,7 @@ def a_plan(run: str, index: str, prefix: str, target: str) -> dict:
     from workflow.boundary import PlanResult
 
     return PlanResult(
-        run=run,
+        run_folder=run,
         index=index,
         prefix=prefix,
         target=target,
@@ -358,8 +358,12 @@ def test_a_run_started_before_an_update_is_still_understood():
     Lambdas: the events' renamed fields still take the names an earlier release's machines send."""
     from pydantic import ValidationError
 
-    from workflow.events import FailureEvent, ProveReadersEvent
+    from workflow.boundary import PlanResult, RunSummary
+    from workflow.events import FailureEvent, ProveReadersEvent, RunEndEvent
 
+    for key in ("runFolder", "run"):
+        event = {key: "s3://runs/runs/x/", "execution": "x", "compressed": True, "refreshMode": "hook"}
+        assert ProveReadersEvent.model_validate(event).run_folder == "s3://runs/runs/x/"
     run = {"run": "s3://runs/runs/x/", "execution": "x", "compressed": True}
     for key in ("refreshMode", "refresh"):
         assert ProveReadersEvent.model_validate({**run, key: "hook"}).refresh_mode == RefreshMode.HOOK
@@ -368,6 +372,19 @@ def test_a_run_started_before_an_update_is_still_understood():
         assert FailureEvent.model_validate({**failed, key: "Verify"}).state == "Verify"
     with pytest.raises(ValidationError, match="stat"):  # and nothing else: a misspelt key is still refused
         FailureEvent.model_validate({**failed, "state": "Verify", "stat": "Verify"})
+
+    # Plan's result in such a run's $.plan, and the output of a run that ended before the update (bgz
+    # list, Notify, a bulk report), name the run folder "run".
+    plan = a_plan("s3://runs/runs/x/", "genes", "genes/", "s3://data/genes/")
+    older = {("run" if key == "runFolder" else key): value for key, value in plan.items()}
+    assert PlanResult.from_json(older) == PlanResult.from_json(plan)
+    assert RunEndEvent(execution="x", mode="compress", plan=older).run_folder().uri == "s3://runs/runs/x/"
+    summary = {"mode": "compress", "index": "genes", "prefix": "genes/", "files": 2, "bytesUncompressed": 9}
+    summary |= {"bytesCompressed": 3, "objectsDeleted": 2, "readersProven": True}
+    assert RunSummary.from_json({**summary, "run": "s3://r/runs/x/"}) == RunSummary.from_json(
+        {**summary, "runFolder": "s3://r/runs/x/"}
+    )
+    assert RunSummary.from_json(summary) is None, "without either name it is not a summary"
 
 
 def test_bgz_s_run_input_is_what_plan_takes():
@@ -535,12 +552,12 @@ def test_each_lambda_tasks_result_selector_is_its_answers_record(machine):
     """What a Lambda answers is a boundary record, and its task keeps every field of it (a field the
     Lambda stops answering fails the state, where a hand-written selector would drop it silently)."""
     from workflow import states
-    from workflow.boundary import Explanation, FlagConfirmed, OldAnswers, ReadersProof, RefreshProgress
+    from workflow.boundary import Explanation, FlagReadBack, OldAnswers, ReadersProof, RefreshProgress
 
     found = json.loads((ROOT / "statemachine" / f"{machine}.asl.json").read_text())["States"]
     flag = states.SET_COMPRESSED if machine == "compress" else states.SET_UNCOMPRESSED
     records = {
-        flag: FlagConfirmed,
+        flag: FlagReadBack,
         f"{states.REFRESH_READERS} ECS deployment": RefreshProgress,
         f"{states.REFRESH_READERS} ECS check": RefreshProgress,
         f"{states.RELOAD_OLD_FLAG} ECS check": RefreshProgress,
@@ -587,7 +604,7 @@ def test_the_boundary_records_round_trip_and_say_sizes_one_way():
         mode="compress",
         index="genes",
         prefix="genes/",
-        run="s3://r/runs/x/",
+        run_folder="s3://r/runs/x/",
         files=5,
         bytes_uncompressed=736_650,
         bytes_compressed=117_250,

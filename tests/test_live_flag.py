@@ -68,14 +68,14 @@ def converted(tmp_path: Path, capsys, rollback: bool = False) -> tuple[Path, str
     originals = {k: v for k, v in files(root).items() if k.endswith(".json")}
     run = str(tmp_path / "run")
     for args in (["plan", str(root), "--index", INDEX, "--prefix", PREFIX, "--shards", "2"], ["compress"], ["verify"]):
-        assert job(capsys, args[0], "--run", run, *args[1:])[0] == 0
+        assert job(capsys, args[0], "--run-folder", run, *args[1:])[0] == 0
     if rollback:
         RunFolder(parse_location(run)).write_flag(Flag(INDEX, PREFIX, True, ""))
-        assert job(capsys, "delete", "--run", run)[0] == 0
+        assert job(capsys, "delete", "--run-folder", run)[0] == 0
         run = str(tmp_path / "rollback")
         plan = ["plan", str(root), "--index", INDEX, "--prefix", PREFIX, "--shards", "2", "--rollback"]
         for args in (plan, ["decompress"], ["verify"]):
-            assert job(capsys, args[0], "--run", run, *args[1:])[0] == 0
+            assert job(capsys, args[0], "--run-folder", run, *args[1:])[0] == 0
     return root, run, originals
 
 
@@ -85,12 +85,12 @@ def test_a_flag_changed_between_shards_stops_the_delete_and_puts_back_every_orig
     root, run, originals = converted(tmp_path, capsys)
     bioindex = Bioindex(mariadb, monkeypatch)
     bioindex.set(True, run)
-    assert job(capsys, "delete", "--run", run, "--shard", "0")[0] == 0
+    assert job(capsys, "delete", "--run-folder", run, "--shard", "0")[0] == 0
     gone = set(originals) - set(files(root))
     assert gone, "shard 0 deleted its originals"
 
     bioindex.db.set_compressed(INDEX, PREFIX, False)  # as the bioindex CLI's update-compressed-status would
-    rc, err = job(capsys, "delete", "--run", run, "--shard", "1")
+    rc, err = job(capsys, "delete", "--run-folder", run, "--shard", "1")
     assert rc == 2, err
     assert "the bioindex flag changed while this run deleted originals" in err and "compressed=false" in err
     assert f"the {len(gone)} originals this run had deleted are back" in err
@@ -100,7 +100,7 @@ def test_a_flag_changed_between_shards_stops_the_delete_and_puts_back_every_orig
     assert all(r["status"] == "restored" for r in restored["files"])
     assert bioindex.db.compressed(INDEX, PREFIX) is False, "the flag is left as they set it"
 
-    rc, err = job(capsys, "delete", "--run", run)
+    rc, err = job(capsys, "delete", "--run-folder", run)
     assert rc == 2 and "flag changed" in err, "a re-run deletes nothing while the flag says otherwise"
     assert {k: v for k, v in files(root).items() if k.endswith(".json")} == originals
 
@@ -116,7 +116,7 @@ def test_a_flag_changed_during_the_last_batch_is_undone_at_once(offline_aws, mar
         bioindex.db.set_compressed(INDEX, PREFIX, False)
 
     monkeypatch.setattr(stores.LocalStore, "delete", delete_then_someone_changes_the_flag)
-    rc, err = job(capsys, "delete", "--run", run, "--shard", "0")
+    rc, err = job(capsys, "delete", "--run-folder", run, "--shard", "0")
     assert rc == 2 and "are back" in err, err
     assert {k: v for k, v in files(root).items() if k.endswith(".json")} == originals
     manifest = json.loads((Path(run) / "delete" / "shard-0.json").read_text())
@@ -130,11 +130,11 @@ def test_a_rollback_puts_back_the_compressed_files_when_the_flag_is_set_again(
     before = {k: v for k, v in files(root).items() if k.endswith((".gz", ".gzi"))}
     bioindex = Bioindex(mariadb, monkeypatch)
     bioindex.set(False, run)
-    assert job(capsys, "remove-compressed", "--run", run, "--shard", "0")[0] == 0
+    assert job(capsys, "remove-compressed", "--run-folder", run, "--shard", "0")[0] == 0
     assert len(before) > len([k for k in files(root) if k.endswith((".gz", ".gzi"))])
 
     bioindex.db.set_compressed(INDEX, PREFIX, True)
-    rc, err = job(capsys, "remove-compressed", "--run", run, "--shard", "1")
+    rc, err = job(capsys, "remove-compressed", "--run-folder", run, "--shard", "1")
     assert rc == 2 and "while this run deleted compressed files" in err and "re-made from their verified .json" in err
     now = files(root)
     assert {k for k in now if k.endswith((".gz", ".gzi"))} == set(before), "every .gz and .gzi is back"
@@ -157,9 +157,9 @@ def test_a_put_back_that_would_not_be_the_verified_original_is_never_written(
     victim = manifest["files"][0]["key"]
     manifest["files"][0]["sha256"] = hashlib.sha256(b"not these bytes").hexdigest()
     verify.write_text(json.dumps(manifest))
-    assert job(capsys, "delete", "--run", run, "--shard", "0")[0] == 0
+    assert job(capsys, "delete", "--run-folder", run, "--shard", "0")[0] == 0
     bioindex.db.set_compressed(INDEX, PREFIX, False)
-    rc, err = job(capsys, "delete", "--run", run, "--shard", "1")
+    rc, err = job(capsys, "delete", "--run-folder", run, "--shard", "1")
     assert rc == 2 and "1 could not be put back" in err and "is not the verified original" in err, err
     assert not (root / victim).exists() and (root / (victim + ".gz")).exists(), "no wrong X.json; its .gz is kept"
     others = {k: v for k, v in files(root).items() if k.endswith(".json")}
@@ -170,10 +170,10 @@ def test_a_job_that_cannot_reach_the_bioindex_converts_nothing(offline_aws, mari
     root = tmp_path / "data" / "associations"
     make_sample_index(root)
     run = str(tmp_path / "run")
-    assert job(capsys, "plan", str(root), "--index", INDEX, "--prefix", PREFIX, "--run", run)[0] == 0
+    assert job(capsys, "plan", str(root), "--index", INDEX, "--prefix", PREFIX, "--run-folder", run)[0] == 0
     closed = {**mariadb.secret(), "port": 9}  # nothing listens there: as a subnet without a route
     Bioindex(mariadb, monkeypatch, secret=closed)
-    rc, err = job(capsys, "compress", "--run", run)
+    rc, err = job(capsys, "compress", "--run-folder", run)
     assert rc == 3 and "the Batch jobs cannot read the bioindex flag" in err and "SubnetIds" in err, err
     assert not any(k.endswith(".gz") for k in files(root)), "nothing converted"
 
@@ -182,9 +182,9 @@ def test_an_unknown_index_found_by_the_job_converts_nothing(offline_aws, mariadb
     root = tmp_path / "data" / "associations"
     make_sample_index(root)
     run = str(tmp_path / "run")
-    assert job(capsys, "plan", str(root), "--index", "gone", "--prefix", PREFIX, "--run", run)[0] == 0
+    assert job(capsys, "plan", str(root), "--index", "gone", "--prefix", PREFIX, "--run-folder", run)[0] == 0
     Bioindex(mariadb, monkeypatch)
-    rc, err = job(capsys, "compress", "--run", run)
+    rc, err = job(capsys, "compress", "--run-folder", run)
     assert rc == 2 and "UnknownIndex" in err and "nothing converted" in err, err
     assert not any(k.endswith(".gz") for k in files(root))
 
@@ -195,7 +195,7 @@ def test_a_workflow_runs_flag_is_never_trusted_without_the_live_one(tmp_path, ca
     root, run, originals = converted(tmp_path, capsys)
     flag = Flag(INDEX, PREFIX, True, "", backend="mysql", row={"id": 1}, execution="compress-test")
     RunFolder(parse_location(run)).write_flag(flag)
-    rc, err = job(capsys, "delete", "--run", run)
+    rc, err = job(capsys, "delete", "--run-folder", run)
     assert rc == 2 and "set by execution compress-test" in err and "no bioindex configured" in err
     assert {k: v for k, v in files(root).items() if k.endswith(".json")} == originals
 
@@ -223,14 +223,14 @@ def test_the_retry_of_an_attempt_that_failed_after_deleting_puts_back_its_files(
 
     with monkeypatch.context() as patch:
         patch.setattr(LiveFlag, "check", unreachable_after_the_batch)
-        rc, err = job(capsys, "delete", "--run", run, "--shard", "0")
+        rc, err = job(capsys, "delete", "--run-folder", run, "--shard", "0")
     assert rc == 3 and "the bioindex database did not answer" in err, err
     assert not (Path(run) / "delete" / "shard-0.json").exists()
     gone = set(originals) - set(files(root))
     assert gone, "the attempt deleted its batch"
 
     bioindex.db.set_compressed(INDEX, PREFIX, False)
-    rc, err = job(capsys, "delete", "--run", run, "--shard", "0")
+    rc, err = job(capsys, "delete", "--run-folder", run, "--shard", "0")
     assert rc == 2 and f"the {len(gone)} originals this run had deleted are back" in err, err
     assert {k: v for k, v in files(root).items() if k.endswith(".json")} == originals
 
@@ -240,17 +240,17 @@ def test_a_run_by_hand_ends_with_its_own_flag_and_delete(offline_aws, mariadb, m
     back, and writes the flag.json its delete step requires: a run by hand needs no hand-written record."""
     root, run, originals = converted(tmp_path, capsys)
     bioindex = Bioindex(mariadb, monkeypatch)
-    rc, err = job(capsys, "flag", "--run", run, "--uncompressed")
+    rc, err = job(capsys, "flag", "--run-folder", run, "--uncompressed")
     assert rc == 2 and "a compress plan: its flag is set with --compressed; nothing was set" in err
     assert bioindex.db.compressed(INDEX, PREFIX) is False
-    rc = cli.main(["flag", "--run", run, "--compressed"])
+    rc = cli.main(["flag", "--run-folder", run, "--compressed"])
     out = capsys.readouterr().out
     assert rc == 0 and "compressed=true, through mysql, read back (was false" in out, out
-    assert f"then: bgzip-job delete --run {run}" in out
+    assert f"then: bgzip-job delete --run-folder {run}" in out
     assert bioindex.db.compressed(INDEX, PREFIX) is True
     flag = RunFolder(parse_location(run)).read_flag()
     assert flag.backend == "mysql" and flag.row["id"] == bioindex.row and flag.before is False
-    assert job(capsys, "delete", "--run", run)[0] == 0
+    assert job(capsys, "delete", "--run-folder", run)[0] == 0
     assert not any(k.endswith(".json") and k in originals for k in files(root))
 
 
@@ -259,15 +259,15 @@ def test_flag_by_hand_refuses_before_verify_and_without_a_bioindex_unless_attest
     root = tmp_path / "data" / "associations"
     make_sample_index(root)
     run = str(tmp_path / "run")
-    assert job(capsys, "plan", str(root), "--index", INDEX, "--prefix", PREFIX, "--run", run)[0] == 0
-    assert job(capsys, "compress", "--run", run)[0] == 0
-    rc, err = job(capsys, "flag", "--run", run, "--compressed")
+    assert job(capsys, "plan", str(root), "--index", INDEX, "--prefix", PREFIX, "--run-folder", run)[0] == 0
+    assert job(capsys, "compress", "--run-folder", run)[0] == 0
+    rc, err = job(capsys, "flag", "--run-folder", run, "--compressed")
     assert rc == 2 and "verify has not passed in every shard" in err and "(0 of 1)" in err
-    assert job(capsys, "verify", "--run", run)[0] == 0
-    rc, err = job(capsys, "flag", "--run", run, "--compressed")
+    assert job(capsys, "verify", "--run-folder", run)[0] == 0
+    rc, err = job(capsys, "flag", "--run-folder", run, "--compressed")
     assert rc == 2 and "no bioindex configured" in err and "--attest" in err
     assert RunFolder(parse_location(run)).read_flag() is None
-    rc = cli.main(["flag", "--run", run, "--compressed", "--attest"])
+    rc = cli.main(["flag", "--run-folder", run, "--compressed", "--attest"])
     assert rc == 0 and "compressed=true, as you attest" in capsys.readouterr().out
     assert RunFolder(parse_location(run)).read_flag().backend == "operator"
-    assert job(capsys, "delete", "--run", run)[0] == 0
+    assert job(capsys, "delete", "--run-folder", run)[0] == 0

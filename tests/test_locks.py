@@ -40,7 +40,7 @@ def _inside(target: Target, folder: str) -> str:
 
 
 def _other_run(target: Target, name: str) -> str:
-    return target.run.rstrip("/") + f"-{name}/"
+    return target.run_folder.rstrip("/") + f"-{name}/"
 
 
 def _drop_lock(uri: str) -> None:
@@ -57,23 +57,27 @@ def _lock_of(uri: str) -> Lock | None:
 
 
 def test_plan_takes_the_lock_and_overlapping_plans_are_refused_naming_the_holder(target, capsys):
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0
     lock = _lock_of(target.uri)
-    assert lock is not None and lock.run == parse_location(target.run).uri and lock.mode == "compress"
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0, "a re-plan keeps it"
+    assert lock is not None and lock.run_folder == parse_location(target.run_folder).uri and lock.mode == "compress"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0, (
+        "a re-plan keeps it"
+    )
 
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"), "--rollback")
+    rc, _, err = job(
+        capsys, "plan", target.uri, "--index", "genes", "--run-folder", _other_run(target, "b"), "--rollback"
+    )
     assert rc == 2 and "is locked by the run by hand" in err and "compress of index 'genes'" in err
     assert f"if that run is no longer going on, `bgzip-job unlock {parse_location(target.uri).uri}` frees" in err, err
-    rc, _, err = job(capsys, "plan", _inside(target, "T2D"), "--index", "t2d", "--run", _other_run(target, "c"))
+    rc, _, err = job(capsys, "plan", _inside(target, "T2D"), "--index", "t2d", "--run-folder", _other_run(target, "c"))
     assert rc == 2 and "lies inside" in err and "compress of index 'genes'" in err
     assert not any(k.endswith(".gz") for k in target.names())
 
 
 def test_a_plan_above_a_locked_prefix_is_refused(target, capsys):
     inner = _inside(target, "T2D")
-    assert job(capsys, "plan", inner, "--index", "t2d", "--run", target.run)[0] == 0
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"))
+    assert job(capsys, "plan", inner, "--index", "t2d", "--run-folder", target.run_folder)[0] == 0
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", _other_run(target, "b"))
     assert rc == 2 and "contains" in err and "index 't2d'" in err
     assert _lock_of(target.uri) is None, "the refused run gave its own lock up"
 
@@ -87,10 +91,10 @@ def test_a_stale_lock_of_an_ended_execution_is_cleared(target, capsys, caplog, m
         locks.key_prefix, target_location.uri, "s3://runs/runs/gone/", gone, "compress", "genes", created=LONG_AGO
     )
     assert locks.folder.store.create(locks.key_of(locks.key_prefix), stale.to_json())
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)
     assert rc == 0, err
     assert "clearing the stale lock" in caplog.text and "held by execution gone" in caplog.text
-    assert _lock_of(target.uri).run == parse_location(target.run).uri
+    assert _lock_of(target.uri).run_folder == parse_location(target.run_folder).uri
 
 
 def test_a_running_execution_in_another_region_holds_its_lock(moto_server, monkeypatch):
@@ -123,26 +127,34 @@ def test_a_running_execution_in_another_region_holds_its_lock(moto_server, monke
 
 def test_a_run_by_hand_releases_its_lock_when_its_last_destructive_step_is_done(target, capsys):
     compress_and_verify(target, capsys)
-    write_flag(target.run, "genes", target.prefix, True)
+    write_flag(target.run_folder, "genes", target.prefix, True)
     assert _lock_of(target.uri) is not None
-    assert job(capsys, "delete", "--run", target.run)[0] == 0
+    assert job(capsys, "delete", "--run-folder", target.run_folder)[0] == 0
     assert _lock_of(target.uri) is None
-    assert job(capsys, "delete", "--run", target.run)[0] == 0, "a re-run deletes nothing, so needs no lock"
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0, "re-runs exit 0"
+    assert job(capsys, "delete", "--run-folder", target.run_folder)[0] == 0, (
+        "a re-run deletes nothing, so needs no lock"
+    )
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0, (
+        "re-runs exit 0"
+    )
     assert _lock_of(target.uri) is None, "a plan re-run in a finished run folder takes no lock nothing would release"
     assert (
-        job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "next"), "--rollback")[0] == 0
+        job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", _other_run(target, "next"), "--rollback")[0]
+        == 0
     )
 
 
 @pytest.mark.slow  # waits out a lock's lease
 def test_delete_refuses_unless_its_run_holds_the_lock(target, capsys):
     compress_and_verify(target, capsys)
-    write_flag(target.run, "genes", target.prefix, True)
+    write_flag(target.run_folder, "genes", target.prefix, True)
     assert job(capsys, "unlock", "--force", target.uri)[0] == 0
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"), "--rollback")[0] == 0
+    assert (
+        job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", _other_run(target, "b"), "--rollback")[0]
+        == 0
+    )
     before = target.originals()
-    rc, _, err = job(capsys, "delete", "--run", target.run)
+    rc, _, err = job(capsys, "delete", "--run-folder", target.run_folder)
     assert rc == 2 and "not by this run" in err and "rollback of index 'genes'" in err
     assert target.originals() == before
 
@@ -157,15 +169,17 @@ def test_delete_and_remove_compressed_racing_on_one_prefix_lose_nothing(target, 
     Only the run holding the lock deletes; the other refuses before deleting anything."""
     originals = target.originals()
     compress_and_verify(target, capsys)
-    write_flag(target.run, "genes", target.prefix, True)
+    write_flag(target.run_folder, "genes", target.prefix, True)
     rollback = _other_run(target, "rollback")
     assert job(capsys, "unlock", "--force", target.uri)[0] == 0  # the operator forces the rollback in
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
-    assert job(capsys, "decompress", "--run", rollback)[0] == 0
-    assert job(capsys, "verify", "--run", rollback)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", rollback, "--rollback")[0] == 0
+    assert job(capsys, "decompress", "--run-folder", rollback)[0] == 0
+    assert job(capsys, "verify", "--run-folder", rollback)[0] == 0
     write_flag(rollback, "genes", target.prefix, False)
 
-    results = _at_once(delete=["delete", "--run", target.run], remove=["remove-compressed", "--run", rollback])
+    results = _at_once(
+        delete=["delete", "--run-folder", target.run_folder], remove=["remove-compressed", "--run-folder", rollback]
+    )
     # The delete either refuses at the lock (2), or first finds the .gz it would keep already removed (1).
     delete = results["delete"]
     assert delete.returncode in (1, 2), delete.stderr
@@ -198,8 +212,8 @@ def test_racing_plans_on_nested_prefixes_never_both_go_on(target, capsys):
     inner = _inside(target, "BMI")
     for attempt in range(6):
         results = _at_once(
-            outer=["plan", target.uri, "--index", "g", "--run", _other_run(target, f"outer{attempt}")],
-            inner=["plan", inner, "--index", "b", "--run", _other_run(target, f"inner{attempt}")],
+            outer=["plan", target.uri, "--index", "g", "--run-folder", _other_run(target, f"outer{attempt}")],
+            inner=["plan", inner, "--index", "b", "--run-folder", _other_run(target, f"inner{attempt}")],
         )
         went_on = [name for name, r in results.items() if r.returncode == 0]
         assert len(went_on) <= 1, {n: r.stderr for n, r in results.items()}
@@ -212,7 +226,7 @@ def test_racing_plans_on_nested_prefixes_never_both_go_on(target, capsys):
 def test_the_lock_lives_with_the_data(target, capsys):
     """S3: outside every prefix (the bioindex reads every object under one); locally: in the target
     folder itself, on its own filesystem, where every run on it finds it."""
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0
     uri = Locks(parse_location(target.uri)).uri
     if target.kind == "s3":
         assert uri == f"s3://{target.bucket}/.bgzip-workflow/locks/{PREFIX}.lock"
@@ -226,11 +240,11 @@ def test_the_lock_lives_with_the_data(target, capsys):
 def test_a_re_plan_still_meets_the_overlap_check_and_gives_its_lock_up(target, capsys):
     """A run that holds its lock and plans again is refused, and lets go, if a live run holds an
     overlapping prefix (here put there behind its back)."""
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0
     inner = Locks(parse_location(_inside(target, "T2D")))
     other = Lock(inner.key_prefix, inner.target.uri, _other_run(target, "b"), "", "compress", "t2d")
     assert inner.folder.store.create(inner.key_of(inner.key_prefix), other.to_json())
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)
     assert rc == 2 and "contains" in err and "index 't2d'" in err
     assert _lock_of(target.uri) is None
 
@@ -250,33 +264,37 @@ def test_an_unreadable_lock_holds_only_its_own_prefixes_and_unlock_removes_it(ta
     if target.kind == "local":
         (tmp_path / "elsewhere").mkdir()
     _plant(elsewhere, b"{not json")
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0, "a disjoint prefix"
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0, (
+        "a disjoint prefix"
+    )
     assert job(capsys, "unlock", "--force", target.uri)[0] == 0
 
     inner = _inside(target, "T2D")
     where = _plant(inner, b'["a list"]')
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"))
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", _other_run(target, "b"))
     assert rc == 2 and f"the unreadable lock object {where}" in err and "bgzip-job unlock" in err, err
     rc, out, _ = job(capsys, "unlock", inner)
     assert rc == 0 and "removed the lock of" in out and "unreadable lock object" in out
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"))[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", _other_run(target, "b"))[0] == 0
     assert job(capsys, "unlock", "--force", target.uri)[0] == 0
 
     newer = Lock(Locks(parse_location(inner)).key_prefix, inner, "s3://runs/runs/newer/", "", "compress", "t2d")
     _plant(inner, json.dumps(newer.to_dict() | {"lease_until": "2026-12-01T00:00:00Z"}).encode())
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "c"))
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", _other_run(target, "c"))
     assert rc == 2 and "contains" in err and "index 't2d'" in err and "unreadable lock object" not in err, (
         "a newer version's lock"
     )
 
 
-def test_a_lock_keeps_the_execution_key_every_version_reads():
-    """`Lock.execution_arn` is written as "execution", the key every version looks for: one that
-    did not find it would take a running workflow's lock for a lapsed run by hand's."""
+def test_a_lock_keeps_the_holder_keys_every_version_reads():
+    """`Lock.execution_arn` and `Lock.run_folder` are written as "execution" and "run", the keys every
+    version looks for: one that did not find them would take a running workflow's lock for a lapsed
+    run by hand's, or not know its own lock."""
     arn = "arn:aws:states:us-west-2:123456789012:execution:bgzip-compress:genes-20261201T000000Z"
     lock = Lock("p/", "s3://d/p/", "s3://runs/runs/r/", execution_arn=arn, mode="compress", index="genes")
     body = json.loads(lock.to_json())
     assert body["execution"] == arn and "execution_arn" not in body
+    assert body["run"] == "s3://runs/runs/r/" and "run_folder" not in body
     read = Lock.from_json(lock.to_json())
     assert read == lock and "execution genes-20261201T000000Z" in read.holder()
 
@@ -296,18 +314,21 @@ def test_runs_by_hand_with_their_own_temp_folders_meet_one_lock(tmp_path, capsys
         envs[who] = {**os.environ, "TMPDIR": str(tmp_path / who)}
     envs["a"]["BGZIP_JOB_LOCKS"] = str(tmp_path / "a" / "locks")  # the old setting: ignored
     compress_run, rollback_run = str(tmp_path / "run-a"), str(tmp_path / "run-b")
-    for args in (["plan", str(root), "--index", "genes", "--run", compress_run], ["compress", "--run", compress_run]):
+    for args in (
+        ["plan", str(root), "--index", "genes", "--run-folder", compress_run],
+        ["compress", "--run-folder", compress_run],
+    ):
         assert _job(envs["a"], *args).returncode == 0
-    assert _job(envs["a"], "verify", "--run", compress_run).returncode == 0
+    assert _job(envs["a"], "verify", "--run-folder", compress_run).returncode == 0
     write_flag(compress_run, "genes", "data/", True)
-    refused = _job(envs["b"], "plan", str(root), "--index", "genes", "--run", rollback_run, "--rollback")
+    refused = _job(envs["b"], "plan", str(root), "--index", "genes", "--run-folder", rollback_run, "--rollback")
     assert refused.returncode == 2 and "is locked by the run by hand" in refused.stderr, refused.stderr
 
     # At once: the compress run's delete, and the second operator's whole rollback.
     rollback = [
-        ["plan", str(root), "--index", "genes", "--run", rollback_run, "--rollback"],
-        ["decompress", "--run", rollback_run],
-        ["verify", "--run", rollback_run],
+        ["plan", str(root), "--index", "genes", "--run-folder", rollback_run, "--rollback"],
+        ["decompress", "--run-folder", rollback_run],
+        ["verify", "--run-folder", rollback_run],
     ]
     results: dict[str, list[subprocess.CompletedProcess]] = {"a": [], "b": []}
 
@@ -317,11 +338,11 @@ def test_runs_by_hand_with_their_own_temp_folders_meet_one_lock(tmp_path, capsys
             if results["b"][-1].returncode:
                 return
         write_flag(rollback_run, "genes", "data/", False)
-        results["b"].append(_job(envs["b"], "remove-compressed", "--run", rollback_run))
+        results["b"].append(_job(envs["b"], "remove-compressed", "--run-folder", rollback_run))
 
     other = threading.Thread(target=second_operator)
     other.start()
-    results["a"].append(_job(envs["a"], "delete", "--run", compress_run))
+    results["a"].append(_job(envs["a"], "delete", "--run-folder", compress_run))
     other.join()
     assert results["a"][0].returncode == 0, results["a"][0].stderr
     # Every record is still there, as X.json or in its verified X.json.gz.
@@ -359,10 +380,20 @@ def test_a_delete_held_past_its_lease_is_not_sent(target, capsys, tmp_path):
     finds its lease gone and sends nothing. Every original is there."""
     originals = target.originals()
     compress_and_verify(target, capsys)
-    write_flag(target.run, "genes", target.prefix, True)
+    write_flag(target.run_folder, "genes", target.prefix, True)
     marker, release = tmp_path / "held", tmp_path / "release"
     held = subprocess.Popen(
-        [sys.executable, "-c", HELD_DELETE, target.kind, str(marker), str(release), "delete", "--run", target.run],
+        [
+            sys.executable,
+            "-c",
+            HELD_DELETE,
+            target.kind,
+            str(marker),
+            str(release),
+            "delete",
+            "--run-folder",
+            target.run_folder,
+        ],
         env=dict(os.environ),
         cwd=ROOT,
         stdout=subprocess.PIPE,
@@ -383,11 +414,11 @@ def test_a_delete_held_past_its_lease_is_not_sent(target, capsys, tmp_path):
         assert time.monotonic() - started >= 3, "the lease was waited out"
 
         rollback = _other_run(target, "rollback")
-        assert job(capsys, "plan", target.uri, "--index", "genes", "--run", rollback, "--rollback")[0] == 0
-        assert job(capsys, "decompress", "--run", rollback)[0] == 0
-        assert job(capsys, "verify", "--run", rollback)[0] == 0
+        assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", rollback, "--rollback")[0] == 0
+        assert job(capsys, "decompress", "--run-folder", rollback)[0] == 0
+        assert job(capsys, "verify", "--run-folder", rollback)[0] == 0
         write_flag(rollback, "genes", target.prefix, False)
-        assert job(capsys, "remove-compressed", "--run", rollback)[0] == 0
+        assert job(capsys, "remove-compressed", "--run-folder", rollback)[0] == 0
         assert held.poll() is None, "the held delete is still to come"
         release.touch()
         _, err = held.communicate(timeout=60)
@@ -404,31 +435,33 @@ def test_a_delete_held_past_its_lease_is_not_sent(target, capsys, tmp_path):
 def test_a_step_renews_its_lease_while_it_works_and_a_lapsed_run_by_hand_is_taken_over(target, capsys, caplog):
     """A run by hand holds its prefix while a step works (here: longer than its lease) and for one lease
     after; then its lock is stale, and another run takes the prefix."""
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0
     locks = Locks(parse_location(target.uri))
     first, _ = locks.read()
-    lease = Lease(locks, parse_location(target.run).uri)
+    lease = Lease(locks, parse_location(target.run_folder).uri)
     with lease:
         time.sleep(5)  # longer than the 4 s lease
-        rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", _other_run(target, "b"), "--rollback")
+        rc, _, err = job(
+            capsys, "plan", target.uri, "--index", "genes", "--run-folder", _other_run(target, "b"), "--rollback"
+        )
         assert rc == 2 and "is locked by the run by hand" in err and "lease renewed" in err, err
         assert lease.check() is None
     renewed, _ = locks.read()
-    assert renewed.renewed > first.created and renewed.run == first.run
+    assert renewed.renewed > first.created and renewed.run_folder == first.run_folder
     time.sleep(renewed.lease_left() + 0.5)
     other = _other_run(target, "b")
-    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run", other)
+    rc, _, err = job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", other)
     assert rc == 0 and "clearing the stale lock" in caplog.text, err
-    assert _lock_of(target.uri).run == parse_location(other).uri
+    assert _lock_of(target.uri).run_folder == parse_location(other).uri
 
 
 @pytest.mark.slow  # waits out a lock's lease
 def test_the_array_jobs_of_one_run_renew_one_lease_side_by_side(target, capsys):
     """Each shard of a step is its own Batch job: their renewals of the one lock overwrite each
     other's versions, and none may take that for losing the lock (a workflow run failed so)."""
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0
     locks = Locks(parse_location(target.uri))
-    shards = [Lease(Locks(parse_location(target.uri)), parse_location(target.run).uri) for _ in range(3)]
+    shards = [Lease(Locks(parse_location(target.uri)), parse_location(target.run_folder).uri) for _ in range(3)]
     for lease in shards:
         lease.__enter__()
     try:
@@ -439,7 +472,7 @@ def test_the_array_jobs_of_one_run_renew_one_lease_side_by_side(target, capsys):
     finally:
         for lease in shards:
             lease.__exit__(None, None, None)
-    assert locks.read()[0].run == parse_location(target.run).uri
+    assert locks.read()[0].run_folder == parse_location(target.run_folder).uri
 
 
 def test_a_lock_being_renewed_is_never_seen_free(tmp_path):
@@ -476,7 +509,7 @@ def test_a_lock_being_renewed_is_never_seen_free(tmp_path):
 def test_a_release_while_the_holder_renews_reads_the_lock_again(target, capsys):
     """`bgz stop` releases a lock whose stopped step may still renew it: a delete that names the
     version read before a renewal is refused by the store, and the release reads it again."""
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0
     locks = Locks(parse_location(target.uri))
     delete, renewals = locks.folder.store.delete, []
 
@@ -487,7 +520,7 @@ def test_a_release_while_the_holder_renews_reads_the_lock_again(target, capsys):
         return delete(objects)
 
     locks.folder.store.delete = renewed_first
-    assert locks.release(parse_location(target.run).uri) is True
+    assert locks.release(parse_location(target.run_folder).uri) is True
     assert len(renewals) == 2 and all(renewals) and locks.read() is None, "renewed twice, then released"
 
 
@@ -497,9 +530,9 @@ def test_a_release_gives_up_only_what_is_its_own_and_says_when_it_cannot(target,
     from batch_job.errors import DeletesRefused, NotDeleted, StoreError
     from batch_job.locks import RELEASE_ATTEMPTS
 
-    assert job(capsys, "plan", target.uri, "--index", "genes", "--run", target.run)[0] == 0
+    assert job(capsys, "plan", target.uri, "--index", "genes", "--run-folder", target.run_folder)[0] == 0
     locks = Locks(parse_location(target.uri))
-    ours = parse_location(target.run).uri
+    ours = parse_location(target.run_folder).uri
     assert locks.release(_other_run(target, "b")) is False and locks.read() is not None, "not its lock"
     delete, attempts = locks.folder.store.delete, []
 

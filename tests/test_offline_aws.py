@@ -59,7 +59,7 @@ def _batch(aws) -> tuple[str, str, str]:
             },
         )["jobDefinitionArn"]
 
-    return queue, definition(["Ref::what"]), definition(["compress", "--run", "Ref::run"])
+    return queue, definition(["Ref::what"]), definition(["compress", "--run-folder", "Ref::runFolder"])
 
 
 @pytest.mark.slow  # a moto server in a process of its own
@@ -93,7 +93,7 @@ def test_sync_batch_jobs_run_for_real_and_retries_wait_for_the_new_job(offline_a
                     "JobName": "fails",
                     "JobQueue": queue,
                     "JobDefinition": failing_job,
-                    "Parameters": {"run": str(tmp_path / "no-such-run")},
+                    "Parameters": {"runFolder": str(tmp_path / "no-such-run")},
                 },
                 "Retry": [{"ErrorEquals": ["States.TaskFailed"], "IntervalSeconds": 30, "MaxAttempts": 1}],
                 "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "Caught"}],
@@ -112,8 +112,8 @@ def test_sync_batch_jobs_run_for_real_and_retries_wait_for_the_new_job(offline_a
     runs = offline_aws.runner.job_logs[before:]
     assert [r["command"] for r in runs] == [
         ["--help"],
-        ["compress", "--run", str(tmp_path / "no-such-run")],
-        ["compress", "--run", str(tmp_path / "no-such-run")],
+        ["compress", "--run-folder", str(tmp_path / "no-such-run")],
+        ["compress", "--run-folder", str(tmp_path / "no-such-run")],
     ], "hook 3: the container command ran, Ref:: substituted; hook 2: the retry waited for its own job"
     assert [r["exit"] for r in runs] == [0, 2, 2]
     cause = json.loads(output["error"]["Cause"])

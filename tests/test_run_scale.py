@@ -103,7 +103,7 @@ def test_set_compressed_and_summarize_of_250000_files_stay_small(deployment):
     flag = _invoke(
         deployment,
         "SetCompressedFunction",
-        {"index": INDEX, "prefix": PREFIX, "compressed": True, "run": run.uri, "execution": execution},
+        {"index": INDEX, "prefix": PREFIX, "compressed": True, "runFolder": run.uri, "execution": execution},
     )
     assert flag["compressed"] is True and deployment.flag() is True
     seconds, memory = _report(deployment, "SetCompressedFunction")
@@ -117,7 +117,7 @@ def test_set_compressed_and_summarize_of_250000_files_stay_small(deployment):
             "execution": execution,
             "mode": "compress",
             "plan": PlanResult(
-                run=run.uri,
+                run_folder=run.uri,
                 index=INDEX,
                 prefix=PREFIX,
                 target=target.uri,
@@ -148,7 +148,7 @@ def _check_run(run: RunFolder, plan: Plan):
 
     from workflow.events import SetCompressedEvent
 
-    event = SetCompressedEvent(index=plan.index, prefix=plan.prefix, compressed=True, run=run.uri, execution="x")
+    event = SetCompressedEvent(index=plan.index, prefix=plan.prefix, compressed=True, runFolder=run.uri, execution="x")
     return check_run(run, event)
 
 

@@ -224,7 +224,7 @@ def test_job_definitions_carry_retry_timeout_and_string_parameters(template):
         assert props["RetryStrategy"]["Attempts"] >= 2, name
         assert props["Timeout"]["AttemptDurationSeconds"] > 0, name
         assert all(isinstance(v, str) for v in props.get("Parameters", {}).values()), name
-        assert props["ContainerProperties"]["Command"][1:3] == ["--run", "Ref::run"], name
+        assert props["ContainerProperties"]["Command"][1:3] == ["--run-folder", "Ref::runFolder"], name
 
 
 def _graph(machine: dict) -> dict[str, set[str]]:

@@ -54,7 +54,7 @@ def _plan(tmp_path: Path, env: dict[str, str], size: int) -> tuple[Path, Path]:
     for name in ("a", "b"):
         with (target / f"{name}.json").open("wb") as out:
             write_gwas_file(out, size, seed=ord(name))
-    pid, fd = _spawn(["plan", str(target), "--index", "genes", "--run", str(run)], env)
+    pid, fd = _spawn(["plan", str(target), "--index", "genes", "--run-folder", str(run)], env)
     out, code = _finish(pid, fd)
     assert code == 0, out
     return target, run
@@ -67,7 +67,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
 def test_the_progress_line_is_redrawn_whole_and_the_summary_has_its_own_line(tmp_path):
     env = _env(tmp_path)
     _, run = _plan(tmp_path, env, 3_000_000)
-    out, code = _finish(*_spawn(["compress", "--run", str(run)], env))
+    out, code = _finish(*_spawn(["compress", "--run-folder", str(run)], env))
     assert code == 0, out
     text = out.decode()
     draws = text.split("\r")[1:]
@@ -80,8 +80,8 @@ def test_the_progress_line_is_redrawn_whole_and_the_summary_has_its_own_line(tmp
 def test_a_rerun_with_nothing_to_do_reports_no_rate(tmp_path):
     env = _env(tmp_path)
     _, run = _plan(tmp_path, env, 300_000)
-    assert _finish(*_spawn(["compress", "--run", str(run)], env))[1] == 0
-    out, code = _finish(*_spawn(["compress", "--run", str(run)], env))
+    assert _finish(*_spawn(["compress", "--run-folder", str(run)], env))[1] == 0
+    out, code = _finish(*_spawn(["compress", "--run-folder", str(run)], env))
     assert code == 0, out
     summary = re.search(r"compress: 2 files \(2 already done\), [\d.]+ kB in, [^\r\n]*", out.decode())
     assert summary, out
@@ -92,7 +92,7 @@ def test_ctrl_c_stops_at_once_with_one_line_and_exit_130_and_loses_nothing(tmp_p
     env = _env(tmp_path)
     target, run = _plan(tmp_path, env, 40_000_000)
     originals = {p.name: p.read_bytes() for p in target.glob("*.json")}
-    pid, fd = _spawn(["compress", "--run", str(run), "--threads", "1", "--level", "9"], env)
+    pid, fd = _spawn(["compress", "--run-folder", str(run), "--threads", "1", "--level", "9"], env)
     seen = _read_until(fd, lambda out: b"[#" in out or b"[ " in out)
     assert b"compress [" in seen, seen
     started = time.monotonic()
@@ -106,5 +106,5 @@ def test_ctrl_c_stops_at_once_with_one_line_and_exit_130_and_loses_nothing(tmp_p
     assert not list(target.glob("*.json.gz")), "stopped at the next chunk, not after finishing the files"
     assert not list(target.glob(".*.tmp")), "each worker removed its unfinished output"
     assert {p.name: p.read_bytes() for p in target.glob("*.json")} == originals
-    out, code = _finish(*_spawn(["compress", "--run", str(run)], env))
+    out, code = _finish(*_spawn(["compress", "--run-folder", str(run)], env))
     assert code == 0 and "0 failed" in out.decode(), "the same command finishes the job"

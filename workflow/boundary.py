@@ -9,7 +9,7 @@ What the Lambdas are sent is events.py's; the run folder's own records are batch
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
-from typing import Any, Self
+from typing import Any, ClassVar, Self
 
 from batch_job.errors import BadInput
 from batch_job.sizes import human_bytes
@@ -30,6 +30,10 @@ def _camel(name: str) -> str:
 class _Boundary:
     """JSON with camelCase keys, one per field, and back."""
 
+    # Keys an earlier release wrote, and the keys that replaced them: a record kept from before an
+    # update (an execution's output, a running execution's $.plan) still parses.
+    OLD_KEYS: ClassVar[dict[str, str]] = {}
+
     @classmethod
     def json_keys(cls) -> list[str]:
         """The keys of its JSON, in order (statemachine/build.py selects Plan's from the Lambda's Payload)."""
@@ -41,6 +45,7 @@ class _Boundary:
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Self | None:
         """The record in `body`, or None if `body` is not one (a key missing or of the wrong kind)."""
+        body = {new: body[old] for old, new in cls.OLD_KEYS.items() if old in body} | body
         try:
             return cls(**{f.name: body[_camel(f.name)] for f in fields(cls)})
         except (KeyError, TypeError):
@@ -67,7 +72,7 @@ class RunInput(_Boundary):
 class PlanResult(_Boundary):
     """Plan's answer, kept as `$.plan` for every later state (and for ExplainFailure's Cause)."""
 
-    run: str  # the run folder's URI
+    run_folder: str  # its URI: s3://RUN_BUCKET/runs/<execution name>/
     index: str
     prefix: str  # the bioindex's prefix, as __Indexes has it
     target: str  # where its files are: s3://bucket/<subdir>/<prefix>
@@ -82,11 +87,13 @@ class PlanResult(_Boundary):
     # {"mode": "confirm", "pollSeconds": 30, "confirmTimeoutSeconds": 86400} (lambdas/shared/config.py).
     refresh: dict[str, Any]
 
+    OLD_KEYS = {"run": "runFolder"}
+
     @classmethod
     def from_json(cls, body: dict[str, Any]) -> PlanResult:
         found = cls.parse(body)
         if found is None:
-            missing = sorted(set(cls.json_keys()) - set(body))
+            missing = sorted(set(cls.json_keys()) - set(body) - {cls.OLD_KEYS.get(key) for key in body})
             raise BadInput(f"Plan's result is malformed: {', '.join(missing) or 'a field of the wrong kind'}")
         return found
 
@@ -107,13 +114,13 @@ class PlanPreview(_Boundary):
 
 
 @dataclass(frozen=True, kw_only=True)
-class FlagConfirmed(_Boundary):
+class FlagReadBack(_Boundary):
     """SetCompressed's answer, kept as `$.flag`: the bioindex flag as read back from the bioindex."""
 
     index: str
     prefix: str
     compressed: bool
-    confirmed_at: str
+    read_back_at: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,12 +167,14 @@ class RunSummary(_Boundary):
     mode: str
     index: str
     prefix: str
-    run: str
+    run_folder: str
     files: int
     bytes_uncompressed: int
     bytes_compressed: int
     objects_deleted: int
     readers_proven: bool  # only a refresh that restarted every process, then matching answers
+
+    OLD_KEYS = {"run": "runFolder"}
 
     @property
     def ratio(self) -> float | None:

@@ -82,7 +82,9 @@ class SetCompressedEvent(BaseModel):
     index: str
     prefix: str
     compressed: bool
-    run: str
+    # The run folder's URI ($.plan.runFolder). A run started before the stack was updated from an
+    # earlier release sends it as "run".
+    run_folder: str = Field(alias="runFolder", validation_alias=AliasChoices("runFolder", "run"))
     execution: str
 
 
@@ -92,7 +94,7 @@ class RefreshEvent(BaseModel):
     model_config = EVENT_CONFIG
 
     action: Literal["restart", "check", "await"]
-    run: str
+    run_folder: str = Field(alias="runFolder", validation_alias=AliasChoices("runFolder", "run"))  # as above
     execution: str
     compressed: bool  # the flag every process must load
     revert: bool = False  # the flag was set back after the bioindex could not read the new side
@@ -104,7 +106,7 @@ class ProveReadersEvent(BaseModel):
 
     model_config = EVENT_CONFIG
 
-    run: str
+    run_folder: str = Field(alias="runFolder", validation_alias=AliasChoices("runFolder", "run"))  # as above
     execution: str
     compressed: bool
     # The ReaderRefresh mode this run took ($.plan.refresh.mode), whatever the stack says now. A run
@@ -134,8 +136,9 @@ class RunEndEvent(BaseModel):
             return None
 
     def run_folder(self) -> RunFolder | None:
-        run = self.planned.run if self.planned else self.plan.get("run")  # .get: an older release's plan
-        return RunFolder(parse_location(run)) if run else None
+        # An older release's plan that does not parse: its run folder, under either name.
+        uri = self.planned.run_folder if self.planned else self.plan.get("runFolder", self.plan.get("run"))
+        return RunFolder(parse_location(uri)) if uri else None
 
     def target(self) -> str:
         return self.planned.target if self.planned else self.plan.get("target", "")

@@ -52,7 +52,7 @@ class FlagAlreadySet(BioindexRefused):
     """The listing already shows the wanted flag and no receipt says this (index, prefix) set it."""
 
 
-class FlagNotConfirmed(BioindexRefused):
+class FlagNotReadBack(BioindexRefused):
     """After setting the flag, reading it back does not prove that this (index, prefix) flipped."""
 
 

@@ -1,10 +1,10 @@
 """The `http` flag backend: a bioindex that exposes the historic set-compressed endpoint.
 
 What it cannot prove: the endpoint answers 200 even for an (index, prefix) it does not know, and
-the listing it reads back has no prefix. So a change is confirmed only when the listing shows more
-arities of the index with the wanted flag than before; an unchanged listing is never a
-confirmation, except on a re-run backed by a receipt that an earlier execution of this workflow
-set the flag for this same (index, prefix). The `mysql` backend proves the exact row instead.
+the listing it reads back has no prefix. So a change counts as read back only when the listing shows
+more arities of the index with the wanted flag than before; an unchanged listing never does, except
+on a re-run backed by a receipt that an earlier execution of this workflow set the flag for this same
+(index, prefix). The `mysql` backend proves the exact row instead.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from batch_job.bioindex.errors import (
     CannotSample,
     FlagAlreadySet,
     FlagChanged,
-    FlagNotConfirmed,
+    FlagNotReadBack,
     IndexNotBuilt,
     NoSetEndpoint,
     UnknownIndex,
@@ -83,7 +83,7 @@ class HttpBackend:
         grew = after.count(compressed) > before.count(compressed)
         rerun = all(a is compressed for a in after) and self._has_receipt(index, prefix, compressed)
         if not (grew or rerun):
-            raise FlagNotConfirmed(
+            raise FlagNotReadBack(
                 f"after setting compressed={_word(compressed)} for {index!r} {prefix!r}, the bioindex shows "
                 f"{after.count(compressed)} of {len(after)} arities with it, as before: the endpoint answers 200 even "
                 "for an (index, prefix) it does not know, so an unchanged listing proves nothing. Check the prefix, "

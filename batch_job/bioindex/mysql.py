@@ -22,7 +22,7 @@ from batch_job.bioindex.errors import (
     CannotSample,
     DatabaseNeedsTls,
     FlagChanged,
-    FlagNotConfirmed,
+    FlagNotReadBack,
     IndexNotBuilt,
     NestedPrefix,
     RebuiltFromCompressed,
@@ -203,7 +203,7 @@ class MysqlBackend:
             found = cur.fetchone()
             after = _row(found) if found else None
             if after is None or (after.name, after.prefix, after.compressed) != (index, prefix, compressed):
-                raise FlagNotConfirmed(
+                raise FlagNotReadBack(
                     f"__Indexes id {before.id} does not read back as {index!r} {prefix!r} "
                     f"compressed={str(compressed).lower()} after the update; rolled back"
                 )

@@ -139,4 +139,4 @@ class BioindexServer:
                 return Answer(list(q), len(records), records_digest(records))
             body = self._json(f"/api/bio/cont?token={quote(str(token), safe='')}", attempts)
             records += list(body.get("data") or [])
-        raise BioindexRejected(f"the answer to {q} has more than {MAX_PAGES} pages; choose smaller samples")
+        raise BioindexRejected(f"the answer to {q} has more than {MAX_PAGES} pages; choose smaller queries")

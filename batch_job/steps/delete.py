@@ -1,7 +1,7 @@
 """The only destructive steps: delete the originals (compress run) or the compressed files (rollback).
 
 Each re-checks everything itself, whatever the workflow did before it:
-- the run folder holds flag.json confirming the bioindex flag for this index and prefix
+- the run folder holds flag.json: the bioindex flag of this index and prefix, as read back
   (`compressed: true` before originals go, `false` before compressed files go);
 - this run's verify manifest records the file OK;
 - the file to keep and the files to delete still have the ETags verify recorded.
@@ -31,12 +31,12 @@ from batch_job.stores import DELETE_BATCH, Store
 
 
 def check_flag(run: RunFolder, plan: Plan) -> Flag:
-    """flag.json, if it confirms the flag this run's deletions depend on; else refuse the whole step."""
+    """flag.json, if it shows the flag this run's deletions depend on; else refuse the whole step."""
     wanted = plan.mode == Mode.COMPRESS
     flag = run.read_flag()
     if flag is None:
         raise Refused(
-            f"no {Flag.NAME} in {run.uri}: the bioindex flag was never confirmed "
+            f"no {Flag.NAME} in {run.uri}: the bioindex flag was never read back "
             f"compressed={str(wanted).lower()}, so nothing is deleted"
         )
     if (flag.index, flag.prefix) != (plan.index, plan.prefix):
@@ -55,7 +55,7 @@ def check_deletable(run: RunFolder, plan: Plan) -> Flag:
     finished by starting its delete step by hand. (A run by hand has no such record.)"""
     flag = check_flag(run, plan)
     refresh = run.read_refresh()
-    if refresh is not None and refresh.mode != RefreshMode.REQUESTS and not refresh.done:
+    if refresh is not None and refresh.mode != RefreshMode.REQUESTS and not refresh.done_at:
         raise Refused(f"{refresh.NAME} shows the bioindex was never restarted for this flag; nothing is deleted")
     check = run.read_readers_check()
     if check is None:
@@ -75,7 +75,7 @@ def release_when_done(run: RunFolder, plan: Plan, step: Step) -> bool:
     """A run by hand ends with its destructive step: release its lock once every shard is done."""
     locks = Locks(parse_location(plan.target))
     found = locks.read()
-    if found is None or found[0].run != run.uri or found[0].execution_arn:
+    if found is None or found[0].run_folder != run.uri or found[0].execution_arn:
         return False  # not ours, or a workflow run's (its Summarize releases it)
     return run.finished(plan) and locks.release(run.uri)
 
@@ -126,7 +126,7 @@ class GuardedDelete:
     def check(self, run: RunFolder, plan: Plan) -> None:
         """The step's preconditions (check_deletable), and the live flag to re-read before each batch."""
         if not run.manifest_shards(Step.VERIFY):  # by hand, out of order: say so once, final, not per file
-            raise Refused(f"verify has not run in {run.uri}: run `bgzip-job verify --run {run.uri}` first")
+            raise Refused(f"verify has not run in {run.uri}: run `bgzip-job verify --run-folder {run.uri}` first")
         self.flag = check_deletable(run, plan)
         self.live = LiveFlag.for_deleting(self.flag)
 

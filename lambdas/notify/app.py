@@ -34,7 +34,7 @@ def _summary(summary: dict[str, Any]) -> str:
     proven = "the bioindex's readers were proven" if run.readers_proven else "the readers were not proven"
     return (
         f"{run.mode} of index {run.index} prefix {run.prefix}: {run.sentence()}; "
-        f"{run.objects_deleted} objects deleted; {proven}. Run folder: {run.run}"
+        f"{run.objects_deleted} objects deleted; {proven}. Run folder: {run.run_folder}"
     )
 
 

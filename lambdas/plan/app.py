@@ -157,7 +157,7 @@ def plan(event: PlanEvent) -> dict:
         logger.warning(ended)
         raise RunEnded(ended)
     return PlanResult(
-        run=run.uri,
+        run_folder=run.uri,
         index=plan.index,
         prefix=plan.prefix,
         target=plan.target,

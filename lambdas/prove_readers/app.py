@@ -86,10 +86,10 @@ def _restarted(run: RunFolder, mode: RefreshMode) -> bool:
     refresh = run.read_refresh()
     if refresh is None or refresh.mode != mode:
         return False
-    if mode == RefreshMode.CONFIRM and refresh.done is None:
-        refresh.done, refresh.confirmed_by = now(), "the task token, sent back"
+    if mode == RefreshMode.CONFIRM and refresh.done_at is None:
+        refresh.done_at, refresh.confirmed_by = now(), "the task token, sent back"
         run.write_refresh(refresh)
-    return refresh.done is not None
+    return refresh.done_at is not None
 
 
 def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, baseline: Baseline) -> dict:
@@ -115,7 +115,7 @@ def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, base
 @tracer.capture_lambda_handler
 @event_parser(model=ProveReadersEvent)
 def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
-    run = RunFolder(parse_location(event.run))
+    run = RunFolder(parse_location(event.run_folder))
     plan = run.read_plan()
     if (plan.mode == Mode.COMPRESS) is not event.compressed:
         raise PlanMismatch(f"run {run.uri} is a {plan.mode} run; refusing a check for compressed={event.compressed}")

@@ -125,12 +125,12 @@ def _ask(refresh: Refresh, index: str, prefix: str, revert: bool) -> str:
 @tracer.capture_lambda_handler
 @event_parser(model=RefreshEvent)
 def handler(event: RefreshEvent, context: LambdaContext) -> dict:
-    run = RunFolder(parse_location(event.run))
+    run = RunFolder(parse_location(event.run_folder))
     settings = config.reader_refresh()
     refresh = run.read_refresh(event.revert)
     if event.action == "restart":
         ours = refresh is not None and (refresh.execution, refresh.compressed) == (event.execution, event.compressed)
-        if not ours or refresh.done or not refresh.deployments:  # a retry reuses the deployments it started
+        if not ours or refresh.done_at or not refresh.deployments:  # a retry reuses the deployments it started
             refresh = Refresh(RefreshMode.ECS_SERVICE, event.compressed, event.execution)
             refresh.deployments = _ecs_deployments(settings)
             run.write_refresh(refresh, event.revert)
@@ -140,7 +140,7 @@ def handler(event: RefreshEvent, context: LambdaContext) -> dict:
             raise RefreshFailed(f"no {Refresh.NAME} of this execution in {run.uri}: no deployment was started")
         waiting = _ecs_waiting(settings, refresh)
         if not waiting:
-            refresh.done = now()
+            refresh.done_at = now()
             run.write_refresh(refresh, event.revert)
             logger.info("every process restarted", extra={"deployments": refresh.deployments})
             return RefreshProgress(done=True, waiting="").to_json()

@@ -200,9 +200,9 @@ def explain(event: FailureEvent) -> dict:
     plan = event.planned
     if plan is not None:
         parts.append(f"index {plan.index!r} prefix {plan.prefix!r} at {plan.target}")
-        parts.append(f"run folder: {plan.run}")
+        parts.append(f"run folder: {plan.run_folder}")
     cause = ". ".join(p for p in parts if p) + "."
-    return Explanation(error=f"{event.state}Failed", cause=cap(cause, where=plan.run if plan else "")).to_json()
+    return Explanation(error=f"{event.state}Failed", cause=cap(cause, where=plan.run_folder if plan else "")).to_json()
 
 
 @logger.inject_lambda_context(correlation_id_path="execution", log_event=False)

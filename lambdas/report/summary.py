@@ -40,7 +40,7 @@ def summary(event: RunEndEvent) -> dict:
         mode=plan.mode,
         index=plan.index,
         prefix=plan.prefix,
-        run=run.uri,
+        run_folder=run.uri,
         files=plan.file_count,
         bytes_uncompressed=original,
         bytes_compressed=compressed,

@@ -104,10 +104,10 @@ def selection(event: SelectEvent) -> dict:
     concurrency = event.input.concurrency or int(os.environ.get("BULK_CONCURRENCY", DEFAULT_CONCURRENCY))
     logger.info("selected", extra={"convert": len(items), "skipped": len(skipped), "concurrency": concurrency})
     check_state_size(items, skipped)
-    # The Map takes `items` and replaces them with each index's outcome; `run` goes through.
+    # The Map takes `items` and replaces them with each index's outcome; `bulk`, the run's settings, goes through.
     return {
         "items": items,
-        "run": {"mode": event.input.mode, "machine": machine, "concurrency": concurrency, "skipped": skipped},
+        "bulk": {"mode": event.input.mode, "machine": machine, "concurrency": concurrency, "skipped": skipped},
     }
 
 

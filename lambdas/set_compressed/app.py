@@ -20,7 +20,7 @@ from batch_job.records import Mode, PlanHead, Step
 from batch_job.runfolder import RunFolder, manifest_key
 from shared import config
 from shared.flag_record import set_and_record
-from workflow.boundary import FlagConfirmed
+from workflow.boundary import FlagReadBack
 from workflow.events import SetCompressedEvent
 
 logger = Logger()
@@ -64,7 +64,7 @@ def check_run(run: RunFolder, event: SetCompressedEvent) -> PlanHead:
 @tracer.capture_lambda_handler
 @event_parser(model=SetCompressedEvent)
 def handler(event: SetCompressedEvent, context: LambdaContext) -> dict:
-    run = RunFolder(parse_location(event.run))
+    run = RunFolder(parse_location(event.run_folder))
     plan = check_run(run, event)
     Locks(parse_location(plan.target)).check_held_by(run.uri)  # no other run may be converting this prefix
     bioindex = config.server()
@@ -72,7 +72,7 @@ def handler(event: SetCompressedEvent, context: LambdaContext) -> dict:
     # Sets the flag through the backend, which proves it as that backend can (batch_job/bioindex/),
     # then writes the proven flag to flag.json and the (index, prefix)'s receipt.
     flag = set_and_record(backend, run, plan, event.compressed, bioindex.base_url if bioindex else "", event.execution)
-    logger.info("flag confirmed", extra={"flag": flag.__dict__})
-    return FlagConfirmed(
-        index=flag.index, prefix=flag.prefix, compressed=flag.compressed, confirmed_at=flag.confirmed_at
+    logger.info("flag read back", extra={"flag": flag.__dict__})
+    return FlagReadBack(
+        index=flag.index, prefix=flag.prefix, compressed=flag.compressed, read_back_at=flag.read_back_at
     ).to_json()
