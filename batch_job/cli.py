@@ -105,7 +105,7 @@ def _log_stream() -> str:
     return f"bgzip-job/default/{task_arn.rsplit('/', 1)[-1]}"
 
 
-def record_outcome(args: argparse.Namespace, code: int, message: str, failed: list[str]) -> None:
+def record_error(args: argparse.Namespace, code: int, message: str, failed: list[str]) -> None:
     """Leave RUN/<step>/shard-K.error.json behind a failed step, for the workflow to say why (on AWS
     a failed job's status reason is only "Essential container in task exited"); remove it after a
     success. Best effort: the exit code stands whatever happens here."""
@@ -389,5 +389,5 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
     if code >= 2:
         print(f"bgzip-job {args.command}: error: {message}", file=sys.stderr)
-    record_outcome(args, code, message, failed)
+    record_error(args, code, message, failed)
     return code

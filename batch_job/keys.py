@@ -2,19 +2,22 @@
 
 The project's words, one thing each (and where an older name remains):
 
-- index: a bioindex index, a name in `__Indexes`. The BGZF block index is always the "gzi".
+- index: a bioindex index, a name in `__Indexes`. The BGZF block index is the "gzi" (X.json.gz.gzi;
+  bgzf.py's `BlockIndex` is it in memory).
 - prefix: an index's prefix as `__Indexes` has it (`Plan.prefix`, `Flag.prefix`, `Lock.prefix`).
   key prefix: where its files are in the bucket, the bioindex's S3 subdir included (`s3_prefix()`
   below, `Location.prefix`, `Lock.key_prefix`). The two differ only with BioindexS3Subdir.
 - target: `s3://bucket/<key prefix>` or a local folder: where a run's files are.
 - original X.json, compressed X.json.gz, gzi X.json.gz.gzi; their ETags in a manifest record are
   `original_etag`, `gz_etag` and `gzi_etag` (older compress manifests say `source_etag`, read as
-  `original_etag`).
+  `original_etag`). source: what an object was made from; its `source-etag`/`source-size` metadata
+  (provenance.py) name the original on a .gz or .gzi, the .gz on a restored X.json.
 - run: one conversion of one (index, prefix), by a workflow execution or by hand. run folder: where
   its records are (records.py, runfolder.py); its URI is `run_folder` wherever a field holds it
   (`runFolder` at the boundary, `--run-folder` for bgzip-job; `Lock.run_folder`, whose JSON key stays
-  `run`, which every version reads). Its execution name is `<index>-<UTC time>` (`execution` in events
-  and records: `Flag.execution`, `Refresh.execution`); its execution ARN is what a lock records
+  `run`, which every version reads). Its execution name is `<index>-<UTC time>` (`<index>-<bulk
+  execution name>` when a bulk run starts it; `execution` in events and records: `Flag.execution`,
+  `Refresh.execution`); its execution ARN is what a lock records
   (`Lock.execution_arn`; its JSON key stays `execution`, for the same reason).
 - state: a state of a state machine (workflow/states.py), the word at the Step Functions boundary. Step: what
   a Batch state's job runs (records.Step: compress, verify, delete, decompress, remove-compressed);
@@ -24,8 +27,11 @@ The project's words, one thing each (and where an older name remains):
   baseline: the answers before the run (`Baseline`, baseline.json), which ProveReaders asks again.
 - read back: the flag as the bioindex shows it after setting it (`Flag`, flag.json, `FlagReadBack`);
   confirm: only the operator's word that every process restarted (ReaderRefresh=confirm, `bgz confirm`);
-  done: whether the refresh finished (`RefreshProgress.done`), `done_at` when (refresh.json).
-- canary: the one file ProveReaders deletes early, to see which side each bioindex process reads.
+  refresh: making every bioindex process load the flag (RefreshReaders; `RefreshMode`, how; refresh.json,
+  what was done; `$.plan.refresh`, the stack's settings for it). done: whether it finished
+  (`RefreshProgress.done`); `done_at`: when (refresh.json). outcome: how a run ended (outcome.json).
+- canary: the one file ProveReaders deletes early, to see which side each bioindex process reads
+  (`Baseline.canary_key`: its planned key; `ReadersProof.canary_objects`: the objects deleted).
   `ProofSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
 - boundary records (workflow/boundary.py): what crosses the state machines' boundary: an index run's input
   (RunInput), Plan's result (PlanPreview for `bgz plan`), each later Lambda's answer (FlagReadBack,

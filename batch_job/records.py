@@ -241,7 +241,7 @@ class Plan:
 
 @dataclass(frozen=True)
 class PlanHead:
-    """plan.json's first line: the plan without its file list, for the readers that need only its size."""
+    """plan.json's first line: the plan without its file list, for the code that needs only its size."""
 
     mode: Mode
     index: str
@@ -503,11 +503,11 @@ class Answer:
 class Baseline:
     """baseline.json: the bioindex's answers before the run, captured at Plan for ProveReaders, and the
     canary file they read from. Runs planned by an older release wrote it as readers.json, its answers
-    under `samples`; both are read."""
+    under `samples` and the canary's key under `canary`; both are read."""
 
     index: str
     arity: int
-    canary: str  # the planned key (X.json, or X.json.gz in a rollback) whose file is the canary
+    canary_key: str  # the planned key (X.json, or X.json.gz in a rollback) whose file is the canary
     answers: list[Answer]
     tied_to_canary: bool  # the answers' records were read from the canary file (mysql backend)
     captured_at: str = field(default_factory=now)
@@ -523,6 +523,8 @@ class Baseline:
         body = json_object(data, name)
         with malformed(name):
             answers = body.pop("answers") if "answers" in body else body.pop("samples")
+            if "canary" in body:
+                body["canary_key"] = body.pop("canary")
             return cls(**body, answers=[Answer(**a) for a in answers])
 
 
@@ -628,7 +630,7 @@ class ReadersCheck:
     `proven` is true only when the refresh restarted every process (RefreshMode.restarts) and every
     answer matched; `unreadable` is the first error or difference seen with the new flag before the
     canary was deleted, after which the flag was set back (`reverted`) and the old answers proven
-    back (`old_answers_back`)."""
+    back (`old_answers_back_at`)."""
 
     execution: str
     started: str = field(default_factory=now)
@@ -642,7 +644,7 @@ class ReadersCheck:
     errors: list[str] | None = None
     unreadable: str | None = None
     reverted: str | None = None
-    old_answers_back: str | None = None
+    old_answers_back_at: str | None = None
     canary: CanaryRecord | None = None
     finished: str | None = None
 
@@ -662,6 +664,8 @@ class ReadersCheck:
     def from_json(cls, data: bytes) -> ReadersCheck:
         body = json_object(data, cls.NAME)
         with malformed(cls.NAME):
+            if "old_answers_back" in body:  # its name in runs of the release before
+                body["old_answers_back_at"] = body.pop("old_answers_back")
             if body.get("canary") is not None:
                 canary = body["canary"]
                 objects = [CanaryObject(**o) for o in canary.get("objects", [])]

@@ -226,7 +226,7 @@ def cmd_plan(args: argparse.Namespace, stack: Stack) -> int:
     for found in previews:
         print("\n".join(found.lines))
     if len(previews) > 1:
-        before, after = sum(p.source_bytes for p in previews), sum(p.target_bytes for p in previews)
+        before, after = sum(p.source_bytes for p in previews), sum(p.expected_bytes for p in previews)
         cost = sum(p.cost for p in previews)
         print(f"all {len(previews)} indexes: {human_bytes(before)} -> {human_bytes(after)}, about ${cost:.2f}")
     print("nothing was started, locked or written (a dry run)")

@@ -21,7 +21,7 @@ class Preview:
     prefix: str
     lines: list[str]
     source_bytes: int = 0
-    target_bytes: int = 0
+    expected_bytes: int = 0
     cost: float = 0.0
     refused: str = ""
     locked: str = ""  # the lock a run would meet: "<target> is locked by <holder>", or ""
@@ -41,7 +41,7 @@ class Preview:
             "target": self.target or None,
             "files": self.files,
             "bytes": self.source_bytes,
-            "expectedBytes": self.target_bytes,
+            "expectedBytes": self.expected_bytes,
             "shards": self.shards,
             "wallSeconds": round(self.wall_seconds),
             "cost": round(self.cost, 2),
@@ -96,16 +96,17 @@ def preview(stack: Stack, mode: str, index: str, prefix: str, shards: int | None
             "deploy this version of the stack, or use the bgz that came with the deployed one",
         )
     bucket = found.target[len("s3://") :].split("/", 1)[0]
-    ratio = _ratio(stack, bucket, found.samples, mode == "rollback")
-    source, target = found.bytes, int(found.bytes * ratio)
-    guess = estimate(mode, source, target, found.shards, size)
+    ratio = _ratio(stack, bucket, found.sampled_keys, mode == "rollback")
+    source, expected = found.bytes, int(found.bytes * ratio)
+    guess = estimate(mode, source, expected, found.shards, size)
     after = "compressed" if mode == "compress" else "restored"
     row = found.row.get("id")
     lines = [
         f"{mode} of index {index} prefix {prefix} at {found.target}",
         "  pre-flight: passed" + (f" (__Indexes row {row})" if row else ""),
         f"  files: {found.files}, {human_bytes(source)}; shards: {found.shards}",
-        f"  expected {after} size: {human_bytes(target)} ({ratio:.1%}, from {len(found.samples)} files sampled now)",
+        f"  expected {after} size: {human_bytes(expected)} ({ratio:.1%}, "
+        f"from {len(found.sampled_keys)} files sampled now)",
         f"  estimated wall time: {guess.wall_seconds / 60:.0f} min with {guess.parallel_jobs} jobs of "
         f"{size.job_vcpus:g} vCPU at once (MaxvCpus {size.max_vcpus})",
         f"  estimated cost: ${guess.cost:.2f} of Fargate{' Spot' if size.spot else ''}; S3 storage "
@@ -121,7 +122,7 @@ def preview(stack: Stack, mode: str, index: str, prefix: str, shards: int | None
         prefix,
         lines,
         source,
-        target,
+        expected,
         guess.cost,
         locked=found.locked,
         files=found.files,
@@ -139,5 +140,6 @@ def select(stack: Stack, mode: str, selection: dict) -> tuple[list[tuple[str, st
     payload = {"execution": "dry-run", "input": {"mode": mode, **selection}, "machines": machines}
     chosen = stack.invoke("SelectIndexesFunctionName", payload)
     pairs = [(item["index"], item["prefix"]) for item in chosen["items"]]
-    skipped = [f"{s['index']} {s['prefix']}: skipped ({s['reason']})" for s in chosen["bulk"]["skipped"]]
+    bulk = chosen["bulk"] if "bulk" in chosen else chosen["run"]  # "run": a stack of the release before
+    skipped = [f"{s['index']} {s['prefix']}: skipped ({s['reason']})" for s in bulk["skipped"]]
     return pairs, skipped

@@ -52,10 +52,10 @@ def sampled_ratio(samples: list[bytes]) -> float:
     return out / raw
 
 
-def estimate(mode: str, source_bytes: int, target_bytes: int, shards: int, sizing: Sizing) -> Estimate:
+def estimate(mode: str, source_bytes: int, expected_bytes: int, shards: int, sizing: Sizing) -> Estimate:
     """Wall time and cost of a run at the stack's MaxvCpus, and the S3 storage it saves each month."""
     steps = ["compress", "verify"] if mode == "compress" else ["decompress", "verify"]
-    uncompressed = source_bytes if mode == "compress" else target_bytes
+    uncompressed = source_bytes if mode == "compress" else expected_bytes
     parallel = max(1, min(shards, int(sizing.max_vcpus // sizing.job_vcpus)))
     job_seconds = sum(rate_seconds(s, uncompressed, sizing.job_vcpus) for s in steps)
     wall = job_seconds / parallel + STARTUP_S_PER_STEP * (len(steps) + 1)
@@ -63,5 +63,5 @@ def estimate(mode: str, source_bytes: int, target_bytes: int, shards: int, sizin
     cost = hours * (sizing.job_vcpus * VCPU_HOUR + sizing.job_memory_mib / 1024 * GB_HOUR)
     if sizing.spot:
         cost *= SPOT_FACTOR
-    saving = (source_bytes - target_bytes) / 1e9 * S3_GB_MONTH
+    saving = (source_bytes - expected_bytes) / 1e9 * S3_GB_MONTH
     return Estimate(wall, parallel, cost, saving)

@@ -22,7 +22,7 @@ from workflow.boundary import BulkSummary, RunSummary
 class Snapshot:
     status: str
     state: str
-    step: bool = False
+    job_running: bool = False  # the state is a step's Batch job, running
     shards: int = 0
     shards_done: int = 0
     files: int = 0
@@ -37,7 +37,7 @@ class Snapshot:
 
     def record(self, outcome: str) -> dict:
         """Where the run is, for scripts (`bgz watch --json`); `outcome` is the ended run's summary or cause."""
-        left = seconds_left(self.bytes_done, self.bytes_total, self.seconds) if self.step else None
+        left = seconds_left(self.bytes_done, self.bytes_total, self.seconds) if self.job_running else None
         return {
             "status": self.status,
             "state": self.state,
@@ -48,7 +48,7 @@ class Snapshot:
             "filesFailed": self.files_failed,
             "bytes": self.bytes_total,
             "bytesDone": self.bytes_done,
-            "stepSeconds": round(self.seconds) if self.step else None,
+            "stepSeconds": round(self.seconds) if self.job_running else None,
             "secondsLeft": None if left is None else round(left),
             "batchChildren": self.children,
             "converting": self.running,
@@ -63,7 +63,7 @@ class Snapshot:
             parts.append(f"{'index runs' if self.running is not None else 'batch children'}: {summary}")
         if self.running:
             parts.append("converting " + ", ".join(self.running))
-        if self.step and self.shards:
+        if self.job_running and self.shards:
             frac = self.bytes_done / self.bytes_total if self.bytes_total else 0.0
             bar = "#" * int(20 * frac)
             parts.append(
@@ -129,7 +129,7 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
         snap.asked = refresh.asked if refresh is not None and not refresh.done_at else ""
     step = states.STATE_STEPS.get(step_state)
     if step is not None and description["status"] == "RUNNING":
-        snap.step = True
+        snap.job_running = True
         snap.seconds = (datetime.now(UTC) - entered[-1]["timestamp"]).total_seconds()
         if "shard_bytes" not in cache:
             cache["shard_bytes"] = Counter()
@@ -154,7 +154,7 @@ def _ended(description: dict) -> str:
     status = description["status"]
     error, cause = description.get("error") or "", description.get("cause") or ""
     if not error and not cause:
-        said = {"ABORTED": "stopped (from the console, the CLI or bgz stop); bgz stop NAME says what it left"}
+        said = {"ABORTED": "stopped (from the console, the CLI or bgz stop); bgz stop EXECUTION says what it left"}
         return f"{status}: {said.get(status, 'no error or cause given')}"
     return f"{status}: {error}: {cause}" if error and cause else f"{status}: {error or cause}"
 

@@ -258,21 +258,21 @@ def batch_step(state: str, next_state: str) -> dict[str, State]:
     }
 
 
-def refresh_step(step: str, compressed: bool, revert: bool, next_state: str) -> dict[str, State]:
+def refresh_step(state: str, compressed: bool, revert: bool, next_state: str) -> dict[str, State]:
     """Make every bioindex process load the flag `compressed`, by the stack's ReaderRefresh mode (Plan
-    returns it in $.plan.refresh), then go on to next_state. Every error goes to "<step> failed"."""
+    returns it in $.plan.refresh), then go on to next_state. Every error goes to "<state> failed"."""
     payload: State = {
         "runFolder.$": "$.plan.runFolder",
         "execution.$": "$$.Execution.Name",
         "compressed": compressed,
         "revert": revert,
     }
-    catch = catch_all(f"{step} failed")
+    catch = catch_all(f"{state} failed")
     flag = str(compressed).lower()
-    ecs, wait, check, done = (f"{step} ECS deployment", f"{step} wait", f"{step} ECS check", f"{step} done?")
-    hook, confirmation = f"{step} hook", f"{step} confirmation"
+    ecs, wait, check, done = (f"{state} ECS deployment", f"{state} wait", f"{state} ECS check", f"{state} done?")
+    hook, confirmation = f"{state} hook", f"{state} confirmation"
     return {
-        step: {
+        state: {
             "Type": "Choice",
             "Comment": f"Every bioindex process must load compressed={flag}: a process loads the flag only when it "
             "starts (or when it happens to serve GET /api/bio/indexes), so it is restarted - by a new ECS deployment, "
@@ -295,7 +295,7 @@ def refresh_step(step: str, compressed: bool, revert: bool, next_state: str) -> 
         ),
         wait: {
             "Type": "Wait",
-            "Comment": "Bounded polling: the check fails the step once ReaderRefreshTimeoutSeconds have passed.",
+            "Comment": "Bounded polling: the check fails the state once ReaderRefreshTimeoutSeconds have passed.",
             "SecondsPath": "$.plan.refresh.pollSeconds",
             "Next": check,
         },
@@ -324,7 +324,7 @@ def refresh_step(step: str, compressed: bool, revert: bool, next_state: str) -> 
         ),
         confirmation: {
             "Type": "Task",
-            "Comment": "Pause until the operator restarted the bioindex and typed `bgz confirm <run>` (which sends "
+            "Comment": "Pause until the operator restarted the bioindex and typed `bgz confirm EXECUTION` (which sends "
             "this task's token back); past ReaderConfirmTimeoutSeconds the run fails, nothing deleted.",
             "Resource": "arn:aws:states:::lambda:invoke.waitForTaskToken",
             "Parameters": {
@@ -339,7 +339,7 @@ def refresh_step(step: str, compressed: bool, revert: bool, next_state: str) -> 
             "Catch": catch,
             "Next": next_state,
         },
-        f"{step} failed": failed(step),
+        f"{state} failed": failed(state),
     }
 
 

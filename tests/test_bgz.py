@@ -561,7 +561,7 @@ def test_plan_says_when_the_prefix_is_locked(deployment, capsys):
 
 def test_a_run_waiting_for_a_restart_says_what_to_do_and_bgz_confirm_resumes_it(offline_aws, tmp_path, mariadb, capsys):
     """ReaderRefresh=confirm, the default: the run pauses after setting the flag until the operator has
-    restarted the bioindex and typed `bgz confirm RUN`."""
+    restarted the bioindex and typed `bgz confirm EXECUTION`."""
     from bgz.stack import Stack
     from bgz.watch import snapshot
 
@@ -611,7 +611,7 @@ def test_an_ended_run_without_error_or_cause_is_said_in_words():
 
     machine = "arn:aws:states:us-east-1:123456789012:stateMachine:bgzip-workflow-compress"
     assert outcome({"status": "ABORTED", "stateMachineArn": machine}) == (
-        "ABORTED: stopped (from the console, the CLI or bgz stop); bgz stop NAME says what it left"
+        "ABORTED: stopped (from the console, the CLI or bgz stop); bgz stop EXECUTION says what it left"
     )
     assert outcome({"status": "TIMED_OUT", "stateMachineArn": machine}) == "TIMED_OUT: no error or cause given"
     failed = {"status": "FAILED", "stateMachineArn": machine, "error": "PlanFailed", "cause": "Plan failed."}
@@ -639,7 +639,7 @@ def test_watch_says_the_rate_and_the_time_left():
     from batch_job.sizes import pace
     from bgz.watch import Snapshot
 
-    snap = Snapshot("RUNNING", "Compress job", step=True, shards=4, shards_done=1, files=40, files_done=12)
+    snap = Snapshot("RUNNING", "Compress job", job_running=True, shards=4, shards_done=1, files=40, files_done=12)
     snap.bytes_total, snap.bytes_done, snap.seconds = 400_000_000, 100_000_000, 50
     assert snap.line() == (
         "running: Compress job | [#####               ] 1/4 shards, 12/40 files, 100.00 MB/400.00 MB, 0m50s, "

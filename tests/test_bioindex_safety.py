@@ -251,7 +251,7 @@ def test_a_retried_proof_whose_canary_is_already_deleted_still_catches_a_stale_p
         runs = d.s3.list_objects_v2(Bucket=d.stack.run_bucket, Prefix="runs/")["Contents"]
         folder = next(o["Key"] for o in runs if o["Key"].endswith("/baseline.json")).removesuffix("baseline.json")
         key = json.loads(d.s3.get_object(Bucket=d.stack.run_bucket, Key=folder + "baseline.json")["Body"].read())[
-            "canary"
+            "canary_key"
         ]
         head = d.s3.head_object(Bucket=d.stack.data_bucket, Key=key)
         aside = f"{folder}canary/{key}"

@@ -980,6 +980,11 @@ def test_the_reader_check_record_keeps_its_json_form():
         "objects": [{"key": "k", "etag": "e", "size": 3, "aside": "a", "aside_etag": "f"}],
     }
     assert ReadersCheck.from_json(check.to_json()) == check
+    reverted = ReadersCheck("x", old_answers_back_at="t")
+    older = {k: v for k, v in json.loads(reverted.to_json()).items() if k != "old_answers_back_at"}
+    assert ReadersCheck.from_json(json.dumps(older | {"old_answers_back": "t"}).encode()) == reverted, (
+        "readers-check.json of a run of the release before: the time was `old_answers_back`"
+    )
 
 
 def test_the_originals_etag_has_one_name_and_older_compress_manifests_still_read():
@@ -1014,8 +1019,9 @@ def test_flag_json_says_when_the_flag_was_read_back_and_an_older_receipts_confir
 
 
 def test_the_baseline_is_written_as_baseline_json_and_an_older_runs_readers_json_still_reads(tmp_path):
-    """A run planned by the release before wrote readers.json with its answers under `samples`: a
-    ProveReaders or delete step of the new release, reaching that run, reads it as the baseline."""
+    """A run planned by the release before wrote readers.json with its answers under `samples` and the
+    canary's key under `canary`: a ProveReaders or delete step of the new release, reaching that run,
+    reads it as the baseline."""
     from batch_job.records import Answer, Baseline
     from batch_job.runfolder import RunFolder
 
@@ -1029,6 +1035,7 @@ def test_the_baseline_is_written_as_baseline_json_and_an_older_runs_readers_json
 
     older = RunFolder(parse_location(str(tmp_path / "older")))
     body = {**json.loads(baseline.to_json()), "samples": [{"q": ["SLC30A8"], "count": 3, "sha256": "ab"}]}
+    body["canary"] = body.pop("canary_key")
     del body["answers"]
     (tmp_path / "older" / "readers.json").write_text(json.dumps(body))
     assert older.read_baseline() == baseline

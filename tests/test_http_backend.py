@@ -70,7 +70,7 @@ def test_a_4xx_is_final(deployment):
     assert deployment.flag() is False
 
 
-def test_an_unchanged_listing_is_not_a_confirmation(deployment):
+def test_an_unchanged_listing_does_not_read_back_the_flag(deployment):
     deployment.bioindex.ignore_updates()
     result = deployment.run()
     _failed_before_deletion(deployment, result, "SetCompressed", "FlagNotReadBack", "unchanged listing proves nothing")
@@ -89,7 +89,7 @@ def test_a_wrong_prefix_of_an_already_compressed_index_is_refused_at_plan(deploy
     assert not any(o["Key"].endswith(".gz") for o in listing)
 
 
-def test_a_re_run_is_confirmed_by_the_receipt_of_the_earlier_run(deployment):
+def test_a_re_run_is_read_back_by_the_receipt_of_the_earlier_run(deployment):
     """The flag is set, then the run fails before deleting; the listing no longer changes when the next
     execution sets it again - the receipt SetCompressed kept for this (index, prefix) is the proof."""
     _before(deployment, "ProveReadersFunction", lambda: deployment.bioindex.inject_failures([403] * 1000))

@@ -117,7 +117,7 @@ def test_every_request_is_a_new_connection(bioindex):
     assert len(bioindex.pids_answering("/api/bio/indexes")) == 3
 
 
-def test_http_backend_confirms_a_changed_listing_and_keeps_no_receipt_itself(bioindex, tmp_path):
+def test_http_backend_reads_back_a_changed_listing_and_keeps_no_receipt_itself(bioindex, tmp_path):
     b = backend(bioindex, tmp_path)
     row = b.preflight("genes", "genes-by-build/", "genes-by-build/", rollback=False)
     assert (row.name, row.id) == ("genes", None)
@@ -359,11 +359,17 @@ def test_a_run_started_before_an_update_is_still_understood():
     from pydantic import ValidationError
 
     from workflow.boundary import PlanResult, RunSummary
-    from workflow.events import FailureEvent, ProveReadersEvent, RunEndEvent
+    from workflow.events import FailureEvent, ProveReadersEvent, RefreshEvent, RunEndEvent, SetCompressedEvent
 
-    for key in ("runFolder", "run"):
-        event = {key: "s3://runs/runs/x/", "execution": "x", "compressed": True, "refreshMode": "hook"}
-        assert ProveReadersEvent.model_validate(event).run_folder == "s3://runs/runs/x/"
+    events = {
+        SetCompressedEvent: {"index": "genes", "prefix": "genes/"},
+        RefreshEvent: {"action": "check"},
+        ProveReadersEvent: {"refreshMode": "hook"},
+    }
+    for model, rest in events.items():
+        for key in ("runFolder", "run"):
+            event = {key: "s3://runs/runs/x/", "execution": "x", "compressed": True, **rest}
+            assert model.model_validate(event).run_folder == "s3://runs/runs/x/", (model, key)
     run = {"run": "s3://runs/runs/x/", "execution": "x", "compressed": True}
     for key in ("refreshMode", "refresh"):
         assert ProveReadersEvent.model_validate({**run, key: "hook"}).refresh_mode == RefreshMode.HOOK
@@ -374,11 +380,14 @@ def test_a_run_started_before_an_update_is_still_understood():
         FailureEvent.model_validate({**failed, "state": "Verify", "stat": "Verify"})
 
     # Plan's result in such a run's $.plan, and the output of a run that ended before the update (bgz
-    # list, Notify, a bulk report), name the run folder "run".
+    # watch, Notify, a bulk report), name the run folder "run".
     plan = a_plan("s3://runs/runs/x/", "genes", "genes/", "s3://data/genes/")
     older = {("run" if key == "runFolder" else key): value for key, value in plan.items()}
     assert PlanResult.from_json(older) == PlanResult.from_json(plan)
     assert RunEndEvent(execution="x", mode="compress", plan=older).run_folder().uri == "s3://runs/runs/x/"
+    partial = {"run": "s3://runs/runs/x/", "index": "genes"}  # a plan of a release before that, not parsed
+    assert RunEndEvent(execution="x", mode="compress", plan=partial).run_folder().uri == "s3://runs/runs/x/"
+    assert RunSummary.from_json(None) is None and RunSummary.from_json(["run"]) is None, "not a summary"
     summary = {"mode": "compress", "index": "genes", "prefix": "genes/", "files": 2, "bytesUncompressed": 9}
     summary |= {"bytesCompressed": 3, "objectsDeleted": 2, "readersProven": True}
     assert RunSummary.from_json({**summary, "run": "s3://r/runs/x/"}) == RunSummary.from_json(
@@ -569,7 +578,7 @@ def test_each_lambda_tasks_result_selector_is_its_answers_record(machine):
     explained = found[states.EXPLAIN_FAILURE]["ResultSelector"]
     assert explained == {"Error.$": "$.Payload.error", "Cause.$": "$.Payload.cause"}
     assert Explanation.json_keys() == ["error", "cause"]
-    proof = ReadersProof(checked=True, proven=True, reason="", canary=["a.json"], queries=3)
+    proof = ReadersProof(checked=True, proven=True, reason="", canary_objects=["a.json"], queries=3)
     assert ReadersProof.parse(proof.to_json()) == proof
 
 
@@ -593,12 +602,14 @@ def test_the_boundary_records_round_trip_and_say_sizes_one_way():
         files=5,
         bytes=736_650,
         shards=1,
-        samples=["genes/a.json"],
+        sampled_keys=["genes/a.json"],
         locked="",
         stale_lock="",
     )
     assert preview.to_json()["dryRun"] is True and preview.to_json()["staleLock"] == ""
     assert PlanPreview.parse(preview.to_json()) == preview
+    older = {("samples" if key == "sampledKeys" else key): value for key, value in preview.to_json().items()}
+    assert PlanPreview.parse(older) == preview, "a stack of the release before answers `samples`"
     assert PlanPreview.parse(plan.to_json()) is None, "Plan's result of a run is not a preview"
     summary = RunSummary(
         mode="compress",

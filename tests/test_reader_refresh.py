@@ -228,7 +228,7 @@ def test_converted_files_the_bioindex_cannot_read_set_the_flag_back(offline_aws,
         check = json.loads(
             d.s3.get_object(Bucket=d.stack.run_bucket, Key=f"runs/{d.execution}/readers-check.json")["Body"].read()
         )
-        assert check["unreadable"] and check["reverted"] and check["old_answers_back"] and "canary" not in check
+        assert check["unreadable"] and check["reverted"] and check["old_answers_back_at"] and "canary" not in check
         assert d.bioindex.restarts == 2, "restarted with the new flag, then with the old one"
     finally:
         d.close()

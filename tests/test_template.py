@@ -249,7 +249,7 @@ def _reachable(edges: dict[str, set[str]], start: str, without: str) -> set[str]
 
 @pytest.mark.parametrize("name", MACHINES)
 @pytest.mark.parametrize("guard", ["flag", states.PROVE_READERS])
-def test_no_path_deletes_without_the_confirmed_flag_and_the_reader_proof(name, guard):
+def test_no_path_deletes_without_the_flag_read_back_and_the_reader_proof(name, guard):
     path, flag_state, delete_state = MACHINES[name]
     guard_state = flag_state if guard == "flag" else guard
     machine = asl(path)

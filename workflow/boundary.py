@@ -45,8 +45,8 @@ class _Boundary:
     @classmethod
     def parse(cls, body: dict[str, Any]) -> Self | None:
         """The record in `body`, or None if `body` is not one (a key missing or of the wrong kind)."""
-        body = {new: body[old] for old, new in cls.OLD_KEYS.items() if old in body} | body
         try:
+            body = {new: body[old] for old, new in cls.OLD_KEYS.items() if old in body} | body
             return cls(**{f.name: body[_camel(f.name)] for f in fields(cls)})
         except (KeyError, TypeError):
             return None
@@ -108,9 +108,11 @@ class PlanPreview(_Boundary):
     files: int
     bytes: int
     shards: int
-    samples: list[str]  # a few of its files, spread over sizes, from which bgz estimates the size after
+    sampled_keys: list[str]  # a few of its files, spread over sizes, from which bgz estimates the size after
     locked: str  # "<target> is locked by <holder>" where a live run holds it, else ""
     stale_lock: str  # a lock whose run has ended, which the run's Plan clears, in words, else ""
+
+    OLD_KEYS = {"samples": "sampledKeys"}  # a stack of the release before
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -135,12 +137,12 @@ class RefreshProgress(_Boundary):
 
 @dataclass(frozen=True, kw_only=True)
 class ReadersProof(_Boundary):
-    """ProveReaders' answer, kept as `$.readersProof` (the whole record is the run folder's readers-check.json)."""
+    """ProveReaders' answer, kept as `$.readersProof`: the head of what readers-check.json records in full."""
 
     checked: bool
     proven: bool
     reason: str  # why not proven; "" when proven
-    canary: list[str]  # the canary's objects, deleted first and left deleted (an answer that differed
+    canary_objects: list[str]  # the canary's objects, deleted first and left deleted (an answer that differed
     # put them back and failed the state instead); Summarize counts them among the objects deleted
     queries: int  # how many sample queries (baseline.json's, captured at Plan) were asked again and compared
 

@@ -40,11 +40,11 @@ class FlagBackend(Protocol):
         """The canary file, up to `count` sample queries, and whether their records lie in the canary."""
 
 
-def set_and_prove(
+def set_and_read_back(
     backend: FlagBackend, plan: Plan | PlanHead, compressed: bool, bioindex_url: str, execution: str = ""
 ) -> Flag:
-    """Set the flag of exactly the plan's (index, prefix) through the backend, which proves it; the
-    flag.json record of what was proven (SetCompressed, ProveReaders, and `bgzip-job flag` by hand)."""
+    """Set the flag of exactly the plan's (index, prefix) through the backend, which reads it back; the
+    flag.json record of what was read (SetCompressed, ProveReaders, and `bgzip-job flag` by hand)."""
     change = backend.set_flag(plan.index, plan.prefix, compressed)
     return Flag(
         plan.index,

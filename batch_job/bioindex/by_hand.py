@@ -10,7 +10,7 @@ prefix), by its id). Without, `--attest` records that the operator set it (the b
 from __future__ import annotations
 
 from batch_job.bioindex import connect
-from batch_job.bioindex.backend import set_and_prove
+from batch_job.bioindex.backend import set_and_read_back
 from batch_job.bioindex.live_flag import secrets_manager
 from batch_job.errors import Refused
 from batch_job.locations import parse_location
@@ -37,7 +37,7 @@ def set_flag(run: RunFolder, compressed: bool, attest: bool) -> Flag:
     if connect.configured():
         secret = secrets_manager()
         backend = connect.backend(secret, connect.server(secret), run.receipts())
-        flag = set_and_prove(backend, plan, compressed, connect.env("BIOINDEX_URL"))
+        flag = set_and_read_back(backend, plan, compressed, connect.env("BIOINDEX_URL"))
     elif attest:
         flag = Flag(plan.index, plan.prefix, compressed, "", backend=ATTESTED, target=plan.target)
     else:

@@ -324,7 +324,7 @@ def canary_spent(run: RunFolder) -> set[str]:
     check = run.read_readers_check()
     if check is not None and check.canary_status in (CanaryStatus.DELETED, CanaryStatus.RELEASED):
         baseline = run.read_baseline()
-        return {baseline.canary} if baseline else set()
+        return {baseline.canary_key} if baseline else set()
     return set()
 
 

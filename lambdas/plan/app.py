@@ -52,7 +52,7 @@ def dry_run(target: str, rollback: bool, shards: int | None, row: IndexRow) -> d
     location = parse_location(target)
     objects, count = sources_and_shards(location, rollback, shards)
     by_size = sorted(objects, key=lambda o: o.size)
-    samples = sorted({by_size[i * (len(by_size) - 1) // (SAMPLED - 1)].key for i in range(SAMPLED)})
+    sampled = sorted({by_size[i * (len(by_size) - 1) // (SAMPLED - 1)].key for i in range(SAMPLED)})
     blocking = Locks(location).blocking()
     stale = blocking is not None and not holder_alive(blocking)  # the run's own Plan would clear it
     return PlanPreview(
@@ -62,7 +62,7 @@ def dry_run(target: str, rollback: bool, shards: int | None, row: IndexRow) -> d
         files=len(objects),
         bytes=sum(o.size for o in objects),
         shards=count,
-        samples=samples,
+        sampled_keys=sampled,
         locked=f"{blocking.target} is locked by {blocking.holder()}" if blocking and not stale else "",
         stale_lock=f"a stale lock of {blocking.holder()}, which the run clears" if stale else "",
     ).to_json()
@@ -149,7 +149,7 @@ def plan(event: PlanEvent) -> dict:
             raise
         run.write_baseline(baseline)
     if baseline is not None:
-        logger.info("baseline captured", extra={"canary": baseline.canary, "queries": len(baseline.answers)})
+        logger.info("baseline captured", extra={"canary": baseline.canary_key, "queries": len(baseline.answers)})
     status = execution_status(event.execution_arn)
     if status not in ("RUNNING", None, "ExecutionDoesNotExist"):  # `bgz stop` while Plan worked: no state follows
         Locks(parse_location(plan.target)).release(run.uri)

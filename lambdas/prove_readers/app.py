@@ -33,7 +33,7 @@ from batch_job.records import Baseline, CanaryStatus, Flag, Mode, Plan, ReadersC
 from batch_job.runfolder import RunFolder
 from batch_job.steps.delete import check_flag
 from shared import config
-from shared.baseline import Comparison, compare
+from shared.baseline import Differences, ask_again
 from shared.flag_record import set_and_record
 from workflow.boundary import OldAnswers, ReadersProof
 from workflow.events import ProveReadersEvent
@@ -52,7 +52,7 @@ NOT_PROVEN = (
 )
 
 
-def _stale(found: Comparison, compressed: bool, canary: str) -> ReadersStale:
+def _stale(found: Differences, compressed: bool, canary: str) -> ReadersStale:
     return ReadersStale(
         f"bioindex answers changed once canary {canary} was deleted ({found.described()}); the canary was restored "
         f"byte for byte and nothing else was deleted. A bioindex process still reads the {SIDES[not compressed]}: "
@@ -60,7 +60,7 @@ def _stale(found: Comparison, compressed: bool, canary: str) -> ReadersStale:
     )
 
 
-def _set_back(run: RunFolder, plan: Plan, flag: Flag, backend: FlagBackend, found: Comparison) -> None:
+def _set_back(run: RunFolder, plan: Plan, flag: Flag, backend: FlagBackend, found: Differences) -> None:
     """The bioindex cannot read the new side: put the flag back as it was before this run set it, and
     record that flag.json no longer allows deletion."""
     back = not flag.compressed
@@ -100,13 +100,13 @@ def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, base
     bioindex = config.server()
     record = run.read_readers_check() or ReadersCheck(event.execution)
     _refresh_here(bioindex, record, event.refresh_mode)
-    found = compare(bioindex, baseline, config.proof_settings().check_requests)
+    found = ask_again(bioindex, baseline, config.proof_settings().check_requests)
     if found:
         raise OldAnswersNotBack(
             f"the flag was set back to compressed={str(flag.compressed).lower()}, but the bioindex still answers "
             f"differently from before the run ({found.described()}): restart the bioindex service"
         )
-    record.old_answers_back = now()
+    record.old_answers_back_at = now()
     run.write_readers_check(record)
     return OldAnswers(old_answers_back=True).to_json()
 
@@ -136,18 +136,18 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
         record.checked, record.proven, record.reason, record.finished = False, False, reason, now()
         run.write_readers_check(record)
         logger.warning("readers not proven", extra={"reason": reason})
-        return ReadersProof(checked=False, proven=False, reason=reason, canary=[], queries=0).to_json()
+        return ReadersProof(checked=False, proven=False, reason=reason, canary_objects=[], queries=0).to_json()
 
     settings = config.proof_settings()
-    canary = Canary(run, plan, baseline.canary, record)
+    canary = Canary(run, plan, baseline.canary_key, record)
     if canary.status == CanaryStatus.RESTORED:  # an earlier attempt found a stale process
         raise _stale(
-            Comparison(differing=record.differences or ["an earlier attempt"]), event.compressed, baseline.canary
+            Differences(differing=record.differences or ["an earlier attempt"]), event.compressed, baseline.canary_key
         )
     if canary.status != CanaryStatus.RELEASED:
         _refresh_here(bioindex, record, mode)
         if canary.status is None:  # a retried attempt may have deleted the canary already: then only after
-            found = compare(bioindex, baseline, 1)
+            found = ask_again(bioindex, baseline, 1)
             if found:
                 record.checked, record.unreadable, record.errors = True, found.first(), found.errors or None
                 record.differences = found.differing or None
@@ -169,11 +169,11 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
                     f"compressed={str(not event.compressed).lower()}; first error or difference: {found.first()}"
                 )
         canary.delete()
-        found = compare(bioindex, baseline, settings.check_requests)
+        found = ask_again(bioindex, baseline, settings.check_requests)
         record.requests, record.differences, record.errors = found.asked, found.differing, found.errors or None
         if found:
             canary.restore()
-            raise _stale(found, event.compressed, baseline.canary)
+            raise _stale(found, event.compressed, baseline.canary_key)
         canary.release()
     record.checked, record.proven, record.finished = True, mode.restarts, now()
     record.reason = None if mode.restarts else NOT_PROVEN
@@ -185,6 +185,6 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
         checked=True,
         proven=mode.restarts,
         reason=record.reason or "",
-        canary=canary.keys,
+        canary_objects=canary.keys,
         queries=len(baseline.answers),
     ).to_json()

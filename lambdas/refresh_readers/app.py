@@ -1,4 +1,5 @@
-"""RefreshReaders states: make every bioindex process load the flag SetCompressed just committed.
+"""RefreshReaders states (and ReloadOldFlag's): make every bioindex process load the flag just set,
+by SetCompressed or, after the new side proved unreadable, set back by ProveReaders.
 
 A bioindex process loads `__Indexes` when it starts and keeps it; a request reaches whichever of its
 processes is idle, so no series of requests is sure to reach them all (measured against the real

@@ -166,7 +166,7 @@ def _confirm_timed_out(event: FailureEvent) -> str:
     bound = event.planned.refresh.get("confirmTimeoutSeconds") if event.planned else None
     return (
         f"Nobody confirmed that the bioindex was restarted within {bound} s (ReaderConfirmTimeoutSeconds; "
-        "`bgz confirm RUN` confirms)"
+        "`bgz confirm EXECUTION` confirms)"
     )
 
 

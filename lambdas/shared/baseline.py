@@ -34,7 +34,7 @@ def capture(bioindex: BioindexServer, backend: FlagBackend, row: IndexRow, plan:
 
 
 @dataclass
-class Comparison:
+class Differences:
     """The baseline's queries asked again: the answers that differ from it, and those that failed.
     An error is not a stale answer: a process that reads a side it cannot read answers with one."""
 
@@ -57,9 +57,9 @@ class Comparison:
         return " and ".join(parts)
 
 
-def compare(bioindex: BioindexServer, baseline: Baseline, requests: int) -> Comparison:
+def ask_again(bioindex: BioindexServer, baseline: Baseline, requests: int) -> Differences:
     """Ask every query `requests` times, one attempt each, and keep each answer that differs or fails."""
-    found = Comparison()
+    found = Differences()
     for before in baseline.answers:
         for _ in range(requests):
             found.asked += 1
