@@ -84,7 +84,7 @@ def sources(stack: Stack, execution_arn: str) -> list[Source]:
     state = ""
     for event in runs.history(stack, execution_arn):
         if event["type"].endswith("StateEntered"):
-            state = states.step_state(event["stateEnteredEventDetails"]["name"])
+            state = states.main_state(event["stateEnteredEventDetails"]["name"])
             if state in LAMBDA_LOGS:
                 source = Source(state, lambda_log_group(stack, LAMBDA_LOGS[state]))
                 if source not in found:

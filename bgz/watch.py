@@ -115,7 +115,7 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
     state = entered[-1]["stateEnteredEventDetails"]["name"] if entered else "starting"
     if is_bulk(description):
         return _bulk_snapshot(stack, description, state)
-    step_state = states.step_state(state)
+    main_state = states.main_state(state)
     snap = Snapshot(description["status"], state)
     run = stack.run_folder(description["name"])
     if "plan" not in cache:
@@ -125,9 +125,9 @@ def snapshot(stack: Stack, description: dict, cache: dict | None = None) -> Snap
     plan = cache["plan"]
     snap.shards, snap.files, snap.bytes_total = plan.shards, len(plan.files), plan.total_bytes
     if state.endswith(" confirmation") and description["status"] == "RUNNING":
-        refresh = run.read_refresh(revert=step_state == states.RELOAD_OLD_FLAG)
+        refresh = run.read_refresh(revert=main_state == states.RELOAD_OLD_FLAG)
         snap.asked = refresh.asked if refresh is not None and not refresh.done_at else ""
-    step = states.STATE_STEPS.get(step_state)
+    step = states.STATE_STEPS.get(main_state)
     if step is not None and description["status"] == "RUNNING":
         snap.job_running = True
         snap.seconds = (datetime.now(UTC) - entered[-1]["timestamp"]).total_seconds()

@@ -134,7 +134,7 @@ class Deployment(SampleStack):
             if e["name"] == self.execution
         )
         description = self.aws.client("stepfunctions").describe_execution(executionArn=arn)
-        revert = states.step_state(state) == states.RELOAD_OLD_FLAG
+        revert = states.main_state(state) == states.RELOAD_OLD_FLAG
         deadline = time.monotonic() + 60
         while (found := stack.run_folder(self.execution).read_refresh(revert)) is None or not found.task_token:
             assert time.monotonic() < deadline, "the confirmation state recorded no task token"

@@ -77,7 +77,7 @@ def test_states_that_run_something_are_named_in_batch_job_states(mode):
 
     # Tasks, Choices and Waits, with the Batch helpers (" array job", " job") and the refresh helpers
     # (" hook", " confirmation", ...) taken back to their step state
-    running = {states.step_state(name) for name, state in machine["States"].items() if state["Type"] in RUNS_SOMETHING}
+    running = {states.main_state(name) for name, state in machine["States"].items() if state["Type"] in RUNS_SOMETHING}
     assert running == expected
 
     # every other state is a "<state> failed" record, or ends the run
@@ -94,7 +94,7 @@ def test_states_that_run_something_are_named_in_batch_job_states(mode):
 def test_batch_jobs_run_exactly_the_engine_step_states(mode):
     machine = asl(mode)
     batch = {
-        states.step_state(name)
+        states.main_state(name)
         for name, state in machine["States"].items()
         if state["Type"] == "Task" and ":batch:" in state["Resource"]
     }
@@ -122,7 +122,7 @@ def test_each_step_records_its_failure_under_its_state_name(mode):
     # and each step's Tasks (a Lambda, or the Batch jobs) catch into that step's own record - but
     # ProveReaders, which goes to ReloadOldFlag first when it had to set the flag back
     for name, state in machine["States"].items():
-        step = states.step_state(name)
+        step = states.main_state(name)
         if state["Type"] == "Task" and step in recorded.values():
             nexts = [catch["Next"] for catch in state["Catch"]]
             if step == states.PROVE_READERS:

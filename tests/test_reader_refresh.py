@@ -52,7 +52,7 @@ class QueryLoop:
         return resp.status, json.loads(resp.data).get("data")
 
     def _state(self) -> str:
-        return states.step_state(self.d.states[-1]) if self.d.states else "before"
+        return states.main_state(self.d.states[-1]) if self.d.states else "before"
 
     def _loop(self, offset: int) -> None:
         while not self.stopping.is_set():
@@ -223,7 +223,7 @@ def test_converted_files_the_bioindex_cannot_read_set_the_flag_back(offline_aws,
         assert "answers as before the run" in result["cause"] and "fail to open file" in result["cause"]
         assert "restart the bioindex" not in result["cause"], "restarting would not help: it is not staleness"
         assert d.flag() is False and d.originals_intact()
-        assert [s for s in d.states if states.step_state(s) in states.AFTER_UNREADABLE], d.states
+        assert [s for s in d.states if states.main_state(s) in states.AFTER_UNREADABLE], d.states
         assert not [a for a in loop.differed if a[0] == "after"], "once the run has ended every answer is as before"
         check = json.loads(
             d.s3.get_object(Bucket=d.stack.run_bucket, Key=f"runs/{d.execution}/readers-check.json")["Body"].read()

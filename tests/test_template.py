@@ -269,7 +269,7 @@ def test_the_reader_proof_sits_between_the_flag_and_the_deletion(name):
     assert machine[prove]["Parameters"]["Payload"]["compressed"] is (flag_state == states.SET_COMPRESSED)
     # every refresh mode ends in ProveReaders, or its failure
     assert machine[refresh]["Default"] == prove
-    ends = {s.get("Next") for n, s in machine.items() if states.step_state(n) == refresh and s["Type"] == "Task"}
+    ends = {s.get("Next") for n, s in machine.items() if states.main_state(n) == refresh and s["Type"] == "Task"}
     ends |= {c["Next"] for n, s in machine.items() if n == f"{refresh} done?" for c in s["Choices"]}
     assert ends == {prove, f"{refresh} wait", f"{refresh} done?"}, ends
 

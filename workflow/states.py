@@ -63,8 +63,8 @@ BEFORE_DELETION = {mode: set(states[:-1]) for mode, states in SEQUENCE.items()}
 JOB_STATE_SUFFIXES = (" array job", " job")
 
 
-def step_state(state: str) -> str:
-    """The step state a helper state belongs to ("Compress array job" -> "Compress",
+def main_state(state: str) -> str:
+    """The main state a helper state belongs to ("Compress array job" -> "Compress",
     "RefreshReaders confirmation" -> "RefreshReaders")."""
     for suffix in JOB_STATE_SUFFIXES + REFRESH_SUFFIXES:
         if state.endswith(suffix) and state.removesuffix(suffix) in (*STATE_STEPS, REFRESH_READERS, RELOAD_OLD_FLAG):
