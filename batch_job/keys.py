@@ -4,8 +4,9 @@ The project's words, one thing each (and where an older name remains):
 
 - index: a bioindex index, a name in `__Indexes`. The BGZF block index is the "gzi" (X.json.gz.gzi;
   bgzf.py's `BlockIndex` is it in memory).
-- prefix: an index's prefix as `__Indexes` has it (`Plan.prefix`, `Flag.prefix`, `Lock.prefix`).
-  key prefix: where its files are in the bucket, the bioindex's S3 subdir included (`s3_prefix()`
+- prefix: an index's prefix as `__Indexes` has it (`Plan.prefix`, `Flag.prefix`, `Lock.prefix`;
+  `bioindex_prefix` where a key prefix is at hand too).
+  key prefix: where its files are in the bucket, the bioindex's S3 subdir included (`key_prefix_of()`
   below, `Location.prefix`, `Lock.key_prefix`). The two differ only with BioindexS3Subdir.
 - target: `s3://bucket/<key prefix>` or a local folder: where a run's files are.
 - original X.json, compressed X.json.gz, gzi X.json.gz.gzi; their ETags in a manifest record are
@@ -15,10 +16,11 @@ The project's words, one thing each (and where an older name remains):
 - run: one conversion of one (index, prefix), by a workflow execution or by hand. run folder: where
   its records are (records.py, runfolder.py); its URI is `run_folder` wherever a field holds it
   (`runFolder` at the boundary, `--run-folder` for bgzip-job; `Lock.run_folder`, whose JSON key stays
-  `run`, which every version reads). Its execution name is `<index>-<UTC time>` (`<index>-<bulk
-  execution name>` when a bulk run starts it; `execution` in events and records: `Flag.execution`,
-  `Refresh.execution`); its execution ARN is what a lock records
-  (`Lock.execution_arn`; its JSON key stays `execution`, for the same reason).
+  `run`, which every version reads). In code a `RunFolder` is the run as its records: a variable
+  holding one is `run`, and a method returning one is `run_folder()`.
+- execution name: `<index>-<UTC time>` (`<index>-<bulk execution name>` when a bulk run starts it);
+  `execution` in events and records (`Flag.execution`, `Refresh.execution`). Its execution ARN is
+  what a lock records (`Lock.execution_arn`; its JSON key stays `execution`, for the same reason).
 - state: a state of a state machine (workflow/states.py), the word at the Step Functions boundary. Step: what
   a Batch state's job runs (records.Step: compress, verify, delete, decompress, remove-compressed);
   the job is named `<execution name>-<step>`. shard: a slice of a run's files, one array child.
@@ -29,14 +31,16 @@ The project's words, one thing each (and where an older name remains):
   confirm: only the operator's word that every process restarted (ReaderRefresh=confirm, `bgz confirm`);
   refresh: making every bioindex process load the flag (RefreshReaders; `RefreshMode`, how; refresh.json,
   what was done; `$.plan.refresh`, the stack's settings for it). done: whether it finished
-  (`RefreshProgress.done`); `done_at`: when (refresh.json). outcome: how a run ended (outcome.json).
+  (`RefreshProgress.done`); `done_at`: when (refresh.json; `doneAt` from `bgz confirm`).
+  outcome: how a run ended (outcome.json).
 - canary: the one file ProveReaders deletes early, to see which side each bioindex process reads
   (`Baseline.canary_key`: its planned key; `ReadersProof.canary_objects`: the objects deleted).
-  `ProofSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
-- boundary records (workflow/boundary.py): what crosses the state machines' boundary: an index run's input
-  (RunInput), Plan's result (PlanPreview for `bgz plan`), each later Lambda's answer (FlagReadBack,
-  RefreshProgress, ReadersProof, OldAnswers, Explanation) and a run's summary. ReadersProof is the
-  answer; ReadersCheck the run folder's record behind it. What each state sends its Lambda:
+  `ReaderCheckSettings` say how hard it looks; `ReadersCheck` (readers-check.json) records what it saw.
+- boundary records (workflow/boundary.py): what crosses the state machines' boundary: an index run's
+  input (RunInput; events.py's ExecutionInput is the same input as Plan checks it), Plan's result
+  (PlanPreview for `bgz plan`), each later Lambda's answer (FlagReadBack, RefreshProgress,
+  ReadersProof, OldAnswers, Explanation) and a run's summary. ReadersProof is the answer;
+  ReadersCheck the run folder's record behind it. What each state sends its Lambda:
   workflow/events.py (event models).
 """
 
@@ -65,7 +69,7 @@ def original_key(compressed: str) -> str:
     return compressed[: -len(".gz")]
 
 
-def s3_prefix(subdir: str, prefix: str) -> str:
+def key_prefix_of(subdir: str, prefix: str) -> str:
     """The S3 key prefix of a bioindex prefix: `<subdir>/<prefix>` as the bioindex's
     BIOINDEX_S3_SUBDIR setting makes it (no subdir: the prefix itself)."""
     subdir = subdir.strip("/")

@@ -46,9 +46,9 @@ def confirm(stack: Stack, description: dict) -> str:
         raise BadInput(f"run {description['name']} {state} ({description['status']}); nothing to confirm")
     refresh, revert = found
     who = getpass.getuser()
-    output = {"confirmedBy": who, "at": now()}
+    output = {"confirmedBy": who, "doneAt": now()}
     stack.client("stepfunctions").send_task_success(taskToken=refresh.task_token, output=json.dumps(output))
-    refresh.done_at, refresh.confirmed_by = output["at"], who
+    refresh.done_at, refresh.confirmed_by = output["doneAt"], who
     stack.run_folder(description["name"]).write_refresh(refresh, revert)
     flag = str(refresh.compressed).lower()
     return f"{description['name']}: confirmed that every bioindex process restarted with compressed={flag}; it goes on"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from batch_job.keys import COMPRESSED_SUFFIX, GZI_SUFFIX, ORIGINAL_SUFFIX, s3_prefix
+from batch_job.keys import COMPRESSED_SUFFIX, GZI_SUFFIX, ORIGINAL_SUFFIX, key_prefix_of
 from batch_job.locks import Locks
 from batch_job.runfolder import Receipts, receipts_uri
 from batch_job.sizes import human_bytes
@@ -41,7 +41,7 @@ RUN_FIELDS = ("name", "mode", "status", "startDate", "stopDate", "executionArn")
 def found(stack: Stack, index: str, prefix: str) -> dict:
     """The prefix's state as a record (what `--json` prints; `lines` says it in words)."""
     outputs = stack.outputs()
-    key_prefix = s3_prefix(stack.parameters().get("BioindexS3Subdir", ""), prefix)
+    key_prefix = key_prefix_of(stack.parameters().get("BioindexS3Subdir", ""), prefix)
     uri = f"s3://{outputs['DataBucketName']}/{key_prefix}"
     files, state = _files(stack, uri)
     flag = Receipts(stack.location(receipts_uri(outputs["RunBucketName"]))).read(index, prefix)

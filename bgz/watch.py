@@ -166,12 +166,12 @@ def outcome(description: dict) -> str:
             return "SUCCEEDED: " + (bulk.table if bulk else "")
         return _ended(description)
     if description["status"] == "SUCCEEDED":
-        run = RunSummary.from_json(json.loads(description.get("output") or "{}"))
-        if run is None:
+        summary = RunSummary.from_json(json.loads(description.get("output") or "{}"))
+        if summary is None:
             return "SUCCEEDED"
         return (
-            f"SUCCEEDED: {run.mode} of {run.index} {run.prefix}: {run.sentence()}, {run.objects_deleted} objects "
-            f"deleted; run folder {run.run_folder}"
+            f"SUCCEEDED: {summary.mode} of {summary.index} {summary.prefix}: {summary.sentence()}, "
+            f"{summary.objects_deleted} objects deleted; run folder {summary.run_folder}"
         )
     return _ended(description)
 

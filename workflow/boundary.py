@@ -129,7 +129,7 @@ class FlagReadBack(_Boundary):
 class RefreshProgress(_Boundary):
     """RefreshReaders' answer in ecs-service mode, kept as `$.refresh`; the Choice after it reads `done`.
     In hook mode the state keeps `{"done": true}` there, in confirm mode what `bgz confirm` sent
-    (`{"confirmedBy": <user>, "at": <time>}`); requests mode keeps nothing."""
+    (`{"confirmedBy": <user>, "doneAt": <time>}`); requests mode keeps nothing."""
 
     done: bool
     waiting: str  # the deployments still running, in words

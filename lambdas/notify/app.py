@@ -24,17 +24,17 @@ tracer = Tracer()
 SUBJECT_LIMIT = 99  # SNS: e-mail subjects must be under 100 characters
 
 
-def _summary(summary: dict[str, Any]) -> str:
-    bulk = BulkSummary.from_json(summary)
+def _summary(output: dict[str, Any]) -> str:
+    bulk = BulkSummary.from_json(output)
     if bulk is not None:
         return bulk.table
-    run = RunSummary.from_json(summary)
-    if run is None:
-        return json.dumps(summary)
-    proven = "the bioindex's readers were proven" if run.readers_proven else "the readers were not proven"
+    summary = RunSummary.from_json(output)
+    if summary is None:
+        return json.dumps(output)
+    proven = "the bioindex's readers were proven" if summary.readers_proven else "the readers were not proven"
     return (
-        f"{run.mode} of index {run.index} prefix {run.prefix}: {run.sentence()}; "
-        f"{run.objects_deleted} objects deleted; {proven}. Run folder: {run.run_folder}"
+        f"{summary.mode} of index {summary.index} prefix {summary.prefix}: {summary.sentence()}; "
+        f"{summary.objects_deleted} objects deleted; {proven}. Run folder: {summary.run_folder}"
     )
 
 

@@ -20,7 +20,7 @@ from batch_job.bioindex.errors import IndexNotServed
 from batch_job.bioindex.rows import IndexRow
 from batch_job.bioindex.server import BioindexServer
 from batch_job.errors import BadInput
-from batch_job.keys import s3_prefix
+from batch_job.keys import key_prefix_of
 from batch_job.locations import check_prefix, parse_location
 from batch_job.locks import Locks, execution_status, holder_alive
 from batch_job.rates import JobLimits, step_timeouts
@@ -87,7 +87,7 @@ def check_allowed(key_prefix: str) -> None:
     allowed = os.environ.get("ALLOWED_PREFIX", "")
     if not key_prefix.startswith(allowed):
         raise BadInput(
-            f"S3 prefix {key_prefix!r} is outside this stack's AllowedPrefix {allowed!r}: the jobs may read "
+            f"key prefix {key_prefix!r} is outside this stack's AllowedPrefix {allowed!r}: the jobs may read "
             "and write only there (deploy with a wider AllowedPrefix to convert it)"
         )
 
@@ -115,7 +115,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
 def plan(event: PlanEvent) -> dict:
     rollback = event.mode == "rollback"
     index, prefix = event.input.index, event.input.prefix
-    key_prefix = check_prefix(s3_prefix(config.s3_subdir(), prefix), "S3 prefix")
+    key_prefix = check_prefix(key_prefix_of(config.s3_subdir(), prefix), "key prefix")
     check_allowed(key_prefix)
     bioindex = config.server()
     backend = config.backend(bioindex)
@@ -139,7 +139,7 @@ def plan(event: PlanEvent) -> dict:
     )
     logger.info("planned", extra={"files": len(plan.files), "bytes": plan.total_bytes, "shards": plan.shards})
 
-    check = config.proof_settings()
+    check = config.reader_check_settings()
     baseline = run.read_baseline()
     if baseline is None and bioindex is not None and check.queries > 0:
         try:

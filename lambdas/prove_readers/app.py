@@ -71,7 +71,7 @@ def _set_back(run: RunFolder, plan: Plan, flag: Flag, backend: FlagBackend, foun
 def _refresh_here(bioindex: BioindexServer, record: ReadersCheck, mode: RefreshMode) -> None:
     """ReaderRefresh=requests: the only refresh there is, and no proof."""
     if mode == RefreshMode.REQUESTS:
-        settings = config.proof_settings()
+        settings = config.reader_check_settings()
         bioindex.refresh(settings.refresh_requests, config.reader_refresh().burst)
         record.refreshed = settings.refresh_requests
 
@@ -100,7 +100,7 @@ def prove_old_answers(run: RunFolder, plan: Plan, event: ProveReadersEvent, base
     bioindex = config.server()
     record = run.read_readers_check() or ReadersCheck(event.execution)
     _refresh_here(bioindex, record, event.refresh_mode)
-    found = ask_again(bioindex, baseline, config.proof_settings().check_requests)
+    found = ask_again(bioindex, baseline, config.reader_check_settings().check_requests)
     if found:
         raise OldAnswersNotBack(
             f"the flag was set back to compressed={str(flag.compressed).lower()}, but the bioindex still answers "
@@ -138,7 +138,7 @@ def handler(event: ProveReadersEvent, context: LambdaContext) -> dict:
         logger.warning("readers not proven", extra={"reason": reason})
         return ReadersProof(checked=False, proven=False, reason=reason, canary_objects=[], queries=0).to_json()
 
-    settings = config.proof_settings()
+    settings = config.reader_check_settings()
     canary = Canary(run, plan, baseline.canary_key, record)
     if canary.status == CanaryStatus.RESTORED:  # an earlier attempt found a stale process
         raise _stale(

@@ -44,7 +44,7 @@ def backend(bioindex: BioindexServer | None) -> FlagBackend:
 
 
 @dataclass(frozen=True)
-class ProofSettings:
+class ReaderCheckSettings:
     """How hard ProveReaders looks: how many sample queries, refreshes, and requests per query after the canary."""
 
     queries: int
@@ -52,8 +52,8 @@ class ProofSettings:
     check_requests: int
 
 
-def proof_settings() -> ProofSettings:
-    return ProofSettings(
+def reader_check_settings() -> ReaderCheckSettings:
+    return ReaderCheckSettings(
         queries=int(_env("READER_CHECK_SAMPLES", "4")),
         refresh_requests=int(_env("READER_REFRESH_REQUESTS", "64")),
         check_requests=int(_env("READER_CHECK_REQUESTS", "16")),
