@@ -88,6 +88,12 @@ def malformed(name: str) -> Iterator[None]:
         raise BadInput(f"{name} is malformed: {exc}") from exc
 
 
+def renamed(body: dict, old_names: dict[str, str]) -> dict:
+    """`body` with each key an earlier release wrote (`old_names`: old -> new) under its current name:
+    a record written before a rename still reads."""
+    return {old_names.get(name, name): value for name, value in body.items()}
+
+
 def json_object(data: bytes, name: str) -> dict:
     try:
         body = json.loads(data)
@@ -303,11 +309,11 @@ class FileRecord:
         return _without_none(self)
 
     # Compress manifests written before the one-name-per-object rename call X.json's ETag "source".
-    LEGACY_NAMES = {"source_etag": "original_etag", "source_size": "original_size"}
+    OLD_NAMES = {"source_etag": "original_etag", "source_size": "original_size"}
 
     @classmethod
     def from_dict(cls, body: dict) -> FileRecord:
-        record = cls(**{cls.LEGACY_NAMES.get(name, name): value for name, value in body.items()})
+        record = cls(**renamed(body, cls.OLD_NAMES))
         if not isinstance(record.key, str) or not isinstance(record.ok, bool):
             raise TypeError(f"a file record needs a key and ok, got {body!r}")
         if record.status is not None:
@@ -472,17 +478,15 @@ class Flag:
     read_back_at: str = field(default_factory=now)
 
     NAME = "flag.json"
+    OLD_NAMES = {"confirmed_at": "read_back_at"}  # receipts and runs of the release before
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Flag:
-        body = json_object(data, cls.NAME)
         with malformed(cls.NAME):
-            if "confirmed_at" in body:  # its name in receipts and runs of the release before
-                body["read_back_at"] = body.pop("confirmed_at")
-            flag = cls(**body)
+            flag = cls(**renamed(json_object(data, cls.NAME), cls.OLD_NAMES))
             if not isinstance(flag.compressed, bool):  # "true" would read as true and "false" too
                 raise TypeError(f"compressed must be true or false, found {flag.compressed!r}")
             if not isinstance(flag.index, str) or not isinstance(flag.prefix, str):
@@ -514,18 +518,17 @@ class Baseline:
 
     NAME = "baseline.json"
     OLD_NAME = "readers.json"
+    OLD_NAMES = {"samples": "answers", "canary": "canary_key"}
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes, name: str = NAME) -> Baseline:
-        body = json_object(data, name)
+        body = renamed(json_object(data, name), cls.OLD_NAMES)
         with malformed(name):
-            answers = body.pop("answers") if "answers" in body else body.pop("samples")
-            if "canary" in body:
-                body["canary_key"] = body.pop("canary")
-            return cls(**body, answers=[Answer(**a) for a in answers])
+            body["answers"] = [Answer(**a) for a in body["answers"]]
+            return cls(**body)
 
 
 class CanaryStatus(StrEnum):
@@ -609,17 +612,16 @@ class Refresh:
 
     NAME = "refresh.json"
     REVERT_NAME = "refresh-revert.json"
+    OLD_NAMES = {"done": "done_at"}  # runs started by the release before
 
     def to_json(self) -> bytes:
         return json.dumps(_without_none(self), indent=1).encode()
 
     @classmethod
     def from_json(cls, data: bytes, name: str = NAME) -> Refresh:
-        body = json_object(data, name)
+        body = renamed(json_object(data, name), cls.OLD_NAMES)
         with malformed(name):
             body["mode"] = RefreshMode(body["mode"])
-            if "done" in body:  # its name in runs started by the release before
-                body["done_at"] = body.pop("done")
             return cls(**body)
 
 
@@ -649,6 +651,7 @@ class ReadersCheck:
     finished: str | None = None
 
     NAME = "readers-check.json"
+    OLD_NAMES = {"old_answers_back": "old_answers_back_at"}  # runs of the release before
 
     @property
     def canary_status(self) -> CanaryStatus | None:
@@ -662,10 +665,8 @@ class ReadersCheck:
 
     @classmethod
     def from_json(cls, data: bytes) -> ReadersCheck:
-        body = json_object(data, cls.NAME)
+        body = renamed(json_object(data, cls.NAME), cls.OLD_NAMES)
         with malformed(cls.NAME):
-            if "old_answers_back" in body:  # its name in runs of the release before
-                body["old_answers_back_at"] = body.pop("old_answers_back")
             if body.get("canary") is not None:
                 canary = body["canary"]
                 objects = [CanaryObject(**o) for o in canary.get("objects", [])]

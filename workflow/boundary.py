@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any, ClassVar, Self
 
 from batch_job.errors import BadInput
+from batch_job.records import renamed
 from batch_job.sizes import human_bytes
 
 
@@ -46,9 +47,9 @@ class _Boundary:
     def parse(cls, body: dict[str, Any]) -> Self | None:
         """The record in `body`, or None if `body` is not one (a key missing or of the wrong kind)."""
         try:
-            body = {new: body[old] for old, new in cls.OLD_KEYS.items() if old in body} | body
+            body = renamed(body, cls.OLD_KEYS)
             return cls(**{f.name: body[_camel(f.name)] for f in fields(cls)})
-        except (KeyError, TypeError):
+        except (KeyError, TypeError, AttributeError):  # AttributeError: a body that is not an object
             return None
 
 
@@ -93,7 +94,7 @@ class PlanResult(_Boundary):
     def from_json(cls, body: dict[str, Any]) -> PlanResult:
         found = cls.parse(body)
         if found is None:
-            missing = sorted(set(cls.json_keys()) - set(body) - {cls.OLD_KEYS.get(key) for key in body})
+            missing = sorted(set(cls.json_keys()) - set(renamed(body, cls.OLD_KEYS)))
             raise BadInput(f"Plan's result is malformed: {', '.join(missing) or 'a field of the wrong kind'}")
         return found
 
