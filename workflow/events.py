@@ -18,7 +18,7 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 
 from batch_job.errors import BadInput
 from batch_job.locations import check_prefix, parse_location
-from batch_job.records import Mode, RefreshMode
+from batch_job.records import Mode, RefreshMode, renamed
 from batch_job.runfolder import RunFolder
 from workflow.boundary import PlanResult
 
@@ -36,6 +36,9 @@ def _prefix(value: str) -> str:
 
 
 Prefix = Annotated[str, AfterValidator(_prefix)]  # an index's prefix as __Indexes has it, ending in /
+# The run folder's URI ($.plan.runFolder). A run started before the stack was updated from an earlier
+# release sends it as "run".
+RunFolderUri = Annotated[str, Field(alias="runFolder", validation_alias=AliasChoices("runFolder", "run"))]
 
 
 class ExecutionInput(BaseModel):
@@ -82,9 +85,7 @@ class SetCompressedEvent(BaseModel):
     index: str
     prefix: str
     compressed: bool
-    # The run folder's URI ($.plan.runFolder). A run started before the stack was updated from an
-    # earlier release sends it as "run".
-    run_folder: str = Field(alias="runFolder", validation_alias=AliasChoices("runFolder", "run"))
+    run_folder: RunFolderUri
     execution: str
 
 
@@ -94,7 +95,7 @@ class RefreshEvent(BaseModel):
     model_config = EVENT_CONFIG
 
     action: Literal["restart", "check", "await"]
-    run_folder: str = Field(alias="runFolder", validation_alias=AliasChoices("runFolder", "run"))  # as above
+    run_folder: RunFolderUri
     execution: str
     compressed: bool  # the flag every process must load
     revert: bool = False  # the flag was set back after the bioindex could not read the new side
@@ -106,7 +107,7 @@ class ProveReadersEvent(BaseModel):
 
     model_config = EVENT_CONFIG
 
-    run_folder: str = Field(alias="runFolder", validation_alias=AliasChoices("runFolder", "run"))  # as above
+    run_folder: RunFolderUri
     execution: str
     compressed: bool
     # The ReaderRefresh mode this run took ($.plan.refresh.mode), whatever the stack says now. A run
@@ -137,7 +138,7 @@ class RunEndEvent(BaseModel):
 
     def run_folder(self) -> RunFolder | None:
         # An older release's plan that does not parse: its run folder, under either name.
-        uri = self.planned.run_folder if self.planned else self.plan.get("runFolder", self.plan.get("run"))
+        uri = self.planned.run_folder if self.planned else renamed(self.plan, PlanResult.OLD_KEYS).get("runFolder")
         return RunFolder(parse_location(uri)) if uri else None
 
     def target(self) -> str:
