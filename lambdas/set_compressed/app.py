@@ -69,8 +69,8 @@ def handler(event: SetCompressedEvent, context: LambdaContext) -> dict:
     Locks(parse_location(plan.target)).check_held_by(run.uri)  # no other run may be converting this prefix
     bioindex = config.server()
     backend = config.backend(bioindex)
-    # Sets the flag through the backend, which proves it as that backend can (batch_job/bioindex/),
-    # then writes the proven flag to flag.json and the (index, prefix)'s receipt.
+    # Sets the flag through the backend, which reads it back as that backend can (batch_job/bioindex/),
+    # then writes what it read to flag.json and the (index, prefix)'s receipt.
     flag = set_and_record(backend, run, plan, event.compressed, bioindex.base_url if bioindex else "", event.execution)
     logger.info("flag read back", extra={"flag": flag.__dict__})
     return FlagReadBack(
